@@ -1,0 +1,79 @@
+"""Named errors, one class per failure kind.
+
+Step Functions matches ``Retry`` and ``Catch`` rules on the error name, which for a Python Lambda is the
+exception's class name. Keeping one class per kind lets the state machine retry what is transient and send
+everything else through cleanup to a ``Fail`` state whose Cause is the exception's message, so each message
+is written for the operator: what is wrong, where, and how to fix it.
+"""
+
+
+class Pg2RdsError(Exception):
+    """Base of every error the handlers raise on purpose."""
+
+
+class SpecInvalid(Pg2RdsError):
+    """The execution input is not a valid migration spec; nothing has been created."""
+
+
+class SourceUnreachable(Pg2RdsError):
+    """The source database cannot be connected to with the secret's credentials."""
+
+
+class SourceNotReady(Pg2RdsError):
+    """Source validation found at least one fatal finding (the message lists them with their fixes)."""
+
+
+class TargetUnreachable(Pg2RdsError):
+    """The target database cannot be connected to with the secret's credentials."""
+
+
+class TargetNotReady(Pg2RdsError):
+    """Target preparation found at least one fatal finding."""
+
+
+class SecretUnusable(Pg2RdsError):
+    """A Secrets Manager secret is missing or lacks ``username``/``password``."""
+
+
+class AwsThrottled(Pg2RdsError):
+    """An AWS API throttled us; retried by the state machine with backoff."""
+
+
+class ResourceBusy(Pg2RdsError):
+    """An AWS resource is in a transitional state that forbids the call; retried by the state machine."""
+
+
+class ResourceConflict(Pg2RdsError):
+    """A resource with our name exists but was not created by this migration, so we refuse to touch it."""
+
+
+class ReplicationInstanceFailed(Pg2RdsError):
+    """The replication instance ended in a state it cannot leave (failed, incompatible-network, ...)."""
+
+
+class ConnectionTestFailed(Pg2RdsError):
+    """DMS could not connect to an endpoint; the message carries DMS's failure text."""
+
+
+class TaskFailed(Pg2RdsError):
+    """The replication task failed or stopped with an error; the message carries DMS's failure text."""
+
+
+class PhaseTimedOut(Pg2RdsError):
+    """A phase waited longer than the spec allows (instance, connection test, task, cutover)."""
+
+
+class CleanupIncomplete(Pg2RdsError):
+    """Cleanup could not remove everything this migration owns; the message lists what is left."""
+
+
+class VerificationFailed(Pg2RdsError):
+    """Source and target differ after the load; the message names the tables."""
+
+
+class CutoverAborted(Pg2RdsError):
+    """The operator aborted the migration at the cutover decision."""
+
+
+#: Errors the state machine retries with backoff (see statemachine/migration.asl.json).
+TRANSIENT_ERRORS = (AwsThrottled, ResourceBusy)

@@ -1,0 +1,47 @@
+"""What every phase handler shares: logging, tracing, event parsing, JSON output.
+
+A handler is one line: ``handler = phase_handler("validate-source", phases.validate_source)``. The event
+is parsed into :class:`MigrationState` first, so a bad spec fails every phase the same way
+(:class:`SpecInvalid` with the field named), and the result is a pydantic model dumped to plain JSON.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from pydantic import BaseModel, ValidationError
+
+from pg2rds.aws import named_aws_errors
+from pg2rds.errors import SpecInvalid
+from pg2rds.spec import describe_validation_error, parse_spec
+from pg2rds.state import MigrationState
+
+logger = Logger(service="pg2rds")
+tracer = Tracer(service="pg2rds")
+
+PhaseFunction = Callable[[MigrationState], BaseModel]
+
+
+def parse_state(event: Any) -> MigrationState:
+    if not isinstance(event, dict) or "spec" not in event:
+        raise SpecInvalid("invalid migration spec: the state has no 'spec' (start the state machine with a spec)")
+    spec = parse_spec(event["spec"])
+    try:
+        return MigrationState.model_validate({**event, "spec": spec})
+    except ValidationError as error:
+        raise SpecInvalid(describe_validation_error(error)) from None
+
+
+def phase_handler(name: str, run: PhaseFunction) -> Callable[[Any, Any], dict[str, Any]]:
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        state = parse_state(event)
+        logger.append_keys(migration_id=state.spec.migration_id, phase=name)
+        with named_aws_errors():
+            result = run(state)
+        logger.info("phase finished", extra={"result": result.model_dump(mode="json", exclude={"tables"})})
+        return result.model_dump(mode="json")
+
+    handler.__name__ = f"{name.replace('-', '_')}_handler"
+    return handler

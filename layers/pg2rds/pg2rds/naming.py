@@ -1,0 +1,42 @@
+"""Names of everything a migration owns, derived from its id.
+
+Deriving names (rather than storing generated ones) is what makes every phase idempotent: a retried or
+re-run phase looks for the name it would create and reuses what it finds, and cleanup can find every
+resource of a migration from the id alone, even when the execution failed before recording an ARN.
+"""
+
+from dataclasses import dataclass
+
+#: Tag carried by every AWS resource a migration creates; cleanup deletes only resources carrying it.
+OWNER_TAG = "pg2rds:migration-id"
+
+
+@dataclass(frozen=True)
+class ResourceNames:
+    migration_id: str
+
+    @property
+    def instance(self) -> str:
+        return f"pg2rds-{self.migration_id}"
+
+    @property
+    def source_endpoint(self) -> str:
+        return f"pg2rds-{self.migration_id}-source"
+
+    @property
+    def target_endpoint(self) -> str:
+        return f"pg2rds-{self.migration_id}-target"
+
+    @property
+    def task(self) -> str:
+        return f"pg2rds-{self.migration_id}"
+
+    @property
+    def slot(self) -> str:
+        """Logical replication slot on the source: lowercase, digits and underscores only, ≤ 63 bytes."""
+        return "pg2rds_" + self.migration_id.replace("-", "_")
+
+    @property
+    def publication(self) -> str:
+        """Publication DMS creates for pgoutput; named after the slot so cleanup can find it too."""
+        return self.slot

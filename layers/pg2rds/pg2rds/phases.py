@@ -1,0 +1,86 @@
+"""The eight phases, each a function of the migration state.
+
+This is the glue between the state machine's view (one state in, one result out) and the domain modules,
+which take only what they need. Anything a phase decides about failure is decided here, so the rules
+("fatal findings stop the migration before anything costs money") are in one readable place.
+"""
+
+import os
+
+from pg2rds.aws import client
+from pg2rds.dms import cleanup as dms_cleanup
+from pg2rds.dms.connections import test_connections as dms_test_connections
+from pg2rds.dms.endpoints import ensure_endpoints
+from pg2rds.dms.instance import ensure_instance
+from pg2rds.dms.progress import poll_task as dms_poll_task
+from pg2rds.dms.task import ensure_task_started
+from pg2rds.errors import SourceNotReady, TargetNotReady
+from pg2rds.postgres.source_checks import validate_source as check_source
+from pg2rds.postgres.target_prep import prepare_target
+from pg2rds.secrets import get_credentials
+from pg2rds.state import (
+    CleanupState,
+    ConnectionsState,
+    DatabaseReport,
+    EndpointsState,
+    InstanceState,
+    MigrationState,
+    Progress,
+    SourceReport,
+    TargetReport,
+    TaskState,
+)
+
+#: The role DMS assumes to read the two secrets; the template passes it to the functions that need it.
+ACCESS_ROLE_ENV = "DMS_SECRETS_ACCESS_ROLE_ARN"
+
+
+def _raise_on_fatal(report: DatabaseReport, side: str, error_class: type[Exception]) -> None:
+    fatal = report.fatal
+    if fatal:
+        details = " | ".join(finding.render() for finding in fatal)
+        raise error_class(f"{side} is not ready for this migration ({len(fatal)} fatal): {details}")
+
+
+def validate_source(state: MigrationState) -> SourceReport:
+    report = check_source(state.spec, get_credentials(state.spec.source.secret_arn))
+    _raise_on_fatal(report, "the source", SourceNotReady)
+    return report
+
+
+def prep_target(state: MigrationState) -> TargetReport:
+    if state.source_report is None:
+        raise TargetNotReady("prep-target needs the source report; run validate-source first")
+    report = prepare_target(state.spec, get_credentials(state.spec.target.secret_arn), state.source_report)
+    _raise_on_fatal(report, "the target", TargetNotReady)
+    return report
+
+
+def create_instance(state: MigrationState) -> InstanceState:
+    return ensure_instance(client("dms"), state.spec, state.instance)
+
+
+def create_endpoints(state: MigrationState) -> EndpointsState:
+    assert state.instance is not None and state.target_report is not None
+    return ensure_endpoints(
+        client("dms"), state.spec, state.target_report, os.environ[ACCESS_ROLE_ENV]
+    )
+
+
+def test_connections(state: MigrationState) -> ConnectionsState:
+    assert state.instance is not None and state.endpoints is not None
+    return dms_test_connections(client("dms"), state.spec, state.instance, state.endpoints, state.connections)
+
+
+def start_task(state: MigrationState) -> TaskState:
+    assert state.instance is not None and state.endpoints is not None
+    return ensure_task_started(client("dms"), state.spec, state.instance, state.endpoints, state.task)
+
+
+def poll_task(state: MigrationState) -> Progress:
+    assert state.task is not None
+    return dms_poll_task(client("dms"), state.spec, state.task, state.progress)
+
+
+def cleanup(state: MigrationState) -> CleanupState:
+    return dms_cleanup.cleanup(client("dms"), state)

@@ -1,0 +1,136 @@
+"""The migration spec: the execution input, validated once into typed models.
+
+Every handler parses the same spec, so a field means the same thing in every phase. Unknown fields are
+rejected (``extra="forbid"``): a misspelt option silently ignored is how a migration copies the wrong tables.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pg2rds.errors import SpecInvalid
+
+MigrationType = Literal["full-load", "full-load-and-cdc", "cdc"]
+SECRET_ARN_PATTERN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseRef(_Strict):
+    """Where a database is and which secret holds its credentials (never the password itself)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str = Field(min_length=1)
+    secret_arn: str = Field(pattern=SECRET_ARN_PATTERN)
+    ssl_mode: Literal["none", "require", "verify-ca", "verify-full"] = "require"
+
+    @property
+    def libpq_sslmode(self) -> str:
+        """``none`` in DMS terms means "do not use TLS"; libpq spells it ``disable``."""
+        return "disable" if self.ssl_mode == "none" else self.ssl_mode
+
+
+class TableRule(_Strict):
+    """A DMS selection rule; ``%`` is DMS's wildcard (any run of characters)."""
+
+    schema_name: str = Field(default="%", alias="schema", min_length=1)
+    table_name: str = Field(default="%", alias="table", min_length=1)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class TableSelection(_Strict):
+    include: list[TableRule] = Field(default_factory=lambda: [TableRule()], min_length=1)
+    exclude: list[TableRule] = Field(default_factory=list)
+
+
+class InstanceSpec(_Strict):
+    """The DMS replication instance: created for this migration, or an existing one reused (never deleted)."""
+
+    existing_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:dms:")
+    instance_class: str = Field(default="dms.t3.medium", pattern=r"^dms\.[a-z0-9]+\.[a-z0-9]+$")
+    allocated_storage_gb: int = Field(default=50, ge=5, le=6144)
+    engine_version: str | None = None
+    subnet_group: str | None = None
+    security_group_ids: list[str] = Field(default_factory=list)
+    multi_az: bool = False
+    publicly_accessible: bool = False
+
+
+class PollingSpec(_Strict):
+    """How the state machine waits. Intervals grow by ``backoff`` up to ``max_seconds`` so a long
+    migration costs few history events (see README, "Execution history budget")."""
+
+    initial_seconds: int = Field(default=30, ge=1, le=3600)
+    max_seconds: int = Field(default=600, ge=1, le=86400)
+    backoff: float = Field(default=1.5, ge=1.0, le=10.0)
+    instance_timeout_minutes: int = Field(default=60, ge=1)
+    connection_timeout_minutes: int = Field(default=15, ge=1)
+    task_timeout_hours: float = Field(default=72, gt=0)
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> "PollingSpec":
+        if self.max_seconds < self.initial_seconds:
+            raise ValueError("max_seconds must be ≥ initial_seconds")
+        return self
+
+
+class CdcSpec(_Strict):
+    """Ongoing replication: when the target is considered caught up, and how long to wait for cutover."""
+
+    max_latency_seconds: int = Field(default=5, ge=0)
+    cutover_timeout_hours: float = Field(default=24, gt=0)
+
+
+class TaskOptions(_Strict):
+    target_table_prep_mode: Literal["DO_NOTHING", "TRUNCATE_BEFORE_LOAD", "DROP_AND_CREATE"] = "DO_NOTHING"
+    lob_mode: Literal["limited", "full"] = "limited"
+    lob_max_size_kb: int = Field(default=32, ge=1)
+    max_full_load_subtasks: int = Field(default=8, ge=1, le=49)
+    disable_target_triggers: bool = Field(
+        default=True,
+        description="Run the target endpoint's sessions with session_replication_role = replica.",
+    )
+
+
+class MigrationSpec(_Strict):
+    migration_id: str = Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+    source: DatabaseRef
+    target: DatabaseRef
+    migration_type: MigrationType = "full-load"
+    tables: TableSelection = Field(default_factory=TableSelection)
+    instance: InstanceSpec = Field(default_factory=InstanceSpec)
+    polling: PollingSpec = Field(default_factory=PollingSpec)
+    cdc: CdcSpec = Field(default_factory=CdcSpec)
+    task: TaskOptions = Field(default_factory=TaskOptions)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _no_reserved_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        reserved = [key for key in tags if key.startswith("pg2rds:")]
+        if reserved:
+            raise ValueError(f"tag keys starting with 'pg2rds:' are reserved: {', '.join(reserved)}")
+        return tags
+
+    @property
+    def uses_cdc(self) -> bool:
+        return self.migration_type != "full-load"
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, naming the field by its dotted path, so the Fail state's Cause is readable."""
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "(spec)"
+        lines.append(f"{where}: {problem['msg']}")
+    return "invalid migration spec: " + "; ".join(lines)
+
+
+def parse_spec(data: object) -> MigrationSpec:
+    try:
+        return MigrationSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecInvalid(describe_validation_error(error)) from None

@@ -1,0 +1,151 @@
+"""The migration's state as it travels between the Lambdas.
+
+The execution input (the spec) is moved under ``spec`` by the first state; each phase then writes its
+result under its own key (its ``ResultPath``), so the execution output is a readable record of the run.
+Every model here is what one handler returns and what later handlers read back.
+
+The state must stay well under Step Functions' 256 KiB payload limit whatever the database's size, so no
+per-table list lives here: findings carry at most ``MAX_OBJECTS_PER_FINDING`` object names and a count.
+"""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pg2rds.spec import MigrationSpec
+
+MAX_OBJECTS_PER_FINDING = 20
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Finding(_Result):
+    """One named check result: what is wrong, where, why it matters and how to fix it."""
+
+    name: str
+    severity: Literal["fatal", "warning", "info"]
+    message: str
+    fix: str = ""
+    objects: list[str] = Field(default_factory=list)
+    object_count: int = 0
+
+    def render(self) -> str:
+        where = ""
+        if self.objects:
+            more = self.object_count - len(self.objects)
+            where = " [" + ", ".join(self.objects) + (f", and {more} more" if more > 0 else "") + "]"
+        fix = f" Fix: {self.fix}" if self.fix else ""
+        return f"{self.name}: {self.message}{where}.{fix}"
+
+
+class DatabaseReport(_Result):
+    server_version: str
+    server_version_num: int
+    findings: list[Finding] = Field(default_factory=list)
+
+    @property
+    def fatal(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding.severity == "fatal"]
+
+
+class SourceReport(DatabaseReport):
+    tables_selected: int = 0
+    schemas_selected: list[str] = Field(default_factory=list)
+    catalog_queries: int = 0
+
+
+class TargetReport(DatabaseReport):
+    after_connect_script: str = ""
+    #: What prep-target changed or relies on, to be restored or checked after the load.
+    restore: list[str] = Field(default_factory=list)
+    schemas_created: list[str] = Field(default_factory=list)
+
+
+class Waiting(_Result):
+    """A phase that the state machine polls: ``ready`` ends the loop, ``wait_seconds`` feeds the Wait."""
+
+    ready: bool = False
+    wait_seconds: int = 0
+    started_at: str = ""
+    polls: int = 0
+
+
+class InstanceState(Waiting):
+    arn: str
+    identifier: str
+    status: str
+    owned: bool
+
+
+class EndpointsState(_Result):
+    source_arn: str
+    target_arn: str
+    slot_name: str
+
+
+class ConnectionsState(Waiting):
+    source_status: str = ""
+    target_status: str = ""
+
+
+class TaskState(Waiting):
+    arn: str
+    identifier: str
+    status: str
+
+
+class TableProgress(_Result):
+    schema_name: str
+    table_name: str
+    state: str = ""
+    full_load_rows: int = 0
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+
+
+class Progress(Waiting):
+    """What poll-task returns; ``outcome`` is what the Choice state branches on."""
+
+    outcome: Literal["running", "full-load-complete", "cdc-caught-up", "stopped"]
+    task_status: str
+    stop_reason: str = ""
+    full_load_percent: int = 0
+    tables_loaded: int = 0
+    tables_loading: int = 0
+    tables_queued: int = 0
+    tables_errored: int = 0
+    rows_loaded: int = 0
+    cdc_latency_source_seconds: int | None = None
+    cdc_latency_target_seconds: int | None = None
+    tables: list[TableProgress] = Field(default_factory=list)
+
+
+class Failure(_Result):
+    error: str
+    cause: str
+
+
+class CleanupState(Waiting):
+    removed: list[str] = Field(default_factory=list)
+    remaining: list[str] = Field(default_factory=list)
+    kept: list[str] = Field(default_factory=list)
+    failure: Failure | None = None
+
+
+class MigrationState(_Result):
+    """The whole state as a handler receives it; later phases read earlier phases' results from it."""
+
+    spec: MigrationSpec
+    source_report: SourceReport | None = None
+    target_report: TargetReport | None = None
+    instance: InstanceState | None = None
+    endpoints: EndpointsState | None = None
+    connections: ConnectionsState | None = None
+    task: TaskState | None = None
+    progress: Progress | None = None
+    cleanup: CleanupState | None = None
+    #: Set by the ``Catch`` of any failed state: ``{"Error": ..., "Cause": ...}``.
+    error: dict[str, Any] | None = None

@@ -1,0 +1,138 @@
+"""Shared fixtures: real PostgreSQL clusters (started once per session) and an embedded AWS (moto).
+
+Clusters are expensive to start (about a second each) and cheap to isolate in: each test gets fresh
+databases on the session's clusters, so tests never see each other's tables or slots.
+"""
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from pg2rds_local.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, start_cluster
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _aws_environment() -> None:
+    """Fake credentials and a region, so nothing can ever reach a real AWS account."""
+    os.environ.update(
+        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_SESSION_TOKEN="testing",
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_SERVICE_NAME="pg2rds",
+        DMS_SECRETS_ACCESS_ROLE_ARN="arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access",
+    )
+
+
+def _cluster(name: str, settings: dict[str, str]) -> Iterator[Cluster]:
+    cluster = start_cluster(name, settings)
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def source_cluster() -> Iterator[Cluster]:
+    """A source ready for DMS: wal_level=logical, room for slots and senders, wal_sender_timeout=0."""
+    yield from _cluster("source", LOGICAL_SOURCE_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def replica_source_cluster() -> Iterator[Cluster]:
+    """A source that is not ready for CDC: wal_level=replica, defaults otherwise."""
+    yield from _cluster("replica-source", {"wal_level": "replica"})
+
+
+@pytest.fixture(scope="session")
+def target_cluster() -> Iterator[Cluster]:
+    yield from _cluster("target", {})
+
+
+@dataclass
+class Database:
+    cluster: Cluster
+    name: str
+
+    def execute(self, statement, params: tuple = ()) -> list[tuple]:  # noqa: ANN001
+        return self.cluster.execute(self.name, statement, params)
+
+    def connect(self):  # noqa: ANN201
+        return self.cluster.connect(self.name)
+
+
+def _fresh_database(cluster: Cluster) -> Iterator[Database]:
+    name = "db_" + uuid.uuid4().hex[:10]
+    cluster.create_database(name)
+    yield Database(cluster, name)
+    # slots pin a database: drop ours before the database
+    cluster.execute(
+        "postgres",
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s",
+        (name,),
+    )
+    cluster.drop_database(name)
+
+
+@pytest.fixture
+def source_db(source_cluster: Cluster) -> Iterator[Database]:
+    yield from _fresh_database(source_cluster)
+
+
+@pytest.fixture
+def replica_source_db(replica_source_cluster: Cluster) -> Iterator[Database]:
+    yield from _fresh_database(replica_source_cluster)
+
+
+@pytest.fixture
+def target_db(target_cluster: Cluster) -> Iterator[Database]:
+    yield from _fresh_database(target_cluster)
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """An empty embedded AWS account for one test."""
+    with mock_aws():
+        yield
+
+
+def make_secret(username: str, password: str, name: str | None = None) -> str:
+    """Store credentials in (moto's) Secrets Manager the way RDS does; returns the ARN."""
+    client = boto3.client("secretsmanager", region_name=REGION)
+    response = client.create_secret(
+        Name=name or f"pg2rds-test-{uuid.uuid4().hex[:8]}",
+        SecretString=json.dumps({"username": username, "password": password}),
+    )
+    return response["ARN"]
+
+
+def spec_for(source: Database, target: Database, migration_id: str | None = None, **overrides) -> dict:  # noqa: ANN003
+    """A migration spec (as JSON data) pointing at two test databases; needs the ``aws`` fixture."""
+    spec = {
+        "migration_id": migration_id or "t" + uuid.uuid4().hex[:8],
+        "source": {
+            "host": "127.0.0.1",
+            "port": source.cluster.port,
+            "database": source.name,
+            "secret_arn": make_secret(SUPERUSER, source.cluster.password),
+            "ssl_mode": "none",
+        },
+        "target": {
+            "host": "127.0.0.1",
+            "port": target.cluster.port,
+            "database": target.name,
+            "secret_arn": make_secret(SUPERUSER, target.cluster.password),
+            "ssl_mode": "none",
+        },
+        "polling": {"initial_seconds": 1, "max_seconds": 2},
+    }
+    spec.update(overrides)
+    return spec
