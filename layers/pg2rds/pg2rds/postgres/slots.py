@@ -1,0 +1,39 @@
+"""Dropping the one replication slot this migration owns on the source.
+
+This is the only write pg2rds ever makes to the source. DMS leaves its slot behind when a task is
+deleted, and a forgotten slot makes the source keep WAL forever until its disk fills, so cleanup must drop
+it; but only the slot named for this migration, never another, and never one still in use.
+"""
+
+from typing import Literal
+
+from pg2rds.postgres.connection import connect
+from pg2rds.secrets import Credentials
+from pg2rds.spec import DatabaseRef
+
+SlotOutcome = Literal["dropped", "absent", "active"]
+
+
+def drop_slot(ref: DatabaseRef, credentials: Credentials, slot_name: str) -> SlotOutcome:
+    """Drop ``slot_name`` in the source database if it exists and no process is using it.
+
+    ``active`` means a walsender still holds the slot (DMS has not let go yet): the caller retries later.
+    The check and the drop are one statement, so a slot that becomes active in between is not dropped.
+    """
+    with connect(ref, credentials, "source", application_name="pg2rds-cleanup") as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()",
+            (slot_name,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return "absent"
+        if row[0]:
+            return "active"
+        cur.execute(
+            "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots "
+            "WHERE slot_name = %s AND database = current_database() AND NOT active",
+            (slot_name,),
+        )
+        (dropped,) = cur.fetchone()
+        return "dropped" if dropped else "active"
