@@ -24,7 +24,7 @@ PhaseFunction = Callable[[MigrationState], BaseModel]
 
 def parse_state(event: Any) -> MigrationState:
     if not isinstance(event, dict) or "spec" not in event:
-        raise SpecInvalid("invalid migration spec: the state has no 'spec' (start the state machine with a spec)")
+        raise SpecInvalid("invalid migration spec: the state has no 'spec'; start the execution with a spec")
     spec = parse_spec(event["spec"])
     try:
         return MigrationState.model_validate({**event, "spec": spec})

@@ -1,0 +1,189 @@
+"""The ``pg2rds`` command: run a migration locally, or start and follow one in AWS."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+from rich.console import Console
+from rich.live import Live
+
+from pg2rds_local import display
+from pg2rds_local.executions import ExecutionView, read_execution, watch
+
+console = Console(stderr=True)
+STACK_NAME = "pg2rds"
+
+
+def _load_spec(path: str | None) -> dict[str, Any] | None:
+    if not path:
+        return None
+    return json.loads(Path(path).read_text())
+
+
+def _follow(sfn: Any, arn: str, quiet: bool) -> ExecutionView:
+    if quiet:
+        return watch(sfn, arn, lambda view: None, interval_seconds=5)
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        return watch(sfn, arn, lambda view: live.update(display.live_panel(view)), interval_seconds=5)
+
+
+def _finish(view: ExecutionView, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(view.record, indent=2, default=str))
+    display.summary(console, view)
+    return 0 if view.status == "SUCCEEDED" else 1
+
+
+# -- run --local ------------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.local:
+        console.print("[red]`pg2rds run` needs --local; in AWS use `pg2rds start SPEC`.[/red]")
+        return 2
+    from pg2rds_local.local_run import copy_schema, run_local
+
+    if args.copy_schema:
+        console.print("Copying the schema (pg_dump --schema-only | psql) …")
+        copy_schema(args.source_dsn, args.target_dsn)
+    spec = _load_spec(args.spec)
+    if args.migration_id:
+        spec = {**(spec or {}), "migration_id": args.migration_id}
+    if args.quiet:
+        view, leftovers = run_local(args.source_dsn, args.target_dsn, spec, time_scale=args.time_scale)
+    else:
+        with Live(console=console, refresh_per_second=4) as live:
+            view, leftovers = run_local(
+                args.source_dsn,
+                args.target_dsn,
+                spec,
+                time_scale=args.time_scale,
+                on_update=lambda v: live.update(display.live_panel(v)),
+            )
+    if args.graph:
+        from pg2rds_local.graph import render_execution
+
+        render_execution(view, args.graph)
+        console.print(f"Graph written to {args.graph}")
+    if leftovers:
+        console.print(f"[red]Left in the embedded account: {', '.join(leftovers)}[/red]")
+    return _finish(view, args.json)
+
+
+# -- AWS ---------------------------------------------------------------------------------------------------
+def _state_machine_arn(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    outputs = boto3.client("cloudformation").describe_stacks(StackName=STACK_NAME)["Stacks"][0]["Outputs"]
+    return next(o["OutputValue"] for o in outputs if o["OutputKey"] == "StateMachineArn")
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    spec = _load_spec(args.spec)
+    from pg2rds.spec import parse_spec
+
+    parse_spec(spec)  # fail here, with the field named, rather than in the first state
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=_state_machine_arn(args.state_machine_arn), input=json.dumps(spec)
+    )["executionArn"]
+    print(arn)
+    if args.watch:
+        return _finish(_follow(sfn, arn, quiet=False), as_json=False)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    view = read_execution(boto3.client("stepfunctions"), args.execution)
+    if view.done:
+        return _finish(view, args.json)
+    console.print(display.live_panel(view))
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    return _finish(_follow(boto3.client("stepfunctions"), args.execution, quiet=False), args.json)
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from pg2rds_local.graph import render_definition, render_execution
+
+    if args.definition:
+        render_definition(args.output)
+    else:
+        render_execution(read_execution(boto3.client("stepfunctions"), args.execution), args.output)
+    console.print(f"Graph written to {args.output}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pg2rds_local.demo import run_demo
+
+    return run_demo(console, keep=args.keep, graph=args.graph)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pg2rds", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a migration in an embedded AWS against real PostgreSQL servers")
+    run.add_argument("spec", nargs="?", help="migration spec JSON (default: every table, full load)")
+    run.add_argument("--local", action="store_true", help="embedded AWS (the only mode of `run`)")
+    run.add_argument("--source-dsn", required=True)
+    run.add_argument("--target-dsn", required=True)
+    run.add_argument("--migration-id")
+    run.add_argument(
+        "--copy-schema",
+        action="store_true",
+        help="create the target schema first with pg_dump --schema-only | psql",
+    )
+    run.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.05,
+        help="compress Wait and Retry delays by this factor (default 0.05)",
+    )
+    run.add_argument("--graph", help="also draw the execution to this .svg/.png file")
+    run.add_argument("--json", action="store_true", help="print the execution output as JSON on stdout")
+    run.add_argument("--quiet", action="store_true", help="no live progress display")
+    run.set_defaults(func=cmd_run)
+
+    start = sub.add_parser("start", help="start a migration on the deployed state machine")
+    start.add_argument("spec")
+    start.add_argument(
+        "--state-machine-arn", help=f"default: the {STACK_NAME} stack's StateMachineArn output"
+    )
+    start.add_argument("--watch", action="store_true")
+    start.set_defaults(func=cmd_start)
+
+    for name, func, text in (
+        ("status", cmd_status, "show an execution"),
+        ("watch", cmd_watch, "follow an execution"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("execution", help="execution ARN")
+        command.add_argument("--json", action="store_true")
+        command.set_defaults(func=func)
+
+    graph = sub.add_parser("graph", help="draw the state machine, or an execution's path through it")
+    target = graph.add_mutually_exclusive_group(required=True)
+    target.add_argument("execution", nargs="?")
+    target.add_argument("--definition", action="store_true")
+    graph.add_argument("-o", "--output", required=True, help=".svg or .png")
+    graph.set_defaults(func=cmd_graph)
+
+    demo = sub.add_parser("demo", help="migrate the pagila sample between two temporary local clusters")
+    demo.add_argument("--keep", action="store_true", help="leave the clusters running")
+    demo.add_argument("--graph", help="draw the execution to this file")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

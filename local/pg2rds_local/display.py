@@ -1,0 +1,147 @@
+"""What the terminal shows while a migration runs and after it ends (rich)."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from pg2rds_local.executions import ExecutionView
+
+STATUS_STYLE = {"SUCCEEDED": "bold green", "FAILED": "bold red", "RUNNING": "bold cyan"}
+
+
+def _progress(view: ExecutionView) -> dict[str, Any]:
+    return view.record.get("progress") or {}
+
+
+def live_panel(view: ExecutionView) -> Panel:
+    """One panel: status, current state, tables and rows so far."""
+    progress = _progress(view)
+    lines: list[Any] = [
+        Text.assemble(
+            ("status ", "dim"),
+            (view.status, STATUS_STYLE.get(view.status, "bold")),
+            ("   state ", "dim"),
+            (view.current_state or "-", "bold"),
+            ("   elapsed ", "dim"),
+            f"{view.duration_seconds:.0f} s",
+        )
+    ]
+    if progress:
+        total = sum(
+            progress.get(key, 0)
+            for key in ("tables_loaded", "tables_loading", "tables_queued", "tables_errored")
+        )
+        loaded = progress.get("tables_loaded", 0)
+        lines.append(ProgressBar(total=max(total, 1), completed=loaded, width=50))
+        lines.append(
+            Text(
+                f"tables {loaded}/{total}   rows {progress.get('rows_loaded', 0):,}   "
+                f"full load {progress.get('full_load_percent', 0)}%   task {progress.get('task_status', '')}"
+            )
+        )
+    return Panel(Group(*lines), title="pg2rds migration", border_style="cyan")
+
+
+def _compress(states: Iterable[str]) -> str:
+    """ "A, B, B, B, C" → "A → B ×3 → C": poll loops make long state lists."""
+    out: list[tuple[str, int]] = []
+    for state in states:
+        if out and out[-1][0] == state:
+            out[-1] = (state, out[-1][1] + 1)
+        else:
+            out.append((state, 1))
+    return " → ".join(name if count == 1 else f"{name} ×{count}" for name, count in out)
+
+
+def _unique_visits(states: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    for state in states:
+        seen[state] = seen.get(state, 0) + 1
+    return [name if count == 1 else f"{name} ×{count}" for name, count in seen.items()]
+
+
+def summary(console: Console, view: ExecutionView) -> None:
+    record = view.record
+    style = STATUS_STYLE.get(view.status, "bold")
+    console.print(
+        Text.assemble(
+            ("Migration ", "bold"),
+            (view.status, style),
+            f" in {view.duration_seconds:.1f} s, {view.events} history events",
+        )
+    )
+    console.print(Text("States: ", style="dim") + Text(", ".join(_unique_visits(view.states))))
+    if view.retries:
+        console.print(
+            Text("Retries: ", style="dim") + Text(", ".join(f"{s} ×{n}" for s, n in view.retries.items()))
+        )
+    _findings(console, record)
+    _tables(console, record)
+    cleanup = record.get("cleanup") or {}
+    if cleanup.get("removed"):
+        console.print(Text("Cleaned up: ", style="dim") + Text(", ".join(cleanup["removed"])))
+    if cleanup.get("kept"):
+        console.print(Text("Kept (not ours): ", style="dim") + Text(", ".join(cleanup["kept"])))
+    if view.status != "SUCCEEDED":
+        console.print(
+            Text.assemble(("Failed in: ", "dim"), (view.failed_state or view.current_state, "bold red"))
+        )
+        console.print(Text.assemble(("Error: ", "dim"), (view.error, "bold red")))
+        console.print(Text.assemble(("Cause: ", "dim"), view.cause))
+
+
+def _findings(console: Console, record: dict[str, Any]) -> None:
+    rows = []
+    for side in ("source_report", "target_report"):
+        for finding in (record.get(side) or {}).get("findings", []):
+            rows.append((side.split("_")[0], finding))
+    if not rows:
+        return
+    table = Table(title="Findings", show_lines=False)
+    for column in ("side", "severity", "check", "message", "fix"):
+        table.add_column(column)
+    colour = {"fatal": "red", "warning": "yellow", "info": "dim"}
+    for side, finding in rows:
+        message = finding["message"]
+        if finding.get("objects"):
+            message += (
+                " ["
+                + ", ".join(finding["objects"][:5])
+                + ("…" if finding.get("object_count", 0) > 5 else "")
+                + "]"
+            )
+        table.add_row(
+            side,
+            Text(finding["severity"], style=colour.get(finding["severity"], "")),
+            finding["name"],
+            message,
+            finding.get("fix", ""),
+        )
+    console.print(table)
+
+
+def _tables(console: Console, record: dict[str, Any]) -> None:
+    tables = (record.get("progress") or {}).get("tables") or []
+    if not tables:
+        return
+    table = Table(title="Tables")
+    for column, justify in (
+        ("table", "left"),
+        ("state", "left"),
+        ("rows", "right"),
+        ("ins/upd/del", "right"),
+    ):
+        table.add_column(column, justify=justify)
+    for row in tables:
+        table.add_row(
+            f"{row['schema_name']}.{row['table_name']}",
+            row.get("state", ""),
+            f"{row.get('full_load_rows', 0):,}",
+            f"{row.get('inserts', 0)}/{row.get('updates', 0)}/{row.get('deletes', 0)}",
+        )
+    console.print(table)

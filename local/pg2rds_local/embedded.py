@@ -1,0 +1,250 @@
+"""An embedded AWS in this process: the real state machine, the real handlers, moto for the services.
+
+What runs is what AWS runs: ``template.yaml`` says which functions exist and where their code is,
+``statemachine/migration.asl.json`` is executed by moto's Step Functions interpreter with the template's
+``DefinitionSubstitutions``, and every Lambda invocation is routed to the handler module in this process
+(with the same event and error payload shapes as the Lambda runtime). DMS is moto's, made faithful by
+:mod:`pg2rds_local.moto_dms`, with an engine that either fakes the work (tests) or really moves the data
+(:mod:`pg2rds_local.dms_standin`).
+
+Waits can run on a compressed clock (``time_scale``): a 600 s Wait state then takes 600 × scale seconds,
+so long polling schedules can be exercised quickly while the state machine and history stay the same.
+"""
+
+import importlib.util
+import json
+import os
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import yaml
+from moto import mock_aws
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+from pg2rds_local import moto_dms
+from pg2rds_local.dms_engine import DmsEngine
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = PROJECT_ROOT / "template.yaml"
+DEFINITION = PROJECT_ROOT / "statemachine" / "migration.asl.json"
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+
+_time_scale = 1.0
+
+
+# -- the template ------------------------------------------------------------------------------------------
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short-form intrinsics (``!Ref``, ``!GetAtt``...) as plain ``{tag: value}``."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {tag_suffix: value}
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+@dataclass(frozen=True)
+class FunctionDef:
+    logical_id: str
+    code_dir: Path
+    handler: str
+
+
+def template_functions(template: Path = TEMPLATE) -> list[FunctionDef]:
+    """The ``AWS::Serverless::Function`` resources of the template, in template order."""
+    document = yaml.load(template.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    default_handler = document.get("Globals", {}).get("Function", {}).get("Handler", "app.handler")
+    functions = []
+    for logical_id, resource in document["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        functions.append(
+            FunctionDef(logical_id, PROJECT_ROOT / props["CodeUri"], props.get("Handler", default_handler))
+        )
+    return functions
+
+
+# -- Lambda invocations, in process -----------------------------------------------------------------------
+@dataclass
+class _LambdaContext:
+    """The attributes of the Lambda runtime's context object that powertools reads."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = ""
+    function_version: str = "$LATEST"
+
+
+def _load_handler(function: FunctionDef) -> Any:
+    module_file, attribute = function.handler.rsplit(".", 1)
+    path = function.code_dir / f"{module_file}.py"
+    spec = importlib.util.spec_from_file_location(f"pg2rds_function_{function.code_dir.name}", path)
+    assert spec and spec.loader, path
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, attribute)
+
+
+_handlers: dict[str, Any] = {}
+
+
+def _invoke_in_process(
+    self: LambdaSimpleBackend,
+    function_name: str,
+    qualifier: str | None,
+    body: Any,
+    headers: Any,
+    response_headers: Any,
+) -> bytes:
+    """Replaces moto's "simple" Lambda: run our handler, answer like the Lambda runtime does."""
+    fn = self.get_function(function_name, qualifier)
+    handler = _handlers.get(fn.function_name)
+    if handler is None:
+        raise KeyError(f"no in-process handler for Lambda function {fn.function_name}")
+    event = json.loads(body) if body else {}
+    request_id = str(uuid.uuid4())
+    context = _LambdaContext(fn.function_name, fn.function_arn, aws_request_id=request_id)
+    try:
+        return json.dumps(handler(event, context)).encode()
+    except Exception as error:  # the runtime reports any exception as an "Unhandled" function error
+        response_headers["x-amz-function-error"] = "Unhandled"
+        payload = {
+            "errorMessage": str(error),
+            "errorType": type(error).__name__,
+            "requestId": request_id,
+            "stackTrace": traceback.format_tb(error.__traceback__),
+        }
+        return json.dumps(payload).encode()
+
+
+# -- compressed clock ---------------------------------------------------------------------------------------
+def _scaled_wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
+    if wait_seconds > 0:
+        env.program_state_event.wait(wait_seconds * _time_scale)
+
+
+class _ScaledTime:
+    """Stands in for the ``time`` module inside moto's retrier, so Retry intervals follow the clock too."""
+
+    def __getattr__(self, name: str) -> Any:
+        import time
+
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        import time
+
+        time.sleep(seconds * _time_scale)
+
+
+def set_time_scale(scale: float) -> None:
+    global _time_scale
+    _time_scale = scale
+
+
+def _install_patches() -> None:
+    LambdaSimpleBackend.invoke = _invoke_in_process  # type: ignore[method-assign]
+    WaitFunction._wait_interval = _scaled_wait_interval  # type: ignore[method-assign]
+    retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
+
+
+# -- the embedded account ------------------------------------------------------------------------------------
+class EmbeddedAws:
+    """``with EmbeddedAws(engine) as aws:`` deploys the app into an in-process AWS account."""
+
+    def __init__(self, engine: DmsEngine | None = None, time_scale: float = 1.0) -> None:
+        self.engine = engine
+        self.time_scale = time_scale
+        self._mock = mock_aws(
+            config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+        )
+        self.state_machine_arn = ""
+        self.function_arns: dict[str, str] = {}
+        self._saved_env: dict[str, str | None] = {}
+
+    def __enter__(self) -> "EmbeddedAws":
+        self._set_env(
+            AWS_ACCESS_KEY_ID="embedded",
+            AWS_SECRET_ACCESS_KEY="embedded",
+            AWS_SESSION_TOKEN="embedded",
+            AWS_DEFAULT_REGION=REGION,
+            AWS_REGION=REGION,
+            POWERTOOLS_TRACE_DISABLED="true",
+            MOTO_ACCOUNT_ID=ACCOUNT_ID,
+        )
+        self._mock.start()
+        _install_patches()
+        set_time_scale(self.time_scale)
+        moto_dms.install(self.engine)
+        self.deploy()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._mock.stop()
+        moto_dms.set_engine(None)
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    def _set_env(self, **values: str) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION)
+
+    def deploy(self) -> None:
+        """What ``sam deploy`` creates that the run needs: roles, functions, topic, state machine."""
+        iam = self.client("iam")
+        trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+        role_arn = iam.create_role(RoleName="pg2rds-local", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+        access_role = iam.create_role(RoleName="pg2rds-dms-secrets-access", AssumeRolePolicyDocument=trust)
+        self._set_env(DMS_SECRETS_ACCESS_ROLE_ARN=access_role["Role"]["Arn"])
+        lam = self.client("lambda")
+        substitutions = {}
+        for function in template_functions():
+            name = f"pg2rds-{function.logical_id}"
+            arn = lam.create_function(
+                FunctionName=name,
+                Runtime="python3.12",
+                Role=role_arn,
+                Handler=function.handler,
+                Code={"ZipFile": b"in-process"},
+                Timeout=120,
+            )["FunctionArn"]
+            _handlers[name] = _load_handler(function)
+            self.function_arns[function.logical_id] = arn
+            substitutions[f"{function.logical_id}Arn"] = arn
+        topic = self.client("sns").create_topic(Name="pg2rds-notifications")["TopicArn"]
+        substitutions["NotificationTopicArn"] = topic
+        definition = DEFINITION.read_text()
+        for key, value in substitutions.items():
+            definition = definition.replace("${" + key + "}", value)
+        self.state_machine_arn = self.client("stepfunctions").create_state_machine(
+            name="pg2rds-migration", definition=definition, roleArn=role_arn
+        )["stateMachineArn"]
+
+    def put_secret(self, name: str, username: str, password: str) -> str:
+        secret = {"username": username, "password": password}
+        return self.client("secretsmanager").create_secret(Name=name, SecretString=json.dumps(secret))["ARN"]

@@ -1,0 +1,136 @@
+"""Reading a migration back from Step Functions: the same code for AWS and the embedded account.
+
+Everything shown to the user (current state, progress, findings, the failed state, retries) is derived
+from ``DescribeExecution`` and ``GetExecutionHistory``, which is what the console shows too: the CLI needs
+no side channel, so ``pg2rds watch`` works on any execution, started from anywhere.
+"""
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+_FAILURES = {"LambdaFunctionFailed", "TaskFailed", "LambdaFunctionTimedOut", "TaskTimedOut"}
+
+
+@dataclass
+class ExecutionView:
+    arn: str
+    status: str
+    started: datetime | None = None
+    stopped: datetime | None = None
+    states: list[str] = field(default_factory=list)
+    current_state: str = ""
+    failed_state: str = ""
+    retries: Counter = field(default_factory=Counter)
+    events: int = 0
+    wait_seconds: list[int] = field(default_factory=list)
+    latest: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] | None = None
+    error: str = ""
+    cause: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def duration_seconds(self) -> float:
+        if not self.started:
+            return 0.0
+        end = self.stopped or datetime.now(self.started.tzinfo)
+        return (end - self.started).total_seconds()
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The migration record: the final output when there is one, else the newest state seen."""
+        return self.output if self.output is not None else self.latest
+
+
+def _history(sfn: Any, arn: str) -> list[dict[str, Any]]:
+    events, token = [], None
+    while True:
+        kwargs = {"executionArn": arn, "maxResults": 1000}
+        if token:
+            kwargs["nextToken"] = token
+        page = sfn.get_execution_history(**kwargs)
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            return events
+
+
+def _apply_event(view: ExecutionView, event: dict[str, Any], scheduled: Counter) -> None:
+    kind = event["type"]
+    if kind.endswith("StateEntered"):
+        details = event["stateEnteredEventDetails"]
+        view.current_state = details["name"]
+        view.states.append(details["name"])
+        scheduled.clear()
+        if kind == "WaitStateEntered":
+            state = json.loads(details.get("input") or "{}")
+            view.wait_seconds.append(_wait_of(state, view.current_state))
+    elif kind.endswith("StateExited"):
+        output = event["stateExitedEventDetails"].get("output")
+        if output:
+            view.latest = json.loads(output)
+    elif kind in ("LambdaFunctionScheduled", "TaskScheduled"):
+        scheduled[view.current_state] += 1
+        if scheduled[view.current_state] > 1:
+            view.retries[view.current_state] += 1
+    elif kind in _FAILURES and not view.failed_state:
+        view.failed_state = view.current_state
+
+
+def _wait_of(state: dict[str, Any], wait_state: str) -> int:
+    """The seconds a Wait state was told to wait: every poll loop keeps them at ``$.<phase>.wait_seconds``."""
+    for key in ("progress", "cleanup", "task", "connections", "instance"):
+        value = state.get(key)
+        if isinstance(value, dict) and "wait_seconds" in value and not value.get("ready", False):
+            return int(value["wait_seconds"])
+    return 0
+
+
+def read_execution(sfn: Any, arn: str) -> ExecutionView:
+    described = sfn.describe_execution(executionArn=arn)
+    view = ExecutionView(
+        arn=arn,
+        status=described["status"],
+        started=described.get("startDate"),
+        stopped=described.get("stopDate"),
+    )
+    history = _history(sfn, arn)
+    view.events = len(history)
+    scheduled: Counter = Counter()
+    for event in history:
+        _apply_event(view, event, scheduled)
+    if described.get("output"):
+        view.output = json.loads(described["output"])
+    view.error = described.get("error", "") or ""
+    view.cause = described.get("cause", "") or ""
+    if view.status == "SUCCEEDED":
+        view.failed_state = ""
+    return view
+
+
+def watch(
+    sfn: Any,
+    arn: str,
+    on_update: Callable[[ExecutionView], None],
+    interval_seconds: float = 1.0,
+    timeout_seconds: float | None = None,
+) -> ExecutionView:
+    """Poll until the execution ends, calling ``on_update`` with each new view."""
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    while True:
+        view = read_execution(sfn, arn)
+        on_update(view)
+        if view.done:
+            return view
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"execution {arn} still {view.status} after {timeout_seconds} s")
+        time.sleep(interval_seconds)

@@ -1,0 +1,134 @@
+"""``pg2rds run --local``: one migration through the embedded AWS, against real PostgreSQL servers.
+
+The DSNs' credentials go into the embedded Secrets Manager and the spec refers to them by ARN, exactly
+as in AWS; from there on the run is the deployed application's: the ASL, the handlers, the DMS API.
+"""
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pg2rds.naming import ResourceNames
+from psycopg2.extensions import parse_dsn
+
+from pg2rds_local.dms_engine import DmsEngine
+from pg2rds_local.embedded import EmbeddedAws
+from pg2rds_local.executions import ExecutionView, watch
+from pg2rds_local.pgcluster import find_bindir
+
+#: Local polling: short intervals (the clock is compressed too), same backoff logic as in AWS.
+LOCAL_POLLING = {"initial_seconds": 5, "max_seconds": 30, "backoff": 1.5}
+LOCAL_TIME_SCALE = 0.05
+
+
+def default_migration_id() -> str:
+    return "local-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def database_ref(dsn: str, secret_arn: str) -> dict[str, Any]:
+    """The spec's view of a DSN: where the database is, and the secret that now holds its credentials."""
+    parts = parse_dsn(dsn)
+    sslmode = parts.get("sslmode", "disable")
+    return {
+        "host": parts.get("host", "127.0.0.1"),
+        "port": int(parts.get("port", 5432)),
+        "database": parts.get("dbname", parts.get("user", "postgres")),
+        "secret_arn": secret_arn,
+        "ssl_mode": "none" if sslmode in ("disable", "allow", "prefer") else sslmode,
+    }
+
+
+def credentials_of(dsn: str) -> tuple[str, str]:
+    parts = parse_dsn(dsn)
+    return parts.get("user", "postgres"), parts.get("password", "")
+
+
+def build_spec(
+    aws: EmbeddedAws, source_dsn: str, target_dsn: str, spec: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Complete a (possibly empty) spec with the two DSNs' databases and fast local polling."""
+    spec = dict(spec or {})
+    spec.setdefault("migration_id", default_migration_id())
+    refs = {}
+    for side, dsn in (("source", source_dsn), ("target", target_dsn)):
+        user, password = credentials_of(dsn)
+        arn = aws.put_secret(f"pg2rds/{spec['migration_id']}/{side}", user, password)
+        refs[side] = database_ref(dsn, arn)
+    spec["source"], spec["target"] = refs["source"], refs["target"]
+    spec.setdefault("polling", LOCAL_POLLING)
+    return spec
+
+
+def copy_schema(source_dsn: str, target_dsn: str) -> None:
+    """``pg_dump --schema-only | psql``: the runbook's way to create the target schema before DMS loads."""
+    bindir = find_bindir()
+    pg_dump = shutil.which("pg_dump", path=str(bindir)) or "pg_dump"
+    psql = shutil.which("psql", path=str(bindir)) or "psql"
+    dump = subprocess.run(
+        [pg_dump, "--schema-only", "--no-owner", "--no-privileges", "-d", source_dsn],
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(
+        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target_dsn],
+        input=dump.stdout,
+        capture_output=True,
+        check=True,
+    )
+
+
+def run_local(
+    source_dsn: str,
+    target_dsn: str,
+    spec: dict[str, Any] | None,
+    engine: DmsEngine | None = None,
+    on_update: Callable[[ExecutionView], None] = lambda view: None,
+    time_scale: float = LOCAL_TIME_SCALE,
+    timeout_seconds: float | None = None,
+) -> tuple[ExecutionView, list[str]]:
+    """Run one migration; returns the final view and what the embedded account still holds (should be [])."""
+    if engine is None:
+        from pg2rds_local.dms_standin import StandInEngine
+
+        engine = StandInEngine()
+    try:
+        with EmbeddedAws(engine, time_scale=time_scale) as aws:
+            full_spec = build_spec(aws, source_dsn, target_dsn, spec)
+            sfn = aws.client("stepfunctions")
+            name = f"{full_spec['migration_id']}-{int(time.time())}"
+            arn = sfn.start_execution(
+                stateMachineArn=aws.state_machine_arn, name=name, input=json.dumps(full_spec)
+            )["executionArn"]
+            view = watch(sfn, arn, on_update, interval_seconds=0.25, timeout_seconds=timeout_seconds)
+            leftovers = dms_leftovers(aws, full_spec["migration_id"])
+            return view, leftovers
+    finally:
+        shutdown = getattr(engine, "shutdown", None)
+        if shutdown:
+            shutdown()
+
+
+def dms_leftovers(aws: EmbeddedAws, migration_id: str) -> list[str]:
+    """DMS resources of this migration still in the (embedded) account."""
+    names = ResourceNames(migration_id)
+    dms = aws.client("dms")
+    left = [
+        f"task {t['ReplicationTaskIdentifier']}"
+        for t in dms.describe_replication_tasks()["ReplicationTasks"]
+        if t["ReplicationTaskIdentifier"] == names.task
+    ]
+    left += [
+        f"endpoint {e['EndpointIdentifier']}"
+        for e in dms.describe_endpoints()["Endpoints"]
+        if e["EndpointIdentifier"] in (names.source_endpoint, names.target_endpoint)
+    ]
+    left += [
+        f"instance {i['ReplicationInstanceIdentifier']}"
+        for i in dms.describe_replication_instances()["ReplicationInstances"]
+        if i["ReplicationInstanceIdentifier"] == names.instance
+    ]
+    return left
