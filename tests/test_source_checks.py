@@ -1,0 +1,257 @@
+"""validate_source against real PostgreSQL clusters: each finding provoked by a real catalog state."""
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Database, make_secret, spec_for
+from pg2rds.errors import SourceUnreachable
+from pg2rds.postgres.source_checks import validate_source
+from pg2rds.secrets import get_credentials
+from pg2rds.spec import MigrationSpec, parse_spec
+from pg2rds.state import Finding, SourceReport
+from pg2rds_local.pgcluster import SUPERUSER
+from psycopg2 import sql
+
+Validate = Callable[..., SourceReport]
+
+
+def _pagila_dir() -> Path:
+    """CI checks the repository out next to ``shared``; the workstation keeps it under /work."""
+    near_repo = Path(__file__).resolve().parents[2] / "shared/testdata/pagila"
+    return near_repo if near_repo.is_dir() else Path("/work/shared/testdata/pagila")
+
+
+def findings_named(report: SourceReport, name: str) -> list[Finding]:
+    return [finding for finding in report.findings if finding.name == name]
+
+
+def only(report: SourceReport, name: str) -> Finding:
+    found = findings_named(report, name)
+    assert len(found) == 1, report.findings
+    return found[0]
+
+
+def run_validation(source: Database, target: Database, **overrides: object) -> SourceReport:
+    spec: MigrationSpec = parse_spec(spec_for(source, target, **overrides))
+    return validate_source(spec, get_credentials(spec.source.secret_arn))
+
+
+@pytest.fixture
+def validate(aws: None, source_db: Database, target_db: Database) -> Validate:
+    """Validate the logical-ready source database with spec overrides."""
+    return lambda **overrides: run_validation(source_db, target_db, **overrides)
+
+
+@pytest.fixture
+def plain_role(source_db: Database) -> Iterator[tuple[str, str]]:
+    """A login role with a password but neither SUPERUSER nor REPLICATION (dropped afterwards)."""
+    name, password = f"app_{uuid.uuid4().hex[:8]}", "pw-" + uuid.uuid4().hex
+    source_db.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(name)), (password,))
+    yield name, password
+    source_db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+    source_db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_ready_source_has_no_fatal_finding(validate: Validate, source_db: Database) -> None:
+    source_db.execute("CREATE TABLE orders (id int PRIMARY KEY, total numeric)")
+    source_db.execute("CREATE TABLE customers (id int PRIMARY KEY, name text)")
+
+    report = validate(migration_type="full-load-and-cdc")
+
+    assert report.fatal == []
+    assert report.tables_selected == 2
+    assert report.schemas_selected == ["public"]
+    assert report.server_version_num >= 100000
+    assert report.server_version.split()[0] in only(report, "server_version").message
+    assert only(report, "server_version").severity == "info"
+    assert findings_named(report, "wal_sender_timeout") == []  # the fixture cluster sets it to 0
+
+
+def test_wal_level_replica_is_fatal_for_cdc_and_a_warning_for_full_load(
+    aws: None, replica_source_db: Database, target_db: Database
+) -> None:
+    replica_source_db.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+
+    cdc = run_validation(replica_source_db, target_db, migration_type="full-load-and-cdc")
+    full_load = run_validation(replica_source_db, target_db, migration_type="full-load")
+
+    assert only(cdc, "wal_level").severity == "fatal"
+    assert "'replica'" in only(cdc, "wal_level").message
+    assert "rds.logical_replication = 1" in only(cdc, "wal_level").fix
+    assert only(full_load, "wal_level").severity == "warning"
+    assert full_load.fatal == []
+    # default wal_sender_timeout (60 s) matters only for ongoing replication
+    assert only(cdc, "wal_sender_timeout").severity == "warning"
+    assert "60000 ms" in only(cdc, "wal_sender_timeout").message
+    assert only(full_load, "wal_sender_timeout").severity == "info"
+
+
+def test_table_without_primary_key_is_fatal_for_cdc_and_a_warning_for_full_load(
+    validate: Validate, source_db: Database
+) -> None:
+    source_db.execute("CREATE TABLE keyed (id int PRIMARY KEY)")
+    source_db.execute("CREATE TABLE events (at timestamptz, payload text)")
+
+    cdc = only(validate(migration_type="full-load-and-cdc"), "primary_key")
+    full_load = only(validate(migration_type="full-load"), "primary_key")
+
+    assert (cdc.severity, cdc.objects, cdc.object_count) == ("fatal", ["public.events"], 1)
+    assert "REPLICA IDENTITY FULL" in cdc.fix
+    assert (full_load.severity, full_load.objects) == ("warning", ["public.events"])
+
+
+def test_replica_identity_full_or_using_index_is_accepted(validate: Validate, source_db: Database) -> None:
+    source_db.execute("CREATE TABLE logged (at timestamptz, payload text)")
+    source_db.execute("ALTER TABLE logged REPLICA IDENTITY FULL")
+    source_db.execute("CREATE TABLE indexed (code text NOT NULL, payload text)")
+    source_db.execute("CREATE UNIQUE INDEX indexed_code ON indexed (code)")
+    source_db.execute("ALTER TABLE indexed REPLICA IDENTITY USING INDEX indexed_code")
+    source_db.execute("CREATE TABLE nothing (id int PRIMARY KEY)")
+    source_db.execute("ALTER TABLE nothing REPLICA IDENTITY NOTHING")
+
+    report = validate(migration_type="cdc")
+
+    # a primary key does not help a table whose replica identity is NOTHING
+    assert only(report, "primary_key").objects == ["public.nothing"]
+
+
+def test_role_without_replication_or_select_is_fatal(
+    aws: None, source_db: Database, target_db: Database, plain_role: tuple[str, str]
+) -> None:
+    source_db.execute("CREATE TABLE secret_stuff (id int PRIMARY KEY)")
+    source_db.execute("CREATE TABLE open_stuff (id int PRIMARY KEY)")
+    source_db.execute(sql.SQL("GRANT SELECT ON open_stuff TO {}").format(sql.Identifier(plain_role[0])))
+    data = spec_for(source_db, target_db, migration_type="full-load-and-cdc")
+    data["source"]["secret_arn"] = make_secret(*plain_role)
+    spec = parse_spec(data)
+
+    finding = only(validate_source(spec, get_credentials(spec.source.secret_arn)), "privileges")
+
+    assert finding.severity == "fatal"
+    assert "REPLICATION" in finding.message and plain_role[0] in finding.message
+    assert "cannot SELECT from 1 selected table" in finding.message
+    assert (finding.objects, finding.object_count) == (["public.secret_stuff"], 1)
+    assert "rds_replication" in finding.fix
+
+
+def test_full_load_needs_only_select(
+    aws: None, source_db: Database, target_db: Database, plain_role: tuple[str, str]
+) -> None:
+    source_db.execute("CREATE TABLE open_stuff (id int PRIMARY KEY)")
+    source_db.execute(sql.SQL("GRANT SELECT ON open_stuff TO {}").format(sql.Identifier(plain_role[0])))
+    data = spec_for(source_db, target_db, migration_type="full-load")
+    data["source"]["secret_arn"] = make_secret(*plain_role)
+    spec = parse_spec(data)
+
+    report = validate_source(spec, get_credentials(spec.source.secret_arn))
+
+    assert report.fatal == []
+    assert report.tables_selected == 1
+
+
+def test_no_table_selected_is_fatal(validate: Validate, source_db: Database) -> None:
+    source_db.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+
+    report = validate(tables={"include": [{"schema": "public", "table": "Orders"}]})
+
+    finding = only(report, "no_tables_selected")
+    assert finding.severity == "fatal"
+    assert "public.Orders" in finding.message
+    assert report.tables_selected == 0
+
+
+def test_include_and_exclude_rules_are_honoured(validate: Validate, source_db: Database) -> None:
+    for schema in ("app_eu", "app_us", "billing"):
+        source_db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        for table in ("orders", "tmp_orders"):
+            source_db.execute(
+                sql.SQL("CREATE TABLE {}.{} (id int)").format(sql.Identifier(schema), sql.Identifier(table))
+            )
+
+    report = validate(
+        tables={
+            "include": [{"schema": "app%", "table": "%"}],
+            "exclude": [{"schema": "%", "table": "tmp%"}],
+        }
+    )
+
+    assert report.tables_selected == 2
+    assert report.schemas_selected == ["app_eu", "app_us"]
+    assert only(report, "primary_key").objects == ["app_eu.orders", "app_us.orders"]
+
+
+def test_unusual_identifiers_are_named_exactly(validate: Validate, source_db: Database) -> None:
+    schema, table = 'Sales "EU"', "Bestellungen Größe"
+    source_db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    source_db.execute(
+        sql.SQL("CREATE TABLE {}.{} (x int)").format(sql.Identifier(schema), sql.Identifier(table))
+    )
+
+    report = validate(migration_type="full-load-and-cdc", tables={"include": [{"schema": schema}]})
+
+    finding = only(report, "primary_key")
+    assert finding.objects == ['"Sales ""EU"""."Bestellungen Größe"']
+    assert report.schemas_selected == [schema]
+    assert '"Sales ""EU"""."Bestellungen Größe"' in finding.render()
+
+
+def test_query_count_does_not_grow_with_tables(validate: Validate, source_db: Database) -> None:
+    def create_tables(prefix: str, count: int) -> None:
+        source_db.execute(
+            "DO $$ BEGIN FOR i IN 1.." + str(count) + " LOOP "
+            "EXECUTE format('CREATE TABLE %%I (id int)', %s || i); END LOOP; END $$",
+            (prefix,),
+        )
+
+    create_tables("few_", 5)
+    few = validate(tables={"include": [{"schema": "public", "table": "few%"}]})
+    create_tables("many_", 300)
+    many = validate(tables={"include": [{"schema": "public", "table": "many%"}]})
+
+    assert (few.tables_selected, many.tables_selected) == (5, 300)
+    assert few.catalog_queries == many.catalog_queries <= 5
+    assert only(many, "primary_key").object_count == 300
+    assert len(only(many, "primary_key").objects) == 20
+
+
+def test_wrong_password_raises_source_unreachable_without_the_password(
+    aws: None, source_db: Database, target_db: Database
+) -> None:
+    wrong = "not-the-password-" + uuid.uuid4().hex
+    data = spec_for(source_db, target_db)
+    data["source"]["secret_arn"] = make_secret(SUPERUSER, wrong)
+    spec = parse_spec(data)
+
+    with pytest.raises(SourceUnreachable) as raised:
+        validate_source(spec, get_credentials(spec.source.secret_arn))
+
+    assert "password authentication failed" in str(raised.value)
+    assert wrong not in str(raised.value)
+
+
+@pytest.fixture
+def pagila_db(source_db: Database) -> Database:
+    pagila = _pagila_dir()
+    if not (pagila / "pagila-schema.sql").exists():
+        pytest.skip(f"pagila sample not found in {pagila}")
+    # the dump assigns its objects to a role named postgres
+    source_db.execute("DO $$ BEGIN CREATE ROLE postgres; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    source_db.cluster.psql_file(source_db.name, pagila / "pagila-schema.sql")
+    source_db.cluster.psql_file(source_db.name, pagila / "pagila-data.sql")
+    return source_db
+
+
+def test_pagila_sample_is_ready_for_a_full_load(aws: None, pagila_db: Database, target_db: Database) -> None:
+    report = run_validation(pagila_db, target_db, migration_type="full-load")
+
+    # 14 ordinary tables and the 7 monthly partitions of payment (its partitioned parent holds no rows)
+    assert report.tables_selected == 21
+    (expected,) = pagila_db.execute(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind = 'r'"
+    )[0]
+    assert report.tables_selected == expected
+    assert report.schemas_selected == ["public"]
+    assert report.fatal == []
