@@ -111,8 +111,17 @@ class Cluster:
         pwfile.write_text(self.password + "\n")
         self._give_to_service_user(pwfile)
         self._run(
-            "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, f"--pwfile={pwfile}",
-            "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8",
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            SUPERUSER,
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
         )
         pwfile.unlink()
         settings = {
@@ -180,9 +189,27 @@ class Cluster:
         psql = self.bindir / "psql"
         env = {**os.environ, "PGPASSWORD": self.password}
         subprocess.run(
-            [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
-             "-U", SUPERUSER, "-d", database, "-f", str(path)],
-            check=True, env=env, capture_output=True, text=True,
+            [
+                str(psql),
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+                "-f",
+                str(path),
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+            text=True,
         )
 
 

@@ -14,7 +14,8 @@ from pg2rds.dms.endpoints import ensure_endpoints
 from pg2rds.dms.instance import ensure_instance
 from pg2rds.dms.progress import poll_task as dms_poll_task
 from pg2rds.dms.task import ensure_task_started
-from pg2rds.errors import SourceNotReady, TargetNotReady
+from pg2rds.errors import SourceNotReady, TargetNotReady, VerificationFailed
+from pg2rds.postgres.finalize import finish_target as finish_on_target
 from pg2rds.postgres.source_checks import validate_source as check_source
 from pg2rds.postgres.target_prep import prepare_target
 from pg2rds.secrets import get_credentials
@@ -23,6 +24,7 @@ from pg2rds.state import (
     ConnectionsState,
     DatabaseReport,
     EndpointsState,
+    FinishReport,
     InstanceState,
     MigrationState,
     Progress,
@@ -62,9 +64,7 @@ def create_instance(state: MigrationState) -> InstanceState:
 
 def create_endpoints(state: MigrationState) -> EndpointsState:
     assert state.instance is not None and state.target_report is not None
-    return ensure_endpoints(
-        client("dms"), state.spec, state.target_report, os.environ[ACCESS_ROLE_ENV]
-    )
+    return ensure_endpoints(client("dms"), state.spec, state.target_report, os.environ[ACCESS_ROLE_ENV])
 
 
 def test_connections(state: MigrationState) -> ConnectionsState:
@@ -80,6 +80,27 @@ def start_task(state: MigrationState) -> TaskState:
 def poll_task(state: MigrationState) -> Progress:
     assert state.task is not None
     return dms_poll_task(client("dms"), state.spec, state.task, state.progress)
+
+
+def finish_target(state: MigrationState) -> FinishReport:
+    spec = state.spec
+    report = finish_on_target(
+        spec, get_credentials(spec.source.secret_arn), get_credentials(spec.target.secret_arn)
+    )
+    problems = []
+    if report.mismatched:
+        problems.append(f"{len(report.mismatched)} tables differ: " + "; ".join(report.mismatched))
+    if report.foreign_key_violations:
+        problems.append("foreign keys violated on the target: " + "; ".join(report.foreign_key_violations))
+    if problems:
+        raise VerificationFailed(
+            "the target does not match the source after the load: "
+            + " | ".join(problems)
+            + ". Fix: check that "
+            "nothing wrote to the source during a full-load-only migration (use full-load-and-cdc for a live "
+            "source) and that the target tables were empty; then run the migration again."
+        )
+    return report
 
 
 def cleanup(state: MigrationState) -> CleanupState:

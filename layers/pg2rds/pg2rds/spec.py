@@ -105,6 +105,9 @@ class MigrationSpec(_Strict):
     polling: PollingSpec = Field(default_factory=PollingSpec)
     cdc: CdcSpec = Field(default_factory=CdcSpec)
     task: TaskOptions = Field(default_factory=TaskOptions)
+    #: After the load: compare every table's row count and content checksum ("checksums"), row counts only
+    #: ("counts", for tables too large to read twice within a Lambda's 15 minutes), or nothing.
+    verification: Literal["checksums", "counts", "none"] = "checksums"
     tags: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("tags")

@@ -123,6 +123,25 @@ class Progress(Waiting):
     tables: list[TableProgress] = Field(default_factory=list)
 
 
+class TableCheck(_Result):
+    table: str
+    source_rows: int
+    target_rows: int
+    matches: bool
+
+
+class FinishReport(_Result):
+    """What finish-target did after the load: sequences, foreign keys, verification."""
+
+    sequences_set: int = 0
+    foreign_key_violations: list[str] = Field(default_factory=list)
+    verification: str = "none"
+    tables_checked: int = 0
+    mismatched: list[str] = Field(default_factory=list)
+    #: Per-table results, capped so the state stays small; ``mismatched`` always lists every difference.
+    tables: list[TableCheck] = Field(default_factory=list)
+
+
 class Failure(_Result):
     error: str
     cause: str
@@ -146,6 +165,7 @@ class MigrationState(_Result):
     connections: ConnectionsState | None = None
     task: TaskState | None = None
     progress: Progress | None = None
+    finish: FinishReport | None = None
     cleanup: CleanupState | None = None
     #: Set by the ``Catch`` of any failed state: ``{"Error": ..., "Cause": ...}``.
     error: dict[str, Any] | None = None
