@@ -1,0 +1,83 @@
+"""finish-target against real PostgreSQL: sequences, foreign keys, verification."""
+
+import pytest
+from conftest import spec_for
+
+from pg2rds import phases
+from pg2rds.errors import VerificationFailed
+from pg2rds.lambda_support import parse_state
+from pg2rds.postgres.finalize import foreign_key_violations, sync_sequences
+from pg2rds.postgres.selection import TableName
+
+SHOP = '"Shop ""EU"""'
+KUNDEN = f'{SHOP}."Kunden Größe"'
+ORDERS = f"{SHOP}.orders"
+SCHEMA = (
+    f"CREATE SCHEMA {SHOP};"
+    f"CREATE TABLE {KUNDEN} (id serial PRIMARY KEY, name text);"
+    f"CREATE TABLE {ORDERS} (id bigserial PRIMARY KEY, kunde int REFERENCES {KUNDEN}(id), note text);"
+)
+
+
+def _load(db, rows: int = 3) -> None:  # noqa: ANN001
+    db.execute(SCHEMA)
+    db.execute(f"INSERT INTO {KUNDEN}(name) SELECT 'k' || g FROM generate_series(1, {rows}) g")
+    db.execute(f"INSERT INTO {ORDERS}(kunde, note) SELECT id, 'n' FROM {KUNDEN}")
+
+
+def _copy_rows(source, target) -> None:  # noqa: ANN001
+    """A load as DMS does it: rows copied with explicit ids, sequences untouched."""
+    target.execute(SCHEMA)
+    for table in (KUNDEN, ORDERS):
+        rows = source.execute(f"SELECT * FROM {table} ORDER BY 1")
+        for row in rows:
+            placeholders = ", ".join(["%s"] * len(row))
+            target.execute(f"INSERT INTO {table} VALUES ({placeholders})", row)
+
+
+def test_sequences_are_set_from_the_source(source_db, target_db) -> None:  # noqa: ANN001
+    _load(source_db, rows=7)
+    _copy_rows(source_db, target_db)
+    assert target_db.execute(f'SELECT last_value FROM {SHOP}."Kunden Größe_id_seq"')[0][0] == 1
+    with source_db.connect() as src, target_db.connect() as dst:
+        names = sync_sequences(src, dst, ['Shop "EU"'])
+    assert sorted(names) == ['Shop "EU".Kunden Größe_id_seq', 'Shop "EU".orders_id_seq']
+    (next_id,) = target_db.execute(f"""SELECT nextval('{SHOP}."Kunden Größe_id_seq"')""")[0]
+    assert next_id == 8
+
+
+def test_foreign_key_violations_are_named(target_db) -> None:  # noqa: ANN001
+    _load(target_db)
+    tables = [TableName('Shop "EU"', "Kunden Größe"), TableName('Shop "EU"', "orders")]
+    with target_db.connect() as conn:
+        assert foreign_key_violations(conn, tables) == []
+        with conn.cursor() as cur:
+            cur.execute("SET session_replication_role = replica")
+            cur.execute(f"DELETE FROM {KUNDEN} WHERE id = 2")
+            cur.execute("RESET session_replication_role")
+        violations = foreign_key_violations(conn, tables)
+    assert len(violations) == 1
+    assert 'Shop "EU".orders: 1 rows without a parent in Shop "EU".Kunden Größe' in violations[0]
+
+
+def test_verification_passes_on_equal_sides_and_names_a_changed_table(aws, source_db, target_db) -> None:  # noqa: ANN001
+    _load(source_db)
+    _copy_rows(source_db, target_db)
+    state = parse_state({"spec": spec_for(source_db, target_db)})
+    report = phases.finish_target(state)
+    assert report.tables_checked == 2 and report.mismatched == [] and report.sequences_set == 2
+
+    target_db.execute(f"UPDATE {ORDERS} SET note = 'changed' WHERE id = 2")
+    with pytest.raises(VerificationFailed) as failure:
+        phases.finish_target(state)
+    assert 'Shop "EU".orders (same 3 rows, different content)' in str(failure.value)
+    assert "Kunden" not in str(failure.value).split("tables differ:")[1].split("|")[0]
+
+
+def test_counts_only_verification_sees_a_missing_row(aws, source_db, target_db) -> None:  # noqa: ANN001
+    _load(source_db)
+    _copy_rows(source_db, target_db)
+    target_db.execute(f"DELETE FROM {ORDERS} WHERE id = 3")
+    state = parse_state({"spec": spec_for(source_db, target_db, verification="counts")})
+    with pytest.raises(VerificationFailed, match=r"orders \(3 rows on the source, 2 on the target\)"):
+        phases.finish_target(state)
