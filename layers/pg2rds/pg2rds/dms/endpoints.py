@@ -1,0 +1,87 @@
+"""The source and target endpoints. Credentials are never given to DMS: each endpoint names its
+Secrets Manager secret and the role DMS assumes to read it (``SecretsManagerSecretId`` and
+``SecretsManagerAccessRoleArn``).
+"""
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pg2rds.aws import error_code
+from pg2rds.dms.tags import find, require_owned, resource_tags
+from pg2rds.naming import ResourceNames
+from pg2rds.spec import DatabaseRef, MigrationSpec
+from pg2rds.state import EndpointsState, TargetReport
+
+#: WAL heartbeat interval (minutes) on a CDC source: keeps the slot's restart_lsn moving on an idle source.
+HEARTBEAT_MINUTES = 5
+#: The service model allows no-preference | test-decoding | pglogical; "no-preference" lets DMS pick the
+#: plugin available on the source (pgoutput on PostgreSQL 10+ without pglogical).
+PLUGIN_NAME = "no-preference"
+
+
+def source_settings(spec: MigrationSpec, access_role_arn: str) -> dict[str, Any]:
+    names = ResourceNames(spec.migration_id)
+    settings = _secret_settings(spec.source, access_role_arn)
+    settings["SlotName"] = names.slot
+    if spec.uses_cdc:
+        settings.update(HeartbeatEnable=True, HeartbeatFrequency=HEARTBEAT_MINUTES, PluginName=PLUGIN_NAME)
+    return settings
+
+
+def target_settings(spec: MigrationSpec, target_report: TargetReport, access_role_arn: str) -> dict[str, Any]:
+    settings = _secret_settings(spec.target, access_role_arn)
+    if target_report.after_connect_script:
+        settings["AfterConnectScript"] = target_report.after_connect_script
+    return settings
+
+
+def _secret_settings(ref: DatabaseRef, access_role_arn: str) -> dict[str, Any]:
+    return {"SecretsManagerSecretId": ref.secret_arn, "SecretsManagerAccessRoleArn": access_role_arn}
+
+
+def _ensure(
+    dms: Any, spec: MigrationSpec, identifier: str, endpoint_type: str, ref: DatabaseRef, settings: dict
+) -> str:
+    """Create the endpoint or reuse ours; returns its ARN."""
+    existing = find(dms, "endpoint", "endpoint-id", identifier)
+    if existing is None:
+        try:
+            created = dms.create_endpoint(
+                EndpointIdentifier=identifier,
+                EndpointType=endpoint_type,
+                EngineName="postgres",
+                ServerName=ref.host,
+                Port=ref.port,
+                DatabaseName=ref.database,
+                SslMode=ref.ssl_mode,
+                PostgreSQLSettings=settings,
+                Tags=resource_tags(spec),
+            )
+            return created["Endpoint"]["EndpointArn"]
+        except ClientError as error:
+            if error_code(error) != "ResourceAlreadyExistsFault":
+                raise
+            existing = find(dms, "endpoint", "endpoint-id", identifier)
+            if existing is None:
+                raise
+    require_owned(dms, existing["EndpointArn"], spec, f"{endpoint_type} endpoint {identifier}")
+    return existing["EndpointArn"]
+
+
+def ensure_endpoints(
+    dms: Any, spec: MigrationSpec, target_report: TargetReport, access_role_arn: str
+) -> EndpointsState:
+    names = ResourceNames(spec.migration_id)
+    source_arn = _ensure(
+        dms, spec, names.source_endpoint, "source", spec.source, source_settings(spec, access_role_arn)
+    )
+    target_arn = _ensure(
+        dms,
+        spec,
+        names.target_endpoint,
+        "target",
+        spec.target,
+        target_settings(spec, target_report, access_role_arn),
+    )
+    return EndpointsState(source_arn=source_arn, target_arn=target_arn, slot_name=names.slot)

@@ -1,0 +1,112 @@
+"""What every DMS module shares: ownership tags, finding a resource by its derived name, and poll bookkeeping.
+
+A resource is ours only if it carries ``OWNER_TAG`` with this migration's id. A resource with our name but
+without the tag was made by someone else (or another tool): we neither reuse nor delete it.
+"""
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pg2rds.aws import error_code
+from pg2rds.errors import PhaseTimedOut, ResourceConflict
+from pg2rds.naming import OWNER_TAG
+from pg2rds.polling import elapsed_seconds, next_wait, now_iso
+from pg2rds.spec import MigrationSpec
+from pg2rds.state import Waiting
+
+NOT_FOUND = "ResourceNotFoundFault"
+
+#: (describe operation, result key) per resource kind, for :func:`find`.
+_DESCRIBE = {
+    "instance": ("describe_replication_instances", "ReplicationInstances"),
+    "endpoint": ("describe_endpoints", "Endpoints"),
+    "task": ("describe_replication_tasks", "ReplicationTasks"),
+}
+
+
+def resource_tags(spec: MigrationSpec) -> list[dict[str, str]]:
+    """Tags for everything we create: the ownership tag first, then the spec's own tags."""
+    return [{"Key": OWNER_TAG, "Value": spec.migration_id}] + [
+        {"Key": key, "Value": value} for key, value in spec.tags.items()
+    ]
+
+
+def tags_of(dms: Any, arn: str) -> dict[str, str]:
+    response = dms.list_tags_for_resource(ResourceArn=arn)
+    return {tag["Key"]: tag.get("Value", "") for tag in response.get("TagList", [])}
+
+
+def is_owned(dms: Any, arn: str, migration_id: str) -> bool:
+    return tags_of(dms, arn).get(OWNER_TAG) == migration_id
+
+
+def require_owned(dms: Any, arn: str, spec: MigrationSpec, what: str) -> None:
+    owner = tags_of(dms, arn).get(OWNER_TAG)
+    if owner != spec.migration_id:
+        by = f"tagged for migration {owner!r}" if owner else f"without the {OWNER_TAG} tag"
+        raise ResourceConflict(
+            f"{what} already exists {by} ({arn}); pg2rds will not reuse or delete a resource it did not "
+            f"create for migration {spec.migration_id!r}. Fix: delete or rename that resource, or use "
+            "another migration_id."
+        )
+
+
+def find(dms: Any, kind: str, filter_name: str, value: str) -> dict[str, Any] | None:
+    """The one resource of ``kind`` whose ``filter_name`` is ``value``, or None.
+
+    DMS answers ``ResourceNotFoundFault`` when a filter matches nothing (moto answers an empty list)."""
+    operation, key = _DESCRIBE[kind]
+    try:
+        response = getattr(dms, operation)(Filters=[{"Name": filter_name, "Values": [value]}])
+    except ClientError as error:
+        if error_code(error) == NOT_FOUND:
+            return None
+        raise
+    items = response.get(key, [])
+    return items[0] if items else None
+
+
+def find_tasks_using(dms: Any, filter_name: str, arn: str) -> list[dict[str, Any]]:
+    """Tasks using ``arn``; ``filter_name`` is ``endpoint-arn`` or ``replication-instance-arn``."""
+    try:
+        response = dms.describe_replication_tasks(
+            Filters=[{"Name": filter_name, "Values": [arn]}], WithoutSettings=True
+        )
+    except ClientError as error:
+        if error_code(error) == NOT_FOUND:
+            return []
+        raise
+    return response.get("ReplicationTasks", [])
+
+
+def poll_fields(spec: MigrationSpec, previous: Waiting | None, ready: bool) -> dict[str, Any]:
+    """``ready``/``wait_seconds``/``started_at``/``polls`` for a poll result: the count grows by one, the
+    start is kept from the first poll, and the wait grows geometrically from the spec's initial interval."""
+    polls_before = previous.polls if previous else 0
+    started_at = previous.started_at if previous and previous.started_at else now_iso()
+    return {
+        "ready": ready,
+        "polls": polls_before + 1,
+        "started_at": started_at,
+        "wait_seconds": 0 if ready else next_wait(spec.polling, polls_before),
+    }
+
+
+def check_timeout(previous: Waiting | None, limit_seconds: float, what: str, fix: str) -> None:
+    """Raise :class:`PhaseTimedOut` when more than ``limit_seconds`` passed since the first poll."""
+    if previous is None or not previous.started_at:
+        return
+    elapsed = elapsed_seconds(previous.started_at)
+    if elapsed > limit_seconds:
+        raise PhaseTimedOut(
+            f"{what} after {_duration(elapsed)} (limit {_duration(limit_seconds)}, polled {previous.polls} "
+            f"times since {previous.started_at}). Fix: {fix}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    if minutes >= 120:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes:.0f} min" if minutes >= 1 else f"{seconds:.0f} s"

@@ -1,0 +1,144 @@
+"""ensure_endpoints: secret-based credentials only, slot and heartbeat settings, reuse and conflicts."""
+
+import json
+
+import boto3
+import pytest
+from conftest import REGION, make_secret
+
+from pg2rds.dms.endpoints import ensure_endpoints
+from pg2rds.errors import ResourceConflict
+from pg2rds.naming import OWNER_TAG, ResourceNames
+from pg2rds.spec import parse_spec
+from pg2rds.state import TargetReport
+from pg2rds_local import moto_dms
+
+ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
+SCRIPT = "SET session_replication_role = replica"
+
+
+@pytest.fixture
+def dms(aws):  # noqa: ANN001, ANN201
+    moto_dms.install(moto_dms.FakeEngine())
+    return boto3.client("dms", region_name=REGION)
+
+
+@pytest.fixture
+def sent(dms) -> list[dict]:  # noqa: ANN001
+    """Every CreateEndpoint request as botocore sent it."""
+    calls: list[dict] = []
+    dms.meta.events.register(
+        "provide-client-params.dms.CreateEndpoint",
+        lambda params, **_: calls.append(json.loads(json.dumps(params))),
+    )
+    return calls
+
+
+def make_spec(migration_type: str = "full-load-and-cdc", migration_id: str = "orders"):  # noqa: ANN201
+    return parse_spec(
+        {
+            "migration_id": migration_id,
+            "migration_type": migration_type,
+            "source": {
+                "host": "src.example",
+                "port": 5433,
+                "database": "shop",
+                "secret_arn": make_secret("src_user", "src-secret-password"),
+                "ssl_mode": "verify-full",
+            },
+            "target": {
+                "host": "tgt.example",
+                "database": "shop_rds",
+                "secret_arn": make_secret("tgt_user", "tgt-secret-password"),
+            },
+            "tags": {"cost-center": "42"},
+        }
+    )
+
+
+def report(script: str = SCRIPT) -> TargetReport:
+    return TargetReport(server_version="16.3", server_version_num=160003, after_connect_script=script)
+
+
+def endpoints_by_type(dms) -> dict[str, dict]:  # noqa: ANN001
+    return {e["EndpointType"].lower(): e for e in dms.describe_endpoints()["Endpoints"]}
+
+
+def test_creates_both_endpoints_with_secrets_and_no_password(dms, sent) -> None:  # noqa: ANN001
+    spec = make_spec()
+    state = ensure_endpoints(dms, spec, report(), ROLE)
+
+    names = ResourceNames("orders")
+    found = endpoints_by_type(dms)
+    source, target = found["source"], found["target"]
+    assert (source["EndpointIdentifier"], source["EndpointArn"]) == (names.source_endpoint, state.source_arn)
+    assert (target["EndpointIdentifier"], target["EndpointArn"]) == (names.target_endpoint, state.target_arn)
+    assert state.slot_name == names.slot == "pg2rds_orders"
+    assert (source["EngineName"], source["ServerName"], source["Port"], source["DatabaseName"]) == (
+        "postgres", "src.example", 5433, "shop",
+    )  # fmt: skip
+    assert source["SslMode"] == "verify-full" and target["SslMode"] == "require"
+    assert source["PostgreSQLSettings"] == {
+        "SecretsManagerSecretId": spec.source.secret_arn,
+        "SecretsManagerAccessRoleArn": ROLE,
+        "SlotName": "pg2rds_orders",
+        "HeartbeatEnable": True,
+        "HeartbeatFrequency": 5,
+        "PluginName": "no-preference",
+    }
+    assert target["PostgreSQLSettings"] == {
+        "SecretsManagerSecretId": spec.target.secret_arn,
+        "SecretsManagerAccessRoleArn": ROLE,
+        "AfterConnectScript": SCRIPT,
+    }
+    # no credentials in any request: DMS reads them from the secrets
+    assert len(sent) == 2
+    for params in sent:
+        text = json.dumps(params)
+        assert "Password" not in text and "Username" not in text
+        assert "secret-password" not in text and "src_user" not in text and "tgt_user" not in text
+    for endpoint in (source, target):
+        tags = dms.list_tags_for_resource(ResourceArn=endpoint["EndpointArn"])["TagList"]
+        assert {t["Key"]: t["Value"] for t in tags} == {OWNER_TAG: "orders", "cost-center": "42"}
+
+
+def test_full_load_source_has_no_heartbeat_and_empty_script_is_omitted(dms) -> None:  # noqa: ANN001
+    ensure_endpoints(dms, make_spec("full-load"), report(script=""), ROLE)
+    found = endpoints_by_type(dms)
+    assert "HeartbeatEnable" not in found["source"]["PostgreSQLSettings"]
+    assert found["source"]["PostgreSQLSettings"]["SlotName"] == "pg2rds_orders"
+    assert "AfterConnectScript" not in found["target"]["PostgreSQLSettings"]
+
+
+def test_second_call_reuses_the_endpoints(dms, sent) -> None:  # noqa: ANN001
+    spec = make_spec()
+    first = ensure_endpoints(dms, spec, report(), ROLE)
+    second = ensure_endpoints(dms, spec, report(), ROLE)
+    assert second == first
+    assert len(dms.describe_endpoints()["Endpoints"]) == 2
+    assert len(sent) == 2  # nothing was created the second time
+
+
+def test_another_migrations_endpoints_are_left_alone(dms) -> None:  # noqa: ANN001
+    ensure_endpoints(dms, make_spec(migration_id="orders"), report(), ROLE)
+    ensure_endpoints(dms, make_spec(migration_id="billing"), report(), ROLE)
+    identifiers = sorted(e["EndpointIdentifier"] for e in dms.describe_endpoints()["Endpoints"])
+    assert identifiers == [
+        "pg2rds-billing-source", "pg2rds-billing-target", "pg2rds-orders-source", "pg2rds-orders-target",
+    ]  # fmt: skip
+
+
+def test_refuses_a_same_named_endpoint_without_our_tag(dms) -> None:  # noqa: ANN001
+    foreign = dms.create_endpoint(
+        EndpointIdentifier=ResourceNames("orders").source_endpoint,
+        EndpointType="source",
+        EngineName="postgres",
+        ServerName="elsewhere.example",
+        Port=5432,
+        DatabaseName="other",
+    )["Endpoint"]
+    with pytest.raises(ResourceConflict, match="source endpoint pg2rds-orders-source already exists"):
+        ensure_endpoints(dms, make_spec(), report(), ROLE)
+    [endpoint] = dms.describe_endpoints()["Endpoints"]
+    assert endpoint["EndpointArn"] == foreign["EndpointArn"]
+    assert endpoint["ServerName"] == "elsewhere.example"
