@@ -1,0 +1,612 @@
+"""``StandInEngine``: a :class:`~pg2rds_local.dms_engine.DmsEngine` that really moves data, like DMS.
+
+It connects to the PostgreSQL servers named by a task's endpoints and behaves as DMS does towards them:
+
+- **Full load**: the task's ``TableMappings`` select the source's tables (the same catalog query pg2rds
+  validates with). Each table is one ``COPY (SELECT cols FROM ONLY t) TO STDOUT`` on the source streamed
+  through a bounded pipe into ``COPY t (cols) FROM STDIN`` on the target (binary when both servers share
+  a major version), in one target transaction per table, up to ``MaxFullLoadSubTasks`` tables at once
+  (capped at :data:`LOCAL_MAX_SUBTASKS`). Every target session first runs the endpoint's
+  ``AfterConnectScript`` (``SET session_replication_role = replica`` keeps FKs and triggers quiet).
+  ``TargetTablePrepMode`` is honoured: DO_NOTHING, TRUNCATE_BEFORE_LOAD (``TRUNCATE ONLY`` the table,
+  which fails, as with DMS, when another table's foreign key references it), DROP_AND_CREATE (columns,
+  types, NOT NULL and primary key only; ``DROP ... CASCADE`` like DMS; generated columns are not
+  recreated since they are not copied). A failing table stops the task with a failure naming the table.
+
+- **CDC** (``full-load-and-cdc``, ``cdc``): like DMS with the pgoutput plugin, the stand-in creates a
+  publication named after the slot for the selected tables (DMS's one write on the source besides the
+  slot: it makes UPDATE/DELETE fail on source tables without a replica identity, exactly as DMS's does),
+  then creates the slot ``SlotName`` over a replication connection with ``EXPORT_SNAPSHOT``; the full load
+  reads that snapshot (``SET TRANSACTION SNAPSHOT`` in REPEATABLE READ), so changes after it arrive through
+  the slot exactly once. After the load the same connection streams the slot (pgoutput protocol 1); the
+  messages are decoded (:mod:`standin_pgoutput`) and applied as SQL on one target session (with the
+  AfterConnectScript) in one target transaction per source transaction; the slot's flush position is
+  confirmed after each commit.
+
+  Why decode pgoutput instead of a native SUBSCRIPTION on the target: it is DMS's architecture (the
+  target never connects to the source, which an RDS target could not), it needs no superuser on the
+  target, it runs the AfterConnectScript on the apply session like DMS, and it yields what
+  DescribeTableStatistics reports (per-table inserts/updates/deletes) and CDC latency from the source
+  commit timestamps. Stopping is just closing our connection: no subscription to dismantle.
+
+- **Stop / delete**: the slot and the publication stay on the source, as DMS leaves them; pg2rds's cleanup
+  phase drops the slot. A full-load-and-cdc start on an existing, inactive slot recreates it (the full
+  load restarts from the new snapshot); a ``cdc`` start reuses it. Starting a stopped CDC task again
+  resumes streaming from the slot without reloading (DMS's resume-processing).
+
+Known gaps: the slot's position only advances on applied commits (not on idle keepalives); values are
+applied in text form, so REPLICA IDENTITY FULL rows are matched on ``col::text``; sequences, DDL and
+large-object settings are ignored.
+"""
+
+import contextlib
+import json
+import logging
+import re
+import select
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+from psycopg2 import sql
+
+from pg2rds.dms.table_mappings import selection_from_mappings
+from pg2rds.postgres.selection import TableName, select_tables
+from pg2rds_local.dms_engine import EndpointInfo, TableStats, TaskInfo, TaskRuntime
+from pg2rds_local.standin_copy import (
+    TableMeta,
+    copy_in_statement,
+    copy_out_statement,
+    drop_and_create_statements,
+    piped_copy,
+    table_metadata,
+    truncate_statement,
+)
+from pg2rds_local.standin_pgoutput import (
+    UNCHANGED,
+    Begin,
+    Commit,
+    Delete,
+    Insert,
+    Relation,
+    Truncate,
+    Update,
+    Value,
+    decode,
+)
+
+log = logging.getLogger(__name__)
+
+#: Two cores locally: more parallel COPYs only contend.
+LOCAL_MAX_SUBTASKS = 4
+DEFAULT_MAX_SUBTASKS = 8
+CONNECT_TIMEOUT_SECONDS = 5
+#: How long stop/delete/shutdown wait for a task's threads.
+STOP_TIMEOUT_SECONDS = 30
+#: With no message for this long and no open transaction, CDC is idle and caught up: latency 0.
+IDLE_SECONDS = 1.0
+POLL_SECONDS = 0.2
+
+SSL_MODES = {"none": "disable", "require": "require", "verify-ca": "verify-ca", "verify-full": "verify-full"}
+
+FULL_LOAD_ONLY_FINISHED = "Stop Reason FULL_LOAD_ONLY_FINISHED"
+STOP_NORMAL = "Stop Reason NORMAL"
+
+
+class _Stopped(Exception):
+    """The task was asked to stop while this work was under way."""
+
+
+def server_message(error: BaseException, password: str = "") -> str:
+    """The server's message on one line (``FATAL: ...``/``ERROR: ...``), never with the password."""
+    diag = getattr(error, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if primary:
+        message = f"{diag.severity or 'ERROR'}: {primary}"
+    else:
+        text = str(error).strip()
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        fatal = next((line for line in lines if "FATAL:" in line), None)
+        if fatal:
+            message = "FATAL: " + " ".join(fatal.split("FATAL:", 1)[1].split())
+        else:
+            message = " ".join(lines[0].split()) if lines else type(error).__name__
+    if password:
+        message = message.replace(password, "********")
+    return message
+
+
+def connect(
+    endpoint: EndpointInfo, application_name: str = "pg2rds-dms-standin", replication: bool = False
+) -> Any:
+    kwargs: dict[str, Any] = {
+        "host": endpoint.server_name,
+        "port": endpoint.port,
+        "dbname": endpoint.database_name,
+        "user": endpoint.username,
+        "password": endpoint.password,
+        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "sslmode": SSL_MODES.get(endpoint.ssl_mode, "prefer"),
+        "application_name": application_name,
+    }
+    if replication:
+        kwargs["connection_factory"] = psycopg2.extras.LogicalReplicationConnection
+    return psycopg2.connect(**kwargs)
+
+
+def default_slot_name(identifier: str) -> str:
+    return ("dms_" + re.sub(r"[^a-z0-9_]", "_", identifier.lower()))[:63]
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class StandInEngine:
+    """Runs each started task on background threads; every method returns promptly and is thread-safe."""
+
+    def __init__(self, max_subtasks: int = LOCAL_MAX_SUBTASKS) -> None:
+        self.max_subtasks = max_subtasks
+        self._tasks: dict[str, _Task] = {}
+        self._lock = threading.Lock()
+
+    def test_connection(self, endpoint: EndpointInfo) -> tuple[str, str]:
+        try:
+            conn = connect(endpoint, "pg2rds-dms-test-connection")
+        except psycopg2.Error as error:
+            return "failed", server_message(error, endpoint.password)
+        conn.close()
+        return "successful", ""
+
+    def start_task(self, task: TaskInfo) -> None:
+        with self._lock:
+            previous = self._tasks.get(task.arn)
+            if previous is not None and previous.is_active():
+                return  # already running: DMS refuses a second start, moto_dms says so
+            runner = _Task(task, self.max_subtasks, previous)
+            self._tasks[task.arn] = runner
+        if previous is not None:
+            previous.stop(STOP_NORMAL)
+        runner.start()
+
+    def stop_task(self, task_arn: str) -> None:
+        with self._lock:
+            runner = self._tasks.get(task_arn)
+        if runner is not None:
+            runner.stop(STOP_NORMAL)
+
+    def delete_task(self, task_arn: str) -> None:
+        with self._lock:
+            runner = self._tasks.pop(task_arn, None)
+        if runner is not None:
+            runner.stop(STOP_NORMAL)
+
+    def task_runtime(self, task_arn: str) -> TaskRuntime | None:
+        with self._lock:
+            runner = self._tasks.get(task_arn)
+        return runner.runtime() if runner is not None else None
+
+    def shutdown(self) -> None:
+        """Stop every task and wait for its threads (process exit)."""
+        with self._lock:
+            runners = list(self._tasks.values())
+        for runner in runners:
+            runner.stop(STOP_NORMAL)
+
+
+class _Task:
+    """One started replication task: its state (under ``lock``) and the threads doing its work."""
+
+    def __init__(self, info: TaskInfo, max_subtasks: int, previous: "_Task | None") -> None:
+        self.info = info
+        settings = json.loads(info.settings or "{}") or {}
+        full_load = settings.get("FullLoadSettings") or {}
+        self.prep_mode = full_load.get("TargetTablePrepMode") or "DO_NOTHING"
+        wanted = int(full_load.get("MaxFullLoadSubTasks") or DEFAULT_MAX_SUBTASKS)
+        self.subtasks = max(1, min(wanted, max_subtasks))
+        self.slot = info.source.postgres_settings.get("SlotName") or default_slot_name(info.identifier)
+        self.publication = self.slot
+        self.uses_cdc = info.migration_type in ("full-load-and-cdc", "cdc")
+        # a stopped CDC task that finished its full load resumes streaming only (resume-processing)
+        self.resume = bool(previous and previous.uses_cdc and previous.full_load_finished and self.uses_cdc)
+
+        self.lock = threading.RLock()
+        self.stop_event = threading.Event()
+        self.status = "starting"
+        self.stop_reason = ""
+        self.failure = ""
+        self.full_load_finished = self.resume
+        self.latency_source: int | None = None
+        self.latency_target: int | None = None
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.tables: dict[TableName, TableStats] = {}
+        if self.resume and previous is not None:
+            self.tables = {name: replace(stats) for name, stats in previous.runtime_tables().items()}
+        self._connections: set[Any] = set()
+        self.binary = False
+        self.thread = threading.Thread(target=self._run, name=f"standin-{info.identifier}", daemon=True)
+
+    # -- control (any thread) ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def is_active(self) -> bool:
+        with self.lock:
+            return self.status in ("starting", "running", "stopping")
+
+    def stop(self, reason: str) -> None:
+        with self.lock:
+            if self.status in ("starting", "running"):
+                self.status = "stopping"
+                self.stop_reason = reason
+        self.stop_event.set()
+        self._cancel_all()
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(STOP_TIMEOUT_SECONDS)
+            if self.thread.is_alive():
+                log.warning("task %s did not stop within %ss", self.info.identifier, STOP_TIMEOUT_SECONDS)
+        with self.lock:
+            if self.status == "stopping":
+                self.status = "stopped"
+            self.ended = self.ended or time.monotonic()
+
+    def runtime_tables(self) -> dict[TableName, TableStats]:
+        with self.lock:
+            return dict(self.tables)
+
+    def runtime(self) -> TaskRuntime:
+        with self.lock:
+            states = [stats.state for stats in self.tables.values()]
+            loaded = states.count("Table completed")
+            total = len(states)
+            percent = 100 if self.full_load_finished else (loaded * 100 // total if total else 0)
+            return TaskRuntime(
+                status=self.status,
+                stop_reason=self.stop_reason if self.status in ("stopped", "failed") else "",
+                last_failure_message=self.failure,
+                full_load_percent=percent,
+                tables_loaded=loaded,
+                tables_loading=states.count("Table loading"),
+                tables_queued=states.count("Before load"),
+                tables_errored=states.count("Table error"),
+                elapsed_millis=int(((self.ended or time.monotonic()) - self.started) * 1000),
+                full_load_finished=self.full_load_finished,
+                cdc_latency_source_seconds=self.latency_source,
+                cdc_latency_target_seconds=self.latency_target,
+                tables=[replace(stats) for stats in self.tables.values()],
+            )
+
+    def _fail(self, message: str) -> None:
+        with self.lock:
+            if self.status not in ("starting", "running"):
+                return
+            log.error("task %s failed: %s", self.info.identifier, message)
+            self.status = "failed"
+            self.stop_reason = "Stop Reason FATAL_ERROR"
+            self.failure = message
+            self.ended = time.monotonic()
+        self.stop_event.set()
+        self._cancel_all()
+
+    def _cancel_all(self) -> None:
+        with self.lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(Exception):
+                conn.cancel()
+
+    # -- connections -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _connection(self, endpoint: EndpointInfo, purpose: str) -> Iterator[Any]:
+        """A tracked connection (cancelled on stop); target sessions run the AfterConnectScript first."""
+        conn = connect(endpoint, f"pg2rds-dms-standin-{purpose}")
+        with self.lock:
+            self._connections.add(conn)
+        try:
+            if self.stop_event.is_set():
+                raise _Stopped()
+            script = endpoint.postgres_settings.get("AfterConnectScript")
+            if endpoint.endpoint_type == "target" and script:
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute(script)
+            conn.autocommit = False
+            yield conn
+        finally:
+            with self.lock:
+                self._connections.discard(conn)
+            conn.close()
+
+    # -- the task's main thread --------------------------------------------------------------------------
+    def _run(self) -> None:
+        repl = None
+        try:
+            selection = selection_from_mappings(self.info.table_mappings)
+            with self._connection(self.info.source, "metadata") as src:
+                src.autocommit = True
+                tables = select_tables(src, selection)
+                metadata = table_metadata(src, tables)
+                source_major = src.server_version // 10000
+                if self.uses_cdc:
+                    self._ensure_publication(src, tables)
+            with self._connection(self.info.target, "metadata") as tgt:
+                self.binary = source_major == tgt.server_version // 10000
+            with self.lock:
+                for name in tables:
+                    self.tables.setdefault(name, TableStats(schema_name=name.schema, table_name=name.table))
+            snapshot = None
+            if self.uses_cdc:
+                repl = connect(self.info.source, "pg2rds-dms-standin-cdc", replication=True)
+                export = self.info.migration_type == "full-load-and-cdc" and not self.resume
+                snapshot = self._ensure_slot(repl, export)
+            with self.lock:
+                if self.status == "starting":
+                    self.status = "running"
+            if self.info.migration_type != "cdc" and not self.resume:
+                self._full_load([metadata[name] for name in tables if name in metadata], snapshot)
+            if self.stop_event.is_set():
+                return
+            with self.lock:
+                self.full_load_finished = True
+                if self.info.migration_type == "cdc":
+                    for stats in self.tables.values():
+                        stats.state = "Table completed"
+                if not self.uses_cdc and self.status == "running":
+                    self.status = "stopped"
+                    self.stop_reason = FULL_LOAD_ONLY_FINISHED
+                    self.ended = time.monotonic()
+            if self.uses_cdc and repl is not None:
+                self._stream(repl)
+        except _Stopped:
+            pass
+        except Exception as error:
+            if not self.stop_event.is_set():
+                log.exception("task %s", self.info.identifier)
+                self._fail(server_message(error, self.info.source.password))
+        finally:
+            if repl is not None:
+                with contextlib.suppress(Exception):
+                    repl.close()
+
+    def _ensure_publication(self, src: Any, tables: list[TableName]) -> None:
+        with src.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (self.publication,))
+            if cur.fetchone():
+                return
+            statement = sql.SQL("CREATE PUBLICATION {}").format(sql.Identifier(self.publication))
+            if tables:
+                statement += sql.SQL(" FOR TABLE {}").format(
+                    sql.SQL(", ").join(sql.Identifier(t.schema, t.table) for t in tables)
+                )
+            cur.execute(statement)
+
+    def _ensure_slot(self, repl: Any, export: bool) -> str | None:
+        """Create the slot (returning its exported snapshot for a full load) or reuse an existing one."""
+        with self._connection(self.info.source, "slot") as src:
+            src.autocommit = True
+            with src.cursor() as cur:
+                cur.execute(
+                    "SELECT active FROM pg_replication_slots "
+                    "WHERE slot_name = %s AND database = current_database()",
+                    (self.slot,),
+                )
+                row = cur.fetchone()
+                if row is not None and not export:
+                    return None
+                if row is not None:
+                    # a full load restarts from scratch: the old slot's position is of no use
+                    cur.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
+        cur = repl.cursor()
+        cur.execute(
+            f"CREATE_REPLICATION_SLOT {_quote_ident(self.slot)} LOGICAL pgoutput "
+            + ("EXPORT_SNAPSHOT" if export else "NOEXPORT_SNAPSHOT")
+        )
+        _, _, snapshot, _ = cur.fetchone()
+        return snapshot if export else None
+
+    # -- full load ---------------------------------------------------------------------------------------
+    def _full_load(self, tables: list[TableMeta], snapshot: str | None) -> None:
+        with ThreadPoolExecutor(self.subtasks, thread_name_prefix=f"standin-{self.info.identifier}") as pool:
+            for future in [pool.submit(self._load_table, meta, snapshot) for meta in tables]:
+                future.result()
+
+    def _set_table(self, name: TableName, **changes: Any) -> None:
+        with self.lock:
+            stats = self.tables[name]
+            for key, value in changes.items():
+                setattr(stats, key, value)
+
+    def _load_table(self, meta: TableMeta, snapshot: str | None) -> None:
+        if self.stop_event.is_set():
+            return
+        self._set_table(meta.name, state="Table loading", full_load_rows=0)
+        try:
+            with (
+                self._connection(self.info.source, "load") as src,
+                self._connection(self.info.target, "load") as tgt,
+            ):
+                if snapshot:
+                    src.set_session(
+                        isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True
+                    )
+                    with src.cursor() as cur:
+                        cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+                with tgt.cursor() as cur:
+                    if self.prep_mode == "TRUNCATE_BEFORE_LOAD":
+                        cur.execute(truncate_statement(meta))
+                    elif self.prep_mode == "DROP_AND_CREATE":
+                        for statement in drop_and_create_statements(meta):
+                            cur.execute(statement)
+                rows = piped_copy(
+                    src, copy_out_statement(meta, self.binary), tgt, copy_in_statement(meta, self.binary)
+                )
+                if self.stop_event.is_set():
+                    raise _Stopped()
+                tgt.commit()
+                src.rollback()
+            self._set_table(meta.name, state="Table completed", full_load_rows=rows)
+        except Exception as error:
+            if self.stop_event.is_set():
+                self._set_table(meta.name, state="Before load", full_load_rows=0)
+                return
+            self._set_table(meta.name, state="Table error")
+            message = server_message(error, self.info.target.password)
+            self._fail(f"Failed to load table '{meta.name.schema}'.'{meta.name.table}': {message}")
+
+    # -- CDC ---------------------------------------------------------------------------------------------
+    def _stream(self, repl: Any) -> None:
+        cur = repl.cursor()
+        cur.start_replication(
+            slot_name=self.slot,
+            decode=False,
+            options={"proto_version": "1", "publication_names": _quote_ident(self.publication)},
+            status_interval=10,
+        )
+        with self._connection(self.info.target, "cdc-apply") as tgt:
+            applier = _Applier(tgt, self)
+            last_message = time.monotonic()
+            try:
+                while not self.stop_event.is_set():
+                    message = cur.read_message()
+                    if message is None:
+                        if not applier.in_transaction and time.monotonic() - last_message > IDLE_SECONDS:
+                            with self.lock:
+                                self.latency_source = self.latency_target = 0
+                        select.select([cur], [], [], POLL_SECONDS)
+                        continue
+                    last_message = time.monotonic()
+                    flushed = applier.handle(decode(message.payload))
+                    if flushed:
+                        cur.send_feedback(flush_lsn=flushed)
+            finally:
+                if applier.in_transaction:
+                    with contextlib.suppress(Exception):
+                        tgt.rollback()
+                if applier.flushed:
+                    with contextlib.suppress(Exception):
+                        cur.send_feedback(flush_lsn=applier.flushed, force=True)
+
+    def record_commit(
+        self, counts: dict[tuple[str, str], list[int]], commit_time: datetime, received: float
+    ) -> None:
+        now = time.time()
+        with self.lock:
+            for (schema, table), (inserts, updates, deletes) in counts.items():
+                stats = self.tables.setdefault(
+                    TableName(schema, table),
+                    TableStats(schema_name=schema, table_name=table, state="Table completed"),
+                )
+                stats.inserts += inserts
+                stats.updates += updates
+                stats.deletes += deletes
+            self.latency_source = max(0, round(received - commit_time.timestamp()))
+            self.latency_target = max(0, round(now - commit_time.timestamp()))
+
+
+class _Applier:
+    """Applies decoded pgoutput messages as SQL on one target session, a transaction per source one."""
+
+    def __init__(self, conn: Any, task: _Task) -> None:
+        self.conn = conn
+        self.task = task
+        self.relations: dict[int, Relation] = {}
+        self.in_transaction = False
+        self.commit_time: datetime | None = None
+        self.received = 0.0
+        self.counts: dict[tuple[str, str], list[int]] = {}
+        self.flushed = 0
+
+    def _count(self, relation: Relation, index: int) -> None:
+        self.counts.setdefault((relation.namespace, relation.name), [0, 0, 0])[index] += 1
+
+    def handle(self, message: Any) -> int | None:
+        """Apply one message; returns the LSN to confirm after a commit."""
+        if isinstance(message, Begin):
+            self.in_transaction = True
+            self.commit_time = message.commit_time
+            self.received = time.time()
+            self.counts = {}
+        elif isinstance(message, Relation):
+            self.relations[message.oid] = message
+        elif isinstance(message, Insert):
+            relation = self.relations[message.relation_oid]
+            columns = [c.name for c in relation.columns]
+            with self.conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                        _ident(relation),
+                        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                        sql.SQL(", ").join(sql.Placeholder() for _ in columns),
+                    ),
+                    message.new,
+                )
+            self._count(relation, 0)
+        elif isinstance(message, Update):
+            relation = self.relations[message.relation_oid]
+            assignments = [
+                (c.name, v) for c, v in zip(relation.columns, message.new, strict=True) if v is not UNCHANGED
+            ]
+            where, params = _identity(relation, message.old_kind, message.old if message.old else message.new)
+            with self.conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL("UPDATE {} SET {} WHERE {}").format(
+                        _ident(relation),
+                        sql.SQL(", ").join(
+                            sql.SQL("{} = %s").format(sql.Identifier(n)) for n, _ in assignments
+                        ),
+                        where,
+                    ),
+                    [v for _, v in assignments] + params,
+                )
+            self._count(relation, 1)
+        elif isinstance(message, Delete):
+            relation = self.relations[message.relation_oid]
+            where, params = _identity(relation, message.old_kind, message.old)
+            with self.conn.cursor() as cur:
+                cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(_ident(relation), where), params)
+            self._count(relation, 2)
+        elif isinstance(message, Truncate):
+            names = [_ident(self.relations[oid]) for oid in message.relation_oids]
+            statement = sql.SQL("TRUNCATE ONLY {}").format(sql.SQL(", ").join(names))
+            if message.restart_identity:
+                statement += sql.SQL(" RESTART IDENTITY")
+            if message.cascade:
+                statement += sql.SQL(" CASCADE")
+            with self.conn.cursor() as cur:
+                cur.execute(statement)
+        elif isinstance(message, Commit):
+            self.conn.commit()
+            self.in_transaction = False
+            self.task.record_commit(self.counts, message.commit_time, self.received)
+            self.flushed = message.end_lsn
+            return message.end_lsn
+        return None
+
+
+def _ident(relation: Relation) -> sql.Identifier:
+    return sql.Identifier(relation.namespace, relation.name)
+
+
+def _identity(relation: Relation, old_kind: str | None, values: list[Value]) -> tuple[sql.Composable, list]:
+    """WHERE clause finding the row: key columns (primary key / replica identity index), or for
+    REPLICA IDENTITY FULL ('O') every sent column of the old row, compared as text, one row only."""
+    if old_kind == "O":
+        pairs = [(c.name, v) for c, v in zip(relation.columns, values, strict=True) if v is not UNCHANGED]
+        conditions = sql.SQL(" AND ").join(
+            sql.SQL("{}::text IS NOT DISTINCT FROM %s").format(sql.Identifier(n)) for n, _ in pairs
+        )
+        where = sql.SQL("ctid = (SELECT ctid FROM {} WHERE {} LIMIT 1)").format(_ident(relation), conditions)
+        return where, [v for _, v in pairs]
+    pairs = [(c.name, v) for c, v in zip(relation.columns, values, strict=True) if c.is_key]
+    if not pairs:
+        raise RuntimeError(f"table {relation.namespace}.{relation.name} has no replica identity")
+    where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(n)) for n, _ in pairs)
+    return where, [v for _, v in pairs]

@@ -1,0 +1,510 @@
+"""The DMS stand-in against real PostgreSQL: what lands on the target, checked on the databases."""
+
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from psycopg2 import sql
+
+from pg2rds.dms.table_mappings import table_mappings
+from pg2rds.spec import TableRule, TableSelection
+from pg2rds_local.dms_engine import EndpointInfo, TaskInfo, TaskRuntime
+from pg2rds_local.dms_standin import FULL_LOAD_ONLY_FINISHED, StandInEngine
+from pg2rds_local.pgcluster import SUPERUSER
+
+REPLICA_SCRIPT = "SET session_replication_role = replica;"
+
+
+def _pagila_dir() -> Path:
+    candidate = Path(__file__).resolve().parents[2] / "shared/testdata/pagila"
+    return candidate if candidate.is_dir() else Path("/work/shared/testdata/pagila")
+
+
+@pytest.fixture
+def engine() -> Iterator[StandInEngine]:
+    engine = StandInEngine()
+    yield engine
+    engine.shutdown()
+
+
+def endpoint(db, kind: str, password: str | None = None, **settings) -> EndpointInfo:  # noqa: ANN001, ANN003
+    return EndpointInfo(
+        arn=f"arn:aws:dms:us-east-1:123456789012:endpoint:{kind}-{uuid.uuid4().hex[:8]}",
+        identifier=f"{kind}-{db.name}",
+        endpoint_type=kind,
+        server_name="127.0.0.1",
+        port=db.cluster.port,
+        database_name=db.name,
+        username=SUPERUSER,
+        password=db.cluster.password if password is None else password,
+        postgres_settings=settings,
+    )
+
+
+def make_task(
+    source_db,  # noqa: ANN001
+    target_db,  # noqa: ANN001
+    migration_type: str = "full-load",
+    prep_mode: str = "DO_NOTHING",
+    subtasks: int = 8,
+    script: str | None = REPLICA_SCRIPT,
+    include: list[TableRule] | None = None,
+    exclude: list[TableRule] | None = None,
+) -> TaskInfo:
+    slot = "pg2rds_t" + uuid.uuid4().hex[:8]
+    target_settings = {"AfterConnectScript": script} if script else {}
+    settings = {"FullLoadSettings": {"TargetTablePrepMode": prep_mode, "MaxFullLoadSubTasks": subtasks}}
+    selection = TableSelection(include=include or [TableRule()], exclude=exclude or [])
+    return TaskInfo(
+        arn=f"arn:aws:dms:us-east-1:123456789012:task:{uuid.uuid4().hex[:12]}",
+        identifier=f"pg2rds-t{uuid.uuid4().hex[:6]}",
+        migration_type=migration_type,
+        table_mappings=table_mappings(selection),
+        settings=json.dumps(settings),
+        source=endpoint(source_db, "source", SlotName=slot),
+        target=endpoint(target_db, "target", **target_settings),
+    )
+
+
+def wait_for(
+    engine: StandInEngine, task: TaskInfo, done: Callable[[TaskRuntime], bool], timeout: float = 60
+) -> TaskRuntime:
+    deadline = time.monotonic() + timeout
+    while True:
+        runtime = engine.task_runtime(task.arn)
+        assert runtime is not None
+        if done(runtime):
+            return runtime
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting; last runtime: {runtime}")
+        time.sleep(0.1)
+
+
+def finished(runtime: TaskRuntime) -> bool:
+    return runtime.status in ("stopped", "failed")
+
+
+def until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.2)
+
+
+def table_ident(schema: str, table: str) -> sql.Identifier:
+    return sql.Identifier(schema, table)
+
+
+def fingerprint(db, schema: str, table: str) -> tuple[int, str]:  # noqa: ANN001
+    """Row count and an md5 over every row's text, ordered: equal on both sides means equal data."""
+    query = sql.SQL(
+        "SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ONLY {} t"
+    )
+    ((count, digest),) = db.execute(query.format(table_ident(schema, table)))
+    return count, digest
+
+
+def user_tables(db) -> list[tuple[str, str]]:  # noqa: ANN001
+    return db.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname NOT LIKE 'pg\\_toast%%' ORDER BY 1, 2"
+    )
+
+
+# -- test_connection ----------------------------------------------------------------------------------------
+
+
+def test_connection_succeeds(engine: StandInEngine, source_db) -> None:  # noqa: ANN001
+    assert engine.test_connection(endpoint(source_db, "source")) == ("successful", "")
+
+
+def test_connection_reports_the_servers_message_without_the_password(
+    engine: StandInEngine, source_db
+) -> None:  # noqa: ANN001
+    status, message = engine.test_connection(endpoint(source_db, "source", password="wrong-Secret-42"))
+    assert status == "failed"
+    assert message == f'FATAL: password authentication failed for user "{SUPERUSER}"'
+    assert "wrong-Secret-42" not in message
+
+
+def test_connection_to_a_closed_port_fails(engine: StandInEngine, source_db) -> None:  # noqa: ANN001
+    info = endpoint(source_db, "source")
+    closed = EndpointInfo(**{**info.__dict__, "port": 1})
+    status, message = engine.test_connection(closed)
+    assert status == "failed"
+    assert "\n" not in message and "Connection refused" in message
+
+
+# -- full load ----------------------------------------------------------------------------------------------
+
+AWKWARD_SCHEMA = 'Wéird "Schema"'
+AWKWARD_TABLE = 'Tä"ble with Spaces'
+
+AWKWARD_DDL = '''
+CREATE SCHEMA "Wéird ""Schema""";
+CREATE TABLE "Wéird ""Schema"""."Tä""ble with Spaces" (
+    "Id" int PRIMARY KEY,
+    "Näme" text,
+    payload bytea,
+    doubled int GENERATED ALWAYS AS ("Id" * 2) STORED
+);
+CREATE TABLE public.z_parent (id int PRIMARY KEY, label text);
+CREATE TABLE public.a_child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES public.z_parent (id));
+CREATE TABLE public.measurements (id int, taken date NOT NULL, value numeric, PRIMARY KEY (id, taken))
+    PARTITION BY RANGE (taken);
+CREATE TABLE public.measurements_2023 PARTITION OF public.measurements
+    FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+CREATE TABLE public.measurements_2024 PARTITION OF public.measurements
+    FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+ALTER TABLE public.measurements DROP COLUMN value;
+ALTER TABLE public.measurements ADD COLUMN value numeric;
+'''
+
+AWKWARD_DATA = '''
+INSERT INTO "Wéird ""Schema"""."Tä""ble with Spaces" ("Id", "Näme", payload)
+    SELECT g, 'naïve ' || g || E' tab\\there', decode(md5(g::text), 'hex') || '\\x00ff'::bytea
+    FROM generate_series(1, 500) g;
+INSERT INTO public.z_parent SELECT g, 'p' || g FROM generate_series(1, 300) g;
+INSERT INTO public.a_child SELECT g, 1 + mod(g, 300) FROM generate_series(1, 3000) g;
+INSERT INTO public.measurements (id, taken, value)
+    SELECT g, date '2023-06-01' + mod(g, 400), g / 7.0 FROM generate_series(1, 2000) g;
+'''
+
+AWKWARD_TABLES = [
+    (AWKWARD_SCHEMA, AWKWARD_TABLE),
+    ("public", "a_child"),
+    ("public", "measurements_2023"),
+    ("public", "measurements_2024"),
+    ("public", "z_parent"),
+]
+
+
+def _awkward(source_db, target_db) -> None:  # noqa: ANN001
+    source_db.execute(AWKWARD_DDL)
+    source_db.execute(AWKWARD_DATA)
+    target_db.execute(AWKWARD_DDL)
+
+
+def test_full_load_copies_awkward_tables_exactly(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+    _awkward(source_db, target_db)
+    # one subtask: a_child (alphabetically first) loads before its parent; only the script makes it pass
+    task = make_task(source_db, target_db, subtasks=1)
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+
+    assert runtime.status == "stopped", runtime.last_failure_message
+    assert runtime.stop_reason == FULL_LOAD_ONLY_FINISHED
+    assert runtime.full_load_finished and runtime.full_load_percent == 100
+    stats = {(t.schema_name, t.table_name): t for t in runtime.tables}
+    assert sorted(stats) == sorted(AWKWARD_TABLES)  # leaf partitions, not their parent
+    for schema, table in AWKWARD_TABLES:
+        source_print = fingerprint(source_db, schema, table)
+        assert source_print[0] > 0
+        assert fingerprint(target_db, schema, table) == source_print, (schema, table)
+        assert stats[(schema, table)].state == "Table completed"
+        assert stats[(schema, table)].full_load_rows == source_print[0]
+    # the generated column was recomputed by the target, the bytea arrived byte for byte
+    assert target_db.execute(
+        sql.SQL('SELECT doubled, payload FROM {} WHERE "Id" = 7').format(
+            table_ident(AWKWARD_SCHEMA, AWKWARD_TABLE)
+        )
+    ) == source_db.execute(
+        sql.SQL('SELECT doubled, payload FROM {} WHERE "Id" = 7').format(
+            table_ident(AWKWARD_SCHEMA, AWKWARD_TABLE)
+        )
+    )
+
+
+def test_full_load_without_the_after_connect_script_fails_naming_the_table(
+    engine: StandInEngine,
+    source_db,  # noqa: ANN001
+    target_db,  # noqa: ANN001
+) -> None:
+    _awkward(source_db, target_db)
+    task = make_task(source_db, target_db, subtasks=1, script=None)
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+
+    assert runtime.status == "failed"
+    assert "'public'.'a_child'" in runtime.last_failure_message
+    assert "foreign key constraint" in runtime.last_failure_message
+    stats = {(t.schema_name, t.table_name): t for t in runtime.tables}
+    assert stats[("public", "a_child")].state == "Table error"
+    assert runtime.tables_errored == 1
+    assert target_db.execute("SELECT count(*) FROM public.a_child") == [(0,)]  # its transaction rolled back
+
+
+def test_table_mappings_select_what_is_copied(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+    _awkward(source_db, target_db)
+    task = make_task(
+        source_db,
+        target_db,
+        include=[TableRule(schema="public", table="measurements%")],
+        exclude=[TableRule(schema="public", table="%2024")],
+    )
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+    assert runtime.status == "stopped", runtime.last_failure_message
+    assert [(t.schema_name, t.table_name) for t in runtime.tables] == [("public", "measurements_2023")]
+    assert target_db.execute("SELECT count(*) FROM public.measurements_2024") == [(0,)]
+    assert fingerprint(target_db, "public", "measurements_2023") == fingerprint(
+        source_db, "public", "measurements_2023"
+    )
+
+
+def _load_pagila(db, tmp_path: Path, with_data: bool) -> None:  # noqa: ANN001
+    """pagila's dump assigns ownership to a role ``postgres`` our clusters lack: those lines are dropped."""
+    schema = tmp_path / "pagila-schema.sql"
+    if not schema.exists():
+        text = (_pagila_dir() / "pagila-schema.sql").read_text()
+        schema.write_text(re.sub(r"(?m)^ALTER .* OWNER TO .*;$", "", text))
+    db.cluster.psql_file(db.name, schema)
+    if with_data:
+        db.cluster.psql_file(db.name, _pagila_dir() / "pagila-data.sql")
+
+
+def test_pagila_full_load(engine: StandInEngine, source_db, target_db, tmp_path: Path) -> None:  # noqa: ANN001
+    _load_pagila(source_db, tmp_path, with_data=True)
+    _load_pagila(target_db, tmp_path, with_data=False)
+    task = make_task(source_db, target_db)
+
+    started = time.monotonic()
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished, timeout=120)
+    duration = time.monotonic() - started
+    print(f"pagila full load: {duration:.2f}s for {sum(t.full_load_rows for t in runtime.tables)} rows")
+
+    assert runtime.status == "stopped", runtime.last_failure_message
+    tables = user_tables(source_db)
+    assert len(tables) >= 20
+    assert sorted((t.schema_name, t.table_name) for t in runtime.tables) == sorted(tables)
+    for schema, table in tables:
+        assert fingerprint(target_db, schema, table) == fingerprint(source_db, schema, table), table
+    assert duration < 60
+
+
+def test_drop_and_create_builds_tables_on_an_empty_target(
+    engine: StandInEngine, source_db, target_db
+) -> None:  # noqa: ANN001
+    source_db.execute(
+        "CREATE SCHEMA sales;"
+        "CREATE TABLE sales.orders (id bigint PRIMARY KEY, note varchar(20) NOT NULL DEFAULT 'x',"
+        " amount numeric(10, 2), tags text[], at timestamptz);"
+        "CREATE INDEX ON sales.orders (amount);"
+        "INSERT INTO sales.orders SELECT g, 'n' || g, g * 1.5, ARRAY['a', 'b' || g], now() "
+        "FROM generate_series(1, 1000) g;"
+        "CREATE TABLE public.nopk (a int, b text); INSERT INTO public.nopk VALUES (1, 'one'), (2, NULL);"
+    )
+    task = make_task(source_db, target_db, prep_mode="DROP_AND_CREATE")
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+
+    assert runtime.status == "stopped", runtime.last_failure_message
+    for schema, table in [("sales", "orders"), ("public", "nopk")]:
+        assert fingerprint(target_db, schema, table) == fingerprint(source_db, schema, table)
+    columns = target_db.execute(
+        "SELECT attname, format_type(atttypid, atttypmod), attnotnull, atthasdef FROM pg_attribute "
+        "WHERE attrelid = 'sales.orders'::regclass AND attnum > 0 ORDER BY attnum"
+    )
+    assert columns == [
+        ("id", "bigint", True, False),
+        ("note", "character varying(20)", True, False),  # no default: DMS creates none
+        ("amount", "numeric(10,2)", False, False),
+        ("tags", "text[]", False, False),
+        ("at", "timestamp with time zone", False, False),
+    ]
+    indexes = target_db.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'sales'")
+    assert [row[0] for row in indexes] == ["CREATE UNIQUE INDEX orders_pkey ON sales.orders USING btree (id)"]
+
+
+def test_drop_and_create_fails_a_table_whose_type_is_missing_on_the_target(
+    engine: StandInEngine,
+    source_db,  # noqa: ANN001
+    target_db,  # noqa: ANN001
+) -> None:
+    source_db.execute(
+        "CREATE TYPE mood AS ENUM ('sad', 'happy');"
+        "CREATE TABLE public.feelings (id int PRIMARY KEY, m mood);"
+        "INSERT INTO public.feelings VALUES (1, 'sad')"
+    )
+    task = make_task(source_db, target_db, prep_mode="DROP_AND_CREATE")
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+    assert runtime.status == "failed"
+    assert "'public'.'feelings'" in runtime.last_failure_message
+    assert 'type "public.mood" does not exist' in runtime.last_failure_message
+
+
+def test_truncate_before_load_empties_the_target_first(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+    ddl = "CREATE TABLE public.items (id int PRIMARY KEY, name text)"
+    source_db.execute(ddl + "; INSERT INTO public.items SELECT g, 'src' || g FROM generate_series(1, 100) g")
+    target_db.execute(ddl + "; INSERT INTO public.items SELECT g, 'old' || g FROM generate_series(50, 500) g")
+    task = make_task(source_db, target_db, prep_mode="TRUNCATE_BEFORE_LOAD")
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+    assert runtime.status == "stopped", runtime.last_failure_message
+    assert fingerprint(target_db, "public", "items") == fingerprint(source_db, "public", "items")
+    assert target_db.execute("SELECT count(*) FROM public.items WHERE name LIKE 'old%%'") == [(0,)]
+
+
+def test_do_nothing_onto_existing_rows_fails_on_duplicate_keys(
+    engine: StandInEngine, source_db, target_db
+) -> None:  # noqa: ANN001
+    ddl = "CREATE TABLE public.items (id int PRIMARY KEY, name text)"
+    source_db.execute(ddl + "; INSERT INTO public.items VALUES (1, 'a')")
+    target_db.execute(ddl + "; INSERT INTO public.items VALUES (1, 'z')")
+    task = make_task(source_db, target_db)
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+    assert runtime.status == "failed"
+    assert "'public'.'items'" in runtime.last_failure_message
+    assert "duplicate key value" in runtime.last_failure_message
+
+
+# -- CDC ----------------------------------------------------------------------------------------------------
+
+CDC_DDL = """
+CREATE TABLE public.accounts (id int PRIMARY KEY, owner text, balance numeric, blob bytea);
+CREATE TABLE public.events (happened timestamptz, what text);
+ALTER TABLE public.events REPLICA IDENTITY FULL;
+CREATE TABLE public."Mixed Case" ("Key" text PRIMARY KEY, n int);
+"""
+CDC_TABLES = [("public", "Mixed Case"), ("public", "accounts"), ("public", "events")]
+
+
+def _cdc_setup(source_db, target_db, rows: int = 20000) -> None:  # noqa: ANN001
+    source_db.execute(CDC_DDL)
+    target_db.execute(CDC_DDL)
+    source_db.execute(
+        "INSERT INTO public.accounts SELECT g, 'owner ' || g, g, decode(md5(g::text), 'hex') "
+        "FROM generate_series(1, %s) g",
+        (rows,),
+    )
+    source_db.execute("INSERT INTO public.events SELECT now(), 'boot ' || g FROM generate_series(1, 100) g")
+
+
+def _same_everywhere(source_db, target_db) -> bool:  # noqa: ANN001
+    return all(fingerprint(source_db, s, t) == fingerprint(target_db, s, t) for s, t in CDC_TABLES)
+
+
+def _slots(db) -> list[str]:  # noqa: ANN001
+    return [
+        row[0]
+        for row in db.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (db.name,))
+    ]
+
+
+def test_full_load_and_cdc_keeps_the_target_in_step(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+    _cdc_setup(source_db, target_db)
+    task = make_task(source_db, target_db, migration_type="full-load-and-cdc")
+    slot = task.source.postgres_settings["SlotName"]
+
+    stop_writing = threading.Event()
+
+    def write_during_load() -> None:
+        n = 0
+        while not stop_writing.is_set() and n < 200:
+            n += 1
+            source_db.execute("INSERT INTO public.accounts VALUES (%s, 'during', 0, '\\x01')", (100000 + n,))
+            source_db.execute("UPDATE public.accounts SET balance = balance + 1 WHERE id = %s", (n,))
+            source_db.execute("DELETE FROM public.accounts WHERE id = %s", (10000 + n,))
+            time.sleep(0.005)
+
+    engine.start_task(task)
+    writer = threading.Thread(target=write_during_load)
+    writer.start()
+    try:
+        runtime = wait_for(engine, task, lambda r: r.full_load_finished or finished(r))
+    finally:
+        stop_writing.set()
+        writer.join()
+    assert runtime.status == "running", runtime.last_failure_message
+    assert runtime.full_load_percent == 100
+
+    # changes after the load, in every shape: multi-row transactions, key updates, FULL identity, quoting
+    source_db.execute(
+        "BEGIN;"
+        "INSERT INTO public.\"Mixed Case\" VALUES ('it''s', 1), ('naïve \"q\"', 2), ('gone', 3);"
+        "UPDATE public.\"Mixed Case\" SET n = n * 10, \"Key\" = 'renamed' WHERE \"Key\" = 'it''s';"
+        'DELETE FROM public."Mixed Case" WHERE "Key" = \'gone\';'
+        "UPDATE public.accounts SET owner = NULL, blob = '\\xdeadbeef' WHERE id BETWEEN 500 AND 599;"
+        "DELETE FROM public.accounts WHERE id > 19900;"
+        "COMMIT;"
+    )
+    source_db.execute("UPDATE public.events SET what = what || ' (seen)' WHERE what = 'boot 7'")
+    source_db.execute("DELETE FROM public.events WHERE what IN ('boot 8', 'boot 9')")
+    source_db.execute("INSERT INTO public.events VALUES (NULL, NULL), (NULL, NULL)")
+    source_db.execute("DELETE FROM public.events WHERE what IS NULL")  # both of the identical rows
+    source_db.execute("BEGIN; INSERT INTO public.accounts VALUES (-1, 'rolled back'); ROLLBACK")
+
+    until(lambda: _same_everywhere(source_db, target_db), timeout=60)
+    assert target_db.execute("SELECT count(*) FROM public.accounts WHERE id = -1") == [(0,)]
+
+    runtime = wait_for(engine, task, lambda r: r.cdc_latency_target_seconds == 0, timeout=30)
+    assert runtime.status == "running"
+    stats = {(t.schema_name, t.table_name): t for t in runtime.tables}
+    assert stats[("public", "Mixed Case")].inserts == 3
+    assert stats[("public", "Mixed Case")].updates == 1
+    assert stats[("public", "Mixed Case")].deletes == 1
+    accounts = stats[("public", "accounts")]
+    assert accounts.updates >= 100 and accounts.deletes >= 100 and accounts.inserts >= 1
+    # every source row arrived exactly once: by the load or by CDC, never both (no duplicate-key failure)
+    assert (
+        accounts.full_load_rows + accounts.inserts - accounts.deletes
+        == source_db.execute("SELECT count(*) FROM public.accounts")[0][0]
+    )
+
+    engine.delete_task(task.arn)
+    assert engine.task_runtime(task.arn) is None
+    assert slot in _slots(source_db)  # DMS leaves the slot behind; pg2rds's cleanup drops it
+    assert source_db.execute("SELECT count(*) FROM pg_publication WHERE pubname = %s", (slot,)) == [(1,)]
+    source_db.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def test_stop_task_stops_applying(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+    _cdc_setup(source_db, target_db, rows=100)
+    task = make_task(source_db, target_db, migration_type="full-load-and-cdc")
+    engine.start_task(task)
+    wait_for(engine, task, lambda r: r.full_load_finished or finished(r))
+    source_db.execute("INSERT INTO public.accounts VALUES (1001, 'before stop')")
+    until(lambda: target_db.execute("SELECT count(*) FROM public.accounts WHERE id = 1001") == [(1,)])
+
+    engine.stop_task(task.arn)
+    runtime = engine.task_runtime(task.arn)
+    assert runtime is not None and runtime.status == "stopped"
+    assert runtime.stop_reason == "Stop Reason NORMAL"
+    source_db.execute("INSERT INTO public.accounts VALUES (1002, 'after stop')")
+    time.sleep(2)
+    assert target_db.execute("SELECT count(*) FROM public.accounts WHERE id = 1002") == [(0,)]
+    slot = task.source.postgres_settings["SlotName"]
+    assert source_db.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)) == [
+        (False,)
+    ]
+
+    # started again, it resumes from the slot: the change made while stopped arrives, nothing reloads
+    engine.start_task(task)
+    until(lambda: target_db.execute("SELECT count(*) FROM public.accounts WHERE id = 1002") == [(1,)])
+    runtime = engine.task_runtime(task.arn)
+    assert runtime is not None and runtime.status == "running"
+    engine.delete_task(task.arn)
+    source_db.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def test_cdc_only_streams_changes_made_after_the_start(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+    _cdc_setup(source_db, target_db, rows=10)
+    task = make_task(source_db, target_db, migration_type="cdc")
+    engine.start_task(task)
+    wait_for(engine, task, lambda r: r.status == "running" and r.full_load_finished)
+    source_db.execute("DELETE FROM public.accounts; INSERT INTO public.accounts VALUES (77, 'new')")
+    until(lambda: target_db.execute("SELECT owner FROM public.accounts") == [("new",)])
+    assert source_db.execute("SELECT count(*) FROM public.events") == [(100,)]
+    assert target_db.execute("SELECT count(*) FROM public.events") == [(0,)]  # no full load
+    engine.stop_task(task.arn)
+    assert engine.task_runtime(task.arn).status == "stopped"
