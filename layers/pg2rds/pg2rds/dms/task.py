@@ -1,0 +1,190 @@
+"""The replication task: created with our table mappings and settings, then started exactly once."""
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pg2rds.aws import error_code
+from pg2rds.dms.table_mappings import table_mappings
+from pg2rds.dms.tags import check_timeout, find, poll_fields, require_owned, resource_tags
+from pg2rds.errors import ResourceConflict, TaskFailed
+from pg2rds.naming import ResourceNames
+from pg2rds.spec import MigrationSpec
+from pg2rds.state import EndpointsState, InstanceState, TaskState
+
+#: Statuses in which the task has been started (a stopped one by a previous invocation: the poller decides).
+STARTED_STATUSES = ("starting", "running", "stopping", "stopped")
+#: Statuses that pass by themselves: wait.
+TRANSIENT_STATUSES = ("creating", "modifying", "moving", "testing", "deleting")
+
+_LOG_COMPONENTS = [
+    "SOURCE_UNLOAD",
+    "SOURCE_CAPTURE",
+    "TARGET_LOAD",
+    "TARGET_APPLY",
+    "TASK_MANAGER",
+    "TRANSFORMATION",
+]
+
+
+def task_settings(spec: MigrationSpec) -> dict[str, Any]:
+    """ReplicationTaskSettings: DMS's defaults made explicit, plus the choices pg2rds makes.
+
+    - Full LOB mode copies LOBs of any size (slow); limited mode truncates above ``lob_max_size_kb`` and,
+      with ``FailTasksOnLobTruncation`` unset, DMS only warns, so the verification phase catches it.
+    - A table error stops the task (``TableErrorPolicy: STOP_TASK``): a migration with a missing table is
+      not a migration, and suspending the table would let the task report success.
+    - The full load never stops on cached changes (``StopTaskCachedChanges*``): cutover is the operator's.
+    """
+    options = spec.task
+    full_lob = options.lob_mode == "full"
+    return {
+        "TargetMetadata": {
+            "TargetSchema": "",
+            "SupportLobs": True,
+            "FullLobMode": full_lob,
+            "LobChunkSize": 64 if full_lob else 0,
+            "LimitedSizeLobMode": not full_lob,
+            "LobMaxSize": 0 if full_lob else options.lob_max_size_kb,
+            "InlineLobMaxSize": 0,
+            "LoadMaxFileSize": 0,
+            "ParallelLoadThreads": 0,
+            "ParallelLoadBufferSize": 0,
+            "BatchApplyEnabled": False,
+        },
+        "FullLoadSettings": {
+            "TargetTablePrepMode": options.target_table_prep_mode,
+            "CreatePkAfterFullLoad": False,
+            "StopTaskCachedChangesApplied": False,
+            "StopTaskCachedChangesNotApplied": False,
+            "MaxFullLoadSubTasks": options.max_full_load_subtasks,
+            "TransactionConsistencyTimeout": 600,
+            "CommitRate": 10000,
+        },
+        "Logging": {
+            "EnableLogging": True,
+            "LogComponents": [
+                {"Id": component, "Severity": "LOGGER_SEVERITY_DEFAULT"} for component in _LOG_COMPONENTS
+            ],
+        },
+        "ControlTablesSettings": {
+            "HistoryTimeslotInMinutes": 5,
+            "HistoryTableEnabled": False,
+            "SuspendedTablesTableEnabled": False,
+            "StatusTableEnabled": False,
+        },
+        "StreamBufferSettings": {
+            "StreamBufferCount": 3,
+            "StreamBufferSizeInMB": 8,
+            "CtrlStreamBufferSizeInMB": 5,
+        },
+        "ChangeProcessingTuning": {
+            "BatchApplyPreserveTransaction": True,
+            "BatchApplyTimeoutMin": 1,
+            "BatchApplyTimeoutMax": 30,
+            "BatchApplyMemoryLimit": 500,
+            "BatchSplitSize": 0,
+            "MinTransactionSize": 1000,
+            "CommitTimeout": 1,
+            "MemoryLimitTotal": 1024,
+            "MemoryKeepTime": 60,
+            "StatementCacheSize": 50,
+        },
+        "ChangeProcessingDdlHandlingPolicy": {
+            "HandleSourceTableDropped": True,
+            "HandleSourceTableTruncated": True,
+            "HandleSourceTableAltered": True,
+        },
+        "ErrorBehavior": {
+            "DataErrorPolicy": "LOG_ERROR",
+            "DataTruncationErrorPolicy": "LOG_ERROR",
+            "DataErrorEscalationPolicy": "SUSPEND_TABLE",
+            "DataErrorEscalationCount": 0,
+            "TableErrorPolicy": "STOP_TASK",
+            "TableErrorEscalationPolicy": "STOP_TASK",
+            "TableErrorEscalationCount": 0,
+            "RecoverableErrorCount": -1,
+            "RecoverableErrorInterval": 5,
+            "RecoverableErrorThrottling": True,
+            "RecoverableErrorThrottlingMax": 1800,
+            "ApplyErrorDeletePolicy": "IGNORE_RECORD",
+            "ApplyErrorInsertPolicy": "LOG_ERROR",
+            "ApplyErrorUpdatePolicy": "LOG_ERROR",
+            "ApplyErrorEscalationPolicy": "LOG_ERROR",
+            "ApplyErrorEscalationCount": 0,
+            "FullLoadIgnoreConflicts": True,
+            "FailOnTransactionConsistencyBreached": False,
+            "FailOnNoTablesCaptured": True,
+        },
+    }
+
+
+def _create(
+    dms: Any, spec: MigrationSpec, identifier: str, instance: InstanceState, endpoints: EndpointsState
+):  # noqa: ANN202
+    return dms.create_replication_task(
+        ReplicationTaskIdentifier=identifier,
+        SourceEndpointArn=endpoints.source_arn,
+        TargetEndpointArn=endpoints.target_arn,
+        ReplicationInstanceArn=instance.arn,
+        MigrationType=spec.migration_type,
+        TableMappings=table_mappings(spec.tables),
+        ReplicationTaskSettings=json.dumps(task_settings(spec)),
+        Tags=resource_tags(spec),
+    )["ReplicationTask"]
+
+
+def _own_task(dms: Any, spec: MigrationSpec, instance: InstanceState, endpoints: EndpointsState) -> dict:
+    identifier = ResourceNames(spec.migration_id).task
+    task = find(dms, "task", "replication-task-id", identifier)
+    if task is None:
+        try:
+            return _create(dms, spec, identifier, instance, endpoints)
+        except ClientError as error:
+            if error_code(error) != "ResourceAlreadyExistsFault":
+                raise
+            task = find(dms, "task", "replication-task-id", identifier)
+            if task is None:
+                raise
+    require_owned(dms, task["ReplicationTaskArn"], spec, f"replication task {identifier}")
+    wired = (task.get("SourceEndpointArn"), task.get("TargetEndpointArn"), task.get("ReplicationInstanceArn"))
+    if wired != (endpoints.source_arn, endpoints.target_arn, instance.arn):
+        raise ResourceConflict(
+            f"replication task {identifier} exists but uses other endpoints or another instance than this "
+            "execution's (left over from an earlier run). Fix: run cleanup for this migration_id, then "
+            "start the migration again."
+        )
+    return task
+
+
+def ensure_task_started(
+    dms: Any,
+    spec: MigrationSpec,
+    instance: InstanceState,
+    endpoints: EndpointsState,
+    previous: TaskState | None,
+) -> TaskState:
+    """Create (or find) the task and start it once it is ``ready``; ``ready`` once it has been started."""
+    task = _own_task(dms, spec, instance, endpoints)
+    identifier, arn = task["ReplicationTaskIdentifier"], task["ReplicationTaskArn"]
+    status = task.get("Status", "")
+    if status == "failed":
+        raise TaskFailed(
+            f"replication task {identifier} failed: {task.get('LastFailureMessage') or '(no message)'}"
+            + (f" ({task['StopReason']})" if task.get("StopReason") else "")
+        )
+    if status == "ready":
+        task = dms.start_replication_task(
+            ReplicationTaskArn=arn, StartReplicationTaskType="start-replication"
+        )["ReplicationTask"]
+        status = task.get("Status", "starting")
+    ready = status in STARTED_STATUSES
+    if not ready:
+        check_timeout(
+            previous,
+            spec.polling.instance_timeout_minutes * 60,
+            f"replication task {identifier} is still {status!r} and was not started",
+            "look at the task's DMS events; raise spec.polling.instance_timeout_minutes if DMS is slow",
+        )
+    return TaskState(arn=arn, identifier=identifier, status=status, **poll_fields(spec, previous, ready))

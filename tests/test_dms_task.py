@@ -1,0 +1,137 @@
+"""ensure_task_started: creation parameters and settings, starting once, reuse, failures."""
+
+import json
+
+import boto3
+import pytest
+from conftest import REGION, make_secret
+
+from pg2rds.dms.endpoints import ensure_endpoints
+from pg2rds.dms.instance import ensure_instance
+from pg2rds.dms.table_mappings import table_mappings
+from pg2rds.dms.task import ensure_task_started, task_settings
+from pg2rds.errors import ResourceConflict, TaskFailed
+from pg2rds.naming import OWNER_TAG
+from pg2rds.spec import parse_spec
+from pg2rds.state import TargetReport
+from pg2rds_local import moto_dms
+
+ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
+
+
+@pytest.fixture
+def engine(aws) -> moto_dms.FakeEngine:  # noqa: ANN001
+    engine = moto_dms.FakeEngine()
+    moto_dms.install(engine)
+    return engine
+
+
+@pytest.fixture
+def dms(engine):  # noqa: ANN001, ANN201
+    return boto3.client("dms", region_name=REGION)
+
+
+def make_spec(**overrides):  # noqa: ANN003, ANN201
+    data = {
+        "migration_id": "orders",
+        "source": {"host": "src.example", "database": "shop", "secret_arn": make_secret("u", "p")},
+        "target": {"host": "tgt.example", "database": "shop", "secret_arn": make_secret("u", "p")},
+        "tables": {
+            "include": [{"schema": "sales", "table": "%"}],
+            "exclude": [{"schema": "sales", "table": "tmp%"}],
+        },
+        "task": {
+            "target_table_prep_mode": "TRUNCATE_BEFORE_LOAD",
+            "lob_max_size_kb": 64,
+            "max_full_load_subtasks": 4,
+        },
+        "tags": {"team": "data"},
+    }
+    data.update(overrides)
+    return parse_spec(data)
+
+
+def prepare(dms, spec):  # noqa: ANN001, ANN201
+    instance = ensure_instance(dms, spec, ensure_instance(dms, spec, None))
+    endpoints = ensure_endpoints(
+        dms, spec, TargetReport(server_version="16", server_version_num=160000), ROLE
+    )
+    return instance, endpoints
+
+
+def test_creates_the_task_with_our_mappings_settings_and_tags(dms, engine) -> None:  # noqa: ANN001
+    spec = make_spec(migration_type="full-load-and-cdc")
+    instance, endpoints = prepare(dms, spec)
+    state = ensure_task_started(dms, spec, instance, endpoints, None)
+    assert (state.ready, state.status, state.identifier) == (False, "creating", "pg2rds-orders")
+
+    [task] = dms.describe_replication_tasks()["ReplicationTasks"]
+    assert task["MigrationType"] == "full-load-and-cdc"
+    assert (task["SourceEndpointArn"], task["TargetEndpointArn"]) == (
+        endpoints.source_arn,
+        endpoints.target_arn,
+    )
+    assert task["ReplicationInstanceArn"] == instance.arn
+    assert json.loads(task["TableMappings"]) == json.loads(table_mappings(spec.tables))
+    settings = json.loads(task["ReplicationTaskSettings"])
+    assert settings["FullLoadSettings"]["TargetTablePrepMode"] == "TRUNCATE_BEFORE_LOAD"
+    assert settings["FullLoadSettings"]["MaxFullLoadSubTasks"] == 4
+    assert settings["FullLoadSettings"]["CommitRate"] == 10000
+    assert settings["TargetMetadata"]["LimitedSizeLobMode"] is True
+    assert settings["TargetMetadata"]["FullLobMode"] is False
+    assert settings["TargetMetadata"]["LobMaxSize"] == 64
+    assert settings["Logging"]["EnableLogging"] is True
+    tags = dms.list_tags_for_resource(ResourceArn=state.arn)["TagList"]
+    assert {t["Key"]: t["Value"] for t in tags} == {OWNER_TAG: "orders", "team": "data"}
+    assert engine.started == []  # not started while DMS is still creating it
+
+
+def test_full_lob_mode_settings(aws) -> None:  # noqa: ANN001
+    settings = task_settings(make_spec(task={"lob_mode": "full"}))["TargetMetadata"]
+    assert (settings["FullLobMode"], settings["LimitedSizeLobMode"], settings["SupportLobs"]) == (
+        True,
+        False,
+        True,
+    )
+
+
+def test_starts_once_when_ready_and_stays_started_on_retries(dms, engine) -> None:  # noqa: ANN001
+    spec = make_spec()
+    instance, endpoints = prepare(dms, spec)
+    first = ensure_task_started(dms, spec, instance, endpoints, None)
+    second = ensure_task_started(dms, spec, instance, endpoints, first)
+    assert (second.ready, second.status, second.polls) == (True, "starting", 2)
+    assert [task.identifier for task in engine.started] == ["pg2rds-orders"]
+    assert engine.started[0].migration_type == "full-load"
+
+    # a retried invocation (the full load has already finished: stopped) starts nothing again
+    third = ensure_task_started(dms, spec, instance, endpoints, second)
+    assert third.ready and third.status == "stopped" and third.arn == first.arn
+    assert len(engine.started) == 1
+    assert len(dms.describe_replication_tasks()["ReplicationTasks"]) == 1
+
+
+def test_a_failed_task_surfaces_dms_failure_message(dms, engine) -> None:  # noqa: ANN001
+    spec = make_spec(migration_type="full-load-and-cdc")
+    instance, endpoints = prepare(dms, spec)
+    state = ensure_task_started(dms, spec, instance, endpoints, None)
+    state = ensure_task_started(dms, spec, instance, endpoints, state)
+    engine.fail_task("Error executing source loop; Stream component failed at subtask 0")
+    with pytest.raises(TaskFailed, match="Stream component failed at subtask 0"):
+        ensure_task_started(dms, spec, instance, endpoints, state)
+
+
+def test_refuses_a_same_named_task_we_did_not_create(dms, engine) -> None:  # noqa: ANN001
+    spec = make_spec()
+    instance, endpoints = prepare(dms, spec)
+    dms.create_replication_task(
+        ReplicationTaskIdentifier="pg2rds-orders",
+        SourceEndpointArn=endpoints.source_arn,
+        TargetEndpointArn=endpoints.target_arn,
+        ReplicationInstanceArn=instance.arn,
+        MigrationType="full-load",
+        TableMappings=table_mappings(spec.tables),
+    )
+    with pytest.raises(ResourceConflict, match="replication task pg2rds-orders already exists"):
+        ensure_task_started(dms, spec, instance, endpoints, None)
+    assert engine.started == []
