@@ -1,0 +1,141 @@
+"""poll_task: outcomes, table statistics (paginated, bounded), CDC latency from CloudWatch, failures."""
+
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from conftest import REGION, make_secret
+
+from pg2rds.dms.endpoints import ensure_endpoints
+from pg2rds.dms.instance import ensure_instance
+from pg2rds.dms.progress import MAX_TABLES, poll_task
+from pg2rds.dms.task import ensure_task_started
+from pg2rds.errors import PhaseTimedOut, TaskFailed
+from pg2rds.spec import parse_spec
+from pg2rds.state import TargetReport
+from pg2rds_local import moto_dms
+from pg2rds_local.dms_engine import TableStats
+
+ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
+
+
+@pytest.fixture
+def engine(aws) -> moto_dms.FakeEngine:  # noqa: ANN001
+    engine = moto_dms.FakeEngine(
+        tables=[
+            TableStats("sales", "orders", full_load_rows=1200),
+            TableStats("sales", "customers", full_load_rows=34),
+        ]
+    )
+    moto_dms.install(engine)
+    return engine
+
+
+@pytest.fixture
+def dms(engine):  # noqa: ANN001, ANN201
+    return boto3.client("dms", region_name=REGION)
+
+
+def started(dms, migration_type: str = "full-load", **overrides):  # noqa: ANN001, ANN003, ANN201
+    spec = parse_spec(
+        {
+            "migration_id": "orders",
+            "migration_type": migration_type,
+            "source": {"host": "src.example", "database": "shop", "secret_arn": make_secret("u", "p")},
+            "target": {"host": "tgt.example", "database": "shop", "secret_arn": make_secret("u", "p")},
+            "polling": {"initial_seconds": 5, "max_seconds": 60, "backoff": 2},
+            **overrides,
+        }
+    )
+    instance = ensure_instance(dms, spec, ensure_instance(dms, spec, None))
+    endpoints = ensure_endpoints(
+        dms, spec, TargetReport(server_version="16", server_version_num=160000), ROLE
+    )
+    task = ensure_task_started(dms, spec, instance, endpoints, None)
+    task = ensure_task_started(dms, spec, instance, endpoints, task)
+    assert task.ready
+    return spec, task
+
+
+def test_full_load_complete_with_table_statistics(dms) -> None:  # noqa: ANN001
+    spec, task = started(dms)
+    progress = poll_task(dms, spec, task, None)
+    assert (progress.outcome, progress.ready, progress.wait_seconds) == ("full-load-complete", True, 0)
+    assert progress.task_status == "stopped" and "FULL_LOAD_ONLY_FINISHED" in progress.stop_reason
+    assert progress.full_load_percent == 100 and progress.tables_loaded == 2
+    assert progress.rows_loaded == 1234
+    assert {(t.table_name, t.full_load_rows, t.state) for t in progress.tables} == {
+        ("orders", 1200, "Table completed"),
+        ("customers", 34, "Table completed"),
+    }
+
+
+def test_many_tables_are_summed_over_all_pages_but_kept_bounded(dms, engine) -> None:  # noqa: ANN001
+    engine.tables = [TableStats("public", f"t{i:03}", full_load_rows=i) for i in range(250)]
+    spec, task = started(dms)
+    progress = poll_task(dms, spec, task, None)
+    assert progress.rows_loaded == sum(range(250))  # 250 rows across three pages of 100
+    assert len(progress.tables) == MAX_TABLES
+    assert len(progress.model_dump_json()) < 40_000
+
+
+def test_running_task_waits_with_growing_intervals(dms, engine) -> None:  # noqa: ANN001
+    engine.set_latency(120)
+    spec, task = started(dms, "full-load-and-cdc")
+    first = poll_task(dms, spec, task, None)
+    second = poll_task(dms, spec, task, first)
+    third = poll_task(dms, spec, task, second)
+    assert [p.outcome for p in (first, second, third)] == ["running"] * 3
+    assert [p.wait_seconds for p in (first, second, third)] == [5, 10, 20]
+    assert third.started_at == first.started_at and third.polls == 3
+    assert third.cdc_latency_source_seconds == 120 and third.cdc_latency_target_seconds == 120
+
+
+def test_cdc_caught_up_reads_latency_from_cloudwatch(dms, engine) -> None:  # noqa: ANN001
+    engine.set_latency(3)
+    spec, task = started(dms, "full-load-and-cdc", cdc={"max_latency_seconds": 5})
+    progress = poll_task(dms, spec, task, None)
+    assert (progress.outcome, progress.ready, progress.task_status) == ("cdc-caught-up", True, "running")
+    assert progress.cdc_latency_source_seconds == 3
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    metrics = cloudwatch.list_metrics(Namespace="AWS/DMS", MetricName="CDCLatencyTarget")["Metrics"]
+    assert {tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"])) for m in metrics} == {
+        (("ReplicationInstanceIdentifier", "pg2rds-orders"), ("ReplicationTaskIdentifier", "pg2rds-orders"))
+    }
+
+
+def test_unknown_latency_counts_as_caught_up_once_loaded(dms, engine) -> None:  # noqa: ANN001
+    engine.set_latency(None)
+    spec, task = started(dms, "full-load-and-cdc")
+    progress = poll_task(dms, spec, task, None)
+    assert progress.outcome == "cdc-caught-up"
+    assert progress.cdc_latency_source_seconds is None
+
+
+def test_failed_task_raises_with_message_reason_and_errored_tables(dms, engine) -> None:  # noqa: ANN001
+    spec, task = started(dms, "full-load-and-cdc")
+    engine.fail_task(
+        'ERROR: column "total" is of type numeric but expression is of type text', ["sales.orders"]
+    )
+    with pytest.raises(TaskFailed) as raised:
+        poll_task(dms, spec, task, None)
+    message = str(raised.value)
+    assert 'column "total" is of type numeric' in message
+    assert "Stop Reason FATAL_ERROR" in message
+    assert "sales.orders" in message and "sales.customers" not in message
+
+
+def test_a_task_stopped_by_someone_else_is_a_failure(dms) -> None:  # noqa: ANN001
+    spec, task = started(dms, "full-load-and-cdc")
+    dms.stop_replication_task(ReplicationTaskArn=task.arn)
+    with pytest.raises(TaskFailed, match="'stopped' \\(Stop Reason NORMAL\\)"):
+        poll_task(dms, spec, task, None)
+
+
+def test_times_out_after_task_timeout_hours(dms, engine) -> None:  # noqa: ANN001
+    engine.set_latency(600)
+    spec, task = started(dms, "full-load-and-cdc", polling={"task_timeout_hours": 1})
+    first = poll_task(dms, spec, task, None)
+    long_ago = (datetime.now(UTC) - timedelta(hours=2)).isoformat(timespec="seconds")
+    with pytest.raises(PhaseTimedOut, match="task_timeout_hours"):
+        poll_task(dms, spec, task, first.model_copy(update={"started_at": long_ago}))
