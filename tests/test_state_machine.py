@@ -1,0 +1,231 @@
+"""The real ASL definition, executed by moto's Step Functions interpreter, handlers in process.
+
+DMS is moto's with the FakeEngine (nothing is copied), PostgreSQL is real: validate-source, prep-target,
+finish-target and the slot cleanup talk to the test clusters. Each test asserts what a user would look
+at: the execution's status, its Error and Cause, and what is left in the account and on the source.
+"""
+
+import json
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from conftest import REGION, Database, spec_for
+
+from pg2rds.naming import ResourceNames
+from pg2rds_local.embedded import EmbeddedAws
+from pg2rds_local.executions import ExecutionView, watch
+from pg2rds_local.local_run import dms_leftovers
+from pg2rds_local.moto_dms import FakeEngine
+
+TABLE = 'CREATE TABLE "Order Items" (id int PRIMARY KEY, "Größe" text)'
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def embedded(engine: FakeEngine) -> Iterator[EmbeddedAws]:
+    with EmbeddedAws(engine, time_scale=0.01) as aws:
+        yield aws
+
+
+def run(aws: EmbeddedAws, execution_input: dict) -> ExecutionView:
+    sfn = aws.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=aws.state_machine_arn, input=json.dumps(execution_input))[
+        "executionArn"
+    ]
+    return watch(sfn, arn, lambda view: None, interval_seconds=0.1, timeout_seconds=120)
+
+
+def history_text(aws: EmbeddedAws, view: ExecutionView) -> str:
+    events = aws.client("stepfunctions").get_execution_history(executionArn=view.arn, maxResults=1000)[
+        "events"
+    ]
+    return json.dumps(events, default=str)
+
+
+def slots(db: Database) -> list[str]:
+    return [
+        row[0]
+        for row in db.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (db.name,))
+    ]
+
+
+@pytest.fixture
+def databases(source_db: Database, target_db: Database) -> tuple[Database, Database]:
+    source_db.execute(TABLE)
+    target_db.execute(TABLE)
+    return source_db, target_db
+
+
+def test_full_load_succeeds_and_leaves_nothing_behind(embedded, databases) -> None:  # noqa: ANN001
+    source, target = databases
+    spec = spec_for(source, target, migration_id="happy")
+    view = run(embedded, spec)
+
+    assert view.status == "SUCCEEDED", view.cause
+    output = view.output
+    assert output["source_report"]["tables_selected"] == 1
+    assert output["target_report"]["after_connect_script"].startswith("SET session_replication_role")
+    assert output["progress"]["outcome"] == "full-load-complete"
+    assert output["finish"]["tables_checked"] == 1 and output["finish"]["mismatched"] == []
+    assert output["cleanup"]["ready"] is True
+    assert set(view.states) >= {
+        "Validate source",
+        "Prepare target",
+        "Create replication instance",
+        "Create endpoints",
+        "Test connections",
+        "Start replication task",
+        "Check task progress",
+        "Finish the target",
+        "Clean up",
+        "Migration complete",
+    }
+    assert dms_leftovers(embedded, "happy") == []
+    assert slots(source) == []
+
+
+def test_no_password_in_input_output_or_history(embedded, databases) -> None:  # noqa: ANN001
+    source, target = databases
+    view = run(embedded, spec_for(source, target))
+    assert view.status == "SUCCEEDED", view.cause
+    assert source.cluster.password not in history_text(embedded, view)
+    assert source.cluster.password not in json.dumps(view.output)
+
+
+def test_invalid_spec_fails_at_once_naming_the_field(embedded, databases) -> None:  # noqa: ANN001
+    source, target = databases
+    spec = spec_for(source, target, migration_id="Not Valid!")
+    spec["source"]["port"] = "five"
+    view = run(embedded, spec)
+
+    assert view.status == "FAILED"
+    assert view.error == "SpecInvalid"
+    assert "migration_id" in view.cause and "source.port" in view.cause
+    assert "Clean up after failure" not in view.states
+    assert boto3.client("dms", region_name=REGION).describe_replication_instances().get(
+        "ReplicationInstances"
+    ) in (None, [])
+
+
+def assert_failed_and_clean(
+    aws: EmbeddedAws, view: ExecutionView, error: str, state: str, migration_id: str
+) -> None:
+    assert view.status == "FAILED"
+    assert view.error == error, view.cause
+    assert view.failed_state == state
+    assert "Clean up after failure" in view.states
+    assert dms_leftovers(aws, migration_id) == []
+
+
+def test_source_not_ready_names_the_setting_and_fix(embedded, replica_source_db, target_db) -> None:  # noqa: ANN001
+    replica_source_db.execute(TABLE)
+    target_db.execute(TABLE)
+    spec = spec_for(replica_source_db, target_db, migration_id="notready", migration_type="full-load-and-cdc")
+    view = run(embedded, spec)
+    assert_failed_and_clean(embedded, view, "SourceNotReady", "Validate source", "notready")
+    assert "wal_level" in view.cause and "logical" in view.cause and "Fix:" in view.cause
+
+
+def test_missing_target_table_fails_in_prep_target(embedded, source_db, target_db) -> None:  # noqa: ANN001
+    source_db.execute(TABLE)
+    view = run(embedded, spec_for(source_db, target_db, migration_id="notarget"))
+    assert_failed_and_clean(embedded, view, "TargetNotReady", "Prepare target", "notarget")
+    assert "Order Items" in view.cause
+
+
+def test_foreign_instance_with_our_name_is_refused_and_kept(embedded, databases) -> None:  # noqa: ANN001
+    source, target = databases
+    names = ResourceNames("conflict")
+    dms = embedded.client("dms")
+    dms.create_replication_instance(
+        ReplicationInstanceIdentifier=names.instance, ReplicationInstanceClass="dms.t3.micro"
+    )
+    view = run(embedded, spec_for(source, target, migration_id="conflict"))
+    assert view.status == "FAILED" and view.error == "ResourceConflict", view.cause
+    assert view.failed_state == "Create replication instance"
+    instances = dms.describe_replication_instances()["ReplicationInstances"]
+    assert [i["ReplicationInstanceIdentifier"] for i in instances] == [names.instance]
+
+
+def test_foreign_endpoint_with_our_name_is_refused_and_kept(embedded, databases) -> None:  # noqa: ANN001
+    source, target = databases
+    names = ResourceNames("epconflict")
+    dms = embedded.client("dms")
+    dms.create_endpoint(
+        EndpointIdentifier=names.source_endpoint,
+        EndpointType="source",
+        EngineName="postgres",
+        ServerName="elsewhere",
+        Port=5432,
+        DatabaseName="x",
+        Username="u",
+        Password="p",
+    )
+    view = run(embedded, spec_for(source, target, migration_id="epconflict"))
+    assert view.status == "FAILED" and view.error == "ResourceConflict", view.cause
+    assert view.failed_state == "Create endpoints"
+    remaining = [e["EndpointIdentifier"] for e in dms.describe_endpoints()["Endpoints"]]
+    assert remaining == [names.source_endpoint]
+    assert dms.describe_replication_instances().get("ReplicationInstances", []) == []
+
+
+def test_connection_failure_surfaces_dms_message(embedded, engine, databases) -> None:  # noqa: ANN001
+    source, target = databases
+    engine.fail_connection("target", 'FATAL:  password authentication failed for user "app"')
+    view = run(embedded, spec_for(source, target, migration_id="badconn"))
+    assert_failed_and_clean(embedded, view, "ConnectionTestFailed", "Test connections", "badconn")
+    assert 'password authentication failed for user "app"' in view.cause
+    assert "target" in view.cause
+
+
+def test_foreign_task_with_our_name_is_refused(embedded, databases) -> None:  # noqa: ANN001
+    source, target = databases
+    names = ResourceNames("taskconflict")
+    dms = embedded.client("dms")
+    dms.create_replication_task(
+        ReplicationTaskIdentifier=names.task,
+        SourceEndpointArn="arn:aws:dms:us-east-1:123456789012:endpoint:A",
+        TargetEndpointArn="arn:aws:dms:us-east-1:123456789012:endpoint:B",
+        ReplicationInstanceArn="arn:aws:dms:us-east-1:123456789012:rep:C",
+        MigrationType="full-load",
+        TableMappings=json.dumps({"rules": []}),
+    )
+    view = run(embedded, spec_for(source, target, migration_id="taskconflict"))
+    assert view.status == "FAILED" and view.error == "ResourceConflict", view.cause
+    assert view.failed_state == "Start replication task"
+    assert [t["ReplicationTaskIdentifier"] for t in dms.describe_replication_tasks()["ReplicationTasks"]] == [
+        names.task
+    ]
+    assert dms.describe_endpoints().get("Endpoints", []) == []
+
+
+def test_task_failure_surfaces_last_failure_message(embedded, engine, databases) -> None:  # noqa: ANN001
+    source, target = databases
+    engine.fail_task('Failed to load table "public"."Order Items": duplicate key value')
+    view = run(embedded, spec_for(source, target, migration_id="badtask"))
+    assert_failed_and_clean(embedded, view, "TaskFailed", "Check task progress", "badtask")
+    assert "duplicate key value" in view.cause
+
+
+def test_verification_failure_names_the_table(embedded, databases) -> None:  # noqa: ANN001
+    source, target = databases
+    source.execute("""INSERT INTO "Order Items" VALUES (1, 'XL')""")  # the fake engine copies nothing
+    view = run(embedded, spec_for(source, target, migration_id="differs"))
+    assert_failed_and_clean(embedded, view, "VerificationFailed", "Finish the target", "differs")
+    assert "public.Order Items (1 rows on the source, 0 on the target)" in view.cause
+
+
+def test_cleanup_drops_our_slot_after_failure_and_keeps_others(embedded, engine, databases) -> None:  # noqa: ANN001
+    source, target = databases
+    names = ResourceNames("slots")
+    source.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (names.slot,))
+    source.execute("SELECT pg_create_logical_replication_slot('someone_elses', 'pgoutput')")
+    engine.fail_task("boom")
+    view = run(embedded, spec_for(source, target, migration_id="slots"))
+    assert view.status == "FAILED" and view.error == "TaskFailed"
+    assert slots(source) == ["someone_elses"]
