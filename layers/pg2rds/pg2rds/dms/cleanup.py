@@ -1,0 +1,221 @@
+"""Removing everything this migration owns, after success or failure.
+
+Resources are found by their derived names (a failure may come before an ARN was recorded) and deleted
+only if they carry our ownership tag. The order is DMS's: stop the task, delete it, then the endpoints and
+the instance it used, then the replication slot DMS left on the source. Each call does what it can now and
+returns; the state machine calls again after ``wait_seconds`` until nothing remains.
+"""
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pg2rds.aws import error_code, error_message
+from pg2rds.dms.tags import NOT_FOUND, find, find_tasks_using, is_owned, poll_fields
+from pg2rds.naming import ResourceNames
+from pg2rds.polling import elapsed_seconds
+from pg2rds.postgres.slots import drop_slot
+from pg2rds.secrets import get_credentials
+from pg2rds.state import CleanupState, Failure, MigrationState
+
+_BUSY = "InvalidResourceStateFault"
+_STOPPABLE = ("running", "starting")
+_DELETABLE = ("ready", "stopped", "failed")
+
+
+def readable_cause(cause: Any) -> str:
+    """A Catch's Cause as the operator should read it: a Lambda error payload's ``errorMessage``."""
+    if not isinstance(cause, str):
+        return json.dumps(cause) if cause is not None else ""
+    try:
+        payload = json.loads(cause)
+    except ValueError:
+        return cause
+    if isinstance(payload, dict) and isinstance(payload.get("errorMessage"), str):
+        return payload["errorMessage"]
+    return cause
+
+
+class _Ledger:
+    def __init__(self, previous: CleanupState | None) -> None:
+        self.removed = list(previous.removed) if previous else []
+        self.remaining: list[str] = []
+        self.stuck: list[str] = []  # cannot be helped by waiting (unreachable source)
+        self.kept: list[str] = []
+
+    def removed_(self, item: str) -> None:
+        if item not in self.removed:
+            self.removed.append(item)
+
+
+def _task(dms: Any, spec_id: str, names: ResourceNames, ledger: _Ledger) -> bool:
+    """Stop and delete our task; True when no task of ours is left."""
+    task = find(dms, "task", "replication-task-id", names.task)
+    label = f"task {names.task}"
+    if task is None:
+        return True
+    arn = task["ReplicationTaskArn"]
+    if not is_owned(dms, arn, spec_id):
+        ledger.kept.append(f"{label} (not tagged for this migration)")
+        return True
+    status = task.get("Status", "")
+    try:
+        if status in _STOPPABLE:
+            dms.stop_replication_task(ReplicationTaskArn=arn)
+            ledger.remaining.append(f"{label} (stopping)")
+            return False
+        if status not in _DELETABLE:
+            ledger.remaining.append(f"{label} ({status})")
+            return False
+        dms.delete_replication_task(ReplicationTaskArn=arn)
+    except ClientError as error:
+        if error_code(error) == NOT_FOUND:
+            ledger.removed_(label)
+            return True
+        if error_code(error) != _BUSY:
+            raise
+        ledger.remaining.append(f"{label} ({status}: {error_message(error)})")
+        return False
+    if find(dms, "task", "replication-task-id", names.task) is None:
+        ledger.removed_(label)
+        return True
+    ledger.remaining.append(f"{label} (deleting)")
+    return False
+
+
+def _endpoint(dms: Any, spec_id: str, identifier: str, ledger: _Ledger) -> None:
+    endpoint = find(dms, "endpoint", "endpoint-id", identifier)
+    label = f"endpoint {identifier}"
+    if endpoint is None:
+        return
+    arn = endpoint["EndpointArn"]
+    if not is_owned(dms, arn, spec_id):
+        ledger.kept.append(f"{label} (not tagged for this migration)")
+        return
+    users = [task["ReplicationTaskIdentifier"] for task in find_tasks_using(dms, "endpoint-arn", arn)]
+    if users:
+        ledger.remaining.append(f"{label} (used by task {', '.join(users)})")
+        return
+    try:
+        dms.delete_endpoint(EndpointArn=arn)
+    except ClientError as error:
+        if error_code(error) == NOT_FOUND:
+            ledger.removed_(label)
+            return
+        if error_code(error) != _BUSY:
+            raise
+        ledger.remaining.append(f"{label} ({error_message(error)})")
+        return
+    ledger.removed_(label)
+
+
+def _instance(dms: Any, state: MigrationState, names: ResourceNames, ledger: _Ledger) -> None:
+    spec = state.spec
+    if spec.instance.existing_arn:
+        ledger.kept.append(f"instance {spec.instance.existing_arn} (existing, not created by pg2rds)")
+        return
+    label = f"instance {names.instance}"
+    instance = find(dms, "instance", "replication-instance-id", names.instance)
+    if instance is None:
+        return
+    arn = instance["ReplicationInstanceArn"]
+    if not is_owned(dms, arn, spec.migration_id):
+        ledger.kept.append(f"{label} (not tagged for this migration)")
+        return
+    status = instance.get("ReplicationInstanceStatus", "")
+    if status == "deleting":
+        ledger.remaining.append(f"{label} (deleting)")
+        return
+    users = [
+        task["ReplicationTaskIdentifier"] for task in find_tasks_using(dms, "replication-instance-arn", arn)
+    ]
+    if users:
+        ledger.remaining.append(f"{label} (used by task {', '.join(users)})")
+        return
+    try:
+        dms.delete_replication_instance(ReplicationInstanceArn=arn)
+    except ClientError as error:
+        if error_code(error) == NOT_FOUND:
+            ledger.removed_(label)
+            return
+        if error_code(error) != _BUSY:
+            raise
+        ledger.remaining.append(f"{label} ({status}: {error_message(error)})")
+        return
+    if find(dms, "instance", "replication-instance-id", names.instance) is None:
+        ledger.removed_(label)
+    else:
+        ledger.remaining.append(f"{label} (deleting)")
+
+
+def _slot(state: MigrationState, names: ResourceNames, ledger: _Ledger) -> None:
+    spec = state.spec
+    label = f"slot {names.slot} on source"
+    try:
+        outcome = drop_slot(spec.source, get_credentials(spec.source.secret_arn), names.slot)
+    except Exception as error:  # noqa: BLE001 - an unreachable source must not stop cleanup
+        ledger.stuck.append(f"{label} (could not check it: {error}; drop it by hand if it exists)")
+        return
+    if outcome == "dropped":
+        ledger.removed_(label)
+    elif outcome == "active":
+        ledger.remaining.append(f"{label} (still active)")
+
+
+def cleanup(dms: Any, state: MigrationState) -> CleanupState:
+    """One cleanup pass. ``ready`` when nothing waitable remains; ``remaining`` names what is left.
+
+    Anything left after ``spec.polling.instance_timeout_minutes`` (or that waiting cannot help, such as
+    an unreachable source) ends the loop and is reported in ``failure``."""
+    spec = state.spec
+    names = ResourceNames(spec.migration_id)
+    previous = state.cleanup
+    ledger = _Ledger(previous)
+
+    task_gone = _task(dms, spec.migration_id, names, ledger)
+    if task_gone:
+        _endpoint(dms, spec.migration_id, names.source_endpoint, ledger)
+        _endpoint(dms, spec.migration_id, names.target_endpoint, ledger)
+        _instance(dms, state, names, ledger)
+        _slot(state, names, ledger)
+    else:
+        ledger.remaining += [
+            f"endpoint {names.source_endpoint}, endpoint {names.target_endpoint}, instance and slot "
+            "(after the task)"
+        ]
+
+    timed_out = bool(
+        ledger.remaining
+        and previous is not None
+        and previous.started_at
+        and elapsed_seconds(previous.started_at) > spec.polling.instance_timeout_minutes * 60
+    )
+    ready = not ledger.remaining or timed_out
+    failure = _failure(state, ledger, timed_out)
+    return CleanupState(
+        removed=ledger.removed,
+        remaining=ledger.remaining + ledger.stuck,
+        kept=ledger.kept,
+        failure=failure,
+        **poll_fields(spec, previous, ready),
+    )
+
+
+def _failure(state: MigrationState, ledger: _Ledger, timed_out: bool) -> Failure | None:
+    notes = []
+    if timed_out:
+        notes.append(
+            f"cleanup gave up after {state.spec.polling.instance_timeout_minutes} min; still left: "
+            + "; ".join(ledger.remaining)
+        )
+    if ledger.stuck:
+        notes.append("cleanup could not finish: " + "; ".join(ledger.stuck))
+    if state.error:
+        cause = readable_cause(state.error.get("Cause"))
+        if notes:
+            cause += " | " + " | ".join(notes)
+        return Failure(error=str(state.error.get("Error", "Error")), cause=cause)
+    if notes:
+        return Failure(error="CleanupIncomplete", cause=" | ".join(notes))
+    return None

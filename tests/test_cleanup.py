@@ -1,0 +1,197 @@
+"""cleanup: removes exactly what this migration owns (DMS resources by name and tag, the source slot)."""
+
+import json
+
+import boto3
+import pytest
+from conftest import REGION, make_secret, spec_for
+
+from pg2rds.dms.cleanup import cleanup
+from pg2rds.dms.endpoints import ensure_endpoints
+from pg2rds.dms.instance import ensure_instance
+from pg2rds.dms.task import ensure_task_started
+from pg2rds.naming import ResourceNames
+from pg2rds.spec import parse_spec
+from pg2rds.state import CleanupState, MigrationState, TargetReport
+from pg2rds_local import moto_dms
+
+ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
+REPORT = TargetReport(server_version="16", server_version_num=160000)
+
+
+@pytest.fixture
+def engine(aws) -> moto_dms.FakeEngine:  # noqa: ANN001
+    engine = moto_dms.FakeEngine()
+    moto_dms.install(engine)
+    return engine
+
+
+@pytest.fixture
+def dms(engine):  # noqa: ANN001, ANN201
+    return boto3.client("dms", region_name=REGION)
+
+
+def migrate(dms, data: dict) -> MigrationState:  # noqa: ANN001
+    """Create and start everything a migration owns, as the state machine's phases would."""
+    spec = parse_spec(data)
+    instance = ensure_instance(dms, spec, ensure_instance(dms, spec, None))
+    endpoints = ensure_endpoints(dms, spec, REPORT, ROLE)
+    task = ensure_task_started(dms, spec, instance, endpoints, None)
+    task = ensure_task_started(dms, spec, instance, endpoints, task)
+    return MigrationState(spec=spec, instance=instance, endpoints=endpoints, task=task)
+
+
+def run_cleanup(dms, state: MigrationState, max_passes: int = 10) -> list[CleanupState]:  # noqa: ANN001
+    passes: list[CleanupState] = []
+    for _ in range(max_passes):
+        result = cleanup(dms, state)
+        passes.append(result)
+        if result.ready:
+            return passes
+        state = state.model_copy(update={"cleanup": result})
+    raise AssertionError(f"cleanup not done after {max_passes} passes: {passes[-1]}")
+
+
+def identifiers(dms) -> dict[str, set[str]]:  # noqa: ANN001
+    return {
+        "instances": {
+            i["ReplicationInstanceIdentifier"]
+            for i in dms.describe_replication_instances()["ReplicationInstances"]
+        },
+        "endpoints": {e["EndpointIdentifier"] for e in dms.describe_endpoints()["Endpoints"]},
+        "tasks": {
+            t["ReplicationTaskIdentifier"] for t in dms.describe_replication_tasks()["ReplicationTasks"]
+        },
+    }
+
+
+def slots(db) -> set[str]:  # noqa: ANN001
+    return {
+        row[0]
+        for row in db.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()"
+        )
+    }
+
+
+def test_removes_ours_and_leaves_another_migrations_resources_and_slot(dms, source_db, target_db) -> None:  # noqa: ANN001
+    ours = migrate(dms, spec_for(source_db, target_db, "orders", migration_type="full-load-and-cdc"))
+    migrate(dms, spec_for(source_db, target_db, "billing", migration_type="full-load-and-cdc"))
+    names = ResourceNames("orders")
+    for slot in (names.slot, ResourceNames("billing").slot):
+        source_db.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+
+    passes = run_cleanup(dms, ours)
+
+    assert passes[0].ready is False and passes[0].remaining == [
+        "task pg2rds-orders (stopping)",
+        "endpoint pg2rds-orders-source, endpoint pg2rds-orders-target, instance and slot (after the task)",
+    ]
+    assert 0 < passes[0].wait_seconds <= 2
+    done = passes[-1]
+    assert done.ready and done.remaining == [] and done.failure is None
+    assert done.removed == [
+        "task pg2rds-orders",
+        "endpoint pg2rds-orders-source",
+        "endpoint pg2rds-orders-target",
+        "instance pg2rds-orders",
+        "slot pg2rds_orders on source",
+    ]
+    assert identifiers(dms) == {
+        "instances": {"pg2rds-billing"},
+        "endpoints": {"pg2rds-billing-source", "pg2rds-billing-target"},
+        "tasks": {"pg2rds-billing"},
+    }
+    assert slots(source_db) == {"pg2rds_billing"}
+
+    # a second cleanup (a re-run, a retried Lambda) has nothing left to do
+    again = run_cleanup(dms, ours)
+    assert len(again) == 1
+    assert (again[0].ready, again[0].removed, again[0].remaining) == (True, [], [])
+    assert slots(source_db) == {"pg2rds_billing"}
+
+
+def test_never_deletes_a_reused_instance_or_untagged_same_named_resources(dms, source_db, target_db) -> None:  # noqa: ANN001
+    shared = dms.create_replication_instance(
+        ReplicationInstanceIdentifier="shared-dms", ReplicationInstanceClass="dms.t3.large"
+    )["ReplicationInstance"]["ReplicationInstanceArn"]
+    data = spec_for(source_db, target_db, "orders", instance={"existing_arn": shared})
+    state = migrate(dms, data)
+    # an endpoint named like ours by someone else, for a migration that failed before creating endpoints
+    foreign = dms.create_endpoint(
+        EndpointIdentifier="pg2rds-other-source", EndpointType="source", EngineName="postgres"
+    )["Endpoint"]["EndpointArn"]
+    other = MigrationState(spec=parse_spec(spec_for(source_db, target_db, "other")))
+
+    done = run_cleanup(dms, state)[-1]
+    assert done.kept == [f"instance {shared} (existing, not created by pg2rds)"]
+    assert identifiers(dms)["instances"] == {"shared-dms"}
+    assert identifiers(dms)["tasks"] == set() and identifiers(dms)["endpoints"] == {"pg2rds-other-source"}
+
+    result = run_cleanup(dms, other)[-1]
+    assert result.ready and result.kept == ["endpoint pg2rds-other-source (not tagged for this migration)"]
+    assert [e["EndpointArn"] for e in dms.describe_endpoints()["Endpoints"]] == [foreign]
+
+
+def test_failure_carries_the_lambda_error_message(dms, source_db, target_db) -> None:  # noqa: ANN001
+    state = MigrationState(
+        spec=parse_spec(spec_for(source_db, target_db, "orders")),
+        error={
+            "Error": "ConnectionTestFailed",
+            "Cause": json.dumps(
+                {
+                    "errorMessage": "DMS could not connect to the target endpoint pg2rds-orders-target",
+                    "errorType": "ConnectionTestFailed",
+                    "requestId": "4f1c",
+                    "stackTrace": ['  File "/var/task/handler.py", line 12'],
+                }
+            ),
+        },
+    )
+    [result] = run_cleanup(dms, state)
+    assert result.ready
+    assert result.failure is not None
+    assert result.failure.error == "ConnectionTestFailed"
+    assert (
+        result.failure.cause == "DMS could not connect to the target endpoint pg2rds-orders-target: timeout"
+    )
+
+
+def test_a_plain_cause_is_kept_as_is(dms, source_db, target_db) -> None:  # noqa: ANN001
+    state = MigrationState(
+        spec=parse_spec(spec_for(source_db, target_db, "orders")),
+        error={"Error": "States.Timeout", "Cause": "Task timed out after 900.00 seconds"},
+    )
+    [result] = run_cleanup(dms, state)
+    assert (result.failure.error, result.failure.cause) == (
+        "States.Timeout",
+        "Task timed out after 900.00 seconds",
+    )
+
+
+def test_an_unreachable_source_is_reported_not_fatal(dms) -> None:  # noqa: ANN001
+    spec = parse_spec(
+        {
+            "migration_id": "orders",
+            "source": {
+                "host": "127.0.0.1",
+                "port": 1,
+                "database": "x",
+                "secret_arn": make_secret("u", "p"),
+                "ssl_mode": "none",
+            },
+            "target": {
+                "host": "127.0.0.1",
+                "port": 1,
+                "database": "x",
+                "secret_arn": make_secret("u", "p"),
+                "ssl_mode": "none",
+            },
+        }
+    )
+    [result] = run_cleanup(dms, MigrationState(spec=spec))
+    assert result.ready
+    [left] = result.remaining
+    assert left.startswith("slot pg2rds_orders on source (could not check it:")
+    assert result.failure is not None and result.failure.error == "CleanupIncomplete"
+    assert "pg2rds_orders" in result.failure.cause
