@@ -2,12 +2,15 @@
 
 import json
 import re
+import resource
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg2
+import psycopg2.errors
 import pytest
 from psycopg2 import sql
 
@@ -16,6 +19,7 @@ from pg2rds.spec import TableRule, TableSelection
 from pg2rds_local.dms_engine import EndpointInfo, TaskInfo, TaskRuntime
 from pg2rds_local.dms_standin import FULL_LOAD_ONLY_FINISHED, StandInEngine
 from pg2rds_local.pgcluster import SUPERUSER
+from pg2rds_local.standin_copy import piped_copy
 
 REPLICA_SCRIPT = "SET session_replication_role = replica;"
 
@@ -30,6 +34,7 @@ def engine() -> Iterator[StandInEngine]:
     engine = StandInEngine()
     yield engine
     engine.shutdown()
+    assert _standin_threads() == []  # nothing keeps running once tasks are stopped
 
 
 def endpoint(db, kind: str, password: str | None = None, **settings) -> EndpointInfo:  # noqa: ANN001, ANN003
@@ -508,3 +513,93 @@ def test_cdc_only_streams_changes_made_after_the_start(engine: StandInEngine, so
     assert target_db.execute("SELECT count(*) FROM public.events") == [(0,)]  # no full load
     engine.stop_task(task.arn)
     assert engine.task_runtime(task.arn).status == "stopped"
+
+
+def test_a_failing_cdc_apply_fails_the_task_naming_the_table(
+    engine: StandInEngine, source_db, target_db
+) -> None:  # noqa: ANN001
+    _cdc_setup(source_db, target_db, rows=10)
+    task = make_task(source_db, target_db, migration_type="full-load-and-cdc")
+    engine.start_task(task)
+    wait_for(engine, task, lambda r: r.full_load_finished or finished(r))
+    target_db.execute("ALTER TABLE public.accounts ADD CHECK (balance < 1000)")
+    source_db.execute("INSERT INTO public.accounts VALUES (5000, 'rich', 5000)")
+    runtime = wait_for(engine, task, finished)
+    assert runtime.status == "failed"
+    assert "'public'.'accounts'" in runtime.last_failure_message
+    assert "check constraint" in runtime.last_failure_message
+    engine.delete_task(task.arn)
+
+
+# -- streaming, cancelling ----------------------------------------------------------------------------------
+
+BIG_ROWS = 500_000
+BIG_DDL = "CREATE TABLE public.big (id int PRIMARY KEY, pad text)"
+
+
+def _big(source_db, target_db) -> None:  # noqa: ANN001
+    """About 110 MB of rows: far more than the copy may hold in memory."""
+    source_db.execute(
+        BIG_DDL + "; INSERT INTO public.big SELECT g, repeat(md5(g::text), 6) FROM generate_series(1, %s) g",
+        (BIG_ROWS,),
+    )
+    target_db.execute(BIG_DDL)
+
+
+def _standin_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("standin")]
+
+
+def test_a_big_table_streams_in_bounded_memory(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+    _big(source_db, target_db)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    task = make_task(source_db, target_db)
+    started = time.monotonic()
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished, timeout=120)
+    print(f"big table: {BIG_ROWS} rows in {time.monotonic() - started:.2f}s")
+    assert runtime.status == "stopped", runtime.last_failure_message
+    assert runtime.tables[0].full_load_rows == BIG_ROWS
+    assert fingerprint(target_db, "public", "big") == fingerprint(source_db, "public", "big")
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 40, f"peak memory grew by {grown_mib:.0f} MiB"
+
+
+def test_stop_during_the_full_load_cancels_and_rolls_back(
+    engine: StandInEngine, source_db, target_db
+) -> None:  # noqa: ANN001
+    _big(source_db, target_db)
+    task = make_task(source_db, target_db)
+    engine.start_task(task)
+    wait_for(engine, task, lambda r: r.tables_loading == 1 or finished(r))
+    started = time.monotonic()
+    engine.stop_task(task.arn)
+    assert time.monotonic() - started < 10
+    runtime = engine.task_runtime(task.arn)
+    assert runtime is not None
+    assert (runtime.status, runtime.stop_reason) == ("stopped", "Stop Reason NORMAL")
+    assert not runtime.full_load_finished
+    assert target_db.execute("SELECT count(*) FROM public.big") == [(0,)]
+    assert _standin_threads() == []
+    assert target_db.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pg2rds-dms-standin%%'"
+    ) == [(0,)]
+
+
+def test_a_source_failure_mid_stream_is_raised_after_the_copy(source_db, target_db) -> None:  # noqa: ANN001
+    target_db.execute("CREATE TABLE public.t (a int, b int)")
+    src, tgt = source_db.connect(), target_db.connect()
+    tgt.autocommit = False
+    try:
+        with pytest.raises(psycopg2.errors.DivisionByZero):
+            piped_copy(
+                src,
+                sql.SQL("COPY (SELECT g, 1 / (50000 - g) FROM generate_series(1, 100000) g) TO STDOUT"),
+                tgt,
+                sql.SQL("COPY public.t (a, b) FROM STDIN"),
+            )
+        tgt.rollback()
+    finally:
+        src.close()
+        tgt.close()
+    assert target_db.execute("SELECT count(*) FROM public.t") == [(0,)]

@@ -483,7 +483,15 @@ class _Task:
                         select.select([cur], [], [], POLL_SECONDS)
                         continue
                     last_message = time.monotonic()
-                    flushed = applier.handle(decode(message.payload))
+                    try:
+                        flushed = applier.handle(decode(message.payload))
+                    except psycopg2.Error as error:
+                        where = applier.current or ("?", "?")
+                        self._fail(
+                            f"Failed to apply changes to table '{where[0]}'.'{where[1]}': "
+                            + server_message(error, self.info.target.password)
+                        )
+                        return
                     if flushed:
                         cur.send_feedback(flush_lsn=flushed)
             finally:
@@ -523,6 +531,13 @@ class _Applier:
         self.received = 0.0
         self.counts: dict[tuple[str, str], list[int]] = {}
         self.flushed = 0
+        #: (schema, table) of the change being applied, for failure messages
+        self.current: tuple[str, str] | None = None
+
+    def _relation(self, oid: int) -> Relation:
+        relation = self.relations[oid]
+        self.current = (relation.namespace, relation.name)
+        return relation
 
     def _count(self, relation: Relation, index: int) -> None:
         self.counts.setdefault((relation.namespace, relation.name), [0, 0, 0])[index] += 1
@@ -537,7 +552,7 @@ class _Applier:
         elif isinstance(message, Relation):
             self.relations[message.oid] = message
         elif isinstance(message, Insert):
-            relation = self.relations[message.relation_oid]
+            relation = self._relation(message.relation_oid)
             columns = [c.name for c in relation.columns]
             with self.conn.cursor() as cur:
                 cur.execute(
@@ -550,7 +565,7 @@ class _Applier:
                 )
             self._count(relation, 0)
         elif isinstance(message, Update):
-            relation = self.relations[message.relation_oid]
+            relation = self._relation(message.relation_oid)
             assignments = [
                 (c.name, v) for c, v in zip(relation.columns, message.new, strict=True) if v is not UNCHANGED
             ]
@@ -568,7 +583,7 @@ class _Applier:
                 )
             self._count(relation, 1)
         elif isinstance(message, Delete):
-            relation = self.relations[message.relation_oid]
+            relation = self._relation(message.relation_oid)
             where, params = _identity(relation, message.old_kind, message.old)
             with self.conn.cursor() as cur:
                 cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(_ident(relation), where), params)
