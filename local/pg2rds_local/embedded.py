@@ -12,6 +12,7 @@ so long polling schedules can be exercised quickly while the state machine and h
 """
 
 import importlib.util
+import logging
 import json
 import os
 import traceback
@@ -192,9 +193,13 @@ class EmbeddedAws:
         )
         self._mock.start()
         _install_patches()
+        # moto's interpreter logs every caught error at ERROR and the handlers log each phase at INFO;
+        # the execution history already holds both, and the CLI shows them.
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         set_time_scale(self.time_scale)
         moto_dms.install(self.engine)
         self.deploy()
+        logging.getLogger("pg2rds").setLevel(os.environ.get("PG2RDS_LOCAL_LOG_LEVEL", "WARNING"))
         return self
 
     def __exit__(self, *exc: object) -> None:

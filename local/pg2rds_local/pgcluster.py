@@ -20,7 +20,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-SUPERUSER = "pg2rds_admin"
+SUPERUSER = "postgres"  # pg_dump files (pagila too) say OWNER TO postgres
 DEFAULT_PASSWORD = "local-only-password"
 
 
@@ -185,32 +185,13 @@ class Cluster:
         )
 
     def psql_file(self, database: str, path: Path) -> None:
-        """Load a SQL file with psql (stops at the first error)."""
-        psql = self.bindir / "psql"
+        """Load a SQL file with psql; stops at the first error and raises with psql's message."""
+        command = [str(self.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                   "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-f", str(path)]  # fmt: skip
         env = {**os.environ, "PGPASSWORD": self.password}
-        subprocess.run(
-            [
-                str(psql),
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                SUPERUSER,
-                "-d",
-                database,
-                "-f",
-                str(path),
-            ],
-            check=True,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"psql -f {path} failed ({result.returncode}): {result.stderr.strip()}")
 
 
 LOGICAL_SOURCE_SETTINGS = {
