@@ -12,9 +12,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pg2rds.naming import ResourceNames
 from psycopg2.extensions import parse_dsn
 
+from pg2rds.naming import ResourceNames
 from pg2rds_local.dms_engine import DmsEngine
 from pg2rds_local.embedded import EmbeddedAws
 from pg2rds_local.executions import ExecutionView, watch
