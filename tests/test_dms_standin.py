@@ -506,7 +506,9 @@ def test_cdc_only_streams_changes_made_after_the_start(engine: StandInEngine, so
     _cdc_setup(source_db, target_db, rows=10)
     task = make_task(source_db, target_db, migration_type="cdc")
     engine.start_task(task)
-    wait_for(engine, task, lambda r: r.status == "running" and r.full_load_finished)
+    runtime = wait_for(engine, task, lambda r: r.status == "running" or finished(r))
+    assert runtime.status == "running", runtime.last_failure_message
+    assert not runtime.full_load_finished and runtime.full_load_percent == 100
     source_db.execute("DELETE FROM public.accounts; INSERT INTO public.accounts VALUES (77, 'new')")
     until(lambda: target_db.execute("SELECT owner FROM public.accounts") == [("new",)])
     assert source_db.execute("SELECT count(*) FROM public.events") == [(100,)]

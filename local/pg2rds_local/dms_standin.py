@@ -355,7 +355,8 @@ class _Task:
             if self.stop_event.is_set():
                 return
             with self.lock:
-                self.full_load_finished = True
+                # a cdc-only task has no full load to finish (DMS reports no FullLoadFinishDate)
+                self.full_load_finished = self.info.migration_type != "cdc"
                 if self.info.migration_type == "cdc":
                     for stats in self.tables.values():
                         stats.state = "Table completed"
