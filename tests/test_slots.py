@@ -1,0 +1,121 @@
+"""drop_slot on a real source: only our slot, only in our database, never while a walsender holds it."""
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg2
+import psycopg2.extras
+import pytest
+from conftest import Database
+
+from pg2rds.postgres.slots import drop_slot
+from pg2rds.secrets import Credentials
+from pg2rds.spec import DatabaseRef
+from pg2rds_local.pgcluster import SUPERUSER
+
+FAKE_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:pg2rds-test"
+
+
+def ref_for(db: Database, database: str | None = None) -> DatabaseRef:
+    return DatabaseRef(
+        host="127.0.0.1",
+        port=db.cluster.port,
+        database=database or db.name,
+        secret_arn=FAKE_SECRET_ARN,
+        ssl_mode="none",
+    )
+
+
+def credentials(db: Database) -> Credentials:
+    return Credentials(SUPERUSER, db.cluster.password)
+
+
+def create_slot(db: Database, name: str) -> None:
+    db.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (name,))
+
+
+def slots(db: Database) -> dict[str, bool]:
+    """Every slot of the cluster (slot names are cluster-wide), with whether it is active."""
+    return dict(db.execute("SELECT slot_name::text, active FROM pg_replication_slots"))
+
+
+def wait_for_activity(db: Database, name: str, active: bool, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while slots(db).get(name) is not active:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"slot {name} did not become {'active' if active else 'inactive'}")
+        time.sleep(0.05)
+
+
+def test_drops_our_slot_then_reports_it_absent(source_db: Database) -> None:
+    create_slot(source_db, "pg2rds_x")
+
+    assert drop_slot(ref_for(source_db), credentials(source_db), "pg2rds_x") == "dropped"
+    assert "pg2rds_x" not in slots(source_db)
+    assert drop_slot(ref_for(source_db), credentials(source_db), "pg2rds_x") == "absent"
+
+
+def test_other_slots_are_never_dropped(source_db: Database) -> None:
+    for name in ("pg2rds_x", "pg2rds_x_other", "pg2rds_y"):
+        create_slot(source_db, name)
+
+    assert drop_slot(ref_for(source_db), credentials(source_db), "pg2rds_x") == "dropped"
+    assert drop_slot(ref_for(source_db), credentials(source_db), "pg2rds_%") == "absent"
+
+    remaining = {name for name in slots(source_db) if name.startswith("pg2rds_")}
+    assert {"pg2rds_x_other", "pg2rds_y"} <= remaining
+    assert "pg2rds_x" not in remaining
+
+
+@pytest.fixture
+def other_database(source_db: Database) -> Iterator[Database]:
+    """A second database on the source cluster, with its slots dropped before it is."""
+    other = Database(source_db.cluster, "other_" + uuid.uuid4().hex[:8])
+    other.cluster.create_database(other.name)
+    yield other
+    other.cluster.execute(
+        "postgres",
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s",
+        (other.name,),
+    )
+    other.cluster.drop_database(other.name)
+
+
+def test_slot_of_another_database_is_left_alone(source_db: Database, other_database: Database) -> None:
+    name = "pg2rds_elsewhere_" + uuid.uuid4().hex[:6]
+    create_slot(other_database, name)
+
+    assert drop_slot(ref_for(source_db), credentials(source_db), name) == "absent"
+    assert name in slots(source_db)
+
+
+def stream_from(db: Database, slot: str) -> psycopg2.extensions.connection:
+    """Hold ``slot`` with a walsender, as DMS does while its task runs; returns the replication connection."""
+    db.execute("CREATE PUBLICATION pg2rds_pub FOR ALL TABLES")
+    conn = psycopg2.connect(
+        db.cluster.dsn(db.name), connection_factory=psycopg2.extras.LogicalReplicationConnection
+    )
+    options = {"proto_version": "1", "publication_names": "pg2rds_pub"}
+    conn.cursor().start_replication(slot_name=slot, decode=False, options=options)
+    wait_for_activity(db, slot, active=True)
+    return conn
+
+
+def release(db: Database, slot: str, conn: psycopg2.extensions.connection) -> None:
+    """Close the walsender's connection and wait until the server has let go of the slot."""
+    conn.close()
+    wait_for_activity(db, slot, active=False)
+
+
+def test_active_slot_is_not_dropped_until_released(source_db: Database) -> None:
+    create_slot(source_db, "pg2rds_busy")
+    conn = stream_from(source_db, "pg2rds_busy")
+    try:
+        assert drop_slot(ref_for(source_db), credentials(source_db), "pg2rds_busy") == "active"
+        assert slots(source_db)["pg2rds_busy"] is True
+    finally:
+        release(source_db, "pg2rds_busy", conn)  # also lets the database's teardown drop the slot
+
+    assert drop_slot(ref_for(source_db), credentials(source_db), "pg2rds_busy") == "dropped"
+    assert "pg2rds_busy" not in slots(source_db)
