@@ -513,6 +513,20 @@ def test_cdc_only_streams_changes_made_after_the_start(engine: StandInEngine, so
     until(lambda: target_db.execute("SELECT owner FROM public.accounts") == [("new",)])
     assert source_db.execute("SELECT count(*) FROM public.events") == [(100,)]
     assert target_db.execute("SELECT count(*) FROM public.events") == [(0,)]  # no full load
+
+    # writes the publication does not cover still let the slot move on: the source keeps no WAL for us
+    source_db.execute("CREATE TABLE public.unpublished AS SELECT g FROM generate_series(1, 10000) g")
+    ((lsn,),) = source_db.execute("SELECT pg_current_wal_lsn()::text")
+    slot = task.source.postgres_settings["SlotName"]
+    until(
+        lambda: (
+            source_db.execute(
+                "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                (lsn, slot),
+            )
+            == [(True,)]
+        )
+    )
     engine.stop_task(task.arn)
     assert engine.task_runtime(task.arn).status == "stopped"
 

@@ -34,9 +34,9 @@ It connects to the PostgreSQL servers named by a task's endpoints and behaves as
   load restarts from the new snapshot); a ``cdc`` start reuses it. Starting a stopped CDC task again
   resumes streaming from the slot without reloading (DMS's resume-processing).
 
-Known gaps: the slot's position only advances on applied commits (not on idle keepalives); values are
-applied in text form, so REPLICA IDENTITY FULL rows are matched on ``col::text``; sequences, DDL and
-large-object settings are ignored.
+The slot's confirmed position advances after each applied commit and, when idle, to the position the
+server's keepalives report. Known gaps: values are applied in text form, so REPLICA IDENTITY FULL rows
+are matched on ``col::text``; sequences, DDL and large-object settings are ignored.
 """
 
 import contextlib
@@ -478,6 +478,12 @@ class _Task:
                 while not self.stop_event.is_set():
                     message = cur.read_message()
                     if message is None:
+                        if not applier.in_transaction and cur.wal_end > applier.flushed:
+                            # idle: the server's keepalives carry how far it has decoded; every commit
+                            # before that was sent and applied, so the slot may move on (pg_recvlogical
+                            # does the same), and WAL of unpublished tables is not retained for ever
+                            applier.flushed = cur.wal_end
+                            cur.send_feedback(flush_lsn=applier.flushed)
                         if not applier.in_transaction and time.monotonic() - last_message > IDLE_SECONDS:
                             with self.lock:
                                 self.latency_source = self.latency_target = 0
