@@ -1,0 +1,76 @@
+"""Helpers shared by the benchmark scripts: tables, medians, the machine's description."""
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+
+def median_time(run: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> tuple[float, list[float], Any]:
+    """Median wall time in seconds over ``repeats`` runs after ``warmup`` runs; also every sample and
+    the last result."""
+    result = None
+    for _ in range(warmup):
+        result = run()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = run()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples), samples, result
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "") -> str:
+    """A plain-text table, left-aligned, with a rule under the header."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [title] if title else []
+    for index, row in enumerate(cells):
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def verdict(met: bool) -> str:
+    return "MET" if met else "MISSED"
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory = "unknown"
+    try:
+        with open("/proc/meminfo") as info:
+            kib = int(info.readline().split()[1])
+            memory = f"{kib / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    postgres = "unknown"
+    try:
+        from pg2rds_local.pgcluster import find_bindir
+
+        out = subprocess.run([str(find_bindir() / "postgres"), "--version"], capture_output=True, text=True)
+        postgres = out.stdout.strip()
+    except Exception:  # noqa: BLE001 - descriptive only
+        pass
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": str(os.cpu_count()),
+        "memory": memory,
+        "cpu": cpu,
+        "postgres": postgres,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
