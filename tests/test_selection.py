@@ -25,7 +25,7 @@ def rules(*pairs: tuple[str, str]) -> list[TableRule]:
     return [TableRule(schema=schema, table=table) for schema, table in pairs]
 
 
-def selected(conn, include: list[TableRule], exclude: list[TableRule] | tuple = ()) -> list[str]:
+def selected(conn: Conn, include: list[TableRule], exclude: list[TableRule] | tuple = ()) -> list[str]:
     return [str(name) for name in select_tables(conn, TableSelection(include=include, exclude=list(exclude)))]
 
 

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 from conftest import Database, make_secret, spec_for
+from psycopg2 import sql
+
 from pg2rds.errors import SourceUnreachable
 from pg2rds.postgres.source_checks import validate_source
 from pg2rds.secrets import get_credentials
 from pg2rds.spec import MigrationSpec, parse_spec
 from pg2rds.state import Finding, SourceReport
 from pg2rds_local.pgcluster import SUPERUSER
-from psycopg2 import sql
 
 Validate = Callable[..., SourceReport]
 
