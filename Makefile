@@ -20,7 +20,7 @@ system-deps:
 install: system-deps $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/pg2rds demo --graph docs/demo-execution.svg
+	$(VENV)/bin/pg2rds demo --graph .pg2rds/demo-execution.svg
 
 test: install
 	$(VENV)/bin/ruff check .

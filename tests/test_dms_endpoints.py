@@ -82,6 +82,7 @@ def test_creates_both_endpoints_with_secrets_and_no_password(dms, sent) -> None:
         "SecretsManagerSecretId": spec.source.secret_arn,
         "SecretsManagerAccessRoleArn": ROLE,
         "SlotName": "pg2rds_orders",
+        "CaptureDdls": False,
         "HeartbeatEnable": True,
         "HeartbeatFrequency": 5,
         "PluginName": "no-preference",

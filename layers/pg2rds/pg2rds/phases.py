@@ -15,6 +15,7 @@ from pg2rds.dms.instance import ensure_instance
 from pg2rds.dms.progress import poll_task as dms_poll_task
 from pg2rds.dms.task import ensure_task_started
 from pg2rds.errors import SourceNotReady, TargetNotReady, VerificationFailed
+from pg2rds.polling import POLLS_PER_EXECUTION
 from pg2rds.postgres.finalize import finish_target as finish_on_target
 from pg2rds.postgres.source_checks import validate_source as check_source
 from pg2rds.postgres.target_prep import prepare_target
@@ -78,8 +79,32 @@ def start_task(state: MigrationState) -> TaskState:
 
 
 def poll_task(state: MigrationState) -> Progress:
+    """Task progress, plus the two decisions the ASL cannot make: when this execution should hand over to
+    a new one (history budget), and how long the cutover wait may last."""
     assert state.task is not None
-    return dms_poll_task(client("dms"), state.spec, state.task, state.progress)
+    after_cutover = state.cutover is not None
+    progress = dms_poll_task(
+        client("dms"), state.spec, state.task, state.progress, after_cutover=after_cutover
+    )
+    if after_cutover and progress.outcome == "cdc-caught-up":
+        progress.outcome = "running"
+        if _latency_is_zero(progress):
+            # the application no longer writes and every change is applied: end replication
+            client("dms").stop_replication_task(ReplicationTaskArn=state.task.arn)
+            progress.task_status = "stopping"
+    progress.execution_polls = (state.progress.execution_polls if state.progress else 0) + 1
+    progress.cutover_timeout_seconds = int(state.spec.cdc.cutover_timeout_hours * 3600)
+    if progress.outcome == "running" and progress.execution_polls >= POLLS_PER_EXECUTION:
+        progress.outcome = "continue"
+    return progress
+
+
+def _latency_is_zero(progress: Progress) -> bool:
+    """Unknown latency (no CloudWatch data point yet) counts as zero, as in poll_task's caught-up rule."""
+    known = [
+        v for v in (progress.cdc_latency_source_seconds, progress.cdc_latency_target_seconds) if v is not None
+    ]
+    return max(known, default=0) == 0
 
 
 def finish_target(state: MigrationState) -> FinishReport:

@@ -109,7 +109,7 @@ class TableProgress(_Result):
 class Progress(Waiting):
     """What poll-task returns; ``outcome`` is what the Choice state branches on."""
 
-    outcome: Literal["running", "full-load-complete", "cdc-caught-up", "stopped"]
+    outcome: Literal["running", "full-load-complete", "cdc-caught-up", "stopped", "continue"]
     task_status: str
     stop_reason: str = ""
     full_load_percent: int = 0
@@ -121,6 +121,10 @@ class Progress(Waiting):
     cdc_latency_source_seconds: int | None = None
     cdc_latency_target_seconds: int | None = None
     tables: list[TableProgress] = Field(default_factory=list)
+    #: Polls in this execution (``polls`` counts across continuations and drives the backoff).
+    execution_polls: int = 0
+    #: How long "Wait for cutover decision" waits (its ``TimeoutSecondsPath``).
+    cutover_timeout_seconds: int = 0
 
 
 class TableCheck(_Result):
@@ -165,6 +169,8 @@ class MigrationState(_Result):
     connections: ConnectionsState | None = None
     task: TaskState | None = None
     progress: Progress | None = None
+    #: The operator's decision (``pg2rds cutover``), as sent with SendTaskSuccess.
+    cutover: dict[str, Any] | None = None
     finish: FinishReport | None = None
     cleanup: CleanupState | None = None
     #: Set by the ``Catch`` of any failed state: ``{"Error": ..., "Cause": ...}``.

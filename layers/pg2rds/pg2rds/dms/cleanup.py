@@ -15,7 +15,7 @@ from pg2rds.aws import error_code, error_message
 from pg2rds.dms.tags import NOT_FOUND, find, find_tasks_using, is_owned, poll_fields
 from pg2rds.naming import ResourceNames
 from pg2rds.polling import elapsed_seconds
-from pg2rds.postgres.slots import drop_slot
+from pg2rds.postgres.slots import drop_publication, drop_slot
 from pg2rds.secrets import get_credentials
 from pg2rds.state import CleanupState, Failure, MigrationState
 
@@ -161,6 +161,9 @@ def _slot(state: MigrationState, names: ResourceNames, ledger: _Ledger) -> None:
         ledger.removed_(label)
     elif outcome == "active":
         ledger.remaining.append(f"{label} (still active)")
+        return
+    if drop_publication(spec.source, get_credentials(spec.source.secret_arn), names.publication) == "dropped":
+        ledger.removed_(f"publication {names.publication} on source")
 
 
 def cleanup(dms: Any, state: MigrationState) -> CleanupState:
@@ -202,6 +205,24 @@ def cleanup(dms: Any, state: MigrationState) -> CleanupState:
     )
 
 
+def _silent_cause(state: MigrationState) -> str:
+    """Errors that carry no Cause of their own (Step Functions' timeouts), said in the migration's terms."""
+    error = str(state.error.get("Error", "")) if state.error else ""
+    if (
+        error == "States.Timeout"
+        and state.cutover is None
+        and state.progress
+        and state.progress.outcome == "cdc-caught-up"
+    ):
+        hours = state.spec.cdc.cutover_timeout_hours
+        return (
+            f"no cutover decision within {hours:g} h (spec.cdc.cutover_timeout_hours); replication was "
+            "stopped and cleaned up. Fix: run the migration again and send `pg2rds cutover EXECUTION` in "
+            "time, or raise the timeout"
+        )
+    return f"{error or 'the migration'} failed without a message; see the execution history"
+
+
 def _failure(state: MigrationState, ledger: _Ledger, timed_out: bool) -> Failure | None:
     notes = []
     if timed_out:
@@ -212,7 +233,7 @@ def _failure(state: MigrationState, ledger: _Ledger, timed_out: bool) -> Failure
     if ledger.stuck:
         notes.append("cleanup could not finish: " + "; ".join(ledger.stuck))
     if state.error:
-        cause = readable_cause(state.error.get("Cause"))
+        cause = readable_cause(state.error.get("Cause")) or _silent_cause(state)
         if notes:
             cause += " | " + " | ".join(notes)
         return Failure(error=str(state.error.get("Error", "Error")), cause=cause)

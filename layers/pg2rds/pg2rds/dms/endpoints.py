@@ -24,6 +24,9 @@ def source_settings(spec: MigrationSpec, access_role_arn: str) -> dict[str, Any]
     names = ResourceNames(spec.migration_id)
     settings = _secret_settings(spec.source, access_role_arn)
     settings["SlotName"] = names.slot
+    # DMS would otherwise create a DDL audit table and event triggers on the source: the source stays
+    # untouched but for our slot, and the schema is created on the target before the load anyway.
+    settings["CaptureDdls"] = False
     if spec.uses_cdc:
         settings.update(HeartbeatEnable=True, HeartbeatFrequency=HEARTBEAT_MINUTES, PluginName=PLUGIN_NAME)
     return settings

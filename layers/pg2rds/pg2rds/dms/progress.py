@@ -104,8 +104,15 @@ def _errored_names(rows: list[dict[str, Any]]) -> str:
 
 
 def poll_task(
-    dms: Any, spec: MigrationSpec, task: TaskState, previous: Progress | None, cloudwatch: Any = None
+    dms: Any,
+    spec: MigrationSpec,
+    task: TaskState,
+    previous: Progress | None,
+    cloudwatch: Any = None,
+    after_cutover: bool = False,
 ) -> Progress:
+    """``after_cutover``: the operator decided to cut over and pg2rds stops the task, so a CDC task that is
+    ``stopped`` is the expected end (outcome ``stopped``), not a failure."""
     described = find(dms, "task", "replication-task-arn", task.arn)
     if described is None:
         raise TaskFailed(
@@ -125,7 +132,12 @@ def poll_task(
     finished_full_load = (
         spec.migration_type == "full-load" and status == "stopped" and FULL_LOAD_FINISHED in stop_reason
     )
-    if status == "failed" or (status == "stopped" and not finished_full_load) or errored:
+    stopped_for_cutover = after_cutover and spec.uses_cdc and status == "stopped"
+    if (
+        status == "failed"
+        or (status == "stopped" and not (finished_full_load or stopped_for_cutover))
+        or errored
+    ):
         message = described.get("LastFailureMessage") or "(DMS gave no failure message)"
         raise TaskFailed(
             f"replication task {task.identifier} is {status!r}"
@@ -139,6 +151,8 @@ def poll_task(
     latency_source = latency_target = None
     if spec.migration_type == "full-load":
         outcome = "full-load-complete" if finished_full_load else "running"
+    elif stopped_for_cutover:
+        outcome = "stopped"
     else:
         if status == "running" and full_load_done:
             latency_source, latency_target = cdc_latency(dms, spec, described, cloudwatch)

@@ -7,6 +7,8 @@ it; but only the slot named for this migration, never another, and never one sti
 
 from typing import Literal
 
+from psycopg2 import sql
+
 from pg2rds.postgres.connection import connect
 from pg2rds.secrets import Credentials
 from pg2rds.spec import DatabaseRef
@@ -37,3 +39,17 @@ def drop_slot(ref: DatabaseRef, credentials: Credentials, slot_name: str) -> Slo
         )
         (dropped,) = cur.fetchone()
         return "dropped" if dropped else "active"
+
+
+def drop_publication(ref: DatabaseRef, credentials: Credentials, name: str) -> Literal["dropped", "absent"]:
+    """Drop the publication named for this migration, if a pgoutput-based replication created one.
+
+    Only the exact name derived from the migration id is touched; a publication is no use once its slot
+    is gone, and leaving it would be the one trace of the migration on the source.
+    """
+    with connect(ref, credentials, "source", application_name="pg2rds-cleanup") as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,))
+        if cur.fetchone() is None:
+            return "absent"
+        cur.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
+        return "dropped"
