@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import boto3
 import pytest
 from moto import mock_aws
+
 from pg2rds_local.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, start_cluster
 
 REGION = "us-east-1"

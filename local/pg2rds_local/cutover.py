@@ -10,6 +10,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from pg2rds_local.executions import history
+
 WAITING_STATE = "Wait for cutover decision"
 
 
@@ -24,10 +26,7 @@ def pending_token(sfn: Any, execution_arn: str) -> str:
         raise NotWaitingForCutover(
             f"the execution is {described['status']}, not waiting for a cutover decision"
         )
-    events = sfn.get_execution_history(executionArn=execution_arn, reverseOrder=True, maxResults=100)[
-        "events"
-    ]
-    for event in events:
+    for event in reversed(history(sfn, execution_arn)):
         kind = event["type"]
         if kind.endswith("StateEntered") and event["stateEnteredEventDetails"]["name"] != WAITING_STATE:
             break  # the newest state is another one: not waiting

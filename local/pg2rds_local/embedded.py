@@ -12,8 +12,8 @@ so long polling schedules can be exercised quickly while the state machine and h
 """
 
 import importlib.util
-import logging
 import json
+import logging
 import os
 import traceback
 import uuid
@@ -26,8 +26,13 @@ import boto3
 import yaml
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.responses import EmptyResult
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+    StateTaskServiceSfn,
+)
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.responses import StepFunctionResponse
 
 from pg2rds_local import moto_dms
 from pg2rds_local.dms_engine import DmsEngine
@@ -161,8 +166,33 @@ def set_time_scale(scale: float) -> None:
     _time_scale = scale
 
 
+def _send_task_failure(self: StepFunctionResponse) -> Any:
+    """moto's response layer drops SendTaskFailure's ``cause`` (its backend takes it): pass it on."""
+    self.stepfunction_backend.send_task_failure(
+        self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+    )
+    return EmptyResult()
+
+
+_original_sfn_task = StateTaskServiceSfn._eval_service_task
+
+
+def _sfn_task_with_api_names(self: StateTaskServiceSfn, **kwargs: Any) -> Any:
+    """moto hands ``states:startExecution``'s ASL names (``StateMachineArn``) to boto3, which wants the
+    API's (``stateMachineArn``), and returns boto3's names (``executionArn``) where Step Functions returns
+    ``ExecutionArn``. Real Step Functions maps both ways; so does this. Used by the continuation state."""
+    parameters = kwargs.pop("normalised_parameters")
+    api_parameters = {key[:1].lower() + key[1:]: value for key, value in parameters.items()}
+    _original_sfn_task(self, normalised_parameters=api_parameters, **kwargs)
+    env = kwargs["env"]
+    response = env.stack.pop()
+    env.stack.append({key[:1].upper() + key[1:]: value for key, value in response.items()})
+
+
 def _install_patches() -> None:
+    StateTaskServiceSfn._eval_service_task = _sfn_task_with_api_names  # type: ignore[method-assign]
     LambdaSimpleBackend.invoke = _invoke_in_process  # type: ignore[method-assign]
+    StepFunctionResponse.send_task_failure = _send_task_failure  # type: ignore[method-assign]
     WaitFunction._wait_interval = _scaled_wait_interval  # type: ignore[method-assign]
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
 

@@ -51,7 +51,7 @@ class ExecutionView:
         return self.output if self.output is not None else self.latest
 
 
-def _history(sfn: Any, arn: str) -> list[dict[str, Any]]:
+def history(sfn: Any, arn: str) -> list[dict[str, Any]]:
     events, token = [], None
     while True:
         kwargs = {"executionArn": arn, "maxResults": 1000}
@@ -103,10 +103,10 @@ def read_execution(sfn: Any, arn: str) -> ExecutionView:
         started=described.get("startDate"),
         stopped=described.get("stopDate"),
     )
-    history = _history(sfn, arn)
-    view.events = len(history)
+    events = history(sfn, arn)
+    view.events = len(events)
     scheduled: Counter = Counter()
-    for event in history:
+    for event in events:
         _apply_event(view, event, scheduled)
     if described.get("output"):
         view.output = json.loads(described["output"])

@@ -25,11 +25,14 @@ patches moto's DMS backend and response classes (process-wide, idempotent) so th
   them with GetMetricStatistics.
 """
 
+import contextlib
 import json
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import psycopg2
+import psycopg2.errors
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.utils import utcnow
 from moto.dms import models as dms_models
@@ -57,6 +60,48 @@ _installed = False
 class _FakeTask:
     migration_type: str
     stopped: bool = False
+    slot: "_FakeSlot | None" = None
+
+
+@dataclass
+class _FakeSlot:
+    """The source's replication slot, as DMS would hold it for a CDC task: created at start, and (since
+    the fake engine "applies" every change at once) advanced to the source's WAL position on each describe,
+    so pg2rds's cutover check (slot confirmed up to the decision's LSN) sees what it would with DMS.
+    Only where the source is a reachable PostgreSQL server; unit tests with made-up hosts get no slot."""
+
+    endpoint: EndpointInfo
+    name: str
+
+    def _run(self, statement: str) -> None:
+        conn = psycopg2.connect(
+            host=self.endpoint.server_name, port=self.endpoint.port, dbname=self.endpoint.database_name,
+            user=self.endpoint.username, password=self.endpoint.password, connect_timeout=3,
+        )  # fmt: skip
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(statement, (self.name,))
+        finally:
+            conn.close()
+
+    @classmethod
+    def create(cls, endpoint: EndpointInfo) -> "_FakeSlot | None":
+        name = endpoint.postgres_settings.get("SlotName")
+        if not name:
+            return None
+        slot = cls(endpoint, name)
+        try:
+            slot._run("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')")
+        except psycopg2.errors.DuplicateObject:
+            pass  # a restarted task keeps its slot, as with DMS
+        except psycopg2.Error:
+            return None
+        return slot
+
+    def advance(self) -> None:
+        with contextlib.suppress(psycopg2.Error):  # dropped or in use: nothing to advance
+            self._run("SELECT pg_replication_slot_advance(%s, pg_current_wal_lsn())")
 
 
 @dataclass
@@ -97,7 +142,8 @@ class FakeEngine:
 
     def start_task(self, task: TaskInfo) -> None:
         self.started.append(task)
-        self._tasks[task.arn] = _FakeTask(task.migration_type)
+        slot = _FakeSlot.create(task.source) if task.migration_type != "full-load" else None
+        self._tasks[task.arn] = _FakeTask(task.migration_type, slot=slot)
 
     def stop_task(self, task_arn: str) -> None:
         if task_arn in self._tasks:
@@ -138,6 +184,8 @@ class FakeEngine:
                 status="stopped", stop_reason=FULL_LOAD_FINISHED, full_load_percent=100,
                 tables_loaded=count, full_load_finished=True, elapsed_millis=1000, tables=tables,
             )  # fmt: skip
+        if task.slot is not None:
+            task.slot.advance()
         return TaskRuntime(
             status="running", full_load_percent=100, tables_loaded=count,
             full_load_finished=task.migration_type != "cdc", elapsed_millis=1000,

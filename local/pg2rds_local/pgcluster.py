@@ -24,6 +24,18 @@ SUPERUSER = "postgres"  # pg_dump files (pagila too) say OWNER TO postgres
 DEFAULT_PASSWORD = "local-only-password"
 
 
+class ClosingConnection(psycopg2.extensions.connection):
+    """``with cluster.connect(db) as conn:`` closes the connection at the end, where psycopg2 only ends
+    the transaction (and, since 2.9, opens one even in autocommit mode: use no ``with`` for a writer that
+    must commit statement by statement)."""
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            super().__exit__(*exc)
+        finally:
+            self.close()
+
+
 class PostgresNotInstalled(RuntimeError):
     """No PostgreSQL server binaries were found (the Makefile installs them)."""
 
@@ -161,7 +173,12 @@ class Cluster:
 
     def connect(self, database: str = "postgres") -> psycopg2.extensions.connection:
         conn = psycopg2.connect(
-            host="127.0.0.1", port=self.port, dbname=database, user=SUPERUSER, password=self.password
+            host="127.0.0.1",
+            port=self.port,
+            dbname=database,
+            user=SUPERUSER,
+            password=self.password,
+            connection_factory=ClosingConnection,
         )
         conn.autocommit = True
         return conn

@@ -71,6 +71,11 @@ class VerificationFailed(Pg2RdsError):
     """Source and target differ after the load; the message names the tables."""
 
 
+class CutoverTimedOut(Pg2RdsError):
+    """No cutover decision arrived within ``spec.cdc.cutover_timeout_hours`` (the ``States.Timeout`` of the
+    waiting state, renamed: a Fail state may not raise a ``States.`` error)."""
+
+
 class CutoverAborted(Pg2RdsError):
     """The operator aborted the migration at the cutover decision."""
 

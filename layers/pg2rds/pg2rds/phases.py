@@ -15,8 +15,10 @@ from pg2rds.dms.instance import ensure_instance
 from pg2rds.dms.progress import poll_task as dms_poll_task
 from pg2rds.dms.task import ensure_task_started
 from pg2rds.errors import SourceNotReady, TargetNotReady, VerificationFailed
+from pg2rds.naming import ResourceNames
 from pg2rds.polling import POLLS_PER_EXECUTION
 from pg2rds.postgres.finalize import finish_target as finish_on_target
+from pg2rds.postgres.slots import current_wal_lsn, slot_has_confirmed
 from pg2rds.postgres.source_checks import validate_source as check_source
 from pg2rds.postgres.target_prep import prepare_target
 from pg2rds.secrets import get_credentials
@@ -88,15 +90,28 @@ def poll_task(state: MigrationState) -> Progress:
     )
     if after_cutover and progress.outcome == "cdc-caught-up":
         progress.outcome = "running"
-        if _latency_is_zero(progress):
-            # the application no longer writes and every change is applied: end replication
-            client("dms").stop_replication_task(ReplicationTaskArn=state.task.arn)
-            progress.task_status = "stopping"
+        _stop_when_all_applied(state, progress)
     progress.execution_polls = (state.progress.execution_polls if state.progress else 0) + 1
     progress.cutover_timeout_seconds = int(state.spec.cdc.cutover_timeout_hours * 3600)
     if progress.outcome == "running" and progress.execution_polls >= POLLS_PER_EXECUTION:
         progress.outcome = "continue"
     return progress
+
+
+def _stop_when_all_applied(state: MigrationState, progress: Progress) -> None:
+    """After the decision the application no longer writes: note the source's WAL position once, and
+    stop the task when the slot has confirmed it (every write applied) and the latency reads zero."""
+    spec = state.spec
+    credentials = get_credentials(spec.source.secret_arn)
+    progress.cutover_lsn = (state.progress.cutover_lsn if state.progress else "") or current_wal_lsn(
+        spec.source, credentials
+    )
+    slot = ResourceNames(spec.migration_id).slot
+    if _latency_is_zero(progress) and slot_has_confirmed(
+        spec.source, credentials, slot, progress.cutover_lsn
+    ):
+        client("dms").stop_replication_task(ReplicationTaskArn=state.task.arn)
+        progress.task_status = "stopping"
 
 
 def _latency_is_zero(progress: Progress) -> bool:

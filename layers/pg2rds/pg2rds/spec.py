@@ -68,7 +68,7 @@ class PollingSpec(_Strict):
     backoff: float = Field(default=1.5, ge=1.0, le=10.0)
     instance_timeout_minutes: int = Field(default=60, ge=1)
     connection_timeout_minutes: int = Field(default=15, ge=1)
-    task_timeout_hours: float = Field(default=72, gt=0)
+    task_timeout_hours: float = Field(default=720, gt=0)
 
     @model_validator(mode="after")
     def _max_not_below_initial(self) -> "PollingSpec":
@@ -81,7 +81,7 @@ class CdcSpec(_Strict):
     """Ongoing replication: when the target is considered caught up, and how long to wait for cutover."""
 
     max_latency_seconds: int = Field(default=5, ge=0)
-    cutover_timeout_hours: float = Field(default=24, gt=0)
+    cutover_timeout_hours: float = Field(default=168, gt=0)
 
 
 class TaskOptions(_Strict):

@@ -125,6 +125,8 @@ class Progress(Waiting):
     execution_polls: int = 0
     #: How long "Wait for cutover decision" waits (its ``TimeoutSecondsPath``).
     cutover_timeout_seconds: int = 0
+    #: The source's WAL position when the cutover was decided; the task stops once the slot confirms it.
+    cutover_lsn: str = ""
 
 
 class TableCheck(_Result):

@@ -205,22 +205,35 @@ def cleanup(dms: Any, state: MigrationState) -> CleanupState:
     )
 
 
+def _timed_out_at_cutover(state: MigrationState) -> bool:
+    error = state.error or {}
+    progress = state.progress
+    return (
+        error.get("Error") == "States.Timeout"
+        and state.cutover is None
+        and progress is not None
+        and progress.outcome == "cdc-caught-up"
+    )
+
+
+def _error_name(state: MigrationState) -> str:
+    """The original error's name, as a Fail state may raise it (no ``States.`` prefix)."""
+    if _timed_out_at_cutover(state):
+        return "CutoverTimedOut"
+    name = str((state.error or {}).get("Error", "Error"))
+    return "StepFunctions" + name.removeprefix("States.") if name.startswith("States.") else name
+
+
 def _silent_cause(state: MigrationState) -> str:
     """Errors that carry no Cause of their own (Step Functions' timeouts), said in the migration's terms."""
-    error = str(state.error.get("Error", "")) if state.error else ""
-    if (
-        error == "States.Timeout"
-        and state.cutover is None
-        and state.progress
-        and state.progress.outcome == "cdc-caught-up"
-    ):
+    if _timed_out_at_cutover(state):
         hours = state.spec.cdc.cutover_timeout_hours
         return (
             f"no cutover decision within {hours:g} h (spec.cdc.cutover_timeout_hours); replication was "
             "stopped and cleaned up. Fix: run the migration again and send `pg2rds cutover EXECUTION` in "
             "time, or raise the timeout"
         )
-    return f"{error or 'the migration'} failed without a message; see the execution history"
+    return f"{_error_name(state)}: the migration failed without a message; see the execution history"
 
 
 def _failure(state: MigrationState, ledger: _Ledger, timed_out: bool) -> Failure | None:
@@ -236,7 +249,7 @@ def _failure(state: MigrationState, ledger: _Ledger, timed_out: bool) -> Failure
         cause = readable_cause(state.error.get("Cause")) or _silent_cause(state)
         if notes:
             cause += " | " + " | ".join(notes)
-        return Failure(error=str(state.error.get("Error", "Error")), cause=cause)
+        return Failure(error=_error_name(state), cause=cause)
     if notes:
         return Failure(error="CleanupIncomplete", cause=" | ".join(notes))
     return None

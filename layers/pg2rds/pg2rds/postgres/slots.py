@@ -53,3 +53,26 @@ def drop_publication(ref: DatabaseRef, credentials: Credentials, name: str) -> L
             return "absent"
         cur.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
         return "dropped"
+
+
+def current_wal_lsn(ref: DatabaseRef, credentials: Credentials) -> str:
+    """The source's WAL position now: at cutover, everything the application wrote lies before it."""
+    with connect(ref, credentials, "source", application_name="pg2rds-cutover") as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_current_wal_lsn()::text")
+        return cur.fetchone()[0]
+
+
+def slot_has_confirmed(ref: DatabaseRef, credentials: Credentials, slot_name: str, lsn: str) -> bool:
+    """Whether the replication has applied (and confirmed to the slot) every change up to ``lsn``.
+
+    This, not a latency figure sampled once a minute, is what proves the target holds the application's
+    last write: the consumer only confirms a position once the changes before it are applied.
+    """
+    with connect(ref, credentials, "source", application_name="pg2rds-cutover") as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+            "WHERE slot_name = %s AND database = current_database()",
+            (lsn, slot_name),
+        )
+        row = cur.fetchone()
+        return bool(row and row[0])

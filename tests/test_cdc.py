@@ -1,0 +1,245 @@
+"""Full load and ongoing replication through the real state machine: cutover, abort, timeout, continuation.
+
+The pagila test is the product's promise for a live database: the source keeps changing while DMS (the
+stand-in, moving real data through a logical replication slot) loads and replicates, the operator cuts
+over once the target has caught up, and then the target equals the source, sequences included, with
+nothing left behind. The other tests use the fake engine, since they are about the workflow.
+"""
+
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from conftest import Database, spec_for
+
+from pg2rds import phases
+from pg2rds.postgres.selection import select_tables
+from pg2rds.postgres.verify import compare_tables
+from pg2rds.spec import TableSelection
+from pg2rds_local.cutover import WAITING_STATE, send_decision
+from pg2rds_local.dms_standin import StandInEngine
+from pg2rds_local.embedded import EmbeddedAws
+from pg2rds_local.executions import ExecutionView, read_execution, watch
+from pg2rds_local.local_run import copy_schema, dms_leftovers
+from pg2rds_local.moto_dms import FakeEngine
+from pg2rds_local.sample import load_pagila
+
+CDC_POLLING = {"initial_seconds": 2, "max_seconds": 4}
+
+
+def start(aws: EmbeddedAws, spec: dict) -> str:
+    sfn = aws.client("stepfunctions")
+    return sfn.start_execution(stateMachineArn=aws.state_machine_arn, input=json.dumps(spec))["executionArn"]
+
+
+def wait_for_state(aws: EmbeddedAws, arn: str, state: str, timeout: float = 120) -> ExecutionView:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = read_execution(aws.client("stepfunctions"), arn)
+        if view.current_state == state or view.done:
+            return view
+        time.sleep(0.2)
+    progress = view.record.get("progress")
+    raise TimeoutError(f"execution never reached {state!r}: in {view.current_state!r}, progress {progress}")
+
+
+def finish(aws: EmbeddedAws, arn: str) -> ExecutionView:
+    return watch(aws.client("stepfunctions"), arn, lambda v: None, interval_seconds=0.2, timeout_seconds=180)
+
+
+def source_objects(db: Database) -> tuple[list, list]:
+    slots = db.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (db.name,))
+    publications = db.execute("SELECT pubname FROM pg_publication")
+    return slots, publications
+
+
+class Writer(threading.Thread):
+    """The application: inserts, updates and deletes in several tables (a partitioned one too) until told
+    to stop, each change its own transaction."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(daemon=True)
+        self.db = db
+        self.stop = threading.Event()
+        self.changes = 0
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        rng = random.Random(7)
+        try:
+            conn = self.db.connect()  # autocommit, and no `with`: each change is its own transaction
+            cur = conn.cursor()
+            while not self.stop.is_set():
+                step = self.changes % 5
+                if step == 0:
+                    cur.execute(
+                        "INSERT INTO actor (first_name, last_name) VALUES ('NEW', %s)",
+                        (f"A{self.changes}",),
+                    )
+                elif step == 1:
+                    cur.execute(
+                        "UPDATE film SET rental_rate = rental_rate + 0.01 WHERE film_id = %s",
+                        (rng.randint(1, 1000),),
+                    )
+                elif step == 2:  # routed to a partition of the partitioned payment table
+                    cur.execute(
+                        "INSERT INTO payment (customer_id, staff_id, rental_id, amount, payment_date) "
+                        "SELECT customer_id, staff_id, rental_id, 1.23, '2022-03-15 10:00+00' "
+                        "FROM payment WHERE payment_date >= '2022-03-01' LIMIT 1"
+                    )
+                elif step == 3:
+                    cur.execute(
+                        "DELETE FROM payment WHERE payment_id = "
+                        "(SELECT min(payment_id) FROM payment_p2022_05)"
+                    )
+                else:
+                    cur.execute(
+                        "UPDATE customer SET email = %s WHERE customer_id = %s",
+                        (f"moved{self.changes}@example.com", rng.randint(1, 599)),
+                    )
+                self.changes += 1
+                time.sleep(0.01)
+            conn.close()
+        except Exception as error:  # noqa: BLE001 - reported by the test
+            self.error = error
+
+
+@pytest.fixture
+def pagila_pair(source_db: Database, target_db: Database) -> tuple[Database, Database]:
+    load_pagila(source_db.cluster, source_db.name)
+    copy_schema(source_db.cluster.dsn(source_db.name), target_db.cluster.dsn(target_db.name))
+    return source_db, target_db
+
+
+@pytest.mark.slow
+def test_live_source_replicates_until_cutover_then_target_equals_source(pagila_pair) -> None:  # noqa: ANN001
+    source, target = pagila_pair
+    writer = Writer(source)
+    engine = StandInEngine()
+    with EmbeddedAws(engine, time_scale=0.05) as aws:
+        spec = spec_for(
+            source, target, migration_id="live", migration_type="full-load-and-cdc", polling=CDC_POLLING
+        )
+        writer.start()
+        arn = start(aws, spec)
+        try:
+            view = wait_for_state(aws, arn, WAITING_STATE)
+            assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
+            time.sleep(1)  # keep writing while replication is caught up
+        finally:
+            writer.stop.set()
+            writer.join()
+        assert writer.error is None and writer.changes > 20
+        send_decision(aws.client("stepfunctions"), arn)
+        view = finish(aws, arn)
+        leftovers = dms_leftovers(aws, "live")
+    engine.shutdown()
+
+    assert view.status == "SUCCEEDED", (view.error, view.cause)
+    assert "Finish the target" in view.states and view.output["cutover"]["decision"] == "cutover"
+    assert view.output["finish"]["mismatched"] == [] and view.output["finish"]["sequences_set"] > 0
+    with source.connect() as src, target.connect() as dst:
+        comparisons = compare_tables(src, dst, select_tables(src, TableSelection()))
+    assert [str(c.table) for c in comparisons if not c.matches] == []
+    sequence = "SELECT last_value FROM actor_actor_id_seq"
+    assert source.execute(sequence) == target.execute(sequence)
+    assert target.execute("SELECT count(*) FROM actor WHERE first_name = 'NEW'")[0][0] > 0
+    assert source_objects(source) == ([], [])
+    assert leftovers == []
+
+
+@pytest.fixture
+def one_table(source_db: Database, target_db: Database) -> tuple[Database, Database]:
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    return source_db, target_db
+
+
+@pytest.fixture
+def fake_aws() -> Iterator[tuple[EmbeddedAws, FakeEngine]]:
+    engine = FakeEngine()
+    with EmbeddedAws(engine, time_scale=0.01) as aws:
+        yield aws, engine
+
+
+def test_cutover_abort_cleans_up_and_fails_with_the_reason(fake_aws, one_table) -> None:  # noqa: ANN001
+    aws, _ = fake_aws
+    source, target = one_table
+    arn = start(
+        aws,
+        spec_for(
+            source, target, migration_id="abort", migration_type="full-load-and-cdc", polling=CDC_POLLING
+        ),
+    )
+    assert wait_for_state(aws, arn, WAITING_STATE).current_state == WAITING_STATE
+    send_decision(aws.client("stepfunctions"), arn, abort=True, reason="the weekend window closed")
+    view = finish(aws, arn)
+    assert view.status == "FAILED" and view.error == "CutoverAborted"
+    assert "aborted the migration at the cutover decision: the weekend window closed" in view.cause
+    assert "Clean up after failure" in view.states
+    assert dms_leftovers(aws, "abort") == []
+
+
+def test_cutover_timeout_cleans_up_and_says_so(fake_aws, one_table) -> None:  # noqa: ANN001
+    aws, _ = fake_aws
+    source, target = one_table
+    spec = spec_for(
+        source,
+        target,
+        migration_id="timeout",
+        migration_type="full-load-and-cdc",
+        polling=CDC_POLLING,
+        cdc={"cutover_timeout_hours": 0.0003},
+    )  # about one second
+    view = finish(aws, start(aws, spec))
+    assert view.status == "FAILED" and view.error == "CutoverTimedOut", view.cause
+    assert "no cutover decision within 0.0003 h" in view.cause
+    assert dms_leftovers(aws, "timeout") == []
+
+
+def test_decision_is_refused_when_not_waiting(fake_aws, one_table) -> None:  # noqa: ANN001
+    from pg2rds_local.cutover import NotWaitingForCutover
+
+    aws, _ = fake_aws
+    source, target = one_table
+    view = finish(aws, start(aws, spec_for(source, target, migration_id="fl")))
+    assert view.status == "SUCCEEDED"
+    with pytest.raises(NotWaitingForCutover, match="SUCCEEDED"):
+        send_decision(aws.client("stepfunctions"), view.arn)
+
+
+def test_long_migration_continues_in_a_new_execution(fake_aws, one_table, monkeypatch) -> None:  # noqa: ANN001
+    aws, engine = fake_aws
+    source, target = one_table
+    monkeypatch.setattr(phases, "POLLS_PER_EXECUTION", 3)
+    engine.set_latency(3600)  # never caught up
+    first = finish(
+        aws,
+        start(
+            aws,
+            spec_for(
+                source, target, migration_id="long", migration_type="full-load-and-cdc", polling=CDC_POLLING
+            ),
+        ),
+    )
+    assert first.status == "SUCCEEDED", (first.error, first.cause)
+    assert first.states[-1] == "Continued in a new execution"
+    assert first.output["progress"]["outcome"] == "continue"
+    second_arn = first.output["continuation"]["execution_arn"]
+
+    engine.set_latency(0)
+    second = wait_for_state(aws, second_arn, WAITING_STATE)
+    while second.done:  # it may have continued again before the latency dropped: follow the chain
+        assert second.status == "SUCCEEDED" and second.states[-1] == "Continued in a new execution"
+        second_arn = second.output["continuation"]["execution_arn"]
+        second = wait_for_state(aws, second_arn, WAITING_STATE)
+    assert second.states[:3] == ["Is this a continuation?", "Resume polling", "Check task progress"]
+    assert "Create replication instance" not in second.states
+    send_decision(aws.client("stepfunctions"), second_arn)
+    second = finish(aws, second_arn)
+    assert second.status == "SUCCEEDED", second.cause
+    assert second.output["progress"]["polls"] > first.output["progress"]["polls"]
+    assert dms_leftovers(aws, "long") == []
