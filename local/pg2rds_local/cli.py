@@ -12,6 +12,7 @@ from rich.live import Live
 
 from pg2rds_local import display
 from pg2rds_local.executions import ExecutionView, read_execution, watch
+from pg2rds_local.local_run import LOCAL_TIME_SCALE
 
 console = Console(stderr=True)
 STACK_NAME = "pg2rds"
@@ -141,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--time-scale",
         type=float,
-        default=0.05,
-        help="compress Wait and Retry delays by this factor (default 0.05)",
+        default=LOCAL_TIME_SCALE,
+        help=f"compress Wait and Retry delays by this factor (default {LOCAL_TIME_SCALE})",
     )
     run.add_argument("--graph", help="also draw the execution to this .svg/.png file")
     run.add_argument("--json", action="store_true", help="print the execution output as JSON on stdout")

@@ -22,7 +22,7 @@ from pg2rds_local.pgcluster import find_bindir
 
 #: Local polling: short intervals (the clock is compressed too), same backoff logic as in AWS.
 LOCAL_POLLING = {"initial_seconds": 5, "max_seconds": 30, "backoff": 1.5}
-LOCAL_TIME_SCALE = 0.05
+LOCAL_TIME_SCALE = 0.01
 
 
 def default_migration_id() -> str:
