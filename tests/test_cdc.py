@@ -243,3 +243,37 @@ def test_long_migration_continues_in_a_new_execution(fake_aws, one_table, monkey
     assert second.status == "SUCCEEDED", second.cause
     assert second.output["progress"]["polls"] > first.output["progress"]["polls"]
     assert dms_leftovers(aws, "long") == []
+
+
+def test_cli_cutover_command_sends_the_decision(fake_aws, one_table) -> None:  # noqa: ANN001
+    from pg2rds_local import cli
+
+    aws, _ = fake_aws
+    source, target = one_table
+    arn = start(aws, spec_for(source, target, migration_id="clicut", migration_type="full-load-and-cdc",
+                              polling=CDC_POLLING))  # fmt: skip
+    assert wait_for_state(aws, arn, WAITING_STATE).current_state == WAITING_STATE
+    assert cli.main(["cutover", arn]) == 0
+    view = finish(aws, arn)
+    assert view.status == "SUCCEEDED" and view.output["cutover"]["decision"] == "cutover"
+    assert cli.main(["cutover", arn]) == 1  # nothing to decide any more
+
+
+def test_local_run_asks_for_the_decision_and_sends_it(one_table) -> None:  # noqa: ANN001
+    from pg2rds_local.local_run import run_local
+
+    source, target = one_table
+    asked = []
+
+    def decide(view: ExecutionView) -> str | None:
+        asked.append(view.current_state)
+        return "abort" if len(asked) >= 2 else None  # "not yet" once, then abort
+
+    view, leftovers = run_local(
+        source.cluster.dsn(source.name), target.cluster.dsn(target.name),
+        {"migration_id": "localabort", "migration_type": "full-load-and-cdc"},
+        engine=FakeEngine(), decide=decide, timeout_seconds=120,
+    )  # fmt: skip
+    assert asked == [WAITING_STATE, WAITING_STATE]
+    assert view.status == "FAILED" and view.error == "CutoverAborted" and "decided locally" in view.cause
+    assert leftovers == [] and source_objects(source) == ([], [])

@@ -3,6 +3,7 @@
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.migration_id:
         spec = {**(spec or {}), "migration_id": args.migration_id}
     if args.quiet:
-        view, leftovers = run_local(args.source_dsn, args.target_dsn, spec, time_scale=args.time_scale)
+        view, leftovers = run_local(
+            args.source_dsn,
+            args.target_dsn,
+            spec,
+            time_scale=args.time_scale,
+            decide=_decider(args.cutover, None),
+        )
     else:
         with Live(console=console, refresh_per_second=4) as live:
             view, leftovers = run_local(
@@ -61,6 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 spec,
                 time_scale=args.time_scale,
                 on_update=lambda v: live.update(display.live_panel(v)),
+                decide=_decider(args.cutover, live),
             )
     if args.graph:
         from pg2rds_local.graph import render_execution
@@ -70,6 +78,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     if leftovers:
         console.print(f"[red]Left in the embedded account: {', '.join(leftovers)}[/red]")
     return _finish(view, args.json)
+
+
+def _decider(mode: str, live: Live | None):  # noqa: ANN202 - a local_run.Decide
+    """The local stand-in for `pg2rds cutover`: decide at once ("auto", "abort"), or ask on the terminal."""
+    if mode in ("auto", "abort"):
+        return lambda view: "cutover" if mode == "auto" else "abort"
+    asked_at = [0.0]
+
+    def ask(view: ExecutionView) -> str | None:
+        if time.monotonic() - asked_at[0] < 30:
+            return None
+        if live:
+            live.stop()
+        latency = (view.record.get("progress") or {}).get("cdc_latency_target_seconds")
+        answer = (
+            console.input(
+                f"The target has caught up (latency {latency if latency is not None else '?'} s). Stop the "
+                "application's writes, then [bold]c[/bold]ut over, [bold]a[/bold]bort, or Enter to wait: "
+            )
+            .strip()
+            .lower()
+        )
+        if live:
+            live.start()
+        asked_at[0] = time.monotonic()
+        return {"c": "cutover", "a": "abort"}.get(answer[:1])
+
+    return ask
 
 
 # -- AWS ---------------------------------------------------------------------------------------------------
@@ -105,6 +141,25 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     return _finish(_follow(boto3.client("stepfunctions"), args.execution, quiet=False), args.json)
+
+
+def cmd_cutover(args: argparse.Namespace) -> int:
+    from pg2rds_local.cutover import NotWaitingForCutover, send_decision
+
+    try:
+        decision = send_decision(
+            boto3.client("stepfunctions"), args.execution, abort=args.abort, reason=args.reason
+        )
+    except NotWaitingForCutover as error:
+        console.print(f"[red]{error}[/red]")
+        return 1
+    console.print(
+        "Aborted: the migration cleans up and ends FAILED (CutoverAborted)."
+        if decision == "aborted"
+        else "Cutting over: replication stops once every change is applied; then the target is finished "
+        "and verified."
+    )
+    return 0
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -145,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=LOCAL_TIME_SCALE,
         help=f"compress Wait and Retry delays by this factor (default {LOCAL_TIME_SCALE})",
     )
+    run.add_argument(
+        "--cutover",
+        choices=("ask", "auto", "abort"),
+        default="ask" if sys.stdin.isatty() else "auto",
+        help="CDC: once the target has caught up, ask (default on a terminal), cut over (auto), or abort",
+    )
     run.add_argument("--graph", help="also draw the execution to this .svg/.png file")
     run.add_argument("--json", action="store_true", help="print the execution output as JSON on stdout")
     run.add_argument("--quiet", action="store_true", help="no live progress display")
@@ -166,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("execution", help="execution ARN")
         command.add_argument("--json", action="store_true")
         command.set_defaults(func=func)
+
+    cutover = sub.add_parser("cutover", help="send the cutover decision to an execution waiting for it")
+    cutover.add_argument("execution", help="execution ARN")
+    cutover.add_argument("--abort", action="store_true", help="abort instead: clean up, end FAILED")
+    cutover.add_argument("--reason", default="", help="recorded in the failure cause with --abort")
+    cutover.set_defaults(func=cmd_cutover)
 
     graph = sub.add_parser("graph", help="draw the state machine, or an execution's path through it")
     target = graph.add_mutually_exclusive_group(required=True)

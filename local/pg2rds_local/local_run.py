@@ -15,6 +15,7 @@ from typing import Any
 from psycopg2.extensions import parse_dsn
 
 from pg2rds.naming import ResourceNames
+from pg2rds_local.cutover import WAITING_STATE, send_decision
 from pg2rds_local.dms_engine import DmsEngine
 from pg2rds_local.embedded import EmbeddedAws
 from pg2rds_local.executions import ExecutionView, watch
@@ -23,6 +24,9 @@ from pg2rds_local.pgcluster import find_bindir
 #: Local polling: short intervals (the clock is compressed too), same backoff logic as in AWS.
 LOCAL_POLLING = {"initial_seconds": 5, "max_seconds": 30, "backoff": 1.5}
 LOCAL_TIME_SCALE = 0.01
+
+#: Asked while a local CDC migration waits for the operator: "cutover", "abort", or None (not yet).
+Decide = Callable[[ExecutionView], str | None]
 
 
 def default_migration_id() -> str:
@@ -89,8 +93,12 @@ def run_local(
     on_update: Callable[[ExecutionView], None] = lambda view: None,
     time_scale: float = LOCAL_TIME_SCALE,
     timeout_seconds: float | None = None,
+    decide: Decide | None = None,
 ) -> tuple[ExecutionView, list[str]]:
-    """Run one migration; returns the final view and what the embedded account still holds (should be [])."""
+    """Run one migration; returns the final view and what the embedded account still holds (should be []).
+
+    ``decide`` is asked, while the execution waits for the cutover decision, for "cutover", "abort" or
+    None (not yet); without it a CDC migration waits until its cutover timeout, as in AWS."""
     if engine is None:
         from pg2rds_local.dms_standin import StandInEngine
 
@@ -103,13 +111,36 @@ def run_local(
             arn = sfn.start_execution(
                 stateMachineArn=aws.state_machine_arn, name=name, input=json.dumps(full_spec)
             )["executionArn"]
-            view = watch(sfn, arn, on_update, interval_seconds=0.25, timeout_seconds=timeout_seconds)
+            view = watch(
+                sfn,
+                arn,
+                _deciding(sfn, arn, on_update, decide),
+                interval_seconds=0.25,
+                timeout_seconds=timeout_seconds,
+            )
             leftovers = dms_leftovers(aws, full_spec["migration_id"])
             return view, leftovers
     finally:
         shutdown = getattr(engine, "shutdown", None)
         if shutdown:
             shutdown()
+
+
+def _deciding(
+    sfn: Any, arn: str, on_update: Callable[[ExecutionView], None], decide: Decide | None
+) -> Callable[[ExecutionView], None]:
+    """``on_update``, plus: ask ``decide`` while the execution waits for cutover, and send its answer once."""
+    sent: list[str] = []
+
+    def update(view: ExecutionView) -> None:
+        on_update(view)
+        if decide is None or sent or view.done or view.current_state != WAITING_STATE:
+            return
+        decision = decide(view)
+        if decision:
+            sent.append(send_decision(sfn, arn, abort=decision == "abort", reason="decided locally"))
+
+    return update
 
 
 def dms_leftovers(aws: EmbeddedAws, migration_id: str) -> list[str]:
