@@ -1,0 +1,349 @@
+"""The user-facing local mode, end to end: ``run_local`` and the ``pg2rds`` command against real clusters.
+
+Each test asserts what a user sees: the exit code, the execution's status, Error and Cause, the JSON the
+command prints, the graph it draws, the rows and sequences on the target, and that nothing (no DMS
+resource, no slot, no publication) is left behind.
+"""
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Database, spec_for
+
+from pg2rds.postgres.selection import select_tables
+from pg2rds.postgres.verify import compare_tables
+from pg2rds.spec import TableSelection
+from pg2rds_local import cli
+from pg2rds_local.dms_standin import StandInEngine
+from pg2rds_local.embedded import EmbeddedAws
+from pg2rds_local.executions import ExecutionView, read_execution, watch
+from pg2rds_local.graph import FAILED_FILL
+from pg2rds_local.local_run import copy_schema, dms_leftovers, run_local
+from pg2rds_local.moto_dms import FakeEngine
+from pg2rds_local.sample import load_pagila
+
+SERVER_AUTH_MESSAGE = 'password authentication failed for user "postgres"'
+
+
+def source_objects(db: Database) -> tuple[list, list]:
+    slots = db.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (db.name,))
+    publications = db.execute("SELECT pubname FROM pg_publication")
+    return slots, publications
+
+
+def count(db: Database, table: str) -> int:
+    return db.execute(f"SELECT count(*) FROM {table}")[0][0]
+
+
+def flat(text: str) -> str:
+    """Terminal text with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def svg_node(svg: str, label: str) -> str:
+    """The SVG group of the node whose text is ``label`` (Graphviz writes one ``<g class="node">`` each)."""
+    for group in re.findall(r'<g id="node\d+" class="node">.*?</g>', svg, flags=re.S):
+        if re.search(rf">{re.escape(label)}</text>", group):
+            return group
+    raise AssertionError(f"no node labelled {label!r} in the SVG")
+
+
+# -- 1. pagila, full load, through run_local ----------------------------------------------------------------
+@pytest.mark.slow
+def test_pagila_full_load_locally_target_equals_source(source_db: Database, target_db: Database) -> None:
+    load_pagila(source_db.cluster, source_db.name)
+    source_dsn, target_dsn = source_db.cluster.dsn(source_db.name), target_db.cluster.dsn(target_db.name)
+    copy_schema(source_dsn, target_dsn)
+
+    view, leftovers = run_local(source_dsn, target_dsn, {"migration_id": "pagila-local"}, timeout_seconds=120)
+
+    assert view.status == "SUCCEEDED", (view.failed_state, view.error, view.cause)
+    assert view.current_state == "Migration complete"
+    assert leftovers == []
+    with source_db.connect() as src, target_db.connect() as dst:
+        tables = select_tables(src, TableSelection())
+        comparisons = compare_tables(src, dst, tables)
+    assert len(comparisons) >= 20  # pagila: 15 tables plus the payment partitions
+    assert [str(c.table) for c in comparisons if not c.matches] == []
+    assert sum(c.target_rows for c in comparisons) > 40_000
+    assert view.output["finish"]["mismatched"] == []
+    assert view.output["finish"]["tables_checked"] == len(comparisons)
+    for sequence in ("actor_actor_id_seq", "payment_payment_id_seq", "rental_rental_id_seq"):
+        query = f"SELECT last_value FROM {sequence}"
+        assert target_db.execute(query) == source_db.execute(query), sequence
+    # nextval on the target hands out an id the source has not used (the sequence was really moved)
+    assert target_db.execute("SELECT nextval('actor_actor_id_seq')")[0][0] > count(source_db, "actor")
+    assert source_objects(source_db) == ([], [])
+
+
+# -- 2. the CLI: a spec file selecting one schema minus one table --------------------------------------------
+SCHEMA = """
+CREATE SCHEMA sales;
+CREATE TABLE sales.orders (id int PRIMARY KEY, amount numeric(10, 2), note text);
+CREATE TABLE sales.audit (id int PRIMARY KEY, what text);
+CREATE TABLE public.other (id int PRIMARY KEY, name text);
+"""
+
+
+@pytest.fixture
+def three_tables(source_db: Database, target_db: Database) -> tuple[Database, Database]:
+    for db in (source_db, target_db):
+        db.execute(SCHEMA)
+    source_db.execute(
+        "INSERT INTO sales.orders SELECT i, i * 1.5, 'order ' || i FROM generate_series(1, 500) i;"
+        "INSERT INTO sales.audit SELECT i, 'secret ' || i FROM generate_series(1, 50) i;"
+        "INSERT INTO public.other SELECT i, 'other ' || i FROM generate_series(1, 20) i;"
+    )
+    return source_db, target_db
+
+
+def test_cli_run_local_migrates_only_the_selected_tables(
+    three_tables: tuple[Database, Database], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    source, target = three_tables
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(
+        json.dumps(
+            {
+                "migration_id": "cli-selection",
+                "tables": {
+                    "include": [{"schema": "sales", "table": "%"}],
+                    "exclude": [{"schema": "sales", "table": "audit"}],
+                },
+            }
+        )
+    )
+    graph = tmp_path / "run.svg"
+
+    code = cli.main(
+        [
+            "run",
+            "--local",
+            "--quiet",
+            "--json",
+            "--source-dsn",
+            source.cluster.dsn(source.name),
+            "--target-dsn",
+            target.cluster.dsn(target.name),
+            "--graph",
+            str(graph),
+            str(spec_file),
+        ]
+    )
+    captured = capsys.readouterr()
+
+    err = flat(captured.err)
+    assert code == 0, err
+    output = json.loads(captured.out)  # stdout is the execution output, nothing else
+    assert output["source_report"]["tables_selected"] == 1
+    assert output["finish"]["tables_checked"] == 1 and output["finish"]["mismatched"] == []
+    assert output["cleanup"]["ready"] is True
+    assert "Migration SUCCEEDED" in err
+    assert count(target, "sales.orders") == 500
+    assert target.execute("SELECT sum(amount), max(note) FROM sales.orders") == source.execute(
+        "SELECT sum(amount), max(note) FROM sales.orders"
+    )
+    assert count(target, "sales.audit") == 0  # excluded
+    assert count(target, "public.other") == 0  # not included
+    svg = graph.read_text()
+    assert "Migration complete" in svg and "SUCCEEDED" in svg
+    assert FAILED_FILL not in svg
+    assert source_objects(source) == ([], [])
+
+
+# -- 3. a source that is not ready for CDC -------------------------------------------------------------------
+@pytest.fixture
+def replica_pair(replica_source_db: Database, target_db: Database) -> tuple[Database, Database]:
+    for db in (replica_source_db, target_db):
+        db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    replica_source_db.execute("INSERT INTO t SELECT generate_series(1, 10)")
+    return replica_source_db, target_db
+
+
+def test_source_not_ready_fails_in_validation_and_creates_nothing(
+    replica_pair: tuple[Database, Database], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    source, target = replica_pair
+    source_dsn, target_dsn = source.cluster.dsn(source.name), target.cluster.dsn(target.name)
+    spec = {"migration_id": "not-ready", "migration_type": "full-load-and-cdc"}
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    graph = tmp_path / "failed.svg"
+
+    code = cli.main(
+        [
+            "run",
+            "--local",
+            "--quiet",
+            "--json",
+            "--source-dsn",
+            source_dsn,
+            "--target-dsn",
+            target_dsn,
+            "--graph",
+            str(graph),
+            str(spec_file),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    json.loads(captured.out)  # still valid JSON: the newest state seen
+    err = flat(captured.err)
+    assert "Migration FAILED" in err and "Failed in: Validate source" in err
+    assert "Error: SourceNotReady" in err and "wal_level" in err
+    assert "Left in the embedded account" not in err
+    svg = graph.read_text()
+    node = svg_node(svg, "Validate source")
+    assert f'fill="{FAILED_FILL}"' in node
+    assert "SourceNotReady" in svg
+    assert f'fill="{FAILED_FILL}"' not in svg_node(svg, "Create replication instance")
+
+    view, leftovers = run_local(source_dsn, target_dsn, spec, timeout_seconds=60)
+    assert view.status == "FAILED"
+    assert view.error == "SourceNotReady", view.cause
+    assert view.failed_state == "Validate source"
+    assert "wal_level" in view.cause and "logical" in view.cause
+    assert "Create replication instance" not in view.states
+    assert "Clean up after failure" in view.states
+    assert leftovers == []
+    assert source_objects(source) == ([], [])
+    assert count(target, "t") == 0
+
+
+# -- 4. a wrong target password ------------------------------------------------------------------------------
+def test_wrong_target_password_fails_in_prepare_target_without_echoing_it(
+    source_db: Database, target_db: Database
+) -> None:
+    target = target_db
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    wrong = "Wr0ng-Passw0rd-4711"
+    view, leftovers = run_local(
+        source_db.cluster.dsn(source_db.name),
+        target.cluster.dsn(target.name, password=wrong),
+        {"migration_id": "bad-password"},
+        timeout_seconds=60,
+    )
+
+    assert view.status == "FAILED"
+    assert view.failed_state == "Prepare target"
+    assert view.error == "TargetUnreachable", view.cause
+    assert SERVER_AUTH_MESSAGE in view.cause
+    assert target.name in view.cause  # says which database
+    assert wrong not in view.cause and wrong not in json.dumps(view.record)
+    assert "Create replication instance" not in view.states  # nothing that costs money was created
+    assert leftovers == []
+
+
+# -- 5. the password changes after preparation: DMS's connection test fails ----------------------------------
+def wait_for_any_state(aws: EmbeddedAws, arn: str, states: set[str], timeout: float = 60) -> ExecutionView:
+    sfn = aws.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = read_execution(sfn, arn)
+        if view.current_state in states or view.done:
+            return view
+        time.sleep(0.05)
+    raise TimeoutError(f"execution never reached {states}: in {view.current_state!r}")
+
+
+@pytest.mark.slow
+def test_rotated_target_password_fails_the_dms_connection_test_and_cleans_up(
+    source_db: Database, target_db: Database
+) -> None:
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    source_db.execute("INSERT INTO t SELECT generate_series(1, 10)")
+    engine = StandInEngine()
+    # A 5 s poll interval at time scale 0.2: each Wait takes 1 s, time enough to rotate the password.
+    polling = {"initial_seconds": 5, "max_seconds": 5}
+    admin = target_db.cluster.connect("postgres")  # stays authenticated across the rotation
+    try:
+        with EmbeddedAws(engine, time_scale=0.2) as aws:
+            spec = spec_for(source_db, target_db, migration_id="rotated", polling=polling)
+            sfn = aws.client("stepfunctions")
+            arn = sfn.start_execution(stateMachineArn=aws.state_machine_arn, input=json.dumps(spec))[
+                "executionArn"
+            ]
+            try:
+                view = wait_for_any_state(aws, arn, {"Wait for the instance", "Create endpoints"})
+                assert view.current_state in ("Wait for the instance", "Create endpoints"), (
+                    view.status,
+                    view.states,
+                    view.cause,
+                )
+                assert "Prepare target" in view.states  # the Lambda phases got through with the old one
+                with admin.cursor() as cur:
+                    cur.execute("ALTER ROLE postgres PASSWORD 'rotated'")
+                view = watch(sfn, arn, lambda v: None, interval_seconds=0.1, timeout_seconds=60)
+            finally:
+                with admin.cursor() as cur:
+                    cur.execute("ALTER ROLE postgres PASSWORD %s", (target_db.cluster.password,))
+            leftovers = dms_leftovers(aws, "rotated")
+    finally:
+        admin.close()
+        engine.shutdown()
+
+    assert view.status == "FAILED"
+    assert view.failed_state == "Test connections"
+    assert view.error == "ConnectionTestFailed", view.cause
+    assert SERVER_AUTH_MESSAGE in view.cause
+    assert "target endpoint" in view.cause
+    assert "Start replication task" not in view.states
+    assert "Clean up after failure" in view.states
+    assert leftovers == []
+    assert source_objects(source_db) == ([], [])
+    assert count(target_db, "t") == 0
+    # the password is back: the shared cluster still admits the tests that follow
+    assert target_db.execute("SELECT 1") == [(1,)]
+
+
+# -- 6. pg2rds status / graph against an execution in the embedded account -----------------------------------
+def test_status_and_graph_commands_read_an_embedded_execution(
+    source_db: Database, target_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    source_db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    target_db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    with EmbeddedAws(FakeEngine(), time_scale=0.01) as aws:
+        sfn = aws.client("stepfunctions")
+
+        def run(spec: dict) -> str:
+            # named: moto names every unnamed execution "None", so a second unnamed start is refused
+            arn = sfn.start_execution(
+                stateMachineArn=aws.state_machine_arn, name=spec["migration_id"], input=json.dumps(spec)
+            )["executionArn"]
+            watch(sfn, arn, lambda v: None, interval_seconds=0.1, timeout_seconds=60)
+            return arn
+
+        succeeded = run(spec_for(source_db, target_db, migration_id="status-ok"))
+        target_db.execute("DROP TABLE t")
+        failed = run(spec_for(source_db, target_db, migration_id="status-bad"))
+        capsys.readouterr()
+
+        assert cli.main(["status", succeeded, "--json"]) == 0
+        captured = capsys.readouterr()
+        err = flat(captured.err)
+        assert "Migration SUCCEEDED" in err
+        assert "Migration complete" in err  # the states visited
+        assert json.loads(captured.out)["cleanup"]["ready"] is True
+
+        assert cli.main(["status", failed]) == 1
+        captured = capsys.readouterr()
+        err = flat(captured.err)
+        assert "Migration FAILED" in err
+        assert "Failed in: Prepare target" in err and "Error: TargetNotReady" in err
+        assert captured.out == ""
+
+        ok_graph, bad_graph = tmp_path / "ok.svg", tmp_path / "bad.svg"
+        assert cli.main(["graph", succeeded, "-o", str(ok_graph)]) == 0
+        assert cli.main(["graph", failed, "--output", str(bad_graph)]) == 0
+        assert "Graph written to" in flat(capsys.readouterr().err)
+
+    ok_svg, bad_svg = ok_graph.read_text(), bad_graph.read_text()
+    assert ok_svg.startswith("<?xml") and "SUCCEEDED" in ok_svg and "Migration complete" in ok_svg
+    assert FAILED_FILL not in ok_svg
+    assert "FAILED" in bad_svg and "TargetNotReady" in bad_svg
+    assert f'fill="{FAILED_FILL}"' in svg_node(bad_svg, "Prepare target")
