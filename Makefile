@@ -28,11 +28,7 @@ test: install
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 validate: $(VENV)/.installed
-	$(VENV)/bin/cfn-lint template.yaml
-	@if [ -x $(VENV)/bin/sam ]; then $(VENV)/bin/sam validate --lint; else echo "sam CLI not installed (make sam): cfn-lint only"; fi
-
-sam: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[sam]'
+	$(VENV)/bin/sam validate --lint --region us-east-1
 
 bench: install
 	$(PY) bench/run_all.py
@@ -40,8 +36,8 @@ bench: install
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-build: sam
-	$(VENV)/bin/sam build
+build: install
+	$(VENV)/bin/sam build --use-container
 
 deploy: build
 	$(VENV)/bin/sam deploy --guided

@@ -117,13 +117,20 @@ def _state_machine_arn(explicit: str | None) -> str:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    spec = _load_spec(args.spec)
+    from pg2rds.errors import SpecInvalid
     from pg2rds.spec import parse_spec
 
-    parse_spec(spec)  # fail here, with the field named, rather than in the first state
+    spec = _load_spec(args.spec)
+    try:
+        migration_id = parse_spec(spec).migration_id  # fail here, naming the field, not in the first state
+    except SpecInvalid as error:
+        console.print(f"[red]{error}[/red]")
+        return 2
     sfn = boto3.client("stepfunctions")
     arn = sfn.start_execution(
-        stateMachineArn=_state_machine_arn(args.state_machine_arn), input=json.dumps(spec)
+        stateMachineArn=_state_machine_arn(args.state_machine_arn),
+        name=f"{migration_id}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}",  # readable in the console
+        input=json.dumps(spec),
     )["executionArn"]
     print(arn)
     if args.watch:
