@@ -111,6 +111,8 @@ class FakeEngine:
 
     tables: list[TableStats] = field(default_factory=list)
     cdc_latency_seconds: int | None = 0
+    #: Where a CDC task's full load stands (below 100: still loading, so never caught up).
+    cdc_full_load_percent: int = 100
     connection_failures: dict[str, str] = field(default_factory=dict)
     task_failure: str | None = None
     task_failure_tables: list[str] = field(default_factory=list)
@@ -186,9 +188,10 @@ class FakeEngine:
             )  # fmt: skip
         if task.slot is not None:
             task.slot.advance()
+        percent = self.cdc_full_load_percent
         return TaskRuntime(
-            status="running", full_load_percent=100, tables_loaded=count,
-            full_load_finished=task.migration_type != "cdc", elapsed_millis=1000,
+            status="running", full_load_percent=percent, tables_loaded=count,
+            full_load_finished=task.migration_type != "cdc" and percent >= 100, elapsed_millis=1000,
             cdc_latency_source_seconds=self.cdc_latency_seconds,
             cdc_latency_target_seconds=self.cdc_latency_seconds, tables=tables,
         )  # fmt: skip

@@ -88,9 +88,10 @@ def poll_task(state: MigrationState) -> Progress:
     progress = dms_poll_task(
         client("dms"), state.spec, state.task, state.progress, after_cutover=after_cutover
     )
-    if after_cutover and progress.outcome == "cdc-caught-up":
-        progress.outcome = "running"
-        _stop_when_all_applied(state, progress)
+    if after_cutover and progress.outcome != "stopped":
+        progress.outcome = "running"  # until the task has stopped; never back to the cutover wait
+        if progress.task_status == "running":
+            _stop_when_all_applied(state, progress)
     progress.execution_polls = (state.progress.execution_polls if state.progress else 0) + 1
     progress.cutover_timeout_seconds = int(state.spec.cdc.cutover_timeout_hours * 3600)
     if progress.outcome == "running" and progress.execution_polls >= POLLS_PER_EXECUTION:
@@ -99,27 +100,18 @@ def poll_task(state: MigrationState) -> Progress:
 
 
 def _stop_when_all_applied(state: MigrationState, progress: Progress) -> None:
-    """After the decision the application no longer writes: note the source's WAL position once, and
-    stop the task when the slot has confirmed it (every write applied) and the latency reads zero."""
+    """After the decision the application no longer writes: note the source's WAL position once, and stop
+    the task when the slot has confirmed it. That proves every write before the decision is applied, which
+    a latency figure (a per-minute CloudWatch maximum) cannot."""
     spec = state.spec
     credentials = get_credentials(spec.source.secret_arn)
     progress.cutover_lsn = (state.progress.cutover_lsn if state.progress else "") or current_wal_lsn(
         spec.source, credentials
     )
     slot = ResourceNames(spec.migration_id).slot
-    if _latency_is_zero(progress) and slot_has_confirmed(
-        spec.source, credentials, slot, progress.cutover_lsn
-    ):
+    if slot_has_confirmed(spec.source, credentials, slot, progress.cutover_lsn):
         client("dms").stop_replication_task(ReplicationTaskArn=state.task.arn)
         progress.task_status = "stopping"
-
-
-def _latency_is_zero(progress: Progress) -> bool:
-    """Unknown latency (no CloudWatch data point yet) counts as zero, as in poll_task's caught-up rule."""
-    known = [
-        v for v in (progress.cdc_latency_source_seconds, progress.cdc_latency_target_seconds) if v is not None
-    ]
-    return max(known, default=0) == 0
 
 
 def finish_target(state: MigrationState) -> FinishReport:
