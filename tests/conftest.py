@@ -14,6 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from pg2rds_local import moto_dms
 from pg2rds_local.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, start_cluster
 
 REGION = "us-east-1"
@@ -102,6 +103,19 @@ def aws() -> Iterator[None]:
     """An empty embedded AWS account for one test."""
     with mock_aws():
         yield
+
+
+@pytest.fixture
+def engine(aws: None) -> moto_dms.FakeEngine:
+    """moto's DMS made faithful (pg2rds_local.moto_dms) with a scriptable fake engine behind it."""
+    engine = moto_dms.FakeEngine()
+    moto_dms.install(engine)
+    return engine
+
+
+@pytest.fixture
+def dms(engine: moto_dms.FakeEngine):  # noqa: ANN201 - a boto3 client
+    return boto3.client("dms", region_name=REGION)
 
 
 def make_secret(username: str, password: str, name: str | None = None) -> str:

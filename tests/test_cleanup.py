@@ -2,9 +2,7 @@
 
 import json
 
-import boto3
-import pytest
-from conftest import REGION, make_secret, spec_for
+from conftest import make_secret, spec_for
 
 from pg2rds.dms.cleanup import cleanup
 from pg2rds.dms.endpoints import ensure_endpoints
@@ -13,22 +11,9 @@ from pg2rds.dms.task import ensure_task_started
 from pg2rds.naming import ResourceNames
 from pg2rds.spec import parse_spec
 from pg2rds.state import CleanupState, MigrationState, TargetReport
-from pg2rds_local import moto_dms
 
 ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
 REPORT = TargetReport(server_version="16", server_version_num=160000)
-
-
-@pytest.fixture
-def engine(aws) -> moto_dms.FakeEngine:  # noqa: ANN001
-    engine = moto_dms.FakeEngine()
-    moto_dms.install(engine)
-    return engine
-
-
-@pytest.fixture
-def dms(engine):  # noqa: ANN001, ANN201
-    return boto3.client("dms", region_name=REGION)
 
 
 def migrate(dms, data: dict) -> MigrationState:  # noqa: ANN001

@@ -2,9 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
-from conftest import REGION, make_secret
+from conftest import make_secret
 
 from pg2rds.dms.connections import test_connections as run_connection_tests
 from pg2rds.dms.endpoints import ensure_endpoints
@@ -12,22 +11,9 @@ from pg2rds.dms.instance import ensure_instance
 from pg2rds.errors import ConnectionTestFailed, PhaseTimedOut
 from pg2rds.spec import parse_spec
 from pg2rds.state import TargetReport
-from pg2rds_local import moto_dms
 
 ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
 PG_ERROR = 'FATAL:  password authentication failed for user "app_writer"'
-
-
-@pytest.fixture
-def engine(aws) -> moto_dms.FakeEngine:  # noqa: ANN001
-    engine = moto_dms.FakeEngine()
-    moto_dms.install(engine)
-    return engine
-
-
-@pytest.fixture
-def dms(engine):  # noqa: ANN001, ANN201
-    return boto3.client("dms", region_name=REGION)
 
 
 @pytest.fixture

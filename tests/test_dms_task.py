@@ -2,9 +2,8 @@
 
 import json
 
-import boto3
 import pytest
-from conftest import REGION, make_secret
+from conftest import make_secret
 
 from pg2rds.dms.endpoints import ensure_endpoints
 from pg2rds.dms.instance import ensure_instance
@@ -14,21 +13,8 @@ from pg2rds.errors import ResourceConflict, TaskFailed
 from pg2rds.naming import OWNER_TAG
 from pg2rds.spec import parse_spec
 from pg2rds.state import TargetReport
-from pg2rds_local import moto_dms
 
 ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
-
-
-@pytest.fixture
-def engine(aws) -> moto_dms.FakeEngine:  # noqa: ANN001
-    engine = moto_dms.FakeEngine()
-    moto_dms.install(engine)
-    return engine
-
-
-@pytest.fixture
-def dms(engine):  # noqa: ANN001, ANN201
-    return boto3.client("dms", region_name=REGION)
 
 
 def make_spec(**overrides):  # noqa: ANN003, ANN201

@@ -2,25 +2,12 @@
 
 import json
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import REGION, make_secret
+from conftest import make_secret
 
 from pg2rds_local import moto_dms
 from pg2rds_local.dms_engine import TableStats
-
-
-@pytest.fixture
-def engine(aws) -> moto_dms.FakeEngine:  # noqa: ANN001
-    engine = moto_dms.FakeEngine()
-    moto_dms.install(engine)
-    return engine
-
-
-@pytest.fixture
-def dms(engine):  # noqa: ANN001, ANN201
-    return boto3.client("dms", region_name=REGION)
 
 
 def code(raised: pytest.ExceptionInfo) -> str:

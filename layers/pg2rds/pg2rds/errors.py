@@ -78,7 +78,3 @@ class CutoverTimedOut(Pg2RdsError):
 
 class CutoverAborted(Pg2RdsError):
     """The operator aborted the migration at the cutover decision."""
-
-
-#: Errors the state machine retries with backoff (see statemachine/migration.asl.json).
-TRANSIENT_ERRORS = (AwsThrottled, ResourceBusy)

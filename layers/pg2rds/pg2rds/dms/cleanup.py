@@ -7,6 +7,7 @@ returns; the state machine calls again after ``wait_seconds`` until nothing rema
 """
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -97,17 +98,24 @@ def _endpoint(dms: Any, spec_id: str, identifier: str, ledger: _Ledger) -> None:
     if users:
         ledger.remaining.append(f"{label} (used by task {', '.join(users)})")
         return
+    if _delete(ledger, label, lambda: dms.delete_endpoint(EndpointArn=arn)):
+        ledger.removed_(label)
+
+
+def _delete(ledger: _Ledger, label: str, delete: Callable[[], Any], status: str = "") -> bool:
+    """Ask DMS to delete; True when it accepted. Already gone counts as removed; "busy" (a state that
+    forbids deleting yet) is left for the next pass, with DMS's reason."""
     try:
-        dms.delete_endpoint(EndpointArn=arn)
+        delete()
     except ClientError as error:
         if error_code(error) == NOT_FOUND:
             ledger.removed_(label)
-            return
-        if error_code(error) != _BUSY:
+        elif error_code(error) == _BUSY:
+            ledger.remaining.append(f"{label} ({status + ': ' if status else ''}{error_message(error)})")
+        else:
             raise
-        ledger.remaining.append(f"{label} ({error_message(error)})")
-        return
-    ledger.removed_(label)
+        return False
+    return True
 
 
 def _instance(dms: Any, state: MigrationState, names: ResourceNames, ledger: _Ledger) -> None:
@@ -133,15 +141,9 @@ def _instance(dms: Any, state: MigrationState, names: ResourceNames, ledger: _Le
     if users:
         ledger.remaining.append(f"{label} (used by task {', '.join(users)})")
         return
-    try:
-        dms.delete_replication_instance(ReplicationInstanceArn=arn)
-    except ClientError as error:
-        if error_code(error) == NOT_FOUND:
-            ledger.removed_(label)
-            return
-        if error_code(error) != _BUSY:
-            raise
-        ledger.remaining.append(f"{label} ({status}: {error_message(error)})")
+    if not _delete(
+        ledger, label, lambda: dms.delete_replication_instance(ReplicationInstanceArn=arn), status
+    ):
         return
     if find(dms, "instance", "replication-instance-id", names.instance) is None:
         ledger.removed_(label)
