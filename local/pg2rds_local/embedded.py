@@ -26,7 +26,7 @@ import boto3
 import yaml
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
-from moto.core.responses import EmptyResult
+from moto.core.responses import ActionResult, EmptyResult
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
     StateTaskServiceSfn,
@@ -189,7 +189,19 @@ def _sfn_task_with_api_names(self: StateTaskServiceSfn, **kwargs: Any) -> Any:
     env.stack.append({key[:1].upper() + key[1:]: value for key, value in response.items()})
 
 
+def _start_execution(self: StepFunctionResponse) -> Any:
+    """moto names every unnamed execution "None" (so a second one "already exists"); Step Functions
+    gives each a UUID. Otherwise as moto's."""
+    execution = self.stepfunction_backend.start_execution(
+        self._get_param("stateMachineArn"),
+        self._get_param("name") or str(uuid.uuid4()),
+        self._get_param("input", if_none="{}"),
+    )
+    return ActionResult({"executionArn": execution.execution_arn, "startDate": execution.start_date})
+
+
 def _install_patches() -> None:
+    StepFunctionResponse.start_execution = _start_execution  # type: ignore[method-assign]
     StateTaskServiceSfn._eval_service_task = _sfn_task_with_api_names  # type: ignore[method-assign]
     LambdaSimpleBackend.invoke = _invoke_in_process  # type: ignore[method-assign]
     StepFunctionResponse.send_task_failure = _send_task_failure  # type: ignore[method-assign]
