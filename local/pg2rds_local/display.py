@@ -1,6 +1,5 @@
 """What the terminal shows while a migration runs and after it ends (rich)."""
 
-from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console, Group
@@ -47,17 +46,6 @@ def live_panel(view: ExecutionView) -> Panel:
     return Panel(Group(*lines), title="pg2rds migration", border_style="cyan")
 
 
-def _compress(states: Iterable[str]) -> str:
-    """ "A, B, B, B, C" → "A → B ×3 → C": poll loops make long state lists."""
-    out: list[tuple[str, int]] = []
-    for state in states:
-        if out and out[-1][0] == state:
-            out[-1] = (state, out[-1][1] + 1)
-        else:
-            out.append((state, 1))
-    return " → ".join(name if count == 1 else f"{name} ×{count}" for name, count in out)
-
-
 def _unique_visits(states: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     for state in states:
@@ -82,6 +70,7 @@ def summary(console: Console, view: ExecutionView) -> None:
         )
     _findings(console, record)
     _tables(console, record)
+    _after_load(console, record)
     cleanup = record.get("cleanup") or {}
     if cleanup.get("removed"):
         console.print(Text("Cleaned up: ", style="dim") + Text(", ".join(cleanup["removed"])))
@@ -93,6 +82,30 @@ def summary(console: Console, view: ExecutionView) -> None:
         )
         console.print(Text.assemble(("Error: ", "dim"), (view.error, "bold red")))
         console.print(Text.assemble(("Cause: ", "dim"), view.cause))
+
+
+def _after_load(console: Console, record: dict[str, Any]) -> None:
+    """What finish-target did, and what prep-target said the load would leave unchecked."""
+    finish = record.get("finish")
+    if finish:
+        violations = finish.get("foreign_key_violations") or []
+        checked = finish.get("tables_checked", 0)
+        compared = (
+            f"{checked} tables compared ({finish.get('verification')}): "
+            + ("all equal" if not finish.get("mismatched") else f"{len(finish['mismatched'])} differ")
+            if finish.get("verification") != "none"
+            else "no verification (spec.verification = none)"
+        )
+        console.print(
+            Text("After the load: ", style="dim")
+            + Text(
+                f"{finish.get('sequences_set', 0)} sequences set from the source; foreign keys "
+                + ("checked, none violated" if not violations else f"violated: {'; '.join(violations)}")
+                + f"; {compared}"
+            )
+        )
+    for note in (record.get("target_report") or {}).get("restore", []):
+        console.print(Text("Noted before the load: ", style="dim") + Text(note))
 
 
 def _findings(console: Console, record: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""The eight phases, each a function of the migration state.
+"""The nine phases, each a function of the migration state.
 
 This is the glue between the state machine's view (one state in, one result out) and the domain modules,
 which take only what they need. Anything a phase decides about failure is decided here, so the rules
