@@ -2,6 +2,8 @@
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -110,6 +112,7 @@ def _decider(mode: str, live: Live | None):  # noqa: ANN202 - a local_run.Decide
 
 # -- AWS ---------------------------------------------------------------------------------------------------
 def _state_machine_arn(explicit: str | None) -> str:
+    explicit = explicit or os.environ.get("PG2RDS_STATE_MACHINE_ARN")
     if explicit:
         return explicit
     outputs = boto3.client("cloudformation").describe_stacks(StackName=STACK_NAME)["Stacks"][0]["Outputs"]
@@ -180,6 +183,34 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pg2rds_local.dms_standin import StandInEngine
+    from pg2rds_local.serve import LocalEndpoint
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave the `with`: engine and clusters let go
+    engine = StandInEngine()
+    try:
+        with LocalEndpoint(args.port, engine, time_scale=args.time_scale) as endpoint:
+            lines = [
+                f"export AWS_ENDPOINT_URL={endpoint.url} AWS_DEFAULT_REGION=us-east-1",
+                "export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local",
+                f"export PG2RDS_STATE_MACHINE_ARN={endpoint.aws.state_machine_arn}",
+            ]
+            if args.source_dsn and args.target_dsn:
+                spec_path = Path(args.spec_out)
+                endpoint.write_spec(spec_path, args.source_dsn, args.target_dsn, _load_spec(args.spec))
+                lines.append(f"pg2rds start {spec_path} --watch")
+            console.print("Serving the embedded AWS (Ctrl-C to stop). In another shell:\n" + "\n".join(lines))
+            ready = {"endpoint_url": endpoint.url, "state_machine_arn": endpoint.aws.state_machine_arn}
+            print(json.dumps(ready), flush=True)  # one line on stdout, for scripts
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.shutdown()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pg2rds_local.demo import run_demo
 
@@ -247,6 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--definition", action="store_true")
     graph.add_argument("-o", "--output", required=True, help=".svg or .png")
     graph.set_defaults(func=cmd_graph)
+
+    serve = sub.add_parser("serve", help="serve the embedded AWS on a local endpoint for other commands")
+    serve.add_argument("--local", action="store_true", help="the only mode of `serve`")
+    serve.add_argument("--port", type=int, default=5000)
+    serve.add_argument("--source-dsn", help="with --target-dsn: store their credentials, write a spec")
+    serve.add_argument("--target-dsn")
+    serve.add_argument("--spec", help="spec to complete with the DSNs (default: every table, full load)")
+    serve.add_argument("--spec-out", default=".pg2rds/local-spec.json")
+    serve.add_argument("--time-scale", type=float, default=LOCAL_TIME_SCALE)
+    serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="migrate the pagila sample between two temporary local clusters")
     demo.add_argument("--keep", action="store_true", help="leave the clusters running")

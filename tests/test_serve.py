@@ -1,0 +1,71 @@
+"""`pg2rds serve --local` makes the embedded AWS an endpoint: the AWS-side commands work against it from
+other processes, unchanged, as they would against AWS (start, cutover, watch, status)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Database
+
+from pg2rds_local.pgcluster import free_port
+
+PG2RDS = [sys.executable, "-m", "pg2rds_local.cli"]
+
+
+def pg2rds(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([*PG2RDS, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_other_processes_migrate_through_the_served_endpoint(source_db: Database, target_db: Database,
+                                                             tmp_path: Path) -> None:  # fmt: skip
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
+    source_db.execute("INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 1000) g")
+    (tmp_path / "in.json").write_text(
+        json.dumps({"migration_id": "served", "migration_type": "full-load-and-cdc"})
+    )
+    spec_path = tmp_path / "spec.json"
+    server = subprocess.Popen(
+        [*PG2RDS, "serve", "--local", "--port", str(free_port()), "--spec", str(tmp_path / "in.json"),
+         "--spec-out", str(spec_path), "--source-dsn", source_db.cluster.dsn(source_db.name),
+         "--target-dsn", target_db.cluster.dsn(target_db.name)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        ready = json.loads(server.stdout.readline())
+        env = {
+            **os.environ, "AWS_ENDPOINT_URL": ready["endpoint_url"], "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+            "PG2RDS_STATE_MACHINE_ARN": ready["state_machine_arn"],
+        }  # fmt: skip
+        spec = json.loads(spec_path.read_text())
+        assert spec["source"]["secret_arn"].startswith("arn:aws:secretsmanager:")
+        assert source_db.cluster.password not in spec_path.read_text()
+
+        started = pg2rds("start", str(spec_path), env=env)
+        assert started.returncode == 0, started.stderr
+        arn = started.stdout.strip()
+        assert ":execution:pg2rds-migration:served-" in arn
+
+        for _ in range(200):  # cutover is refused until the migration waits for it
+            decided = pg2rds("cutover", arn, env=env)
+            if decided.returncode == 0:
+                break
+        assert decided.returncode == 0, decided.stderr
+
+        watched = pg2rds("watch", arn, env=env)
+        assert watched.returncode == 0, watched.stderr
+        assert "Migration SUCCEEDED" in watched.stderr
+        status = pg2rds("status", arn, "--json", env=env)
+        assert json.loads(status.stdout)["cutover"]["decision"] == "cutover"
+    finally:
+        server.terminate()
+        assert server.wait(timeout=30) == 0
+    assert target_db.execute("SELECT count(*), sum(id) FROM items") == [(1000, 500500)]
+    assert source_db.execute(
+        "SELECT count(*) FROM pg_replication_slots WHERE database = %s", (source_db.name,)
+    ) == [(0,)]
