@@ -7,9 +7,9 @@ so the target tables have their primary keys while rows go in):
 - baseline: ``pg_dump -Fc -t <the 4 tables> <source> | pg_restore --data-only -d <target>`` (one stream,
   COPY per table, one session);
 - pg2rds: ``pg2rds run --local``, i.e. ``pg2rds_local.local_run.run_local`` with the DMS stand-in at the
-  CLI's default clock (time_scale 0.05): validate-source, prep-target, the DMS resources in moto, the
-  full load (COPY source → target per table, up to 4 tables at once), finish-target with checksum
-  verification of every table (reads both sides again), and cleanup. The whole run is timed, and the
+  CLI's default clock (``LOCAL_TIME_SCALE``, 0.01): validate-source, prep-target, the DMS resources in
+  moto, the full load (COPY source → target per table, up to 4 tables at once), finish-target with
+  checksum verification of every table (reads both sides again), and cleanup. The whole run is timed, and the
   data-movement part separately: the stand-in task's ElapsedTimeMillis (start to last table committed)
   and, from the execution history, "Start replication task" entered → the poll that saw the load finished.
 
