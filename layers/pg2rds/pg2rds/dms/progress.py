@@ -163,7 +163,7 @@ def poll_task(
         outcome = "cdc-caught-up" if caught_up else "running"
 
     ready = outcome != "running"
-    if not ready:
+    if not ready and not after_cutover:  # the load's limit; stopping after a (long) cutover wait is not load
         check_timeout(
             previous,
             spec.polling.task_timeout_hours * 3600,
