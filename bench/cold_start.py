@@ -73,7 +73,7 @@ def build_layer(work: Path, extra: tuple[str, ...] = ()) -> Path:
         return layer
     subprocess.run(
         ["make", "--quiet", "-C", str(PACKAGE.parent), "build-SharedLayer", f"ARTIFACTS_DIR={work}",
-         f"PYTHON={sys.executable}"],
+         f"PYTHON={sys.executable}", f"LAYER_PYTHON={sys.version_info.major}.{sys.version_info.minor}"],
         check=True, capture_output=True,
     )  # fmt: skip
     return layer
