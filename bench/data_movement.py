@@ -27,7 +27,7 @@ from _common import table, verdict
 
 from pg2rds_local import local_run
 from pg2rds_local.dms_standin import StandInEngine
-from pg2rds_local.executions import read_execution
+from pg2rds_local.executions import history, read_execution
 from pg2rds_local.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, find_bindir, start_cluster
 
 SCALE = 10
@@ -107,16 +107,7 @@ def phase_seconds(events: list[dict[str, Any]]) -> dict[str, float]:
 def history_span(sfn: Any, arn: str) -> tuple[float, dict[str, float]]:
     """Seconds from "Start replication task" entered to the exit of the poll that saw the load finished,
     and the seconds spent in each state."""
-    events = []
-    token = None
-    while True:
-        page = sfn.get_execution_history(
-            executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {})
-        )
-        events += page["events"]
-        token = page.get("nextToken")
-        if not token:
-            break
+    events = history(sfn, arn)
     start = end = None
     for event in events:
         details = event.get("stateEnteredEventDetails") or event.get("stateExitedEventDetails") or {}

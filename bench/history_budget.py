@@ -27,7 +27,7 @@ from _common import table, verdict
 
 from pg2rds.spec import PollingSpec
 from pg2rds_local.embedded import DEFINITION, EmbeddedAws
-from pg2rds_local.executions import read_execution
+from pg2rds_local.executions import history, read_execution
 from pg2rds_local.moto_dms import FakeEngine
 from pg2rds_local.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, start_cluster
 
@@ -72,24 +72,12 @@ def chain(sfn: Any, state_machine_arn: str, first_arn: str) -> list[str]:
     return [e["executionArn"] for e in sorted(later, key=lambda e: e["startDate"])]
 
 
-def full_history(sfn: Any, arn: str) -> list[dict[str, Any]]:
-    events, token = [], None
-    while True:
-        page = sfn.get_execution_history(
-            executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {})
-        )
-        events += page["events"]
-        token = page.get("nextToken")
-        if not token:
-            return events
-
-
-def waits_of(history: list[dict[str, Any]], seconds: list[int]) -> list[tuple[int, str, int]]:
+def waits_of(events: list[dict[str, Any]], seconds: list[int]) -> list[tuple[int, str, int]]:
     """(event index, state name, seconds) for every WaitStateEntered; the seconds are those
     ``read_execution`` found in each Wait's input (``ExecutionView.wait_seconds``, in history order)."""
     entered = [
         (index, event["stateEnteredEventDetails"]["name"])
-        for index, event in enumerate(history)
+        for index, event in enumerate(events)
         if event["type"] == "WaitStateEntered"
     ]
     assert len(entered) == len(seconds), (len(entered), len(seconds))
@@ -135,7 +123,7 @@ def run_until(
 
 def analyse(sfn: Any, arns: list[str], cap: int) -> dict[str, Any]:
     views = [read_execution(sfn, arn) for arn in arns]
-    histories = [full_history(sfn, arn) for arn in arns]
+    histories = [history(sfn, arn) for arn in arns]
     first = histories[0]
     waits = waits_of(first, views[0].wait_seconds)
     cap_waits = [(i, s) for i, name, s in waits if name == POLL_WAIT_STATE and s == cap]
