@@ -27,9 +27,7 @@ def _load_spec(path: str | None) -> dict[str, Any] | None:
     return json.loads(Path(path).read_text())
 
 
-def _follow(sfn: Any, arn: str, quiet: bool) -> ExecutionView:
-    if quiet:
-        return watch(sfn, arn, lambda view: None, interval_seconds=5)
+def _follow(sfn: Any, arn: str) -> ExecutionView:
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         return watch(sfn, arn, lambda view: live.update(display.live_panel(view)), interval_seconds=5)
 
@@ -137,7 +135,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     )["executionArn"]
     print(arn)
     if args.watch:
-        return _finish(_follow(sfn, arn, quiet=False), as_json=False)
+        return _finish(_follow(sfn, arn), as_json=False)
     return 0
 
 
@@ -150,7 +148,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    return _finish(_follow(boto3.client("stepfunctions"), args.execution, quiet=False), args.json)
+    return _finish(_follow(boto3.client("stepfunctions"), args.execution), args.json)
 
 
 def cmd_cutover(args: argparse.Namespace) -> int:

@@ -73,7 +73,7 @@ def _apply_event(view: ExecutionView, event: dict[str, Any], scheduled: Counter)
         scheduled.clear()
         if kind == "WaitStateEntered":
             state = json.loads(details.get("input") or "{}")
-            view.wait_seconds.append(_wait_of(state, view.current_state))
+            view.wait_seconds.append(_wait_of(state))
     elif kind.endswith("StateExited"):
         output = event["stateExitedEventDetails"].get("output")
         if output:
@@ -86,7 +86,7 @@ def _apply_event(view: ExecutionView, event: dict[str, Any], scheduled: Counter)
         view.failed_state = view.current_state
 
 
-def _wait_of(state: dict[str, Any], wait_state: str) -> int:
+def _wait_of(state: dict[str, Any]) -> int:
     """The seconds a Wait state was told to wait: every poll loop keeps them at ``$.<phase>.wait_seconds``."""
     for key in ("progress", "cleanup", "task", "connections", "instance"):
         value = state.get(key)

@@ -9,11 +9,9 @@ rests with the operator anyway, and the verification phase compares the data.
 """
 
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
-import boto3
-
+from pg2rds.aws import client
 from pg2rds.dms.tags import check_timeout, find, poll_fields
 from pg2rds.errors import TaskFailed
 from pg2rds.naming import ResourceNames
@@ -24,11 +22,6 @@ FULL_LOAD_FINISHED = "FULL_LOAD_ONLY_FINISHED"
 #: At most this many tables in the state (errored ones first), whatever the database's size.
 MAX_TABLES = 200
 _ERRORED = {"Table error", "Error"}
-
-
-@cache
-def _cloudwatch(region: str):  # noqa: ANN202 - boto3 clients have no public static type
-    return boto3.client("cloudwatch", region_name=region)
 
 
 def _table_statistics(dms: Any, task_arn: str) -> list[dict[str, Any]]:
@@ -62,12 +55,12 @@ def _instance_identifier(dms: Any, spec: MigrationSpec, instance_arn: str) -> st
     return instance["ReplicationInstanceIdentifier"] if instance else None
 
 
-def cdc_latency(dms: Any, spec: MigrationSpec, task: dict[str, Any], cloudwatch: Any = None) -> tuple:
+def cdc_latency(dms: Any, spec: MigrationSpec, task: dict[str, Any]) -> tuple:
     """(source, target) latency in seconds from CloudWatch; None where no data point exists yet."""
     instance_id = _instance_identifier(dms, spec, task["ReplicationInstanceArn"])
     if instance_id is None:
         return None, None
-    cloudwatch = cloudwatch or _cloudwatch(dms.meta.region_name)
+    cloudwatch = client("cloudwatch")
     dimensions = [
         {"Name": "ReplicationInstanceIdentifier", "Value": instance_id},
         {"Name": "ReplicationTaskIdentifier", "Value": task["ReplicationTaskArn"].rsplit(":", 1)[-1]},
@@ -108,7 +101,6 @@ def poll_task(
     spec: MigrationSpec,
     task: TaskState,
     previous: Progress | None,
-    cloudwatch: Any = None,
     after_cutover: bool = False,
 ) -> Progress:
     """``after_cutover``: the operator decided to cut over and pg2rds stops the task, so a CDC task that is
@@ -155,7 +147,7 @@ def poll_task(
         outcome = "stopped"
     else:
         if status == "running" and full_load_done:
-            latency_source, latency_target = cdc_latency(dms, spec, described, cloudwatch)
+            latency_source, latency_target = cdc_latency(dms, spec, described)
         known = [value for value in (latency_source, latency_target) if value is not None]
         caught_up = (
             status == "running" and full_load_done and max(known, default=0) <= spec.cdc.max_latency_seconds

@@ -387,8 +387,8 @@ def restore_notes(spec: MigrationSpec, tables: list[TargetTable], source: Source
             fks = sum(table.foreign_keys for table in fk_tables)
             notes.append(
                 f"foreign keys: {fks} constraints on {len(fk_tables)} selected tables were not checked "
-                "during the load (session_replication_role = replica); validate them after the load, e.g. by "
-                "dropping and re-adding each constraint, which checks every row"
+                "during the load (session_replication_role = replica); finish-target checks every row "
+                "against them after the load"
             )
         trigger_tables = [table for table in tables if table.triggers]
         if trigger_tables:
