@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install system-deps demo test lint validate bench build deploy clean
+.PHONY: install system-deps demo test test-unit lint validate bench build deploy clean
 
 $(VENV)/.installed: pyproject.toml layers/pg2rds/requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[emulator,test,dev]'
 	touch $@
 
 # PostgreSQL server binaries (initdb, pg_ctl) and graphviz (dot), from the distribution when missing.
@@ -26,6 +26,10 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(MAKE) --no-print-directory validate
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+
+# The fast inner loop: no cluster, no state machine run (seconds).
+test-unit: $(VENV)/.installed
+	$(VENV)/bin/pytest -q tests/unit
 
 validate: $(VENV)/.installed
 	$(VENV)/bin/sam validate --lint --region us-east-1

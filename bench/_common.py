@@ -59,7 +59,7 @@ def machine() -> dict[str, str]:
         pass
     postgres = "unknown"
     try:
-        from pg2rds_local.pgcluster import find_bindir
+        from pg2rds_emulator.pgcluster import find_bindir
 
         out = subprocess.run([str(find_bindir() / "postgres"), "--version"], capture_output=True, text=True)
         postgres = out.stdout.strip()

@@ -6,7 +6,7 @@ so the target tables have their primary keys while rows go in):
 
 - baseline: ``pg_dump -Fc -t <the 4 tables> <source> | pg_restore --data-only -d <target>`` (one stream,
   COPY per table, one session);
-- pg2rds: ``pg2rds run --local``, i.e. ``pg2rds_local.local_run.run_local`` with the DMS stand-in at the
+- pg2rds: ``pg2rds run --local``, i.e. ``pg2rds_emulator.local_run.run_local`` with the DMS stand-in at the
   CLI's default clock (``LOCAL_TIME_SCALE``, 0.01): validate-source, prep-target, the DMS resources in
   moto, the full load (COPY source → target per table, up to 4 tables at once), finish-target with
   checksum verification of every table (reads both sides again), and cleanup. The whole run is timed, and the
@@ -25,10 +25,10 @@ from typing import Any
 
 from _common import table, verdict
 
-from pg2rds_local import local_run
-from pg2rds_local.dms_standin import StandInEngine
-from pg2rds_local.executions import history, read_execution
-from pg2rds_local.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, find_bindir, start_cluster
+from pg2rds_cli.executions import history, read_execution
+from pg2rds_emulator import local_run
+from pg2rds_emulator.dms_standin import StandInEngine
+from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, find_bindir, start_cluster
 
 SCALE = 10
 DATABASE = "bench"
@@ -135,7 +135,7 @@ def pg2rds_run(source: Cluster, target: Cluster) -> dict[str, Any]:
         captured["arn"] = view.arn
 
     # history timestamps must be read inside the embedded account: wrap run_local's watch via on_update
-    import pg2rds_local.local_run as lr
+    import pg2rds_emulator.local_run as lr
 
     original_watch = lr.watch
 

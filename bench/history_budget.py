@@ -8,7 +8,7 @@ serve the validate-source and prep-target phases. Once ~50 polls have happened a
 stopped, and its history is read back:
 
 - simulated elapsed time = the sum of the seconds each Wait state was told to wait (the
-  ``wait_seconds`` that ``pg2rds_local.executions`` reads from every WaitStateEntered's input);
+  ``wait_seconds`` that ``pg2rds_cli.executions`` reads from every WaitStateEntered's input);
 - steady state = from the first Wait at the cap to the last one: events per simulated hour and per poll;
 - the longest migration that fits in one execution's 25,000 events: (25,000 − events before the steady
   state) ÷ steady rate.
@@ -26,10 +26,10 @@ from typing import Any
 from _common import table, verdict
 
 from pg2rds.spec import PollingSpec
-from pg2rds_local.embedded import DEFINITION, EmbeddedAws
-from pg2rds_local.executions import history, read_execution
-from pg2rds_local.moto_dms import FakeEngine
-from pg2rds_local.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, start_cluster
+from pg2rds_cli.executions import history, read_execution
+from pg2rds_emulator.embedded import DEFINITION, EmbeddedAws
+from pg2rds_emulator.moto_dms import FakeEngine
+from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, start_cluster
 
 TIME_SCALE = 0.0005
 CAP_POLLS_WANTED = 52  # ≥ 50 polls at the cap, then stop

@@ -17,7 +17,7 @@ from _common import median_time, table, verdict
 from pg2rds.postgres.source_checks import validate_source
 from pg2rds.secrets import Credentials
 from pg2rds.spec import parse_spec
-from pg2rds_local.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, start_cluster
+from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, start_cluster
 
 SCHEMAS = 100
 TABLES_PER_SCHEMA = 100

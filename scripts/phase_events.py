@@ -16,11 +16,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import Database, spec_for  # noqa: E402
 
-from pg2rds_local.cutover import WAITING_STATE, send_decision  # noqa: E402
-from pg2rds_local.embedded import EmbeddedAws  # noqa: E402
-from pg2rds_local.executions import history, read_execution, watch  # noqa: E402
-from pg2rds_local.moto_dms import FakeEngine  # noqa: E402
-from pg2rds_local.pgcluster import LOGICAL_SOURCE_SETTINGS, start_cluster  # noqa: E402
+from pg2rds_cli.cutover import WAITING_STATE, send_decision  # noqa: E402
+from pg2rds_cli.executions import history, read_execution, watch  # noqa: E402
+from pg2rds_emulator.embedded import EmbeddedAws  # noqa: E402
+from pg2rds_emulator.moto_dms import FakeEngine  # noqa: E402
+from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, start_cluster  # noqa: E402
 
 PHASES = {
     "Validate source": "validate-source", "Prepare target": "prep-target",

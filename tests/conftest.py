@@ -14,8 +14,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pg2rds_local import moto_dms
-from pg2rds_local.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, start_cluster
+from pg2rds_emulator import moto_dms
+from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, start_cluster
 
 REGION = "us-east-1"
 
@@ -107,7 +107,7 @@ def aws() -> Iterator[None]:
 
 @pytest.fixture
 def engine(aws: None) -> moto_dms.FakeEngine:
-    """moto's DMS made faithful (pg2rds_local.moto_dms) with a scriptable fake engine behind it."""
+    """moto's DMS made faithful (pg2rds_emulator.moto_dms) with a scriptable fake engine behind it."""
     engine = moto_dms.FakeEngine()
     moto_dms.install(engine)
     return engine

@@ -1,8 +1,7 @@
 """The pagila sample database: where to find it, and loading it into a cluster.
 
-The shared test data (``../shared/testdata/pagila``) is used when present; otherwise the gzipped copy
-shipped in ``data/pagila`` (same files, PostgreSQL licence, see its README), so the demo also runs on a
-fresh clone.
+Always the gzipped copy shipped in ``data/pagila`` (PostgreSQL licence, see its README), so the demo and
+the tests run the same way from a fresh clone placed anywhere.
 """
 
 import gzip
@@ -10,18 +9,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pg2rds_local.pgcluster import Cluster
+from pg2rds_emulator.pgcluster import Cluster
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SHARED = PROJECT_ROOT.parent / "shared" / "testdata" / "pagila"
 BUNDLED = PROJECT_ROOT / "data" / "pagila"
 
 
 def pagila_file(name: str) -> Path:
     """``pagila-schema.sql`` or ``pagila-data.sql``, as a plain file path."""
-    shared = SHARED / name
-    if shared.exists():
-        return shared
     plain = Path(tempfile.gettempdir()) / f"pg2rds-{name}"
     if not plain.exists():
         with gzip.open(BUNDLED / f"{name}.gz", "rb") as packed, open(plain, "wb") as out:

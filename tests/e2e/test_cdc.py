@@ -19,13 +19,13 @@ from pg2rds import phases
 from pg2rds.postgres.selection import select_tables
 from pg2rds.postgres.verify import compare_tables
 from pg2rds.spec import TableSelection
-from pg2rds_local.cutover import WAITING_STATE, send_decision
-from pg2rds_local.dms_standin import StandInEngine
-from pg2rds_local.embedded import EmbeddedAws
-from pg2rds_local.executions import ExecutionView, read_execution, watch
-from pg2rds_local.local_run import copy_schema, dms_leftovers
-from pg2rds_local.moto_dms import FakeEngine
-from pg2rds_local.sample import load_pagila
+from pg2rds_cli.cutover import WAITING_STATE, send_decision
+from pg2rds_cli.executions import ExecutionView, read_execution, watch
+from pg2rds_emulator.dms_standin import StandInEngine
+from pg2rds_emulator.embedded import EmbeddedAws
+from pg2rds_emulator.local_run import copy_schema, dms_leftovers
+from pg2rds_emulator.moto_dms import FakeEngine
+from pg2rds_emulator.sample import load_pagila
 
 CDC_POLLING = {"initial_seconds": 2, "max_seconds": 4}
 
@@ -201,7 +201,7 @@ def test_cutover_timeout_cleans_up_and_says_so(fake_aws, one_table) -> None:  # 
 
 
 def test_decision_is_refused_when_not_waiting(fake_aws, one_table) -> None:  # noqa: ANN001
-    from pg2rds_local.cutover import NotWaitingForCutover
+    from pg2rds_cli.cutover import NotWaitingForCutover
 
     aws, _ = fake_aws
     source, target = one_table
@@ -249,7 +249,7 @@ def test_long_migration_continues_in_a_new_execution(fake_aws, one_table, monkey
 
 
 def test_cli_cutover_command_sends_the_decision(fake_aws, one_table) -> None:  # noqa: ANN001
-    from pg2rds_local import cli
+    from pg2rds_cli import main as cli
 
     aws, _ = fake_aws
     source, target = one_table
@@ -263,7 +263,7 @@ def test_cli_cutover_command_sends_the_decision(fake_aws, one_table) -> None:  #
 
 
 def test_local_run_asks_for_the_decision_and_sends_it(one_table) -> None:  # noqa: ANN001
-    from pg2rds_local.local_run import run_local
+    from pg2rds_emulator.local_run import run_local
 
     source, target = one_table
     asked = []

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pg2rds_local.executions import ExecutionView
-from pg2rds_local.graph import (
+from pg2rds_cli.executions import ExecutionView
+from pg2rds_cli.graph import (
     CURRENT_FILL,
     FAILED_FILL,
     UNVISITED_FILL,

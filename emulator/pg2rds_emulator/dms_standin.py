@@ -1,4 +1,4 @@
-"""``StandInEngine``: a :class:`~pg2rds_local.dms_engine.DmsEngine` that really moves data, like DMS.
+"""``StandInEngine``: a :class:`~pg2rds_emulator.dms_engine.DmsEngine` that really moves data, like DMS.
 
 It connects to the PostgreSQL servers named by a task's endpoints and behaves as DMS does towards them:
 
@@ -59,8 +59,8 @@ from psycopg2 import sql
 
 from pg2rds.dms.table_mappings import selection_from_mappings
 from pg2rds.postgres.selection import TableName, select_tables
-from pg2rds_local.dms_engine import EndpointInfo, TableStats, TaskInfo, TaskRuntime
-from pg2rds_local.standin_copy import (
+from pg2rds_emulator.dms_engine import EndpointInfo, TableStats, TaskInfo, TaskRuntime
+from pg2rds_emulator.standin_copy import (
     TableMeta,
     copy_in_statement,
     copy_out_statement,
@@ -69,7 +69,7 @@ from pg2rds_local.standin_copy import (
     table_metadata,
     truncate_statement,
 )
-from pg2rds_local.standin_pgoutput import (
+from pg2rds_emulator.standin_pgoutput import (
     UNCHANGED,
     Begin,
     Commit,

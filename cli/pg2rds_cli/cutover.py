@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pg2rds_local.executions import history
+from pg2rds_cli.executions import history
 
 WAITING_STATE = "Wait for cutover decision"
 

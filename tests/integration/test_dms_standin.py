@@ -1,13 +1,11 @@
 """The DMS stand-in against real PostgreSQL: what lands on the target, checked on the databases."""
 
 import json
-import re
 import resource
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import psycopg2
 import psycopg2.errors
@@ -17,17 +15,15 @@ from psycopg2 import sql
 from pg2rds.dms.table_mappings import table_mappings
 from pg2rds.postgres.selection import TableName
 from pg2rds.spec import TableRule, TableSelection
-from pg2rds_local.dms_engine import EndpointInfo, TaskInfo, TaskRuntime
-from pg2rds_local.dms_standin import FULL_LOAD_ONLY_FINISHED, StandInEngine
-from pg2rds_local.pgcluster import SUPERUSER
-from pg2rds_local.standin_copy import copy_in_statement, copy_out_statement, piped_copy, table_metadata
+from pg2rds_emulator.dms_engine import EndpointInfo, TaskInfo, TaskRuntime
+from pg2rds_emulator.dms_standin import FULL_LOAD_ONLY_FINISHED, StandInEngine
+from pg2rds_emulator.pgcluster import SUPERUSER
+from pg2rds_emulator.sample import load_pagila
+from pg2rds_emulator.standin_copy import copy_in_statement, copy_out_statement, piped_copy, table_metadata
 
 REPLICA_SCRIPT = "SET session_replication_role = replica;"
 
 
-def _pagila_dir() -> Path:
-    candidate = Path(__file__).resolve().parents[2] / "shared/testdata/pagila"
-    return candidate if candidate.is_dir() else Path("/work/shared/testdata/pagila")
 
 
 @pytest.fixture
@@ -265,20 +261,13 @@ def test_table_mappings_select_what_is_copied(engine: StandInEngine, source_db, 
     )
 
 
-def _load_pagila(db, tmp_path: Path, with_data: bool) -> None:  # noqa: ANN001
-    """pagila's dump assigns ownership to a role ``postgres`` our clusters lack: those lines are dropped."""
-    schema = tmp_path / "pagila-schema.sql"
-    if not schema.exists():
-        text = (_pagila_dir() / "pagila-schema.sql").read_text()
-        schema.write_text(re.sub(r"(?m)^ALTER .* OWNER TO .*;$", "", text))
-    db.cluster.psql_file(db.name, schema)
-    if with_data:
-        db.cluster.psql_file(db.name, _pagila_dir() / "pagila-data.sql")
+def _load_pagila(db, with_data: bool) -> None:  # noqa: ANN001
+    load_pagila(db.cluster, db.name, with_data=with_data)  # the sample shipped in data/pagila
 
 
-def test_pagila_full_load(engine: StandInEngine, source_db, target_db, tmp_path: Path) -> None:  # noqa: ANN001
-    _load_pagila(source_db, tmp_path, with_data=True)
-    _load_pagila(target_db, tmp_path, with_data=False)
+def test_pagila_full_load(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+    _load_pagila(source_db, with_data=True)
+    _load_pagila(target_db, with_data=False)
     task = make_task(source_db, target_db)
 
     started = time.monotonic()

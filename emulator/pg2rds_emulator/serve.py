@@ -12,9 +12,9 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
-from pg2rds_local.dms_engine import DmsEngine
-from pg2rds_local.embedded import EmbeddedAws
-from pg2rds_local.local_run import build_spec
+from pg2rds_emulator.dms_engine import DmsEngine
+from pg2rds_emulator.embedded import EmbeddedAws
+from pg2rds_emulator.local_run import build_spec
 
 
 class LocalEndpoint:

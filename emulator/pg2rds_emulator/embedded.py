@@ -4,8 +4,8 @@ What runs is what AWS runs: ``template.yaml`` says which functions exist and whe
 ``statemachine/migration.asl.json`` is executed by moto's Step Functions interpreter with the template's
 ``DefinitionSubstitutions``, and every Lambda invocation is routed to the handler module in this process
 (with the same event and error payload shapes as the Lambda runtime). DMS is moto's, made faithful by
-:mod:`pg2rds_local.moto_dms`, with an engine that either fakes the work (tests) or really moves the data
-(:mod:`pg2rds_local.dms_standin`).
+:mod:`pg2rds_emulator.moto_dms`, with an engine that either fakes the work (tests) or really moves the data
+(:mod:`pg2rds_emulator.dms_standin`).
 
 Waits can run on a compressed clock (``time_scale``): a 600 s Wait state then takes 600 × scale seconds,
 so long polling schedules can be exercised quickly while the state machine and history stay the same.
@@ -34,8 +34,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.responses import StepFunctionResponse
 
-from pg2rds_local import moto_dms
-from pg2rds_local.dms_engine import DmsEngine
+from pg2rds_emulator import moto_dms
+from pg2rds_emulator.dms_engine import DmsEngine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = PROJECT_ROOT / "template.yaml"

@@ -12,7 +12,7 @@ from conftest import Database
 from pg2rds.postgres.slots import drop_slot
 from pg2rds.secrets import Credentials
 from pg2rds.spec import DatabaseRef
-from pg2rds_local.pgcluster import SUPERUSER
+from pg2rds_emulator.pgcluster import SUPERUSER
 
 FAKE_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:pg2rds-test"
 

@@ -11,7 +11,7 @@ from pg2rds.errors import ResourceConflict
 from pg2rds.naming import OWNER_TAG, ResourceNames
 from pg2rds.spec import parse_spec
 from pg2rds.state import TargetReport
-from pg2rds_local import moto_dms
+from pg2rds_emulator import moto_dms
 
 ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
 SCRIPT = "SET session_replication_role = replica"

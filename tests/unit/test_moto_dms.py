@@ -6,8 +6,8 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import make_secret
 
-from pg2rds_local import moto_dms
-from pg2rds_local.dms_engine import TableStats
+from pg2rds_emulator import moto_dms
+from pg2rds_emulator.dms_engine import TableStats
 
 
 def code(raised: pytest.ExceptionInfo) -> str:

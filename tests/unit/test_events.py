@@ -8,9 +8,9 @@ import pytest
 
 from pg2rds.lambda_support import parse_state
 from pg2rds.spec import parse_spec
-from pg2rds_local.embedded import DEFINITION, TEMPLATE, _CfnLoader, template_functions
+from pg2rds_emulator.embedded import DEFINITION, TEMPLATE, _CfnLoader, template_functions
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
 @pytest.mark.parametrize("path", sorted((EVENTS / "phases").glob("*.json")), ids=lambda p: p.stem)

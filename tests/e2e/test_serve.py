@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import Database
 
-from pg2rds_local.pgcluster import free_port
+from pg2rds_emulator.pgcluster import free_port
 
-PG2RDS = [sys.executable, "-m", "pg2rds_local.cli"]
+PG2RDS = [sys.executable, "-m", "pg2rds_cli.main"]
 
 
 def pg2rds(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

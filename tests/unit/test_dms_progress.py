@@ -13,8 +13,8 @@ from pg2rds.dms.task import ensure_task_started
 from pg2rds.errors import PhaseTimedOut, TaskFailed
 from pg2rds.spec import parse_spec
 from pg2rds.state import TargetReport
-from pg2rds_local import moto_dms
-from pg2rds_local.dms_engine import TableStats
+from pg2rds_emulator import moto_dms
+from pg2rds_emulator.dms_engine import TableStats
 
 ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
 

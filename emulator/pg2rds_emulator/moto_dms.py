@@ -41,7 +41,7 @@ from moto.dms.exceptions import InvalidResourceStateFault, ResourceAlreadyExists
 from moto.moto_api import state_manager
 from moto.secretsmanager.models import secretsmanager_backends
 
-from pg2rds_local.dms_engine import DmsEngine, EndpointInfo, TableStats, TaskInfo, TaskRuntime
+from pg2rds_emulator.dms_engine import DmsEngine, EndpointInfo, TableStats, TaskInfo, TaskRuntime
 
 FULL_LOAD_FINISHED = "Stop Reason FULL_LOAD_ONLY_FINISHED"
 STOPPED_NORMALLY = "Stop Reason NORMAL"

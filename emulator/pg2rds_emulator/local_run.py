@@ -15,11 +15,11 @@ from typing import Any
 from psycopg2.extensions import parse_dsn
 
 from pg2rds.naming import ResourceNames
-from pg2rds_local.cutover import WAITING_STATE, send_decision
-from pg2rds_local.dms_engine import DmsEngine
-from pg2rds_local.embedded import EmbeddedAws
-from pg2rds_local.executions import ExecutionView, watch
-from pg2rds_local.pgcluster import find_bindir
+from pg2rds_cli.cutover import WAITING_STATE, send_decision
+from pg2rds_cli.executions import ExecutionView, watch
+from pg2rds_emulator.dms_engine import DmsEngine
+from pg2rds_emulator.embedded import EmbeddedAws
+from pg2rds_emulator.pgcluster import find_bindir
 
 #: Local polling: short intervals (the clock is compressed too), same backoff logic as in AWS.
 LOCAL_POLLING = {"initial_seconds": 5, "max_seconds": 30, "backoff": 1.5}
@@ -100,7 +100,7 @@ def run_local(
     ``decide`` is asked, while the execution waits for the cutover decision, for "cutover", "abort" or
     None (not yet); without it a CDC migration waits until its cutover timeout, as in AWS."""
     if engine is None:
-        from pg2rds_local.dms_standin import StandInEngine
+        from pg2rds_emulator.dms_standin import StandInEngine
 
         engine = StandInEngine()
     try:

@@ -8,7 +8,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from pg2rds_local.executions import ExecutionView
+from pg2rds_cli.executions import ExecutionView
 
 STATUS_STYLE = {"SUCCEEDED": "bold green", "FAILED": "bold red", "RUNNING": "bold cyan"}
 

@@ -2,7 +2,6 @@
 
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from conftest import Database, make_secret, spec_for
@@ -13,15 +12,10 @@ from pg2rds.postgres.source_checks import validate_source
 from pg2rds.secrets import get_credentials
 from pg2rds.spec import MigrationSpec, parse_spec
 from pg2rds.state import Finding, SourceReport
-from pg2rds_local.pgcluster import SUPERUSER
+from pg2rds_emulator.pgcluster import SUPERUSER
+from pg2rds_emulator.sample import load_pagila
 
 Validate = Callable[..., SourceReport]
-
-
-def _pagila_dir() -> Path:
-    """CI checks the repository out next to ``shared``; the workstation keeps it under /work."""
-    near_repo = Path(__file__).resolve().parents[2] / "shared/testdata/pagila"
-    return near_repo if near_repo.is_dir() else Path("/work/shared/testdata/pagila")
 
 
 def findings_named(report: SourceReport, name: str) -> list[Finding]:
@@ -234,13 +228,7 @@ def test_wrong_password_raises_source_unreachable_without_the_password(
 
 @pytest.fixture
 def pagila_db(source_db: Database) -> Database:
-    pagila = _pagila_dir()
-    if not (pagila / "pagila-schema.sql").exists():
-        pytest.skip(f"pagila sample not found in {pagila}")
-    # the dump assigns its objects to a role named postgres
-    source_db.execute("DO $$ BEGIN CREATE ROLE postgres; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
-    source_db.cluster.psql_file(source_db.name, pagila / "pagila-schema.sql")
-    source_db.cluster.psql_file(source_db.name, pagila / "pagila-data.sql")
+    load_pagila(source_db.cluster, source_db.name)  # the sample shipped in data/pagila
     return source_db
 
 

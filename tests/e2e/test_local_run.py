@@ -16,14 +16,14 @@ from conftest import Database, spec_for
 from pg2rds.postgres.selection import select_tables
 from pg2rds.postgres.verify import compare_tables
 from pg2rds.spec import TableSelection
-from pg2rds_local import cli
-from pg2rds_local.dms_standin import StandInEngine
-from pg2rds_local.embedded import EmbeddedAws
-from pg2rds_local.executions import ExecutionView, read_execution, watch
-from pg2rds_local.graph import FAILED_FILL
-from pg2rds_local.local_run import copy_schema, dms_leftovers, run_local
-from pg2rds_local.moto_dms import FakeEngine
-from pg2rds_local.sample import load_pagila
+from pg2rds_cli import main as cli
+from pg2rds_cli.executions import ExecutionView, read_execution, watch
+from pg2rds_cli.graph import FAILED_FILL
+from pg2rds_emulator.dms_standin import StandInEngine
+from pg2rds_emulator.embedded import EmbeddedAws
+from pg2rds_emulator.local_run import copy_schema, dms_leftovers, run_local
+from pg2rds_emulator.moto_dms import FakeEngine
+from pg2rds_emulator.sample import load_pagila
 
 SERVER_AUTH_MESSAGE = 'password authentication failed for user "postgres"'
 

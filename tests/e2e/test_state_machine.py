@@ -13,10 +13,10 @@ import pytest
 from conftest import REGION, Database, spec_for
 
 from pg2rds.naming import ResourceNames
-from pg2rds_local.embedded import EmbeddedAws
-from pg2rds_local.executions import ExecutionView, watch
-from pg2rds_local.local_run import dms_leftovers
-from pg2rds_local.moto_dms import FakeEngine
+from pg2rds_cli.executions import ExecutionView, watch
+from pg2rds_emulator.embedded import EmbeddedAws
+from pg2rds_emulator.local_run import dms_leftovers
+from pg2rds_emulator.moto_dms import FakeEngine
 
 TABLE = 'CREATE TABLE "Order Items" (id int PRIMARY KEY, "Größe" text)'
 

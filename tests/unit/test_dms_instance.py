@@ -13,7 +13,7 @@ from pg2rds.errors import PhaseTimedOut, ReplicationInstanceFailed, ResourceConf
 from pg2rds.naming import OWNER_TAG, ResourceNames
 from pg2rds.spec import parse_spec
 from pg2rds.state import InstanceState
-from pg2rds_local import moto_dms
+from pg2rds_emulator import moto_dms
 
 ACCOUNT = "123456789012"
 

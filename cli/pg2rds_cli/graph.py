@@ -26,7 +26,7 @@ from typing import Any
 
 import graphviz
 
-from pg2rds_local.executions import ExecutionView
+from pg2rds_cli.executions import ExecutionView
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFINITION_PATH = PROJECT_ROOT / "statemachine" / "migration.asl.json"

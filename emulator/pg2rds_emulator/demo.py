@@ -12,10 +12,10 @@ from rich.table import Table
 from pg2rds.postgres.selection import select_tables
 from pg2rds.postgres.verify import compare_tables
 from pg2rds.spec import TableSelection
-from pg2rds_local import display
-from pg2rds_local.local_run import copy_schema, run_local
-from pg2rds_local.pgcluster import LOGICAL_SOURCE_SETTINGS, start_cluster
-from pg2rds_local.sample import load_pagila
+from pg2rds_cli import display
+from pg2rds_emulator.local_run import copy_schema, run_local
+from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, start_cluster
+from pg2rds_emulator.sample import load_pagila
 
 DATABASE = "pagila"
 
@@ -40,7 +40,7 @@ def run_demo(console: Console, keep: bool = False, graph: str | None = None) -> 
             )
         display.summary(console, view)
         if graph:
-            from pg2rds_local.graph import render_execution
+            from pg2rds_cli.graph import render_execution
 
             console.print(f"Execution graph: {render_execution(view, graph)}")
         if leftovers:

@@ -1,0 +1,159 @@
+"""The ``pg2rds`` command: run a migration locally, or start and follow one in AWS."""
+
+import argparse
+import json
+import os
+import sys
+import time
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import boto3
+from rich.console import Console
+from rich.live import Live
+
+from pg2rds_cli import display
+from pg2rds_cli.executions import ExecutionView, read_execution, watch
+
+console = Console(stderr=True)
+STACK_NAME = "pg2rds"
+
+
+def load_spec(path: str | None) -> dict[str, Any] | None:
+    if not path:
+        return None
+    return json.loads(Path(path).read_text())
+
+
+def _follow(sfn: Any, arn: str) -> ExecutionView:
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        return watch(sfn, arn, lambda view: live.update(display.live_panel(view)), interval_seconds=5)
+
+
+def finish(view: ExecutionView, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(view.record, indent=2, default=str))
+    display.summary(console, view)
+    return 0 if view.status == "SUCCEEDED" else 1
+
+
+# -- AWS ---------------------------------------------------------------------------------------------------
+def _state_machine_arn(explicit: str | None) -> str:
+    explicit = explicit or os.environ.get("PG2RDS_STATE_MACHINE_ARN")
+    if explicit:
+        return explicit
+    outputs = boto3.client("cloudformation").describe_stacks(StackName=STACK_NAME)["Stacks"][0]["Outputs"]
+    return next(o["OutputValue"] for o in outputs if o["OutputKey"] == "StateMachineArn")
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from pg2rds.errors import SpecInvalid
+    from pg2rds.spec import parse_spec
+
+    spec = load_spec(args.spec)
+    try:
+        migration_id = parse_spec(spec).migration_id  # fail here, naming the field, not in the first state
+    except SpecInvalid as error:
+        console.print(f"[red]{error}[/red]")
+        return 2
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=_state_machine_arn(args.state_machine_arn),
+        name=f"{migration_id}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}",  # readable in the console
+        input=json.dumps(spec),
+    )["executionArn"]
+    print(arn)
+    if args.watch:
+        return finish(_follow(sfn, arn), as_json=False)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    view = read_execution(boto3.client("stepfunctions"), args.execution)
+    if view.done:
+        return finish(view, args.json)
+    console.print(display.live_panel(view))
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    return finish(_follow(boto3.client("stepfunctions"), args.execution), args.json)
+
+
+def cmd_cutover(args: argparse.Namespace) -> int:
+    from pg2rds_cli.cutover import NotWaitingForCutover, send_decision
+
+    try:
+        decision = send_decision(
+            boto3.client("stepfunctions"), args.execution, abort=args.abort, reason=args.reason
+        )
+    except NotWaitingForCutover as error:
+        console.print(f"[red]{error}[/red]")
+        return 1
+    console.print(
+        "Aborted: the migration cleans up and ends FAILED (CutoverAborted)."
+        if decision == "aborted"
+        else "Cutting over: replication stops once every change is applied; then the target is finished "
+        "and verified."
+    )
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from pg2rds_cli.graph import render_definition, render_execution
+
+    if args.definition:
+        render_definition(args.output)
+    else:
+        render_execution(read_execution(boto3.client("stepfunctions"), args.execution), args.output)
+    console.print(f"Graph written to {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pg2rds", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    start = sub.add_parser("start", help="start a migration on the deployed state machine")
+    start.add_argument("spec")
+    start.add_argument(
+        "--state-machine-arn", help=f"default: the {STACK_NAME} stack's StateMachineArn output"
+    )
+    start.add_argument("--watch", action="store_true")
+    start.set_defaults(func=cmd_start)
+
+    for name, func, text in (
+        ("status", cmd_status, "show an execution"),
+        ("watch", cmd_watch, "follow an execution"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("execution", help="execution ARN")
+        command.add_argument("--json", action="store_true")
+        command.set_defaults(func=func)
+
+    cutover = sub.add_parser("cutover", help="send the cutover decision to an execution waiting for it")
+    cutover.add_argument("execution", help="execution ARN")
+    cutover.add_argument("--abort", action="store_true", help="abort instead: clean up, end FAILED")
+    cutover.add_argument("--reason", default="", help="recorded in the failure cause with --abort")
+    cutover.set_defaults(func=cmd_cutover)
+
+    graph = sub.add_parser("graph", help="draw the state machine, or an execution's path through it")
+    target = graph.add_mutually_exclusive_group(required=True)
+    target.add_argument("execution", nargs="?")
+    target.add_argument("--definition", action="store_true")
+    graph.add_argument("-o", "--output", required=True, help=".svg or .png")
+    graph.set_defaults(func=cmd_graph)
+
+    for plugin in entry_points(group="pg2rds.commands"):
+        plugin.load()(sub)  # the emulator adds run --local, serve and demo when it is installed
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
