@@ -24,6 +24,7 @@ demo: install
 
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(MAKE) --no-print-directory validate
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 

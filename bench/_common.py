@@ -63,7 +63,7 @@ def machine() -> dict[str, str]:
 
         out = subprocess.run([str(find_bindir() / "postgres"), "--version"], capture_output=True, text=True)
         postgres = out.stdout.strip()
-    except Exception:  # noqa: BLE001 - descriptive only
+    except Exception:
         pass
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

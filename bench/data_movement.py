@@ -44,7 +44,7 @@ class TimedStandIn(StandInEngine):
         super().__init__()
         self.last: dict[str, Any] = {}
 
-    def task_runtime(self, task_arn: str):  # noqa: ANN201
+    def task_runtime(self, task_arn: str):
         runtime = super().task_runtime(task_arn)
         if runtime is not None and runtime.full_load_finished:
             self.last.setdefault(task_arn, runtime)

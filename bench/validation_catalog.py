@@ -107,7 +107,7 @@ def naive_check(cluster: Cluster) -> int:
     return unidentified
 
 
-def logged_statements(cluster: Cluster, application: str, run) -> int:  # noqa: ANN001
+def logged_statements(cluster: Cluster, application: str, run) -> int:
     """Statements the server logged for ``application`` while ``run()`` ran (log_statement = all)."""
     cluster.execute("postgres", "ALTER SYSTEM SET log_statement = 'all'")
     cluster.execute("postgres", "ALTER SYSTEM SET log_line_prefix = '[%%a] '")
@@ -152,7 +152,7 @@ def main() -> int:
                 }
             )  # fmt: skip
 
-            def validate(spec=spec):  # noqa: ANN001, ANN202
+            def validate(spec=spec):
                 return validate_source(spec, credentials)
 
             server_count = logged_statements(cluster, VALIDATE_APP, validate)

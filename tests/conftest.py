@@ -63,10 +63,10 @@ class Database:
     cluster: Cluster
     name: str
 
-    def execute(self, statement, params: tuple = ()) -> list[tuple]:  # noqa: ANN001
+    def execute(self, statement, params: tuple = ()) -> list[tuple]:
         return self.cluster.execute(self.name, statement, params)
 
-    def connect(self):  # noqa: ANN201
+    def connect(self):
         return self.cluster.connect(self.name)
 
 
@@ -114,7 +114,7 @@ def engine(aws: None) -> moto_dms.FakeEngine:
 
 
 @pytest.fixture
-def dms(engine: moto_dms.FakeEngine):  # noqa: ANN201 - a boto3 client
+def dms(engine: moto_dms.FakeEngine):
     return boto3.client("dms", region_name=REGION)
 
 
@@ -128,7 +128,7 @@ def make_secret(username: str, password: str, name: str | None = None) -> str:
     return response["ARN"]
 
 
-def spec_for(source: Database, target: Database, migration_id: str | None = None, **overrides) -> dict:  # noqa: ANN003
+def spec_for(source: Database, target: Database, migration_id: str | None = None, **overrides) -> dict:
     """A migration spec (as JSON data) pointing at two test databases; needs the ``aws`` fixture."""
     spec = {
         "migration_id": migration_id or "t" + uuid.uuid4().hex[:8],

@@ -59,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return finish(view, args.json)
 
 
-def _decider(mode: str, live: Live | None):  # noqa: ANN202 - a local_run.Decide
+def _decider(mode: str, live: Live | None):
     """The local stand-in for `pg2rds cutover`: decide at once ("auto", "abort"), or ask on the terminal."""
     if mode in ("auto", "abort"):
         return lambda view: "cutover" if mode == "auto" else "abort"

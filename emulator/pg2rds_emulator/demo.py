@@ -57,7 +57,7 @@ def run_demo(console: Console, keep: bool = False, graph: str | None = None) -> 
             target.destroy()
 
 
-def _compare(console: Console, source, target) -> bool:  # noqa: ANN001 - pgcluster.Cluster
+def _compare(console: Console, source, target) -> bool:
     with source.connect(DATABASE) as src, target.connect(DATABASE) as dst:
         comparisons = compare_tables(src, dst, select_tables(src, TableSelection()))
     table = Table(title="Source and target, table by table")

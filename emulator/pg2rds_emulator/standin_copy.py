@@ -123,7 +123,7 @@ def piped_copy(source_conn: Any, copy_out: sql.Composable, target_conn: Any, cop
         try:
             with writer, source_conn.cursor() as cur:
                 cur.copy_expert(copy_out, writer, size=CHUNK)
-        except BaseException as error:  # noqa: BLE001 - handed to the consuming thread
+        except BaseException as error:
             produced.append(error)
 
     producer = threading.Thread(target=produce, name="standin-copy-out", daemon=True)

@@ -103,7 +103,7 @@ class Writer(threading.Thread):
                 self.changes += 1
                 time.sleep(0.01)
             conn.close()
-        except Exception as error:  # noqa: BLE001 - reported by the test
+        except Exception as error:
             self.error = error
 
 
@@ -115,7 +115,7 @@ def pagila_pair(source_db: Database, target_db: Database) -> tuple[Database, Dat
 
 
 @pytest.mark.slow
-def test_live_source_replicates_until_cutover_then_target_equals_source(pagila_pair) -> None:  # noqa: ANN001
+def test_live_source_replicates_until_cutover_then_target_equals_source(pagila_pair) -> None:
     source, target = pagila_pair
     writer = Writer(source)
     engine = StandInEngine()
@@ -165,7 +165,7 @@ def fake_aws() -> Iterator[tuple[EmbeddedAws, FakeEngine]]:
         yield aws, engine
 
 
-def test_cutover_abort_cleans_up_and_fails_with_the_reason(fake_aws, one_table) -> None:  # noqa: ANN001
+def test_cutover_abort_cleans_up_and_fails_with_the_reason(fake_aws, one_table) -> None:
     aws, _ = fake_aws
     source, target = one_table
     arn = start(
@@ -183,7 +183,7 @@ def test_cutover_abort_cleans_up_and_fails_with_the_reason(fake_aws, one_table) 
     assert dms_leftovers(aws, "abort") == []
 
 
-def test_cutover_timeout_cleans_up_and_says_so(fake_aws, one_table) -> None:  # noqa: ANN001
+def test_cutover_timeout_cleans_up_and_says_so(fake_aws, one_table) -> None:
     aws, _ = fake_aws
     source, target = one_table
     spec = spec_for(
@@ -200,7 +200,7 @@ def test_cutover_timeout_cleans_up_and_says_so(fake_aws, one_table) -> None:  # 
     assert dms_leftovers(aws, "timeout") == []
 
 
-def test_decision_is_refused_when_not_waiting(fake_aws, one_table) -> None:  # noqa: ANN001
+def test_decision_is_refused_when_not_waiting(fake_aws, one_table) -> None:
     from pg2rds_cli.cutover import NotWaitingForCutover
 
     aws, _ = fake_aws
@@ -211,7 +211,7 @@ def test_decision_is_refused_when_not_waiting(fake_aws, one_table) -> None:  # n
         send_decision(aws.client("stepfunctions"), view.arn)
 
 
-def test_long_migration_continues_in_a_new_execution(fake_aws, one_table, monkeypatch) -> None:  # noqa: ANN001
+def test_long_migration_continues_in_a_new_execution(fake_aws, one_table, monkeypatch) -> None:
     aws, engine = fake_aws
     source, target = one_table
     monkeypatch.setattr(phases, "POLLS_PER_EXECUTION", 3)
@@ -248,7 +248,7 @@ def test_long_migration_continues_in_a_new_execution(fake_aws, one_table, monkey
     assert dms_leftovers(aws, "long") == []
 
 
-def test_cli_cutover_command_sends_the_decision(fake_aws, one_table) -> None:  # noqa: ANN001
+def test_cli_cutover_command_sends_the_decision(fake_aws, one_table) -> None:
     from pg2rds_cli import main as cli
 
     aws, _ = fake_aws
@@ -262,7 +262,7 @@ def test_cli_cutover_command_sends_the_decision(fake_aws, one_table) -> None:  #
     assert cli.main(["cutover", arn]) == 1  # nothing to decide any more
 
 
-def test_local_run_asks_for_the_decision_and_sends_it(one_table) -> None:  # noqa: ANN001
+def test_local_run_asks_for_the_decision_and_sends_it(one_table) -> None:
     from pg2rds_emulator.local_run import run_local
 
     source, target = one_table

@@ -61,7 +61,7 @@ def databases(source_db: Database, target_db: Database) -> tuple[Database, Datab
     return source_db, target_db
 
 
-def test_full_load_succeeds_and_leaves_nothing_behind(embedded, databases) -> None:  # noqa: ANN001
+def test_full_load_succeeds_and_leaves_nothing_behind(embedded, databases) -> None:
     source, target = databases
     spec = spec_for(source, target, migration_id="happy")
     view = run(embedded, spec)
@@ -89,7 +89,7 @@ def test_full_load_succeeds_and_leaves_nothing_behind(embedded, databases) -> No
     assert slots(source) == []
 
 
-def test_no_password_in_input_output_or_history(embedded, databases) -> None:  # noqa: ANN001
+def test_no_password_in_input_output_or_history(embedded, databases) -> None:
     source, target = databases
     view = run(embedded, spec_for(source, target))
     assert view.status == "SUCCEEDED", view.cause
@@ -97,7 +97,7 @@ def test_no_password_in_input_output_or_history(embedded, databases) -> None:  #
     assert source.cluster.password not in json.dumps(view.output)
 
 
-def test_invalid_spec_fails_at_once_naming_the_field(embedded, databases) -> None:  # noqa: ANN001
+def test_invalid_spec_fails_at_once_naming_the_field(embedded, databases) -> None:
     source, target = databases
     spec = spec_for(source, target, migration_id="Not Valid!")
     spec["source"]["port"] = "five"
@@ -122,7 +122,7 @@ def assert_failed_and_clean(
     assert dms_leftovers(aws, migration_id) == []
 
 
-def test_source_not_ready_names_the_setting_and_fix(embedded, replica_source_db, target_db) -> None:  # noqa: ANN001
+def test_source_not_ready_names_the_setting_and_fix(embedded, replica_source_db, target_db) -> None:
     replica_source_db.execute(TABLE)
     target_db.execute(TABLE)
     spec = spec_for(replica_source_db, target_db, migration_id="notready", migration_type="full-load-and-cdc")
@@ -131,14 +131,14 @@ def test_source_not_ready_names_the_setting_and_fix(embedded, replica_source_db,
     assert "wal_level" in view.cause and "logical" in view.cause and "Fix:" in view.cause
 
 
-def test_missing_target_table_fails_in_prep_target(embedded, source_db, target_db) -> None:  # noqa: ANN001
+def test_missing_target_table_fails_in_prep_target(embedded, source_db, target_db) -> None:
     source_db.execute(TABLE)
     view = run(embedded, spec_for(source_db, target_db, migration_id="notarget"))
     assert_failed_and_clean(embedded, view, "TargetNotReady", "Prepare target", "notarget")
     assert "Order Items" in view.cause
 
 
-def test_foreign_instance_with_our_name_is_refused_and_kept(embedded, databases) -> None:  # noqa: ANN001
+def test_foreign_instance_with_our_name_is_refused_and_kept(embedded, databases) -> None:
     source, target = databases
     names = ResourceNames("conflict")
     dms = embedded.client("dms")
@@ -152,7 +152,7 @@ def test_foreign_instance_with_our_name_is_refused_and_kept(embedded, databases)
     assert [i["ReplicationInstanceIdentifier"] for i in instances] == [names.instance]
 
 
-def test_foreign_endpoint_with_our_name_is_refused_and_kept(embedded, databases) -> None:  # noqa: ANN001
+def test_foreign_endpoint_with_our_name_is_refused_and_kept(embedded, databases) -> None:
     source, target = databases
     names = ResourceNames("epconflict")
     dms = embedded.client("dms")
@@ -174,7 +174,7 @@ def test_foreign_endpoint_with_our_name_is_refused_and_kept(embedded, databases)
     assert dms.describe_replication_instances().get("ReplicationInstances", []) == []
 
 
-def test_connection_failure_surfaces_dms_message(embedded, engine, databases) -> None:  # noqa: ANN001
+def test_connection_failure_surfaces_dms_message(embedded, engine, databases) -> None:
     source, target = databases
     engine.fail_connection("target", 'FATAL:  password authentication failed for user "app"')
     view = run(embedded, spec_for(source, target, migration_id="badconn"))
@@ -183,7 +183,7 @@ def test_connection_failure_surfaces_dms_message(embedded, engine, databases) ->
     assert "target" in view.cause
 
 
-def test_foreign_task_with_our_name_is_refused(embedded, databases) -> None:  # noqa: ANN001
+def test_foreign_task_with_our_name_is_refused(embedded, databases) -> None:
     source, target = databases
     names = ResourceNames("taskconflict")
     dms = embedded.client("dms")
@@ -204,7 +204,7 @@ def test_foreign_task_with_our_name_is_refused(embedded, databases) -> None:  # 
     assert dms.describe_endpoints().get("Endpoints", []) == []
 
 
-def test_task_failure_surfaces_last_failure_message(embedded, engine, databases) -> None:  # noqa: ANN001
+def test_task_failure_surfaces_last_failure_message(embedded, engine, databases) -> None:
     source, target = databases
     engine.fail_task('Failed to load table "public"."Order Items": duplicate key value')
     view = run(embedded, spec_for(source, target, migration_id="badtask"))
@@ -212,7 +212,7 @@ def test_task_failure_surfaces_last_failure_message(embedded, engine, databases)
     assert "duplicate key value" in view.cause
 
 
-def test_verification_failure_names_the_table(embedded, databases) -> None:  # noqa: ANN001
+def test_verification_failure_names_the_table(embedded, databases) -> None:
     source, target = databases
     source.execute("""INSERT INTO "Order Items" VALUES (1, 'XL')""")  # the fake engine copies nothing
     view = run(embedded, spec_for(source, target, migration_id="differs"))
@@ -220,7 +220,7 @@ def test_verification_failure_names_the_table(embedded, databases) -> None:  # n
     assert "public.Order Items (1 rows on the source, 0 on the target)" in view.cause
 
 
-def test_cleanup_drops_our_slot_after_failure_and_keeps_others(embedded, engine, databases) -> None:  # noqa: ANN001
+def test_cleanup_drops_our_slot_after_failure_and_keeps_others(embedded, engine, databases) -> None:
     source, target = databases
     names = ResourceNames("slots")
     source.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (names.slot,))

@@ -16,7 +16,7 @@ ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
 REPORT = TargetReport(server_version="16", server_version_num=160000)
 
 
-def migrate(dms, data: dict) -> MigrationState:  # noqa: ANN001
+def migrate(dms, data: dict) -> MigrationState:
     """Create and start everything a migration owns, as the state machine's phases would."""
     spec = parse_spec(data)
     instance = ensure_instance(dms, spec, ensure_instance(dms, spec, None))
@@ -26,7 +26,7 @@ def migrate(dms, data: dict) -> MigrationState:  # noqa: ANN001
     return MigrationState(spec=spec, instance=instance, endpoints=endpoints, task=task)
 
 
-def run_cleanup(dms, state: MigrationState, max_passes: int = 10) -> list[CleanupState]:  # noqa: ANN001
+def run_cleanup(dms, state: MigrationState, max_passes: int = 10) -> list[CleanupState]:
     passes: list[CleanupState] = []
     for _ in range(max_passes):
         result = cleanup(dms, state)
@@ -37,7 +37,7 @@ def run_cleanup(dms, state: MigrationState, max_passes: int = 10) -> list[Cleanu
     raise AssertionError(f"cleanup not done after {max_passes} passes: {passes[-1]}")
 
 
-def identifiers(dms) -> dict[str, set[str]]:  # noqa: ANN001
+def identifiers(dms) -> dict[str, set[str]]:
     return {
         "instances": {
             i["ReplicationInstanceIdentifier"]
@@ -50,7 +50,7 @@ def identifiers(dms) -> dict[str, set[str]]:  # noqa: ANN001
     }
 
 
-def slots(db) -> set[str]:  # noqa: ANN001
+def slots(db) -> set[str]:
     return {
         row[0]
         for row in db.execute(
@@ -59,7 +59,7 @@ def slots(db) -> set[str]:  # noqa: ANN001
     }
 
 
-def test_removes_ours_and_leaves_another_migrations_resources_and_slot(dms, source_db, target_db) -> None:  # noqa: ANN001
+def test_removes_ours_and_leaves_another_migrations_resources_and_slot(dms, source_db, target_db) -> None:
     ours = migrate(dms, spec_for(source_db, target_db, "orders", migration_type="full-load-and-cdc"))
     migrate(dms, spec_for(source_db, target_db, "billing", migration_type="full-load-and-cdc"))
     names = ResourceNames("orders")
@@ -96,7 +96,7 @@ def test_removes_ours_and_leaves_another_migrations_resources_and_slot(dms, sour
     assert slots(source_db) == {"pg2rds_billing"}
 
 
-def test_never_deletes_a_reused_instance_or_untagged_same_named_resources(dms, source_db, target_db) -> None:  # noqa: ANN001
+def test_never_deletes_a_reused_instance_or_untagged_same_named_resources(dms, source_db, target_db) -> None:
     shared = dms.create_replication_instance(
         ReplicationInstanceIdentifier="shared-dms", ReplicationInstanceClass="dms.t3.large"
     )["ReplicationInstance"]["ReplicationInstanceArn"]
@@ -118,7 +118,7 @@ def test_never_deletes_a_reused_instance_or_untagged_same_named_resources(dms, s
     assert [e["EndpointArn"] for e in dms.describe_endpoints()["Endpoints"]] == [foreign]
 
 
-def test_failure_carries_the_lambda_error_message(dms, source_db, target_db) -> None:  # noqa: ANN001
+def test_failure_carries_the_lambda_error_message(dms, source_db, target_db) -> None:
     state = MigrationState(
         spec=parse_spec(spec_for(source_db, target_db, "orders")),
         error={
@@ -140,7 +140,7 @@ def test_failure_carries_the_lambda_error_message(dms, source_db, target_db) -> 
     assert result.failure.cause == "DMS could not connect to the target endpoint pg2rds-orders-target"
 
 
-def test_a_plain_cause_is_kept_as_is(dms, source_db, target_db) -> None:  # noqa: ANN001
+def test_a_plain_cause_is_kept_as_is(dms, source_db, target_db) -> None:
     state = MigrationState(
         spec=parse_spec(spec_for(source_db, target_db, "orders")),
         error={"Error": "States.Timeout", "Cause": "Task timed out after 900.00 seconds"},
@@ -153,7 +153,7 @@ def test_a_plain_cause_is_kept_as_is(dms, source_db, target_db) -> None:  # noqa
     )
 
 
-def test_an_unreachable_source_is_reported_not_fatal(dms) -> None:  # noqa: ANN001
+def test_an_unreachable_source_is_reported_not_fatal(dms) -> None:
     spec = parse_spec(
         {
             "migration_id": "orders",

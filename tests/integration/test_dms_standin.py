@@ -24,8 +24,6 @@ from pg2rds_emulator.standin_copy import copy_in_statement, copy_out_statement, 
 REPLICA_SCRIPT = "SET session_replication_role = replica;"
 
 
-
-
 @pytest.fixture
 def engine() -> Iterator[StandInEngine]:
     engine = StandInEngine()
@@ -34,7 +32,7 @@ def engine() -> Iterator[StandInEngine]:
     assert _standin_threads() == []  # nothing keeps running once tasks are stopped
 
 
-def endpoint(db, kind: str, password: str | None = None, **settings) -> EndpointInfo:  # noqa: ANN001, ANN003
+def endpoint(db, kind: str, password: str | None = None, **settings) -> EndpointInfo:
     return EndpointInfo(
         arn=f"arn:aws:dms:us-east-1:123456789012:endpoint:{kind}-{uuid.uuid4().hex[:8]}",
         identifier=f"{kind}-{db.name}",
@@ -49,8 +47,8 @@ def endpoint(db, kind: str, password: str | None = None, **settings) -> Endpoint
 
 
 def make_task(
-    source_db,  # noqa: ANN001
-    target_db,  # noqa: ANN001
+    source_db,
+    target_db,
     migration_type: str = "full-load",
     prep_mode: str = "DO_NOTHING",
     subtasks: int = 8,
@@ -103,7 +101,7 @@ def table_ident(schema: str, table: str) -> sql.Identifier:
     return sql.Identifier(schema, table)
 
 
-def fingerprint(db, schema: str, table: str) -> tuple[int, str]:  # noqa: ANN001
+def fingerprint(db, schema: str, table: str) -> tuple[int, str]:
     """Row count and an md5 over every row's text, ordered: equal on both sides means equal data."""
     query = sql.SQL(
         "SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ONLY {} t"
@@ -112,7 +110,7 @@ def fingerprint(db, schema: str, table: str) -> tuple[int, str]:  # noqa: ANN001
     return count, digest
 
 
-def user_tables(db) -> list[tuple[str, str]]:  # noqa: ANN001
+def user_tables(db) -> list[tuple[str, str]]:
     return db.execute(
         "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
@@ -123,20 +121,20 @@ def user_tables(db) -> list[tuple[str, str]]:  # noqa: ANN001
 # -- test_connection ----------------------------------------------------------------------------------------
 
 
-def test_connection_succeeds(engine: StandInEngine, source_db) -> None:  # noqa: ANN001
+def test_connection_succeeds(engine: StandInEngine, source_db) -> None:
     assert engine.test_connection(endpoint(source_db, "source")) == ("successful", "")
 
 
 def test_connection_reports_the_servers_message_without_the_password(
     engine: StandInEngine, source_db
-) -> None:  # noqa: ANN001
+) -> None:
     status, message = engine.test_connection(endpoint(source_db, "source", password="wrong-Secret-42"))
     assert status == "failed"
     assert message == f'FATAL: password authentication failed for user "{SUPERUSER}"'
     assert "wrong-Secret-42" not in message
 
 
-def test_connection_to_a_closed_port_fails(engine: StandInEngine, source_db) -> None:  # noqa: ANN001
+def test_connection_to_a_closed_port_fails(engine: StandInEngine, source_db) -> None:
     info = endpoint(source_db, "source")
     closed = EndpointInfo(**{**info.__dict__, "port": 1})
     status, message = engine.test_connection(closed)
@@ -188,13 +186,13 @@ AWKWARD_TABLES = [
 ]
 
 
-def _awkward(source_db, target_db) -> None:  # noqa: ANN001
+def _awkward(source_db, target_db) -> None:
     source_db.execute(AWKWARD_DDL)
     source_db.execute(AWKWARD_DATA)
     target_db.execute(AWKWARD_DDL)
 
 
-def test_full_load_copies_awkward_tables_exactly(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+def test_full_load_copies_awkward_tables_exactly(engine: StandInEngine, source_db, target_db) -> None:
     _awkward(source_db, target_db)
     # one subtask: a_child (alphabetically first) loads before its parent; only the script makes it pass
     task = make_task(source_db, target_db, subtasks=1)
@@ -226,8 +224,8 @@ def test_full_load_copies_awkward_tables_exactly(engine: StandInEngine, source_d
 
 def test_full_load_without_the_after_connect_script_fails_naming_the_table(
     engine: StandInEngine,
-    source_db,  # noqa: ANN001
-    target_db,  # noqa: ANN001
+    source_db,
+    target_db,
 ) -> None:
     _awkward(source_db, target_db)
     task = make_task(source_db, target_db, subtasks=1, script=None)
@@ -243,7 +241,7 @@ def test_full_load_without_the_after_connect_script_fails_naming_the_table(
     assert target_db.execute("SELECT count(*) FROM public.a_child") == [(0,)]  # its transaction rolled back
 
 
-def test_table_mappings_select_what_is_copied(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+def test_table_mappings_select_what_is_copied(engine: StandInEngine, source_db, target_db) -> None:
     _awkward(source_db, target_db)
     task = make_task(
         source_db,
@@ -261,11 +259,11 @@ def test_table_mappings_select_what_is_copied(engine: StandInEngine, source_db, 
     )
 
 
-def _load_pagila(db, with_data: bool) -> None:  # noqa: ANN001
+def _load_pagila(db, with_data: bool) -> None:
     load_pagila(db.cluster, db.name, with_data=with_data)  # the sample shipped in data/pagila
 
 
-def test_pagila_full_load(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+def test_pagila_full_load(engine: StandInEngine, source_db, target_db) -> None:
     _load_pagila(source_db, with_data=True)
     _load_pagila(target_db, with_data=False)
     task = make_task(source_db, target_db)
@@ -287,7 +285,7 @@ def test_pagila_full_load(engine: StandInEngine, source_db, target_db) -> None: 
 
 def test_drop_and_create_builds_tables_on_an_empty_target(
     engine: StandInEngine, source_db, target_db
-) -> None:  # noqa: ANN001
+) -> None:
     source_db.execute(
         "CREATE SCHEMA sales;"
         "CREATE TABLE sales.orders (id bigint PRIMARY KEY, note varchar(20) NOT NULL DEFAULT 'x',"
@@ -321,8 +319,8 @@ def test_drop_and_create_builds_tables_on_an_empty_target(
 
 def test_drop_and_create_fails_a_table_whose_type_is_missing_on_the_target(
     engine: StandInEngine,
-    source_db,  # noqa: ANN001
-    target_db,  # noqa: ANN001
+    source_db,
+    target_db,
 ) -> None:
     source_db.execute(
         "CREATE TYPE mood AS ENUM ('sad', 'happy');"
@@ -337,7 +335,7 @@ def test_drop_and_create_fails_a_table_whose_type_is_missing_on_the_target(
     assert 'type "public.mood" does not exist' in runtime.last_failure_message
 
 
-def test_truncate_before_load_empties_the_target_first(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+def test_truncate_before_load_empties_the_target_first(engine: StandInEngine, source_db, target_db) -> None:
     ddl = "CREATE TABLE public.items (id int PRIMARY KEY, name text)"
     source_db.execute(ddl + "; INSERT INTO public.items SELECT g, 'src' || g FROM generate_series(1, 100) g")
     target_db.execute(ddl + "; INSERT INTO public.items SELECT g, 'old' || g FROM generate_series(50, 500) g")
@@ -351,7 +349,7 @@ def test_truncate_before_load_empties_the_target_first(engine: StandInEngine, so
 
 def test_do_nothing_onto_existing_rows_fails_on_duplicate_keys(
     engine: StandInEngine, source_db, target_db
-) -> None:  # noqa: ANN001
+) -> None:
     ddl = "CREATE TABLE public.items (id int PRIMARY KEY, name text)"
     source_db.execute(ddl + "; INSERT INTO public.items VALUES (1, 'a')")
     target_db.execute(ddl + "; INSERT INTO public.items VALUES (1, 'z')")
@@ -374,7 +372,7 @@ CREATE TABLE public."Mixed Case" ("Key" text PRIMARY KEY, n int);
 CDC_TABLES = [("public", "Mixed Case"), ("public", "accounts"), ("public", "events")]
 
 
-def _cdc_setup(source_db, target_db, rows: int = 20000) -> None:  # noqa: ANN001
+def _cdc_setup(source_db, target_db, rows: int = 20000) -> None:
     source_db.execute(CDC_DDL)
     target_db.execute(CDC_DDL)
     source_db.execute(
@@ -385,18 +383,18 @@ def _cdc_setup(source_db, target_db, rows: int = 20000) -> None:  # noqa: ANN001
     source_db.execute("INSERT INTO public.events SELECT now(), 'boot ' || g FROM generate_series(1, 100) g")
 
 
-def _same_everywhere(source_db, target_db) -> bool:  # noqa: ANN001
+def _same_everywhere(source_db, target_db) -> bool:
     return all(fingerprint(source_db, s, t) == fingerprint(target_db, s, t) for s, t in CDC_TABLES)
 
 
-def _slots(db) -> list[str]:  # noqa: ANN001
+def _slots(db) -> list[str]:
     return [
         row[0]
         for row in db.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (db.name,))
     ]
 
 
-def test_full_load_and_cdc_keeps_the_target_in_step(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+def test_full_load_and_cdc_keeps_the_target_in_step(engine: StandInEngine, source_db, target_db) -> None:
     _cdc_setup(source_db, target_db)
     task = make_task(source_db, target_db, migration_type="full-load-and-cdc")
     slot = task.source.postgres_settings["SlotName"]
@@ -463,7 +461,7 @@ def test_full_load_and_cdc_keeps_the_target_in_step(engine: StandInEngine, sourc
     source_db.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
 
 
-def test_stop_task_stops_applying(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+def test_stop_task_stops_applying(engine: StandInEngine, source_db, target_db) -> None:
     _cdc_setup(source_db, target_db, rows=100)
     task = make_task(source_db, target_db, migration_type="full-load-and-cdc")
     engine.start_task(task)
@@ -492,7 +490,7 @@ def test_stop_task_stops_applying(engine: StandInEngine, source_db, target_db) -
     source_db.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
 
 
-def test_cdc_only_streams_changes_made_after_the_start(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+def test_cdc_only_streams_changes_made_after_the_start(engine: StandInEngine, source_db, target_db) -> None:
     _cdc_setup(source_db, target_db, rows=10)
     task = make_task(source_db, target_db, migration_type="cdc")
     engine.start_task(task)
@@ -523,7 +521,7 @@ def test_cdc_only_streams_changes_made_after_the_start(engine: StandInEngine, so
 
 def test_a_failing_cdc_apply_fails_the_task_naming_the_table(
     engine: StandInEngine, source_db, target_db
-) -> None:  # noqa: ANN001
+) -> None:
     _cdc_setup(source_db, target_db, rows=10)
     task = make_task(source_db, target_db, migration_type="full-load-and-cdc")
     engine.start_task(task)
@@ -543,7 +541,7 @@ BIG_ROWS = 500_000
 BIG_DDL = "CREATE TABLE public.big (id int PRIMARY KEY, pad text)"
 
 
-def _big(source_db, target_db) -> None:  # noqa: ANN001
+def _big(source_db, target_db) -> None:
     """About 110 MB of rows: far more than the copy may hold in memory."""
     source_db.execute(
         BIG_DDL + "; INSERT INTO public.big SELECT g, repeat(md5(g::text), 6) FROM generate_series(1, %s) g",
@@ -556,7 +554,7 @@ def _standin_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("standin")]
 
 
-def test_a_big_table_streams_in_bounded_memory(engine: StandInEngine, source_db, target_db) -> None:  # noqa: ANN001
+def test_a_big_table_streams_in_bounded_memory(engine: StandInEngine, source_db, target_db) -> None:
     _big(source_db, target_db)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     task = make_task(source_db, target_db)
@@ -573,7 +571,7 @@ def test_a_big_table_streams_in_bounded_memory(engine: StandInEngine, source_db,
 
 def test_stop_during_the_full_load_cancels_and_rolls_back(
     engine: StandInEngine, source_db, target_db
-) -> None:  # noqa: ANN001
+) -> None:
     _big(source_db, target_db)
     task = make_task(source_db, target_db)
     engine.start_task(task)
@@ -592,7 +590,7 @@ def test_stop_during_the_full_load_cancels_and_rolls_back(
     ) == [(0,)]
 
 
-def test_a_source_failure_mid_stream_is_raised_after_the_copy(source_db, target_db) -> None:  # noqa: ANN001
+def test_a_source_failure_mid_stream_is_raised_after_the_copy(source_db, target_db) -> None:
     target_db.execute("CREATE TABLE public.t (a int, b int)")
     src, tgt = source_db.connect(), target_db.connect()
     tgt.autocommit = False
@@ -611,7 +609,7 @@ def test_a_source_failure_mid_stream_is_raised_after_the_copy(source_db, target_
     assert target_db.execute("SELECT count(*) FROM public.t") == [(0,)]
 
 
-def test_text_format_copy_for_servers_of_different_major_versions(source_db, target_db) -> None:  # noqa: ANN001
+def test_text_format_copy_for_servers_of_different_major_versions(source_db, target_db) -> None:
     """Binary COPY needs one major version on both sides; the text path must be exact too."""
     _awkward(source_db, target_db)
     src, tgt = source_db.connect(), target_db.connect()

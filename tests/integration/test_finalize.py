@@ -19,13 +19,13 @@ SCHEMA = (
 )
 
 
-def _load(db, rows: int = 3) -> None:  # noqa: ANN001
+def _load(db, rows: int = 3) -> None:
     db.execute(SCHEMA)
     db.execute(f"INSERT INTO {KUNDEN}(name) SELECT 'k' || g FROM generate_series(1, {rows}) g")
     db.execute(f"INSERT INTO {ORDERS}(kunde, note) SELECT id, 'n' FROM {KUNDEN}")
 
 
-def _copy_rows(source, target) -> None:  # noqa: ANN001
+def _copy_rows(source, target) -> None:
     """A load as DMS does it: rows copied with explicit ids, sequences untouched."""
     target.execute(SCHEMA)
     for table in (KUNDEN, ORDERS):
@@ -35,7 +35,7 @@ def _copy_rows(source, target) -> None:  # noqa: ANN001
             target.execute(f"INSERT INTO {table} VALUES ({placeholders})", row)
 
 
-def test_sequences_are_set_from_the_source(source_db, target_db) -> None:  # noqa: ANN001
+def test_sequences_are_set_from_the_source(source_db, target_db) -> None:
     _load(source_db, rows=7)
     _copy_rows(source_db, target_db)
     assert target_db.execute(f'SELECT last_value FROM {SHOP}."Kunden Größe_id_seq"')[0][0] == 1
@@ -46,7 +46,7 @@ def test_sequences_are_set_from_the_source(source_db, target_db) -> None:  # noq
     assert next_id == 8
 
 
-def test_foreign_key_violations_are_named(target_db) -> None:  # noqa: ANN001
+def test_foreign_key_violations_are_named(target_db) -> None:
     _load(target_db)
     tables = [TableName('Shop "EU"', "Kunden Größe"), TableName('Shop "EU"', "orders")]
     with target_db.connect() as conn:
@@ -60,7 +60,7 @@ def test_foreign_key_violations_are_named(target_db) -> None:  # noqa: ANN001
     assert 'Shop "EU".orders: 1 rows without a parent in Shop "EU".Kunden Größe' in violations[0]
 
 
-def test_verification_passes_on_equal_sides_and_names_a_changed_table(aws, source_db, target_db) -> None:  # noqa: ANN001
+def test_verification_passes_on_equal_sides_and_names_a_changed_table(aws, source_db, target_db) -> None:
     _load(source_db)
     _copy_rows(source_db, target_db)
     state = parse_state({"spec": spec_for(source_db, target_db)})
@@ -74,7 +74,7 @@ def test_verification_passes_on_equal_sides_and_names_a_changed_table(aws, sourc
     assert "Kunden" not in str(failure.value).split("tables differ:")[1].split("|")[0]
 
 
-def test_counts_only_verification_sees_a_missing_row(aws, source_db, target_db) -> None:  # noqa: ANN001
+def test_counts_only_verification_sees_a_missing_row(aws, source_db, target_db) -> None:
     _load(source_db)
     _copy_rows(source_db, target_db)
     target_db.execute(f"DELETE FROM {ORDERS} WHERE id = 3")

@@ -17,7 +17,7 @@ PG_ERROR = 'FATAL:  password authentication failed for user "app_writer"'
 
 
 @pytest.fixture
-def setup(dms):  # noqa: ANN001, ANN201
+def setup(dms):
     spec = parse_spec(
         {
             "migration_id": "orders",
@@ -43,7 +43,7 @@ def setup(dms):  # noqa: ANN001, ANN201
     return spec, instance, endpoints
 
 
-def test_first_call_starts_both_tests_then_both_succeed(dms, engine, setup) -> None:  # noqa: ANN001
+def test_first_call_starts_both_tests_then_both_succeed(dms, engine, setup) -> None:
     spec, instance, endpoints = setup
     first = run_connection_tests(dms, spec, instance, endpoints, None)
     assert (first.ready, first.source_status, first.target_status) == (False, "testing", "testing")
@@ -64,7 +64,7 @@ def test_first_call_starts_both_tests_then_both_succeed(dms, engine, setup) -> N
     assert sorted(c["Status"] for c in connections) == ["successful", "successful"]
 
 
-def test_a_failed_test_names_the_side_endpoint_and_dms_message(dms, engine, setup) -> None:  # noqa: ANN001
+def test_a_failed_test_names_the_side_endpoint_and_dms_message(dms, engine, setup) -> None:
     spec, instance, endpoints = setup
     engine.fail_connection("target", PG_ERROR)
     state = run_connection_tests(dms, spec, instance, endpoints, None)
@@ -77,7 +77,7 @@ def test_a_failed_test_names_the_side_endpoint_and_dms_message(dms, engine, setu
     assert "source endpoint" not in message
 
 
-def test_times_out_while_dms_keeps_testing(dms, setup) -> None:  # noqa: ANN001
+def test_times_out_while_dms_keeps_testing(dms, setup) -> None:
     spec, instance, endpoints = setup
     first = run_connection_tests(dms, spec, instance, endpoints, None)
     long_ago = (datetime.now(UTC) - timedelta(minutes=4)).isoformat(timespec="seconds")

@@ -18,13 +18,13 @@ SCRIPT = "SET session_replication_role = replica"
 
 
 @pytest.fixture
-def dms(aws):  # noqa: ANN001, ANN201
+def dms(aws):
     moto_dms.install(moto_dms.FakeEngine())
     return boto3.client("dms", region_name=REGION)
 
 
 @pytest.fixture
-def sent(dms) -> list[dict]:  # noqa: ANN001
+def sent(dms) -> list[dict]:
     """Every CreateEndpoint request as botocore sent it."""
     calls: list[dict] = []
     dms.meta.events.register(
@@ -34,7 +34,7 @@ def sent(dms) -> list[dict]:  # noqa: ANN001
     return calls
 
 
-def make_spec(migration_type: str = "full-load-and-cdc", migration_id: str = "orders"):  # noqa: ANN201
+def make_spec(migration_type: str = "full-load-and-cdc", migration_id: str = "orders"):
     return parse_spec(
         {
             "migration_id": migration_id,
@@ -60,11 +60,11 @@ def report(script: str = SCRIPT) -> TargetReport:
     return TargetReport(server_version="16.3", server_version_num=160003, after_connect_script=script)
 
 
-def endpoints_by_type(dms) -> dict[str, dict]:  # noqa: ANN001
+def endpoints_by_type(dms) -> dict[str, dict]:
     return {e["EndpointType"].lower(): e for e in dms.describe_endpoints()["Endpoints"]}
 
 
-def test_creates_both_endpoints_with_secrets_and_no_password(dms, sent) -> None:  # noqa: ANN001
+def test_creates_both_endpoints_with_secrets_and_no_password(dms, sent) -> None:
     spec = make_spec()
     state = ensure_endpoints(dms, spec, report(), ROLE)
 
@@ -103,7 +103,7 @@ def test_creates_both_endpoints_with_secrets_and_no_password(dms, sent) -> None:
         assert {t["Key"]: t["Value"] for t in tags} == {OWNER_TAG: "orders", "cost-center": "42"}
 
 
-def test_full_load_source_has_no_heartbeat_and_empty_script_is_omitted(dms) -> None:  # noqa: ANN001
+def test_full_load_source_has_no_heartbeat_and_empty_script_is_omitted(dms) -> None:
     ensure_endpoints(dms, make_spec("full-load"), report(script=""), ROLE)
     found = endpoints_by_type(dms)
     assert "HeartbeatEnable" not in found["source"]["PostgreSQLSettings"]
@@ -111,7 +111,7 @@ def test_full_load_source_has_no_heartbeat_and_empty_script_is_omitted(dms) -> N
     assert "AfterConnectScript" not in found["target"]["PostgreSQLSettings"]
 
 
-def test_second_call_reuses_the_endpoints(dms, sent) -> None:  # noqa: ANN001
+def test_second_call_reuses_the_endpoints(dms, sent) -> None:
     spec = make_spec()
     first = ensure_endpoints(dms, spec, report(), ROLE)
     second = ensure_endpoints(dms, spec, report(), ROLE)
@@ -120,7 +120,7 @@ def test_second_call_reuses_the_endpoints(dms, sent) -> None:  # noqa: ANN001
     assert len(sent) == 2  # nothing was created the second time
 
 
-def test_another_migrations_endpoints_are_left_alone(dms) -> None:  # noqa: ANN001
+def test_another_migrations_endpoints_are_left_alone(dms) -> None:
     ensure_endpoints(dms, make_spec(migration_id="orders"), report(), ROLE)
     ensure_endpoints(dms, make_spec(migration_id="billing"), report(), ROLE)
     identifiers = sorted(e["EndpointIdentifier"] for e in dms.describe_endpoints()["Endpoints"])
@@ -129,7 +129,7 @@ def test_another_migrations_endpoints_are_left_alone(dms) -> None:  # noqa: ANN0
     ]  # fmt: skip
 
 
-def test_refuses_a_same_named_endpoint_without_our_tag(dms) -> None:  # noqa: ANN001
+def test_refuses_a_same_named_endpoint_without_our_tag(dms) -> None:
     foreign = dms.create_endpoint(
         EndpointIdentifier=ResourceNames("orders").source_endpoint,
         EndpointType="source",

@@ -19,12 +19,12 @@ ACCOUNT = "123456789012"
 
 
 @pytest.fixture
-def dms(aws):  # noqa: ANN001, ANN201
+def dms(aws):
     moto_dms.install(moto_dms.FakeEngine())
     return boto3.client("dms", region_name=REGION)
 
 
-def make_spec(migration_id: str = "orders", **overrides):  # noqa: ANN003, ANN201
+def make_spec(migration_id: str = "orders", **overrides):
     data = {
         "migration_id": migration_id,
         "source": {"host": "src.example", "database": "app", "secret_arn": make_secret("u", "p")},
@@ -36,11 +36,11 @@ def make_spec(migration_id: str = "orders", **overrides):  # noqa: ANN003, ANN20
     return parse_spec(data)
 
 
-def instances(dms) -> list[dict]:  # noqa: ANN001
+def instances(dms) -> list[dict]:
     return dms.describe_replication_instances()["ReplicationInstances"]
 
 
-def test_creates_the_instance_with_the_spec_settings_and_tags(dms) -> None:  # noqa: ANN001
+def test_creates_the_instance_with_the_spec_settings_and_tags(dms) -> None:
     spec = make_spec(
         instance={
             "instance_class": "dms.r5.large",
@@ -67,7 +67,7 @@ def test_creates_the_instance_with_the_spec_settings_and_tags(dms) -> None:  # n
     assert state.owned is True
 
 
-def test_waits_until_available_then_is_ready_without_creating_twice(dms) -> None:  # noqa: ANN001
+def test_waits_until_available_then_is_ready_without_creating_twice(dms) -> None:
     spec = make_spec()
     first = ensure_instance(dms, spec, None)
     assert (first.ready, first.status, first.polls, first.wait_seconds) == (False, "creating", 1, 1)
@@ -82,7 +82,7 @@ def test_waits_until_available_then_is_ready_without_creating_twice(dms) -> None
     assert len(instances(dms)) == 1
 
 
-def test_wait_grows_geometrically_to_the_cap(dms) -> None:  # noqa: ANN001
+def test_wait_grows_geometrically_to_the_cap(dms) -> None:
     state_manager.set_transition("dms::replicationinstance", {"progression": "manual", "times": 1000})
     try:
         spec = make_spec()
@@ -96,7 +96,7 @@ def test_wait_grows_geometrically_to_the_cap(dms) -> None:  # noqa: ANN001
         state_manager.unset_transition("dms::replicationinstance")
 
 
-def test_times_out_when_the_instance_stays_unavailable(dms) -> None:  # noqa: ANN001
+def test_times_out_when_the_instance_stays_unavailable(dms) -> None:
     spec = make_spec(polling={"instance_timeout_minutes": 5})
     first = ensure_instance(dms, spec, None)
     long_ago = (datetime.now(UTC) - timedelta(minutes=6)).isoformat(timespec="seconds")
@@ -105,7 +105,7 @@ def test_times_out_when_the_instance_stays_unavailable(dms) -> None:  # noqa: AN
         ensure_instance(dms, spec, first.model_copy(update={"started_at": long_ago}))
 
 
-def test_a_failed_instance_raises_with_its_status_and_a_fix(dms) -> None:  # noqa: ANN001
+def test_a_failed_instance_raises_with_its_status_and_a_fix(dms) -> None:
     spec = make_spec()
     first = ensure_instance(dms, spec, None)
     dms_backends[ACCOUNT][REGION].replication_instances[first.arn].status = "incompatible-network"
@@ -113,7 +113,7 @@ def test_a_failed_instance_raises_with_its_status_and_a_fix(dms) -> None:  # noq
         ensure_instance(dms, spec, first)
 
 
-def test_an_existing_instance_is_described_not_created(dms) -> None:  # noqa: ANN001
+def test_an_existing_instance_is_described_not_created(dms) -> None:
     existing = dms.create_replication_instance(
         ReplicationInstanceIdentifier="shared-dms", ReplicationInstanceClass="dms.t3.large"
     )["ReplicationInstance"]
@@ -130,7 +130,7 @@ def test_an_existing_instance_is_described_not_created(dms) -> None:  # noqa: AN
     assert dms.list_tags_for_resource(ResourceArn=state.arn)["TagList"] == []
 
 
-def test_a_missing_existing_instance_is_a_clear_error(dms) -> None:  # noqa: ANN001
+def test_a_missing_existing_instance_is_a_clear_error(dms) -> None:
     spec = make_spec(instance={"existing_arn": f"arn:aws:dms:{REGION}:{ACCOUNT}:rep:gone"})
     with pytest.raises(ReplicationInstanceFailed, match="does not exist"):
         ensure_instance(dms, spec, None)
@@ -138,7 +138,7 @@ def test_a_missing_existing_instance_is_a_clear_error(dms) -> None:  # noqa: ANN
 
 
 @pytest.mark.parametrize("tags", [[], [{"Key": OWNER_TAG, "Value": "someone-else"}]])
-def test_refuses_a_same_named_instance_we_did_not_create(dms, tags) -> None:  # noqa: ANN001
+def test_refuses_a_same_named_instance_we_did_not_create(dms, tags) -> None:
     spec = make_spec()
     dms.create_replication_instance(
         ReplicationInstanceIdentifier=ResourceNames("orders").instance,
@@ -151,6 +151,6 @@ def test_refuses_a_same_named_instance_we_did_not_create(dms, tags) -> None:  # 
     assert instance["ReplicationInstanceClass"] == "dms.t3.micro"
 
 
-def test_state_round_trips_through_json(dms) -> None:  # noqa: ANN001
+def test_state_round_trips_through_json(dms) -> None:
     state = ensure_instance(dms, make_spec(), None)
     assert InstanceState.model_validate_json(state.model_dump_json()) == state

@@ -20,7 +20,7 @@ ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
 
 
 @pytest.fixture
-def engine(aws) -> moto_dms.FakeEngine:  # noqa: ANN001
+def engine(aws) -> moto_dms.FakeEngine:
     engine = moto_dms.FakeEngine(
         tables=[
             TableStats("sales", "orders", full_load_rows=1200),
@@ -32,11 +32,11 @@ def engine(aws) -> moto_dms.FakeEngine:  # noqa: ANN001
 
 
 @pytest.fixture
-def dms(engine):  # noqa: ANN001, ANN201
+def dms(engine):
     return boto3.client("dms", region_name=REGION)
 
 
-def started(dms, migration_type: str = "full-load", **overrides):  # noqa: ANN001, ANN003, ANN201
+def started(dms, migration_type: str = "full-load", **overrides):
     spec = parse_spec(
         {
             "migration_id": "orders",
@@ -57,7 +57,7 @@ def started(dms, migration_type: str = "full-load", **overrides):  # noqa: ANN00
     return spec, task
 
 
-def test_full_load_complete_with_table_statistics(dms) -> None:  # noqa: ANN001
+def test_full_load_complete_with_table_statistics(dms) -> None:
     spec, task = started(dms)
     progress = poll_task(dms, spec, task, None)
     assert (progress.outcome, progress.ready, progress.wait_seconds) == ("full-load-complete", True, 0)
@@ -70,7 +70,7 @@ def test_full_load_complete_with_table_statistics(dms) -> None:  # noqa: ANN001
     }
 
 
-def test_many_tables_are_summed_over_all_pages_but_kept_bounded(dms, engine) -> None:  # noqa: ANN001
+def test_many_tables_are_summed_over_all_pages_but_kept_bounded(dms, engine) -> None:
     engine.tables = [TableStats("public", f"t{i:03}", full_load_rows=i) for i in range(250)]
     spec, task = started(dms)
     progress = poll_task(dms, spec, task, None)
@@ -79,7 +79,7 @@ def test_many_tables_are_summed_over_all_pages_but_kept_bounded(dms, engine) -> 
     assert len(progress.model_dump_json()) < 40_000
 
 
-def test_running_task_waits_with_growing_intervals(dms, engine) -> None:  # noqa: ANN001
+def test_running_task_waits_with_growing_intervals(dms, engine) -> None:
     engine.set_latency(120)
     spec, task = started(dms, "full-load-and-cdc")
     first = poll_task(dms, spec, task, None)
@@ -91,7 +91,7 @@ def test_running_task_waits_with_growing_intervals(dms, engine) -> None:  # noqa
     assert third.cdc_latency_source_seconds == 120 and third.cdc_latency_target_seconds == 120
 
 
-def test_cdc_caught_up_reads_latency_from_cloudwatch(dms, engine) -> None:  # noqa: ANN001
+def test_cdc_caught_up_reads_latency_from_cloudwatch(dms, engine) -> None:
     engine.set_latency(3)
     spec, task = started(dms, "full-load-and-cdc", cdc={"max_latency_seconds": 5})
     progress = poll_task(dms, spec, task, None)
@@ -104,7 +104,7 @@ def test_cdc_caught_up_reads_latency_from_cloudwatch(dms, engine) -> None:  # no
     }
 
 
-def test_unknown_latency_counts_as_caught_up_once_loaded(dms, engine) -> None:  # noqa: ANN001
+def test_unknown_latency_counts_as_caught_up_once_loaded(dms, engine) -> None:
     engine.set_latency(None)
     spec, task = started(dms, "full-load-and-cdc")
     progress = poll_task(dms, spec, task, None)
@@ -112,7 +112,7 @@ def test_unknown_latency_counts_as_caught_up_once_loaded(dms, engine) -> None:  
     assert progress.cdc_latency_source_seconds is None
 
 
-def test_failed_task_raises_with_message_reason_and_errored_tables(dms, engine) -> None:  # noqa: ANN001
+def test_failed_task_raises_with_message_reason_and_errored_tables(dms, engine) -> None:
     spec, task = started(dms, "full-load-and-cdc")
     engine.fail_task(
         'ERROR: column "total" is of type numeric but expression is of type text', ["sales.orders"]
@@ -125,14 +125,14 @@ def test_failed_task_raises_with_message_reason_and_errored_tables(dms, engine) 
     assert "sales.orders" in message and "sales.customers" not in message
 
 
-def test_a_task_stopped_by_someone_else_is_a_failure(dms) -> None:  # noqa: ANN001
+def test_a_task_stopped_by_someone_else_is_a_failure(dms) -> None:
     spec, task = started(dms, "full-load-and-cdc")
     dms.stop_replication_task(ReplicationTaskArn=task.arn)
     with pytest.raises(TaskFailed, match="'stopped' \\(Stop Reason NORMAL\\)"):
         poll_task(dms, spec, task, None)
 
 
-def test_times_out_after_task_timeout_hours(dms, engine) -> None:  # noqa: ANN001
+def test_times_out_after_task_timeout_hours(dms, engine) -> None:
     engine.set_latency(600)
     spec, task = started(dms, "full-load-and-cdc", polling={"task_timeout_hours": 1})
     first = poll_task(dms, spec, task, None)

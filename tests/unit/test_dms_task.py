@@ -17,7 +17,7 @@ from pg2rds.state import TargetReport
 ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
 
 
-def make_spec(**overrides):  # noqa: ANN003, ANN201
+def make_spec(**overrides):
     data = {
         "migration_id": "orders",
         "source": {"host": "src.example", "database": "shop", "secret_arn": make_secret("u", "p")},
@@ -37,7 +37,7 @@ def make_spec(**overrides):  # noqa: ANN003, ANN201
     return parse_spec(data)
 
 
-def prepare(dms, spec):  # noqa: ANN001, ANN201
+def prepare(dms, spec):
     instance = ensure_instance(dms, spec, ensure_instance(dms, spec, None))
     endpoints = ensure_endpoints(
         dms, spec, TargetReport(server_version="16", server_version_num=160000), ROLE
@@ -45,7 +45,7 @@ def prepare(dms, spec):  # noqa: ANN001, ANN201
     return instance, endpoints
 
 
-def test_creates_the_task_with_our_mappings_settings_and_tags(dms, engine) -> None:  # noqa: ANN001
+def test_creates_the_task_with_our_mappings_settings_and_tags(dms, engine) -> None:
     spec = make_spec(migration_type="full-load-and-cdc")
     instance, endpoints = prepare(dms, spec)
     state = ensure_task_started(dms, spec, instance, endpoints, None)
@@ -72,7 +72,7 @@ def test_creates_the_task_with_our_mappings_settings_and_tags(dms, engine) -> No
     assert engine.started == []  # not started while DMS is still creating it
 
 
-def test_full_lob_mode_settings(aws) -> None:  # noqa: ANN001
+def test_full_lob_mode_settings(aws) -> None:
     settings = task_settings(make_spec(task={"lob_mode": "full"}))["TargetMetadata"]
     assert (settings["FullLobMode"], settings["LimitedSizeLobMode"], settings["SupportLobs"]) == (
         True,
@@ -81,7 +81,7 @@ def test_full_lob_mode_settings(aws) -> None:  # noqa: ANN001
     )
 
 
-def test_starts_once_when_ready_and_stays_started_on_retries(dms, engine) -> None:  # noqa: ANN001
+def test_starts_once_when_ready_and_stays_started_on_retries(dms, engine) -> None:
     spec = make_spec()
     instance, endpoints = prepare(dms, spec)
     first = ensure_task_started(dms, spec, instance, endpoints, None)
@@ -97,7 +97,7 @@ def test_starts_once_when_ready_and_stays_started_on_retries(dms, engine) -> Non
     assert len(dms.describe_replication_tasks()["ReplicationTasks"]) == 1
 
 
-def test_a_failed_task_surfaces_dms_failure_message(dms, engine) -> None:  # noqa: ANN001
+def test_a_failed_task_surfaces_dms_failure_message(dms, engine) -> None:
     spec = make_spec(migration_type="full-load-and-cdc")
     instance, endpoints = prepare(dms, spec)
     state = ensure_task_started(dms, spec, instance, endpoints, None)
@@ -107,7 +107,7 @@ def test_a_failed_task_surfaces_dms_failure_message(dms, engine) -> None:  # noq
         ensure_task_started(dms, spec, instance, endpoints, state)
 
 
-def test_refuses_a_same_named_task_we_did_not_create(dms, engine) -> None:  # noqa: ANN001
+def test_refuses_a_same_named_task_we_did_not_create(dms, engine) -> None:
     spec = make_spec()
     instance, endpoints = prepare(dms, spec)
     dms.create_replication_task(

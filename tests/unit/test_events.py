@@ -33,7 +33,7 @@ def test_execution_samples_are_valid_specs() -> None:
 def test_eventbridge_rule_matches_the_sample_event() -> None:
     import yaml
 
-    template = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    template = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
     rule = template["Resources"]["MigrationStateMachine"]["Properties"]["Events"]["StartFromEvent"][
         "Properties"
     ]
@@ -46,7 +46,7 @@ def test_eventbridge_rule_matches_the_sample_event() -> None:
 def test_every_placeholder_of_the_definition_is_substituted_and_every_function_has_a_handler() -> None:
     import yaml
 
-    template = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506
+    template = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
     substitutions = template["Resources"]["MigrationStateMachine"]["Properties"]["DefinitionSubstitutions"]
     placeholders = set(re.findall(r"\$\{(\w+)\}", DEFINITION.read_text()))
     assert placeholders == set(substitutions)

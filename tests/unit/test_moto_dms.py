@@ -14,7 +14,7 @@ def code(raised: pytest.ExceptionInfo) -> str:
     return raised.value.response["Error"]["Code"]
 
 
-def create_instance(dms, identifier: str = "ri") -> str:  # noqa: ANN001
+def create_instance(dms, identifier: str = "ri") -> str:
     arn = dms.create_replication_instance(
         ReplicationInstanceIdentifier=identifier, ReplicationInstanceClass="dms.t3.medium"
     )["ReplicationInstance"]["ReplicationInstanceArn"]
@@ -22,7 +22,7 @@ def create_instance(dms, identifier: str = "ri") -> str:  # noqa: ANN001
     return arn
 
 
-def create_endpoint(dms, identifier: str, endpoint_type: str, secret_arn: str) -> str:  # noqa: ANN001
+def create_endpoint(dms, identifier: str, endpoint_type: str, secret_arn: str) -> str:
     return dms.create_endpoint(
         EndpointIdentifier=identifier,
         EndpointType=endpoint_type,
@@ -35,7 +35,7 @@ def create_endpoint(dms, identifier: str, endpoint_type: str, secret_arn: str) -
 
 
 @pytest.fixture
-def wired(dms) -> dict[str, str]:  # noqa: ANN001
+def wired(dms) -> dict[str, str]:
     secret = make_secret("alice", "s3cret")
     return {
         "instance": create_instance(dms),
@@ -44,7 +44,7 @@ def wired(dms) -> dict[str, str]:  # noqa: ANN001
     }
 
 
-def create_task(dms, wired: dict[str, str], migration_type: str = "full-load") -> str:  # noqa: ANN001
+def create_task(dms, wired: dict[str, str], migration_type: str = "full-load") -> str:
     created = dms.create_replication_task(
         ReplicationTaskIdentifier="task",
         SourceEndpointArn=wired["source"],
@@ -58,13 +58,13 @@ def create_task(dms, wired: dict[str, str], migration_type: str = "full-load") -
     return created["ReplicationTaskArn"]
 
 
-def describe_task(dms, arn: str) -> dict:  # noqa: ANN001
+def describe_task(dms, arn: str) -> dict:
     return dms.describe_replication_tasks(Filters=[{"Name": "replication-task-arn", "Values": [arn]}])[
         "ReplicationTasks"
     ][0]
 
 
-def test_install_is_idempotent_and_keeps_or_replaces_the_engine(engine) -> None:  # noqa: ANN001
+def test_install_is_idempotent_and_keeps_or_replaces_the_engine(engine) -> None:
     moto_dms.install()
     assert moto_dms.current_engine() is engine
     other = moto_dms.FakeEngine()
@@ -74,7 +74,7 @@ def test_install_is_idempotent_and_keeps_or_replaces_the_engine(engine) -> None:
     assert moto_dms.current_engine() is engine
 
 
-def test_duplicates_are_refused_and_endpoints_are_active(dms, wired) -> None:  # noqa: ANN001
+def test_duplicates_are_refused_and_endpoints_are_active(dms, wired) -> None:
     with pytest.raises(ClientError) as raised:
         create_endpoint(dms, "src", "source", "arn:aws:secretsmanager:us-east-1:123456789012:secret:x")
     assert code(raised) == "ResourceAlreadyExistsFault"
@@ -85,7 +85,7 @@ def test_duplicates_are_refused_and_endpoints_are_active(dms, wired) -> None:  #
     assert len(dms.describe_endpoints()["Endpoints"]) == 2
 
 
-def test_filters_matching_nothing_raise_not_found_like_dms(dms) -> None:  # noqa: ANN001
+def test_filters_matching_nothing_raise_not_found_like_dms(dms) -> None:
     for call, name in [
         (dms.describe_endpoints, "endpoint-id"),
         (dms.describe_replication_instances, "replication-instance-id"),
@@ -97,7 +97,7 @@ def test_filters_matching_nothing_raise_not_found_like_dms(dms) -> None:  # noqa
     assert dms.describe_endpoints()["Endpoints"] == []  # unfiltered: an empty list
 
 
-def test_connection_reports_testing_once_then_the_engines_verdict(dms, engine, wired) -> None:  # noqa: ANN001
+def test_connection_reports_testing_once_then_the_engines_verdict(dms, engine, wired) -> None:
     engine.fail_connection("tgt", "could not connect to server: Connection timed out")
     for side in ("source", "target"):
         tested = dms.test_connection(ReplicationInstanceArn=wired["instance"], EndpointArn=wired[side])
@@ -123,7 +123,7 @@ def test_connection_reports_testing_once_then_the_engines_verdict(dms, engine, w
     assert source_info.postgres_settings["SlotName"] == "pg2rds_x"
 
 
-def test_unreadable_secret_fails_the_connection(dms, wired) -> None:  # noqa: ANN001
+def test_unreadable_secret_fails_the_connection(dms, wired) -> None:
     missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gone-AbCdEf"
     endpoint = create_endpoint(dms, "broken", "source", missing)
     dms.test_connection(ReplicationInstanceArn=wired["instance"], EndpointArn=endpoint)
@@ -133,7 +133,7 @@ def test_unreadable_secret_fails_the_connection(dms, wired) -> None:  # noqa: AN
     assert connection["Status"] == "failed" and missing in connection["LastFailureMessage"]
 
 
-def test_task_lifecycle_full_load(dms, engine, wired) -> None:  # noqa: ANN001
+def test_task_lifecycle_full_load(dms, engine, wired) -> None:
     engine.tables = [TableStats("public", "a", full_load_rows=5), TableStats("public", "b", full_load_rows=7)]
     arn = create_task(dms, wired)
     task = describe_task(dms, arn)
@@ -157,7 +157,7 @@ def test_task_lifecycle_full_load(dms, engine, wired) -> None:  # noqa: ANN001
     ]
 
 
-def test_table_statistics_paginate(dms, engine, wired) -> None:  # noqa: ANN001
+def test_table_statistics_paginate(dms, engine, wired) -> None:
     engine.tables = [TableStats("s", f"t{i:03}", full_load_rows=1) for i in range(45)]
     arn = create_task(dms, wired)
     describe_task(dms, arn)
@@ -174,7 +174,7 @@ def test_table_statistics_paginate(dms, engine, wired) -> None:  # noqa: ANN001
     assert [r["TableName"] for r in filtered] == ["t007"]
 
 
-def test_refusals_while_in_use_then_deletion_in_order(dms, engine, wired) -> None:  # noqa: ANN001
+def test_refusals_while_in_use_then_deletion_in_order(dms, engine, wired) -> None:
     arn = create_task(dms, wired, "full-load-and-cdc")
     describe_task(dms, arn)
     dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
@@ -206,7 +206,7 @@ def test_refusals_while_in_use_then_deletion_in_order(dms, engine, wired) -> Non
     assert dms.describe_replication_instances()["ReplicationInstances"] == []
 
 
-def test_scripted_task_failure(dms, engine, wired) -> None:  # noqa: ANN001
+def test_scripted_task_failure(dms, engine, wired) -> None:
     engine.tables = [TableStats("public", "a"), TableStats("public", "b")]
     engine.fail_task("ERROR: permission denied for table b", ["public.b"])
     arn = create_task(dms, wired, "full-load-and-cdc")

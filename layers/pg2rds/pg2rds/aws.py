@@ -20,7 +20,7 @@ _BUSY = {"InvalidResourceStateFault"}
 
 
 @cache
-def client(service: str):  # noqa: ANN201 - boto3 clients have no public static type
+def client(service: str):
     return boto3.client(service, config=Config(retries={"mode": "adaptive", "max_attempts": 5}))
 
 

@@ -122,7 +122,7 @@ def task_settings(spec: MigrationSpec) -> dict[str, Any]:
 
 def _create(
     dms: Any, spec: MigrationSpec, identifier: str, instance: InstanceState, endpoints: EndpointsState
-):  # noqa: ANN202
+):
     return dms.create_replication_task(
         ReplicationTaskIdentifier=identifier,
         SourceEndpointArn=endpoints.source_arn,

@@ -38,7 +38,7 @@ class CountingCursor(psycopg2.extensions.cursor):
         super().__init__(*args, **kwargs)
         self.queries = 0
 
-    def execute(self, query: Any, vars: Any = None) -> None:  # noqa: A002 - psycopg2's own name
+    def execute(self, query: Any, vars: Any = None) -> None:
         self.queries += 1
         super().execute(query, vars)
 
