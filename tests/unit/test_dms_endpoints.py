@@ -83,6 +83,7 @@ def test_creates_both_endpoints_with_secrets_and_no_password(dms, sent) -> None:
         "SecretsManagerAccessRoleArn": ROLE,
         "SlotName": "pg2rds_orders",
         "CaptureDdls": False,
+        "FailTasksOnLobTruncation": True,
         "HeartbeatEnable": True,
         "HeartbeatFrequency": 5,
         "PluginName": "no-preference",
@@ -108,6 +109,7 @@ def test_full_load_source_has_no_heartbeat_and_empty_script_is_omitted(dms) -> N
     found = endpoints_by_type(dms)
     assert "HeartbeatEnable" not in found["source"]["PostgreSQLSettings"]
     assert found["source"]["PostgreSQLSettings"]["SlotName"] == "pg2rds_orders"
+    assert found["source"]["PostgreSQLSettings"]["FailTasksOnLobTruncation"] is True
     assert "AfterConnectScript" not in found["target"]["PostgreSQLSettings"]
 
 

@@ -27,6 +27,9 @@ def source_settings(spec: MigrationSpec, access_role_arn: str) -> dict[str, Any]
     # DMS would otherwise create a DDL audit table and event triggers on the source: the source stays
     # untouched but for our slot, and the schema is created on the target before the load anyway.
     settings["CaptureDdls"] = False
+    # In limited LOB mode DMS cuts a LOB longer than LobMaxSize and only logs a warning; with this set the
+    # task fails instead, naming the table and column, so no value is ever truncated silently.
+    settings["FailTasksOnLobTruncation"] = True
     if spec.uses_cdc:
         settings.update(HeartbeatEnable=True, HeartbeatFrequency=HEARTBEAT_MINUTES, PluginName=PLUGIN_NAME)
     return settings

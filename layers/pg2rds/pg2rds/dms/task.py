@@ -31,8 +31,8 @@ _LOG_COMPONENTS = [
 def task_settings(spec: MigrationSpec) -> dict[str, Any]:
     """ReplicationTaskSettings: DMS's defaults made explicit, plus the choices pg2rds makes.
 
-    - Full LOB mode copies LOBs of any size (slow); limited mode truncates above ``lob_max_size_kb`` and,
-      with ``FailTasksOnLobTruncation`` unset, DMS only warns, so the verification phase catches it.
+    - Full LOB mode copies LOBs of any size (slow); limited mode would truncate above ``lob_max_size_kb``,
+      but the source endpoint sets ``FailTasksOnLobTruncation``, so the task fails instead (endpoints.py).
     - A table error stops the task (``TableErrorPolicy: STOP_TASK``): a migration with a missing table is
       not a migration, and suspending the table would let the task report success.
     - The full load never stops on cached changes (``StopTaskCachedChanges*``): cutover is the operator's.
