@@ -1,5 +1,7 @@
 """finish-target against real PostgreSQL: sequences, foreign keys, verification."""
 
+import io
+
 import pytest
 from conftest import spec_for
 
@@ -81,3 +83,51 @@ def test_counts_only_verification_sees_a_missing_row(aws, source_db, target_db) 
     state = parse_state({"spec": spec_for(source_db, target_db, verification="counts")})
     with pytest.raises(VerificationFailed, match=r"orders \(3 rows on the source, 2 on the target\)"):
         phases.finish_target(state)
+
+
+RENDERED = "public.rendered"
+RENDERED_SCHEMA = (
+    f"CREATE TABLE {RENDERED} (id int PRIMARY KEY, at timestamptz, day date, took interval, "
+    "ratio float8, small float4, raw bytea, price money)"
+)
+SESSION_DEFAULTS = {
+    "timezone": "America/New_York",
+    "extra_float_digits": "0",
+    "DateStyle": "SQL, DMY",
+    "IntervalStyle": "sql_standard",
+    "bytea_output": "escape",
+}
+
+
+def _copy_exactly(source, target, table: str) -> None:
+    """COPY between two sessions with the same (default) settings: every value arrives unchanged."""
+    data = io.StringIO()
+    with source.connect() as src, src.cursor() as cur:
+        cur.copy_expert(f"COPY {table} TO STDOUT", data)
+    data.seek(0)
+    with target.connect() as dst, dst.cursor() as cur:
+        cur.copy_expert(f"COPY {table} FROM STDIN", data)
+
+
+def test_verification_ignores_session_defaults_but_not_a_changed_value(aws, source_db, target_db) -> None:
+    """Identical values rendered differently by each server's defaults are equal; one real change is not."""
+    for db in (source_db, target_db):
+        db.execute(RENDERED_SCHEMA)
+    source_db.execute(
+        f"INSERT INTO {RENDERED} SELECT i, timestamptz '2024-03-10 06:30:00+00' + i * interval '7 hours', "
+        "date '2024-01-31' + i, i * interval '1 day 2 hours 3.5 seconds', 0.1 * i + 0.2, "
+        "(1.0 / (i + 3))::float4, "
+        "decode(repeat('00ff5c27', i), 'hex'), i * 1.25 FROM generate_series(1, 40) i"
+    )
+    _copy_exactly(source_db, target_db, RENDERED)
+    for name, value in SESSION_DEFAULTS.items():
+        source_db.execute(f'ALTER DATABASE "{source_db.name}" SET {name} = %s', (value,))
+    state = parse_state({"spec": spec_for(source_db, target_db)})
+
+    report = phases.finish_target(state)
+    assert report.tables_checked == 1 and report.mismatched == []
+
+    target_db.execute(f"UPDATE {RENDERED} SET ratio = ratio + 1e-15 WHERE id = 17")
+    with pytest.raises(VerificationFailed) as failure:
+        phases.finish_target(state)
+    assert "public.rendered (same 40 rows, different content)" in str(failure.value)

@@ -4,6 +4,12 @@ The checksum is order-independent (a sum of a 64-bit hash of each row), so the t
 return rows in the same order and no side has to sort or hold a table in memory; one query per table and
 side. It compares rows by their text form, so the tables must have the same columns in the same order,
 which holds when the target schema was created from the source's (pg_dump, or DMS's DROP_AND_CREATE).
+
+A row's text depends on the session as much as on the data: ``timestamptz`` on TimeZone, dates on
+DateStyle, intervals on IntervalStyle, floats on extra_float_digits, ``bytea`` on bytea_output, ``money``
+on lc_monetary, and anything naming a relation (regclass) on search_path. Two servers with different
+defaults (``ALTER DATABASE ... SET timezone``, postgresql.conf) would render identical values differently,
+so every comparing session first pins them all (:func:`pin_text_rendering`).
 """
 
 from collections.abc import Iterable
@@ -23,6 +29,19 @@ _CHECKSUM_MD5 = sql.SQL(
 )
 HASHTEXTEXTENDED_SINCE = 110000
 
+#: Every session setting that changes how a stored value is rendered as text, and the value both sides
+#: use. extra_float_digits = 3 gives the exact (round-trip) float text on every version; ``pg_catalog``
+#: first in search_path makes regclass/regproc text schema-qualified alike and our functions unshadowed.
+TEXT_RENDERING = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "3",
+    "bytea_output": "hex",
+    "lc_monetary": "C",
+    "search_path": "pg_catalog",
+}
+
 
 class TableComparison(NamedTuple):
     table: TableName
@@ -34,6 +53,17 @@ class TableComparison(NamedTuple):
     @property
     def matches(self) -> bool:
         return self.source_rows == self.target_rows and self.source_checksum == self.target_checksum
+
+
+def pin_text_rendering(conn: Any) -> None:
+    """Set :data:`TEXT_RENDERING` for this session (one round trip), whatever the server's defaults."""
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("; ").join(
+                sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
+                for name, value in TEXT_RENDERING.items()
+            )
+        )
 
 
 def table_checksum(conn: Any, table: TableName, query: sql.SQL = _CHECKSUM) -> tuple[int, str]:
@@ -51,6 +81,7 @@ def compare_tables(
 
     With ``checksums=False`` only rows are counted (the checksum is ""): for tables too large to read
     twice in the time a Lambda has. Both sides must hash alike, so md5 is used if either is older than 11.
+    Both sessions' text rendering is pinned first, so the checksums depend on the data alone.
     """
     if not checksums:
         query = _COUNT
@@ -60,6 +91,8 @@ def compare_tables(
         query = _CHECKSUM_MD5
     results = []
     with ThreadPoolExecutor(max_workers=2) as pool:
+        for pinned in (pool.submit(pin_text_rendering, source), pool.submit(pin_text_rendering, target)):
+            pinned.result()
         for table in tables:
             on_source = pool.submit(table_checksum, source, table, query)
             on_target = pool.submit(table_checksum, target, table, query)
