@@ -193,21 +193,22 @@ def continuation_check(aws: EmbeddedAws, source: Cluster, target: Cluster, cap: 
     layer a per-execution poll limit; the limit is lowered in this process so it happens within seconds."""
     states = continuation_states()
     try:
-        from pg2rds import phases, polling
+        from pg2rds import polling
+        from pg2rds.dms import progress
 
         limit = polling.POLLS_PER_EXECUTION
     except (ImportError, AttributeError):
         return {"states": states, "limit": None} if states else None
     if not states:
         return None
-    saved = phases.POLLS_PER_EXECUTION
-    phases.POLLS_PER_EXECUTION = 15
+    saved = progress.POLLS_PER_EXECUTION
+    progress.POLLS_PER_EXECUTION = 15
     try:
         spec = spec_for(aws, source, target, "bench-handoff")
         arns, _, reason = run_until(aws, spec, cap, cap_polls=10**9, max_executions=3, timeout=120)
         result = analyse(aws.client("stepfunctions"), arns, cap)
     finally:
-        phases.POLLS_PER_EXECUTION = saved
+        progress.POLLS_PER_EXECUTION = saved
     result.update(states=states, limit=limit, lowered_to=15, reason=reason)
     return result
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from conftest import Database, spec_for
 
-from pg2rds import phases
+from pg2rds.dms import progress
 from pg2rds.postgres.selection import select_tables
 from pg2rds.postgres.verify import compare_tables
 from pg2rds.spec import TableSelection
@@ -214,7 +214,7 @@ def test_decision_is_refused_when_not_waiting(fake_aws, one_table) -> None:
 def test_long_migration_continues_in_a_new_execution(fake_aws, one_table, monkeypatch) -> None:
     aws, engine = fake_aws
     source, target = one_table
-    monkeypatch.setattr(phases, "POLLS_PER_EXECUTION", 3)
+    monkeypatch.setattr(progress, "POLLS_PER_EXECUTION", 3)
     engine.cdc_full_load_percent = 50  # still loading: never caught up
     first = finish(
         aws,

@@ -16,7 +16,6 @@ from pg2rds.dms.progress import poll_task as dms_poll_task
 from pg2rds.dms.task import ensure_task_started
 from pg2rds.errors import SourceNotReady, TargetNotReady, VerificationFailed
 from pg2rds.naming import ResourceNames
-from pg2rds.polling import POLLS_PER_EXECUTION
 from pg2rds.postgres.finalize import finish_target as finish_on_target
 from pg2rds.postgres.slots import current_wal_lsn, slot_has_confirmed
 from pg2rds.postgres.source_checks import validate_source as check_source
@@ -81,37 +80,24 @@ def start_task(state: MigrationState) -> TaskState:
 
 
 def poll_task(state: MigrationState) -> Progress:
-    """Task progress, plus the two decisions the ASL cannot make: when this execution should hand over to
-    a new one (history budget), and how long the cutover wait may last."""
+    """Task progress; what it means is decided by :func:`pg2rds.dms.poll_outcome.decide_poll_outcome`.
+    After the cutover decision the poll also asks whether every change before it has been applied."""
     assert state.task is not None
-    after_cutover = state.cutover is not None
-    progress = dms_poll_task(
-        client("dms"), state.spec, state.task, state.progress, after_cutover=after_cutover
-    )
-    if after_cutover and progress.outcome != "stopped":
-        progress.outcome = "running"  # until the task has stopped; never back to the cutover wait
-        if progress.task_status == "running":
-            _stop_when_all_applied(state, progress)
-    progress.execution_polls = (state.progress.execution_polls if state.progress else 0) + 1
+    cutover_position = (lambda: _cutover_position(state)) if state.cutover is not None else None
+    progress = dms_poll_task(client("dms"), state.spec, state.task, state.progress, cutover_position)
     progress.cutover_timeout_seconds = int(state.spec.cdc.cutover_timeout_hours * 3600)
-    if progress.outcome == "running" and progress.execution_polls >= POLLS_PER_EXECUTION:
-        progress.outcome = "continue"
     return progress
 
 
-def _stop_when_all_applied(state: MigrationState, progress: Progress) -> None:
-    """After the decision the application no longer writes: note the source's WAL position once, and stop
-    the task when the slot has confirmed it. That proves every write before the decision is applied, which
-    a latency figure (a per-minute CloudWatch maximum) cannot."""
+def _cutover_position(state: MigrationState) -> tuple[str, bool]:
+    """After the decision the application no longer writes: note the source's WAL position once, and report
+    whether the slot has confirmed it. That proves every write before the decision is applied, which a
+    latency figure (a per-minute CloudWatch maximum) cannot."""
     spec = state.spec
     credentials = get_credentials(spec.source.secret_arn)
-    progress.cutover_lsn = (state.progress.cutover_lsn if state.progress else "") or current_wal_lsn(
-        spec.source, credentials
-    )
+    lsn = (state.progress.cutover_lsn if state.progress else "") or current_wal_lsn(spec.source, credentials)
     slot = ResourceNames(spec.migration_id).slot
-    if slot_has_confirmed(spec.source, credentials, slot, progress.cutover_lsn):
-        client("dms").stop_replication_task(ReplicationTaskArn=state.task.arn)
-        progress.task_status = "stopping"
+    return lsn, slot_has_confirmed(spec.source, credentials, slot, lsn)
 
 
 def finish_target(state: MigrationState) -> FinishReport:

@@ -6,8 +6,11 @@ migration that replicates for weeks costs few events per hour.
 """
 
 from datetime import UTC, datetime
+from typing import Any
 
-from pg2rds.spec import PollingSpec
+from pg2rds.errors import PhaseTimedOut
+from pg2rds.spec import MigrationSpec, PollingSpec
+from pg2rds.state import Waiting
 
 #: Polls one execution makes before it continues in a new one. A poll costs 9 history events (Task: 5,
 #: Choice: 2, Wait: 2), so 2,500 polls stay well inside the 25,000-event limit with room for the rest.
@@ -28,3 +31,35 @@ def elapsed_seconds(started_at: str) -> float:
     if not started_at:
         return 0.0
     return (datetime.now(UTC) - datetime.fromisoformat(started_at)).total_seconds()
+
+
+def poll_fields(spec: MigrationSpec, previous: Waiting | None, ready: bool) -> dict[str, Any]:
+    """``ready``/``wait_seconds``/``started_at``/``polls`` for a poll result: the count grows by one, the
+    start is kept from the first poll, and the wait grows geometrically from the spec's initial interval."""
+    polls_before = previous.polls if previous else 0
+    started_at = previous.started_at if previous and previous.started_at else now_iso()
+    return {
+        "ready": ready,
+        "polls": polls_before + 1,
+        "started_at": started_at,
+        "wait_seconds": 0 if ready else next_wait(spec.polling, polls_before),
+    }
+
+
+def check_timeout(previous: Waiting | None, limit_seconds: float, what: str, fix: str) -> None:
+    """Raise :class:`PhaseTimedOut` when more than ``limit_seconds`` passed since the first poll."""
+    if previous is None or not previous.started_at:
+        return
+    elapsed = elapsed_seconds(previous.started_at)
+    if elapsed > limit_seconds:
+        raise PhaseTimedOut(
+            f"{what} after {_duration(elapsed)} (limit {_duration(limit_seconds)}, polled {previous.polls} "
+            f"times since {previous.started_at}). Fix: {fix}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    if minutes >= 120:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes:.0f} min" if minutes >= 1 else f"{seconds:.0f} s"

@@ -13,9 +13,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pg2rds.aws import error_code, error_message
-from pg2rds.dms.tags import NOT_FOUND, find, find_tasks_using, is_owned, poll_fields
+from pg2rds.dms.tags import NOT_FOUND, find, find_tasks_using, is_owned
 from pg2rds.naming import ResourceNames
-from pg2rds.polling import elapsed_seconds
+from pg2rds.polling import elapsed_seconds, poll_fields
 from pg2rds.postgres.slots import drop_publication, drop_slot
 from pg2rds.secrets import get_credentials
 from pg2rds.state import CleanupState, Failure, MigrationState

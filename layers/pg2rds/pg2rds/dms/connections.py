@@ -5,9 +5,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pg2rds.aws import error_code
-from pg2rds.dms.tags import NOT_FOUND, check_timeout, poll_fields
+from pg2rds.dms.tags import NOT_FOUND
 from pg2rds.errors import ConnectionTestFailed
 from pg2rds.naming import ResourceNames
+from pg2rds.polling import check_timeout, poll_fields
 from pg2rds.spec import DatabaseRef, MigrationSpec
 from pg2rds.state import ConnectionsState, EndpointsState, InstanceState
 

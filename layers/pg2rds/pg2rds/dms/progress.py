@@ -8,17 +8,20 @@ latency is unknown and the task counts as caught up once its full load is comple
 rests with the operator anyway, and the verification phase compares the data.
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pg2rds.aws import client
-from pg2rds.dms.tags import check_timeout, find, poll_fields
+from pg2rds.dms.poll_outcome import PollDecision, PollFacts, decide_poll_outcome, needs_latency
+from pg2rds.dms.tags import find
 from pg2rds.errors import TaskFailed
 from pg2rds.naming import ResourceNames
+from pg2rds.polling import POLLS_PER_EXECUTION, check_timeout, poll_fields
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import MAX_OBJECTS_PER_FINDING, Progress, TableProgress, TaskState
 
-FULL_LOAD_FINISHED = "FULL_LOAD_ONLY_FINISHED"
 #: At most this many tables in the state (errored ones first), whatever the database's size.
 MAX_TABLES = 200
 _ERRORED = {"Table error", "Error"}
@@ -96,85 +99,153 @@ def _errored_names(rows: list[dict[str, Any]]) -> str:
     return "; tables in error: " + ", ".join(shown) + more
 
 
-def poll_task(
-    dms: Any,
-    spec: MigrationSpec,
-    task: TaskState,
-    previous: Progress | None,
-    after_cutover: bool = False,
-) -> Progress:
-    """``after_cutover``: the operator decided to cut over and pg2rds stops the task, so a CDC task that is
-    ``stopped`` is the expected end (outcome ``stopped``), not a failure."""
+@dataclass(frozen=True)
+class TaskObservation:
+    """One look at the task: DescribeReplicationTasks plus its table statistics."""
+
+    identifier: str
+    described: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+    @property
+    def status(self) -> str:
+        return self.described.get("Status", "")
+
+    @property
+    def stop_reason(self) -> str:
+        return self.described.get("StopReason", "")
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.described.get("ReplicationTaskStats", {})
+
+    @property
+    def tables_errored(self) -> int:
+        return max(
+            self.stats.get("TablesErrored", 0), sum(row.get("TableState") in _ERRORED for row in self.rows)
+        )
+
+    def full_load_done(self, migration_type: str) -> bool:
+        stats = self.stats
+        return (
+            migration_type == "cdc"
+            or stats.get("FullLoadProgressPercent", 0) >= 100
+            or bool(stats.get("FullLoadFinishDate"))
+        )
+
+
+def observe_task(dms: Any, task: TaskState) -> TaskObservation:
     described = find(dms, "task", "replication-task-arn", task.arn)
     if described is None:
         raise TaskFailed(
             f"replication task {task.identifier} ({task.arn}) no longer exists: it was deleted while the "
             "migration ran. Fix: run the migration again."
         )
-    status = described.get("Status", "")
-    stop_reason = described.get("StopReason", "")
-    stats = described.get("ReplicationTaskStats", {})
-    rows = _table_statistics(dms, task.arn)
-    errored = max(stats.get("TablesErrored", 0), sum(row.get("TableState") in _ERRORED for row in rows))
-    full_load_percent = stats.get("FullLoadProgressPercent", 0)
-    full_load_done = (
-        spec.migration_type == "cdc" or full_load_percent >= 100 or bool(stats.get("FullLoadFinishDate"))
+    return TaskObservation(task.identifier, described, _table_statistics(dms, task.arn))
+
+
+def facts_of(
+    observed: TaskObservation, spec: MigrationSpec, after_cutover: bool, execution_polls: int
+) -> PollFacts:
+    return PollFacts(
+        migration_type=spec.migration_type,
+        status=observed.status,
+        stop_reason=observed.stop_reason,
+        tables_errored=observed.tables_errored,
+        full_load_done=observed.full_load_done(spec.migration_type),
+        max_latency_seconds=spec.cdc.max_latency_seconds,
+        after_cutover=after_cutover,
+        execution_polls=execution_polls,
+        polls_per_execution=POLLS_PER_EXECUTION,
     )
 
-    finished_full_load = (
-        spec.migration_type == "full-load" and status == "stopped" and FULL_LOAD_FINISHED in stop_reason
+
+def failure_message(observed: TaskObservation, reason: str) -> str:
+    status, stop_reason = observed.status, observed.stop_reason
+    message = observed.described.get("LastFailureMessage") or "(DMS gave no failure message)"
+    return (
+        f"replication task {observed.identifier} is {status!r}"
+        + (f" ({stop_reason})" if stop_reason else "")
+        + f": {message}; {reason}"
+        + _errored_names(observed.rows)
+        + ". Fix: read the task's CloudWatch log (log group dms-tasks-<instance>) for the first error."
     )
-    stopped_for_cutover = after_cutover and spec.uses_cdc and status == "stopped"
-    if (
-        status == "failed"
-        or (status == "stopped" and not (finished_full_load or stopped_for_cutover))
-        or errored
-    ):
-        message = described.get("LastFailureMessage") or "(DMS gave no failure message)"
-        raise TaskFailed(
-            f"replication task {task.identifier} is {status!r}"
-            + (f" ({stop_reason})" if stop_reason else "")
-            + f": {message}"
-            + (f"; {errored} table(s) errored" if errored else "")
-            + _errored_names(rows)
-            + ". Fix: read the task's CloudWatch log (log group dms-tasks-<instance>) for the first error."
-        )
 
-    latency_source = latency_target = None
-    if spec.migration_type == "full-load":
-        outcome = "full-load-complete" if finished_full_load else "running"
-    elif stopped_for_cutover:
-        outcome = "stopped"
-    else:
-        if status == "running" and full_load_done:
-            latency_source, latency_target = cdc_latency(dms, spec, described)
-        known = [value for value in (latency_source, latency_target) if value is not None]
-        caught_up = (
-            status == "running" and full_load_done and max(known, default=0) <= spec.cdc.max_latency_seconds
-        )
-        outcome = "cdc-caught-up" if caught_up else "running"
 
-    ready = outcome != "running"
-    if not ready and not after_cutover:  # the load's limit; stopping after a (long) cutover wait is not load
-        check_timeout(
-            previous,
-            spec.polling.task_timeout_hours * 3600,
-            f"replication task {task.identifier} is still {status!r} ({full_load_percent}% loaded)",
-            "look at the task's table statistics and CloudWatch log; raise spec.polling.task_timeout_hours "
-            "for a larger database",
-        )
+def check_load_timeout(spec: MigrationSpec, observed: TaskObservation, previous: Progress | None) -> None:
+    """The load's time limit (spec.polling.task_timeout_hours); stopping after a long cutover wait is not
+    load, so the caller skips this after the decision."""
+    check_timeout(
+        previous,
+        spec.polling.task_timeout_hours * 3600,
+        f"replication task {observed.identifier} is still {observed.status!r} "
+        f"({observed.stats.get('FullLoadProgressPercent', 0)}% loaded)",
+        "look at the task's table statistics and CloudWatch log; raise spec.polling.task_timeout_hours "
+        "for a larger database",
+    )
+
+
+def progress_of(
+    observed: TaskObservation,
+    facts: PollFacts,
+    decision: PollDecision,
+    spec: MigrationSpec,
+    previous: Progress | None,
+) -> Progress:
+    stats = observed.stats
     return Progress(
-        outcome=outcome,
-        task_status=status,
-        stop_reason=stop_reason,
-        full_load_percent=full_load_percent,
+        outcome=decision.outcome,
+        task_status="stopping" if decision.stop_task else observed.status,
+        stop_reason=observed.stop_reason,
+        full_load_percent=stats.get("FullLoadProgressPercent", 0),
         tables_loaded=stats.get("TablesLoaded", 0),
         tables_loading=stats.get("TablesLoading", 0),
         tables_queued=stats.get("TablesQueued", 0),
-        tables_errored=errored,
-        rows_loaded=sum(row.get("FullLoadRows", 0) for row in rows),
-        cdc_latency_source_seconds=latency_source,
-        cdc_latency_target_seconds=latency_target,
-        tables=_tables(rows),
-        **poll_fields(spec, previous, ready),
+        tables_errored=observed.tables_errored,
+        rows_loaded=sum(row.get("FullLoadRows", 0) for row in observed.rows),
+        cdc_latency_source_seconds=facts.latency_source_seconds,
+        cdc_latency_target_seconds=facts.latency_target_seconds,
+        tables=_tables(observed.rows),
+        execution_polls=facts.execution_polls,
+        **poll_fields(spec, previous, decision.ready),
     )
+
+
+#: After the cutover decision: the source's WAL position at the decision, and whether the slot confirmed it.
+CutoverPosition = Callable[[], tuple[str, bool]]
+
+
+def poll_task(
+    dms: Any,
+    spec: MigrationSpec,
+    task: TaskState,
+    previous: Progress | None,
+    cutover_position: CutoverPosition | None = None,
+) -> Progress:
+    """Observe the task, gather what the decision needs, decide (:func:`decide_poll_outcome`), act.
+
+    ``cutover_position`` is given once the operator decided to cut over: a stopped CDC task is then the
+    expected end, and the task is stopped once every change before the decision is applied."""
+    observed = observe_task(dms, task)
+    after_cutover = cutover_position is not None
+    facts = facts_of(
+        observed, spec, after_cutover, execution_polls=(previous.execution_polls if previous else 0) + 1
+    )
+    if needs_latency(facts):
+        source_latency, target_latency = cdc_latency(dms, spec, observed.described)
+        facts = replace(facts, latency_source_seconds=source_latency, latency_target_seconds=target_latency)
+    cutover_lsn = ""
+    if cutover_position is not None and observed.status == "running":
+        cutover_lsn, applied = cutover_position()
+        facts = replace(facts, cutover_position_applied=applied)
+
+    decision = decide_poll_outcome(facts)
+    if decision.failure:
+        raise TaskFailed(failure_message(observed, decision.failure))
+    if decision.stop_task:
+        dms.stop_replication_task(ReplicationTaskArn=task.arn)
+    if not decision.ready and not after_cutover:
+        check_load_timeout(spec, observed, previous)
+    progress = progress_of(observed, facts, decision, spec, previous)
+    progress.cutover_lsn = cutover_lsn
+    return progress

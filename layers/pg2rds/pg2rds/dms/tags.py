@@ -1,4 +1,4 @@
-"""What every DMS module shares: ownership tags, finding a resource by its derived name, and poll bookkeeping.
+"""What every DMS module shares: ownership tags and finding a resource by its derived name.
 
 A resource is ours only if it carries ``OWNER_TAG`` with this migration's id. A resource with our name but
 without the tag was made by someone else (or another tool): we neither reuse nor delete it.
@@ -9,11 +9,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pg2rds.aws import error_code
-from pg2rds.errors import PhaseTimedOut, ResourceConflict
+from pg2rds.errors import ResourceConflict
 from pg2rds.naming import OWNER_TAG
-from pg2rds.polling import elapsed_seconds, next_wait, now_iso
 from pg2rds.spec import MigrationSpec
-from pg2rds.state import Waiting
 
 NOT_FOUND = "ResourceNotFoundFault"
 
@@ -78,35 +76,3 @@ def find_tasks_using(dms: Any, filter_name: str, arn: str) -> list[dict[str, Any
             return []
         raise
     return response.get("ReplicationTasks", [])
-
-
-def poll_fields(spec: MigrationSpec, previous: Waiting | None, ready: bool) -> dict[str, Any]:
-    """``ready``/``wait_seconds``/``started_at``/``polls`` for a poll result: the count grows by one, the
-    start is kept from the first poll, and the wait grows geometrically from the spec's initial interval."""
-    polls_before = previous.polls if previous else 0
-    started_at = previous.started_at if previous and previous.started_at else now_iso()
-    return {
-        "ready": ready,
-        "polls": polls_before + 1,
-        "started_at": started_at,
-        "wait_seconds": 0 if ready else next_wait(spec.polling, polls_before),
-    }
-
-
-def check_timeout(previous: Waiting | None, limit_seconds: float, what: str, fix: str) -> None:
-    """Raise :class:`PhaseTimedOut` when more than ``limit_seconds`` passed since the first poll."""
-    if previous is None or not previous.started_at:
-        return
-    elapsed = elapsed_seconds(previous.started_at)
-    if elapsed > limit_seconds:
-        raise PhaseTimedOut(
-            f"{what} after {_duration(elapsed)} (limit {_duration(limit_seconds)}, polled {previous.polls} "
-            f"times since {previous.started_at}). Fix: {fix}"
-        )
-
-
-def _duration(seconds: float) -> str:
-    minutes = seconds / 60
-    if minutes >= 120:
-        return f"{minutes / 60:.1f} h"
-    return f"{minutes:.0f} min" if minutes >= 1 else f"{seconds:.0f} s"

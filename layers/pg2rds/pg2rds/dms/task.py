@@ -7,9 +7,10 @@ from botocore.exceptions import ClientError
 
 from pg2rds.aws import error_code
 from pg2rds.dms.table_mappings import table_mappings
-from pg2rds.dms.tags import check_timeout, find, poll_fields, require_owned, resource_tags
+from pg2rds.dms.tags import find, require_owned, resource_tags
 from pg2rds.errors import ResourceConflict, TaskFailed
 from pg2rds.naming import ResourceNames
+from pg2rds.polling import check_timeout, poll_fields
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import EndpointsState, InstanceState, TaskState
 
