@@ -67,7 +67,8 @@ class _FakeTask:
 class _FakeSlot:
     """The source's replication slot, as DMS would hold it for a CDC task: created at start, and (since
     the fake engine "applies" every change at once) advanced to the source's WAL position on each describe,
-    so pg2rds's cutover check (slot confirmed up to the decision's LSN) sees what it would with DMS.
+    unless the engine holds it back (a DMS that lags behind while its latency metric still says 0), so
+    pg2rds's cutover check (slot confirmed up to the decision's LSN) sees what it would with DMS.
     Only where the source is a reachable PostgreSQL server; unit tests with made-up hosts get no slot."""
 
     endpoint: EndpointInfo
@@ -107,7 +108,7 @@ class _FakeSlot:
 @dataclass
 class FakeEngine:
     """Moves no data. A started full-load task is finished (stopped, FULL_LOAD_ONLY_FINISHED, 100%) on
-    its first describe; a CDC task is running at 100% with latency 0. Failures can be scripted."""
+    its first describe; a CDC task is running at 100% with latency 0. Failures and lag can be scripted."""
 
     tables: list[TableStats] = field(default_factory=list)
     cdc_latency_seconds: int | None = 0
@@ -116,6 +117,8 @@ class FakeEngine:
     connection_failures: dict[str, str] = field(default_factory=dict)
     task_failure: str | None = None
     task_failure_tables: list[str] = field(default_factory=list)
+    #: While set, CDC slots stay where they are: the task "has not applied" what the source wrote since.
+    slot_held: bool = False
     started: list[TaskInfo] = field(default_factory=list)
     tested: list[EndpointInfo] = field(default_factory=list)
     _tasks: dict[str, _FakeTask] = field(default_factory=dict)
@@ -133,6 +136,11 @@ class FakeEngine:
 
     def set_latency(self, seconds: int | None) -> None:
         self.cdc_latency_seconds = seconds
+
+    def hold_slot(self, held: bool = True) -> None:
+        """Lag behind the source (slots stay put) while still reporting the scripted latency, as a DMS
+        whose per-minute latency metric has not caught up with a burst of writes would."""
+        self.slot_held = held
 
     # DmsEngine -----------------------------------------------------------------------------------
     def test_connection(self, endpoint: EndpointInfo) -> tuple[str, str]:
@@ -186,7 +194,7 @@ class FakeEngine:
                 status="stopped", stop_reason=FULL_LOAD_FINISHED, full_load_percent=100,
                 tables_loaded=count, full_load_finished=True, elapsed_millis=1000, tables=tables,
             )  # fmt: skip
-        if task.slot is not None:
+        if task.slot is not None and not self.slot_held:
             task.slot.advance()
         percent = self.cdc_full_load_percent
         return TaskRuntime(

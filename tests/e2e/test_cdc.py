@@ -248,6 +248,93 @@ def test_long_migration_continues_in_a_new_execution(fake_aws, one_table, monkey
     assert dms_leftovers(aws, "long") == []
 
 
+def polls_after_decision(aws: EmbeddedAws, arn: str, polls: int, timeout: float = 60) -> ExecutionView:
+    """The execution once it has polled the task ``polls`` more times with the decision's WAL position
+    noted (or ended)."""
+    deadline = time.monotonic() + timeout
+    first = None
+    while time.monotonic() < deadline:
+        view = read_execution(aws.client("stepfunctions"), arn)
+        progress = view.record.get("progress") or {}
+        if view.done:
+            return view
+        if progress.get("cutover_lsn"):
+            first = progress["polls"] if first is None else first
+            if progress["polls"] - first >= polls:
+                return view
+        time.sleep(0.1)
+    raise TimeoutError(f"fewer than {polls} polls after the decision: {view.record.get('progress')}")
+
+
+def slot_confirmed(db: Database, lsn: str) -> bool:
+    rows = db.execute(
+        "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE database = %s",
+        (lsn, db.name),
+    )
+    return bool(rows and rows[0][0])
+
+
+def test_cutover_waits_for_a_lagging_task_to_confirm_the_decisions_position(fake_aws, one_table) -> None:
+    """DMS's latency metric says 0 while the slot is behind: the task must keep running until the slot has
+    confirmed the source's position at the decision, whatever the latency says."""
+    aws, engine = fake_aws
+    source, target = one_table
+    spec = spec_for(
+        source, target, migration_id="lag", migration_type="full-load-and-cdc", polling=CDC_POLLING
+    )
+    arn = start(aws, spec)
+    assert wait_for_state(aws, arn, WAITING_STATE).current_state == WAITING_STATE
+    engine.hold_slot()
+    source.execute("INSERT INTO t VALUES (1)")  # the application's last write (WAL the slot must pass)
+    target.execute("INSERT INTO t VALUES (1)")  # what the fake would apply, so verification passes
+    send_decision(aws.client("stepfunctions"), arn)
+
+    view = polls_after_decision(aws, arn, 3)
+    assert not view.done, (view.status, view.cause)
+    cutover_lsn = view.record["progress"]["cutover_lsn"]
+    assert view.record["progress"]["task_status"] == "running"
+    assert not slot_confirmed(source, cutover_lsn)
+    task = aws.client("dms").describe_replication_tasks()["ReplicationTasks"][0]
+    assert task["Status"] == "running"
+
+    engine.hold_slot(False)
+    view = finish(aws, arn)
+    assert view.status == "SUCCEEDED", (view.error, view.cause)
+    assert view.output["progress"]["outcome"] == "stopped"
+
+
+def test_a_write_just_before_the_decision_reaches_the_target_before_the_task_stops(one_table) -> None:
+    """The stand-in, held up by a lock on the target (a slow target, as DMS meets one), still reports the
+    latency of its last idle moment; the write made just before the decision must be on the target."""
+    source, target = one_table
+    engine = StandInEngine()
+    with EmbeddedAws(engine, time_scale=0.01) as aws:
+        spec = spec_for(
+            source, target, migration_id="lastwrite", migration_type="full-load-and-cdc", polling=CDC_POLLING
+        )
+        arn = start(aws, spec)
+        assert wait_for_state(aws, arn, WAITING_STATE).current_state == WAITING_STATE
+        blocker = target.connect()
+        blocker.autocommit = False
+        blocker.cursor().execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")  # the apply waits behind it
+        try:
+            source.execute("INSERT INTO t VALUES (42)")
+            send_decision(aws.client("stepfunctions"), arn)
+            view = polls_after_decision(aws, arn, 3)
+            assert not view.done, (view.status, view.cause)
+            assert view.record["progress"]["task_status"] == "running"
+            assert not slot_confirmed(source, view.record["progress"]["cutover_lsn"])
+        finally:
+            blocker.rollback()
+            blocker.close()
+        view = finish(aws, arn)
+        leftovers = dms_leftovers(aws, "lastwrite")
+    engine.shutdown()
+    assert view.status == "SUCCEEDED", (view.error, view.cause)
+    assert target.execute("SELECT id FROM t") == [(42,)]
+    assert source_objects(source) == ([], []) and leftovers == []
+
+
 def test_cli_cutover_command_sends_the_decision(fake_aws, one_table) -> None:
     from pg2rds_cli import main as cli
 
