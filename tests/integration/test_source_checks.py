@@ -83,18 +83,25 @@ def test_wal_level_replica_is_fatal_for_cdc_and_a_warning_for_full_load(
     assert only(full_load, "wal_sender_timeout").severity == "info"
 
 
-def test_table_without_primary_key_is_fatal_for_cdc_and_a_warning_for_full_load(
+def test_table_without_primary_key_is_fatal_for_cdc_once_changed_and_a_warning_otherwise(
     validate: Validate, source_db: Database
 ) -> None:
     source_db.execute("CREATE TABLE keyed (id int PRIMARY KEY)")
     source_db.execute("CREATE TABLE events (at timestamptz, payload text)")
+    source_db.execute("CREATE TABLE history (at timestamptz, delta int)")
+    source_db.execute(
+        "INSERT INTO events VALUES (now(), 'a'), (now(), 'b'); INSERT INTO history VALUES (now(), 1)"
+    )
+    source_db.execute("UPDATE events SET payload = 'c' WHERE payload = 'a'")
 
-    cdc = only(validate(migration_type="full-load-and-cdc"), "primary_key")
+    cdc_report = validate(migration_type="full-load-and-cdc")
+    cdc, insert_only = only(cdc_report, "primary_key"), only(cdc_report, "primary_key_insert_only")
     full_load = only(validate(migration_type="full-load"), "primary_key")
 
     assert (cdc.severity, cdc.objects, cdc.object_count) == ("fatal", ["public.events"], 1)
     assert "REPLICA IDENTITY FULL" in cdc.fix
-    assert (full_load.severity, full_load.objects) == ("warning", ["public.events"])
+    assert (insert_only.severity, insert_only.objects) == ("warning", ["public.history"])
+    assert (full_load.severity, full_load.objects) == ("warning", ["public.events", "public.history"])
 
 
 def test_replica_identity_full_or_using_index_is_accepted(validate: Validate, source_db: Database) -> None:
@@ -105,6 +112,7 @@ def test_replica_identity_full_or_using_index_is_accepted(validate: Validate, so
     source_db.execute("ALTER TABLE indexed REPLICA IDENTITY USING INDEX indexed_code")
     source_db.execute("CREATE TABLE nothing (id int PRIMARY KEY)")
     source_db.execute("ALTER TABLE nothing REPLICA IDENTITY NOTHING")
+    source_db.execute("INSERT INTO nothing VALUES (1); DELETE FROM nothing")
 
     report = validate(migration_type="cdc")
 
@@ -184,7 +192,7 @@ def test_unusual_identifiers_are_named_exactly(validate: Validate, source_db: Da
         sql.SQL("CREATE TABLE {}.{} (x int)").format(sql.Identifier(schema), sql.Identifier(table))
     )
 
-    report = validate(migration_type="full-load-and-cdc", tables={"include": [{"schema": schema}]})
+    report = validate(migration_type="full-load", tables={"include": [{"schema": schema}]})
 
     finding = only(report, "primary_key")
     assert finding.objects == ['"Sales ""EU"""."Bestellungen Größe"']
@@ -244,3 +252,42 @@ def test_pagila_sample_is_ready_for_a_full_load(aws: None, pagila_db: Database, 
     assert report.tables_selected == expected
     assert report.schemas_selected == ["public"]
     assert report.fatal == []
+
+
+def test_what_dms_would_lose_is_named_before_the_load(validate: Validate, source_db: Database) -> None:
+    """Each trap from the AWS PostgreSQL source page, provoked by a real table, as its own finding."""
+    source_db.execute(
+        "CREATE TABLE pics (id int PRIMARY KEY, img oid);"
+        "INSERT INTO pics SELECT i, lo_from_bytea(0, decode(repeat('ab', i), 'hex')) "
+        "FROM generate_series(1, 3) i;"
+        "CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY);"
+        'CREATE TABLE "Orders" (id int PRIMARY KEY); CREATE TABLE orders (id int PRIMARY KEY);'
+        "CREATE TABLE tagged (tags text[]);"
+        "CREATE TABLE amounts (id int PRIMARY KEY, exact numeric, money numeric(12, 2));"
+        "CREATE TABLE periods (id int PRIMARY KEY, valid_until timestamptz);"
+        "INSERT INTO periods SELECT i, CASE WHEN mod(i, 2) = 0 THEN 'infinity' ELSE now() END "
+        "FROM generate_series(1, 100) i; ANALYZE periods"
+    )
+
+    report = validate(migration_type="full-load-and-cdc", instance={"engine_version": "3.4.2"})
+
+    def named(name: str) -> tuple[str, list[str]]:
+        finding = only(report, name)
+        return finding.severity, finding.objects
+
+    assert named("large_objects") == ("fatal", ["public.pics.img"])
+    assert "3 of them" in only(report, "large_objects").message
+    assert "lo_get" in only(report, "large_objects").fix
+    assert named("unlogged_tables") == ("fatal", ["public.scratch"])
+    assert named("names_differ_by_case") == ("fatal", ['public."Orders"', "public.orders"])
+    assert named("array_without_key") == ("fatal", ["public.tagged"])
+    assert named("unconstrained_numeric") == ("fatal", ["public.amounts.exact"])
+    assert named("infinite_timestamps") == ("fatal", ["public.periods.valid_until"])
+    assert only(report, "cdc_truncate_and_ddl").severity == "warning"
+    assert report.catalog_queries == 3
+
+    full_load = validate(migration_type="full-load", tables={"include": [{"table": "scratch"}]})
+    assert findings_named(full_load, "unlogged_tables") == []
+    assert only(full_load, "large_objects").severity == "warning"  # they exist, nothing selected uses them
+    assert findings_named(full_load, "cdc_truncate_and_ddl") == []
+    assert findings_named(full_load, "unconstrained_numeric") == []

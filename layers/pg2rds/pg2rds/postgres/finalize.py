@@ -4,7 +4,9 @@
   already exist. Every sequence of the selected schemas is set to the source's position.
 - Foreign keys: the load ran with ``session_replication_role = replica``, so no foreign key was checked.
   Each constraint on a selected table is checked with one anti-join; violations are reported by name.
-- Verification: row counts and content checksums, table by table (:mod:`pg2rds.postgres.verify`).
+- Verification: row counts and content checksums, table by table (:mod:`pg2rds.postgres.verify`), and,
+  when selected columns hold large-object oids, the large objects they point at (count and content): DMS
+  never moves them, so rows equal on both sides can still point at nothing on the target.
 """
 
 from typing import Any
@@ -13,7 +15,13 @@ from psycopg2 import sql
 
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.selection import TableName, select_tables
-from pg2rds.postgres.verify import TableComparison, compare_tables
+from pg2rds.postgres.verify import (
+    LARGE_OBJECTS,
+    TableComparison,
+    compare_large_objects,
+    compare_tables,
+    large_object_columns,
+)
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import FinishReport, TableCheck
@@ -131,6 +139,9 @@ def finish_target(
             if spec.verification == "none"
             else compare_tables(source, target, tables, checksums=spec.verification == "checksums")
         )
+        oid_columns = large_object_columns(source, tables) if spec.verification != "none" else []
+        if oid_columns:
+            comparisons.append(compare_large_objects(source, target, oid_columns))
     return FinishReport(
         sequences_set=len(sequences),
         foreign_key_violations=violations,
@@ -147,6 +158,13 @@ def finish_target(
 
 
 def _describe_mismatch(c: TableComparison) -> str:
+    if c.table == LARGE_OBJECTS:
+        if c.source_rows != c.target_rows:
+            return (
+                f"large objects the selected rows point at ({c.source_rows} on the source, "
+                f"{c.target_rows} on the target)"
+            )
+        return f"large objects the selected rows point at (same {c.source_rows}, different content)"
     if c.source_rows != c.target_rows:
         return f"{c.table} ({c.source_rows} rows on the source, {c.target_rows} on the target)"
     return f"{c.table} (same {c.source_rows} rows, different content)"

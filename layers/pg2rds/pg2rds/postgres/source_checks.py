@@ -28,6 +28,8 @@ MIN_DMS_VERSION_NUM = 90400
 MIN_PGOUTPUT_VERSION_NUM = 100000
 #: RDS's stand-ins for SUPERUSER/REPLICATION: the master user is a member of rds_superuser.
 RDS_REPLICATION_ROLES = ("rds_superuser", "rds_replication")
+#: Large objects are counted up to this many (the count is only for the message).
+MAX_LARGE_OBJECTS_COUNTED = 1_000_000
 SETTINGS = ("wal_level", "max_replication_slots", "max_wal_senders", "wal_sender_timeout")
 
 
@@ -65,13 +67,39 @@ class ReplicationUsage:
 
 
 @dataclass(frozen=True)
+class Flagged:
+    """Selected objects (tables, or columns as ``schema.table.column``) that one rule flags."""
+
+    count: int = 0
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TableFacts:
     selected: int
     schemas: list[str]
-    unidentified: int
-    unidentified_names: list[str]
-    unreadable: int
-    unreadable_names: list[str]
+    #: Flagged objects by kind (see TABLES_QUERY); a kind nobody matched is absent.
+    flagged: dict[str, Flagged]
+
+    def get(self, kind: str) -> Flagged:
+        return self.flagged.get(kind, Flagged())
+
+    @property
+    def unidentified(self) -> int:
+        return self.get("unidentified_changed").count + self.get("unidentified_insert_only").count
+
+    @property
+    def unidentified_names(self) -> list[str]:
+        names = self.get("unidentified_changed").names + self.get("unidentified_insert_only").names
+        return sorted(names)[:MAX_OBJECTS_PER_FINDING]
+
+    @property
+    def unreadable(self) -> int:
+        return self.get("unreadable").count
+
+    @property
+    def unreadable_names(self) -> list[str]:
+        return list(self.get("unreadable").names)
 
 
 #: Works on every version DMS could meet (9.4+), and on older ones far enough to say they are too old.
@@ -94,17 +122,21 @@ SELECT (SELECT count(*) FROM pg_replication_slots),
        (SELECT count(*) FROM pg_stat_replication)
 """
 
-#: One pass over the selected tables. Replica identity, as logical decoding sees it: DEFAULT needs a
-#: primary key, USING INDEX needs the index still marked indisreplident, FULL always works, NOTHING never.
+#: One pass over the selected tables and their columns, answering every per-object rule at once: one row
+#: per (kind of problem), with its count and the first names, so the answer's size is bounded whatever the
+#: catalog. Replica identity, as logical decoding sees it: DEFAULT needs a primary key, USING INDEX needs
+#: the index still marked indisreplident, FULL always works (pg2rds asks DMS for test_decoding, which
+#: honours it), NOTHING never. "changed" is what pg_stat_user_tables has counted since its last reset.
 TABLES_QUERY = f"""
 WITH {SELECTED_TABLES_CTE},
 keys AS (
-    SELECT indrelid, bool_or(indisprimary) AS has_pk, bool_or(indisreplident) AS has_replident
+    SELECT indrelid, bool_or(indisprimary) AS has_pk, bool_or(indisreplident) AS has_replident,
+           bool_or(indisunique AND indpred IS NULL AND indexprs IS NULL) AS has_unique
     FROM pg_index
     GROUP BY indrelid
 ),
-checked AS (
-    SELECT s.schema_name, s.table_name,
+tables AS (
+    SELECT s.oid, s.schema_name, s.table_name,
            format('%%I.%%I', s.schema_name, s.table_name) AS display,
            CASE c.relreplident
                WHEN 'f' THEN true
@@ -112,21 +144,69 @@ checked AS (
                WHEN 'd' THEN coalesce(k.has_pk, false)
                ELSE false
            END AS identified,
-           has_table_privilege(s.oid, 'SELECT') AS readable
+           coalesce(k.has_pk OR k.has_unique, false) AS has_key,
+           has_table_privilege(s.oid, 'SELECT') AS readable,
+           c.relpersistence = 'u' AS unlogged,
+           coalesce(st.n_tup_upd + st.n_tup_del, 0) > 0 AS changed,
+           count(*) OVER (PARTITION BY lower(s.schema_name), lower(s.table_name)) > 1 AS case_twin
     FROM selected s
     JOIN pg_class c ON c.oid = s.oid
     LEFT JOIN keys k ON k.indrelid = s.oid
+    LEFT JOIN pg_stat_user_tables st ON st.relid = s.oid
+),
+columns AS (
+    SELECT t.oid, t.schema_name, t.table_name, t.has_key, a.attname,
+           format('%%I.%%I.%%I', t.schema_name, t.table_name, a.attname) AS display,
+           ty.typcategory = 'A' AS is_array,
+           coalesce(nullif(ty.typbasetype, 0), ty.oid) AS base_type,
+           a.atttypid, a.atttypmod
+    FROM tables t
+    JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN pg_type ty ON ty.oid = a.atttypid
+),
+flagged AS (
+    SELECT 'selected' AS kind, display, schema_name, table_name, '' AS column_name FROM tables
+    UNION ALL
+    SELECT DISTINCT ON (schema_name) 'schema', schema_name, schema_name, '', '' FROM tables
+    UNION ALL
+    SELECT CASE WHEN changed THEN 'unidentified_changed' ELSE 'unidentified_insert_only' END,
+           display, schema_name, table_name, ''
+    FROM tables WHERE NOT identified
+    UNION ALL
+    SELECT 'unreadable', display, schema_name, table_name, '' FROM tables WHERE NOT readable
+    UNION ALL
+    SELECT 'unlogged', display, schema_name, table_name, '' FROM tables WHERE unlogged
+    UNION ALL
+    SELECT 'case_twin', display, schema_name, table_name, '' FROM tables WHERE case_twin
+    UNION ALL
+    SELECT DISTINCT ON (oid) 'array_without_key', format('%%I.%%I', schema_name, table_name),
+           schema_name, table_name, ''
+    FROM columns WHERE is_array AND NOT has_key
+    UNION ALL
+    SELECT 'large_object_column', display, schema_name, table_name, attname
+    FROM columns WHERE base_type = 'oid'::regtype
+    UNION ALL
+    SELECT 'unconstrained_numeric', display, schema_name, table_name, attname
+    FROM columns WHERE atttypid = 'numeric'::regtype AND atttypmod = -1
+    UNION ALL
+    SELECT 'infinite_timestamp', c.display, c.schema_name, c.table_name, c.attname
+    FROM columns c
+    WHERE c.base_type IN ('timestamp'::regtype, 'timestamptz'::regtype, 'date'::regtype)
+      AND EXISTS (SELECT 1 FROM pg_stats ps
+                  WHERE ps.schemaname = c.schema_name AND ps.tablename = c.table_name
+                    AND ps.attname = c.attname
+                    AND (ps.most_common_vals::text LIKE '%%infinity%%'
+                         OR ps.histogram_bounds::text LIKE '%%infinity%%'))
+    UNION ALL
+    SELECT 'large_objects', '', '', '', ''
+    FROM (SELECT 1 FROM pg_largeobject_metadata LIMIT %(max_large_objects)s) lo
 )
-SELECT count(*),
-       coalesce((array_agg(DISTINCT schema_name::text COLLATE "C" ORDER BY schema_name::text COLLATE "C"))
-                [1:%(max_schemas)s], '{{}}'),
-       count(*) FILTER (WHERE NOT identified),
-       coalesce((array_agg(display ORDER BY schema_name COLLATE "C", table_name COLLATE "C")
-                 FILTER (WHERE NOT identified))[1:%(max_objects)s], '{{}}'),
-       count(*) FILTER (WHERE NOT readable),
-       coalesce((array_agg(display ORDER BY schema_name COLLATE "C", table_name COLLATE "C")
-                 FILTER (WHERE NOT readable))[1:%(max_objects)s], '{{}}')
-FROM checked
+SELECT kind, count(*),
+       coalesce((array_agg(display ORDER BY schema_name COLLATE "C", table_name COLLATE "C",
+                                            column_name COLLATE "C"))
+                [1:CASE kind WHEN 'schema' THEN %(max_schemas)s ELSE %(max_objects)s END], '{{}}')
+FROM flagged
+GROUP BY kind
 """
 
 
@@ -152,17 +232,16 @@ def _replication_usage(cur: CountingCursor) -> ReplicationUsage:
 
 def _table_facts(cur: CountingCursor, spec: MigrationSpec) -> TableFacts:
     params = selection_params(spec.tables.include, spec.tables.exclude)
-    params.update(max_schemas=MAX_SCHEMAS_REPORTED, max_objects=MAX_OBJECTS_PER_FINDING)
-    cur.execute(TABLES_QUERY, params)
-    selected, schemas, unidentified, unidentified_names, unreadable, unreadable_names = cur.fetchone()
-    return TableFacts(
-        selected=selected,
-        schemas=list(schemas),
-        unidentified=unidentified,
-        unidentified_names=list(unidentified_names),
-        unreadable=unreadable,
-        unreadable_names=list(unreadable_names),
+    params.update(
+        max_objects=MAX_OBJECTS_PER_FINDING,
+        max_schemas=MAX_SCHEMAS_REPORTED,
+        max_large_objects=MAX_LARGE_OBJECTS_COUNTED,
     )
+    cur.execute(TABLES_QUERY, params)
+    flagged = {kind: Flagged(count, tuple(names)) for kind, count, names in cur.fetchall()}
+    schemas = flagged.pop("schema", Flagged())
+    selected = flagged.pop("selected", Flagged())
+    return TableFacts(selected=selected.count, schemas=list(schemas.names), flagged=flagged)
 
 
 # -- the checks: facts in, findings out (pure, so each rule reads on its own) ----------------------------
@@ -299,34 +378,65 @@ def check_wal_sender_timeout(spec: MigrationSpec, facts: ServerFacts) -> list[Fi
 
 
 def check_primary_keys(spec: MigrationSpec, tables: TableFacts) -> list[Finding]:
-    if not tables.unidentified:
-        return []
+    """Without a key DMS cannot replicate UPDATE and DELETE. A table that pg_stat_user_tables says has
+    only ever been inserted into (a log such as pgbench_history) loses nothing: a warning, and its rows are
+    verified at the end; one that has seen updates or deletes would lose them: fatal with CDC."""
     fix = (
         "add a primary key, or run ALTER TABLE <table> REPLICA IDENTITY FULL (every column is then "
         "logged on UPDATE and DELETE), or REPLICA IDENTITY USING INDEX <unique index on NOT NULL columns>; "
         "or exclude the table in tables.exclude"
     )
-    if spec.uses_cdc:
-        message = (
-            f"{tables.unidentified} selected table(s) have no primary key and no usable replica identity, "
-            "so DMS cannot replicate their UPDATEs and DELETEs"
+    findings = []
+    changed, insert_only = tables.get("unidentified_changed"), tables.get("unidentified_insert_only")
+    if not spec.uses_cdc:
+        if tables.unidentified:
+            findings.append(
+                Finding(
+                    name="primary_key",
+                    severity="warning",
+                    message=(
+                        f"{tables.unidentified} selected table(s) have no primary key and no usable replica "
+                        "identity; a full load copies them, but a restarted load may duplicate their rows "
+                        "and ongoing replication would not be possible"
+                    ),
+                    fix=fix,
+                    objects=tables.unidentified_names,
+                    object_count=tables.unidentified,
+                )
+            )
+        return findings
+    if changed.count:
+        findings.append(
+            Finding(
+                name="primary_key",
+                severity="fatal",
+                message=(
+                    f"{changed.count} selected table(s) have no primary key and no usable replica identity "
+                    "and have seen UPDATEs or DELETEs (pg_stat_user_tables), which DMS cannot replicate "
+                    "without a key: those changes would be lost on the target"
+                ),
+                fix=fix,
+                objects=list(changed.names),
+                object_count=changed.count,
+            )
         )
-    else:
-        message = (
-            f"{tables.unidentified} selected table(s) have no primary key and no usable replica identity; "
-            "a full load copies them, but a restarted load may duplicate their rows and ongoing replication "
-            "would not be possible"
+    if insert_only.count:
+        findings.append(
+            Finding(
+                name="primary_key_insert_only",
+                severity="warning",
+                message=(
+                    f"{insert_only.count} selected table(s) have no primary key and no usable replica "
+                    "identity but have only ever had rows inserted (pg_stat_user_tables: no UPDATE or DELETE "
+                    "since its last reset); their INSERTs replicate, an UPDATE or DELETE would not, and "
+                    "their rows are verified at the end"
+                ),
+                fix=fix + " (needed if the application ever updates or deletes their rows)",
+                objects=list(insert_only.names),
+                object_count=insert_only.count,
+            )
         )
-    return [
-        Finding(
-            name="primary_key",
-            severity="fatal" if spec.uses_cdc else "warning",
-            message=message,
-            fix=fix,
-            objects=tables.unidentified_names,
-            object_count=tables.unidentified,
-        )
-    ]
+    return findings
 
 
 def check_privileges(spec: MigrationSpec, facts: ServerFacts, tables: TableFacts) -> list[Finding]:
@@ -387,6 +497,181 @@ def check_selection(spec: MigrationSpec, tables: TableFacts) -> list[Finding]:
     ]
 
 
+# -- what DMS loses or changes on PostgreSQL → PostgreSQL (AWS: "Using a PostgreSQL database as an AWS DMS
+# source", limitations and data types; the compiled list is in the README's finding table) -------------
+
+
+def _flagged_finding(
+    tables: TableFacts, kind: str, name: str, severity: str, message: str, fix: str
+) -> list[Finding]:
+    flagged = tables.get(kind)
+    if not flagged.count:
+        return []
+    return [
+        Finding(
+            name=name,
+            severity=severity,
+            message=message.format(count=flagged.count),
+            fix=fix,
+            objects=list(flagged.names),
+            object_count=flagged.count,
+        )
+    ]
+
+
+def check_large_objects(tables: TableFacts) -> list[Finding]:
+    """DMS never moves pg_largeobject: oid columns would point at nothing on the target.
+
+    pg2rds refuses rather than copying them itself: their oids must stay the same (the columns hold them)
+    and may collide with the target's own, a Lambda cannot copy unbounded data, and changes to large
+    objects never reach logical decoding, so a CDC migration would leave them stale anyway.
+    """
+    objects = tables.get("large_objects").count
+    if not objects:
+        return []
+    amount = f"{objects}" if objects < MAX_LARGE_OBJECTS_COUNTED else f"more than {objects}"
+    columns = tables.get("large_object_column")
+    if not columns.count:
+        return [
+            Finding(
+                name="large_objects",
+                severity="warning",
+                message=(
+                    f"the source database holds {amount} large object(s) (pg_largeobject), which DMS does "
+                    "not migrate; no selected column is of type oid or lo, so none of the selected rows "
+                    "refers to them, but they stay behind"
+                ),
+                fix="copy them yourself if something else uses them (pg_dump --large-objects)",
+            )
+        ]
+    return [
+        Finding(
+            name="large_objects",
+            severity="fatal",
+            message=(
+                f"{columns.count} selected column(s) of type oid or lo refer to large objects, and the "
+                f"source database holds {amount} of them; DMS does not migrate large objects "
+                "(pg_largeobject), so these columns would point at nothing on the target"
+            ),
+            fix=(
+                "convert each column to bytea, which DMS moves as a LOB (ALTER TABLE <table> ALTER COLUMN "
+                "<column> TYPE bytea USING lo_get(<column>), then lo_unlink the old objects), or exclude "
+                "these tables and copy them with pg_dump --data-only --large-objects --table <table> | "
+                "psql TARGET (large objects keep their oids; their changes are never replicated)"
+            ),
+            objects=list(columns.names),
+            object_count=columns.count,
+        )
+    ]
+
+
+def check_unlogged(spec: MigrationSpec, tables: TableFacts) -> list[Finding]:
+    if not spec.uses_cdc:
+        return []
+    return _flagged_finding(
+        tables,
+        "unlogged",
+        "unlogged_tables",
+        "fatal",
+        "{count} selected table(s) are UNLOGGED: their changes are not written to the WAL, so logical "
+        "decoding, and with it DMS's ongoing replication, never sees them; the target would keep the "
+        "rows of the full load and miss every later change",
+        "ALTER TABLE <table> SET LOGGED before the migration, or exclude the tables (tables.exclude)",
+    )
+
+
+def check_case_twins(tables: TableFacts) -> list[Finding]:
+    return _flagged_finding(
+        tables,
+        "case_twin",
+        "names_differ_by_case",
+        "fatal",
+        "{count} selected tables have names that differ from another selected table's only by case; "
+        "AWS DMS does not support such names on a PostgreSQL source and may load one table into the other",
+        "rename one of each pair on the source (ALTER TABLE ... RENAME TO ...), or exclude one of each pair",
+    )
+
+
+def check_arrays_without_key(tables: TableFacts) -> list[Finding]:
+    return _flagged_finding(
+        tables,
+        "array_without_key",
+        "array_without_key",
+        "fatal",
+        "{count} selected table(s) have an ARRAY column and no primary key or unique index; DMS suspends "
+        "such tables during the full load, so their rows would not reach the target",
+        "add a primary key (or a unique index) to each table, or exclude them",
+    )
+
+
+#: The first DMS engine version that keeps an unconstrained NUMERIC as it is (3.4.2 and older cast it
+#: to NUMERIC(28,6)).
+NUMERIC_KEPT_SINCE = (3, 4, 3)
+
+
+def _engine_version(spec: MigrationSpec) -> tuple[int, ...] | None:
+    """The DMS engine version the spec asks for, or None when it is DMS's default (the newest)."""
+    if not spec.instance.engine_version:
+        return None
+    return tuple(int(part) for part in spec.instance.engine_version.split(".") if part.isdigit())
+
+
+def check_unconstrained_numeric(spec: MigrationSpec, tables: TableFacts) -> list[Finding]:
+    version = _engine_version(spec)
+    if version is not None and version < NUMERIC_KEPT_SINCE:
+        severity, when = "fatal", f"the spec's engine version {spec.instance.engine_version} casts"
+    elif spec.instance.existing_arn and version is None:
+        severity, when = "warning", "DMS engine versions up to 3.4.2 (the existing instance may run one) cast"
+    else:
+        return []
+    return _flagged_finding(
+        tables,
+        "unconstrained_numeric",
+        "unconstrained_numeric",
+        severity,
+        "{count} selected column(s) are NUMERIC without precision and scale; " + when + " them to "
+        "NUMERIC(28,6), rounding every value to 6 decimals and failing on more than 22 integer digits",
+        "use DMS engine version 3.4.3 or later (instance.engine_version), or give the columns an explicit "
+        "precision and scale",
+    )
+
+
+def check_infinite_timestamps(tables: TableFacts) -> list[Finding]:
+    return _flagged_finding(
+        tables,
+        "infinite_timestamp",
+        "infinite_timestamps",
+        "fatal",
+        "{count} selected date/timestamp column(s) hold 'infinity' or '-infinity' (seen in the planner's "
+        "statistics, which are sampled: other columns may hold them too, and verification would catch "
+        "those); DMS writes them as 9999-12-31 23:59:59 and 4713-01-01 BC",
+        "replace the infinities with NULL or an explicit date the application understands before migrating, "
+        "or exclude the tables",
+    )
+
+
+def check_cdc_truncate_and_ddl(spec: MigrationSpec) -> list[Finding]:
+    """AWS: TRUNCATE is not captured during CDC; DDL is captured only through DMS's event trigger, which
+    pg2rds does not install (``CaptureDdls = false``: the source stays untouched but for our slot)."""
+    if not spec.uses_cdc:
+        return []
+    return [
+        Finding(
+            name="cdc_truncate_and_ddl",
+            severity="warning",
+            message=(
+                "during ongoing replication DMS does not capture TRUNCATE, nor (with CaptureDdls off, as "
+                "pg2rds runs it) CREATE, ALTER or DROP TABLE, nor changes to column defaults or NOT NULL: "
+                "such statements on the selected tables leave the target silently different"
+            ),
+            fix=(
+                "do not TRUNCATE or change the schema of the selected tables until cutover; if you must, run "
+                "the same statement on the target (the final verification names any table that differs)"
+            ),
+        )
+    ]
+
+
 def _quote(name: str) -> str:
     """A role name as it must be typed in the suggested SQL (double quotes doubled)."""
     return '"' + name.replace('"', '""') + '"'
@@ -415,6 +700,13 @@ def validate_source(spec: MigrationSpec, credentials: Credentials) -> SourceRepo
             *check_wal_sender_timeout(spec, facts),
             *check_privileges(spec, facts, tables),
             *check_primary_keys(spec, tables),
+            *check_large_objects(tables),
+            *check_unlogged(spec, tables),
+            *check_case_twins(tables),
+            *check_arrays_without_key(tables),
+            *check_unconstrained_numeric(spec, tables),
+            *check_infinite_timestamps(tables),
+            *check_cdc_truncate_and_ddl(spec),
         ]
         return _report(facts, findings, tables, cur.queries)
 

@@ -43,6 +43,22 @@ TEXT_RENDERING = {
 }
 
 
+#: Stands for the large objects in a comparison: they live in pg_largeobject, not in the selected tables.
+LARGE_OBJECTS = TableName("pg_catalog", "pg_largeobject")
+
+#: The selected tables' columns that hold large-object oids (type oid, or a domain over it such as ``lo``).
+_OID_COLUMNS = """
+SELECT n.nspname, c.relname, a.attname
+FROM unnest(%s::text[], %s::text[]) AS w(schema_name, table_name)
+JOIN pg_namespace n ON n.nspname = w.schema_name
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.table_name
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE coalesce(nullif(t.typbasetype, 0), t.oid) = 'oid'::regtype
+ORDER BY 1, 2, 3
+"""
+
+
 class TableComparison(NamedTuple):
     table: TableName
     source_rows: int
@@ -72,6 +88,55 @@ def table_checksum(conn: Any, table: TableName, query: sql.SQL = _CHECKSUM) -> t
         cur.execute(query.format(sql.Identifier(table.schema, table.table)))
         count, checksum = cur.fetchone()
         return int(count), str(checksum)
+
+
+def large_object_columns(conn: Any, tables: Iterable[TableName]) -> list[tuple[str, str, str]]:
+    """(schema, table, column) of every oid column of ``tables`` (one catalog query)."""
+    tables = list(tables)
+    with conn.cursor() as cur:
+        cur.execute(_OID_COLUMNS, ([t.schema for t in tables], [t.table for t in tables]))
+        return [tuple(row) for row in cur.fetchall()]
+
+
+def _large_objects_query(columns: list[tuple[str, str, str]]) -> sql.Composable:
+    """(objects referenced that exist, checksum of their oid and content) over ``columns``.
+
+    Each object's content is read with ``lo_get`` (what the owner or a granted role may do, unlike reading
+    pg_largeobject, which needs a superuser), hashed with md5, and summed like a table's rows.
+    """
+    referenced = sql.SQL(" UNION ").join(
+        sql.SQL("SELECT {} AS lo FROM {}").format(sql.Identifier(column), sql.Identifier(schema, table))
+        for schema, table, column in columns
+    )
+    return sql.SQL(
+        "SELECT count(m.oid), "
+        "coalesce(sum(('x' || substr(md5(r.lo::text || ':' || md5(lo_get(r.lo))), 1, 16))"
+        "::bit(64)::bigint::numeric), 0)::text "
+        "FROM ({}) r JOIN pg_largeobject_metadata m ON m.oid = r.lo"
+    ).format(referenced)
+
+
+def _large_objects(conn: Any, query: sql.Composable) -> tuple[int, str]:
+    with conn.cursor() as cur:
+        cur.execute(query)
+        count, checksum = cur.fetchone()
+        return int(count), str(checksum)
+
+
+def compare_large_objects(source: Any, target: Any, columns: list[tuple[str, str, str]]) -> TableComparison:
+    """The large objects the selected rows point at: how many exist on each side, and their content.
+
+    The same oids must exist on both sides (the rows hold them), so an object the target lacks, or
+    whose bytes differ, changes the count or the checksum. Read in parallel on the two servers.
+    """
+    query = _large_objects_query(columns)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        on_source, on_target = (
+            pool.submit(_large_objects, source, query),
+            pool.submit(_large_objects, target, query),
+        )
+        (source_count, source_sum), (target_count, target_sum) = on_source.result(), on_target.result()
+    return TableComparison(LARGE_OBJECTS, source_count, target_count, source_sum, target_sum)
 
 
 def compare_tables(

@@ -1,0 +1,59 @@
+"""Whole migrations (``run_local``: the state machine, the handlers, the DMS stand-in) over data that DMS
+would lose or the load would break: the execution must fail, say why, and leave nothing behind.
+"""
+
+from conftest import Database
+
+from pg2rds_emulator.local_run import run_local
+
+PICS = "CREATE TABLE pics (id int PRIMARY KEY, img oid)"
+
+
+def _dsns(source: Database, target: Database) -> tuple[str, str]:
+    return source.cluster.dsn(source.name), target.cluster.dsn(target.name)
+
+
+def test_large_objects_stop_the_migration_before_anything_is_created(
+    source_db: Database, target_db: Database
+) -> None:
+    """DMS never moves pg_largeobject: without this refusal the run "succeeds" with every img dangling."""
+    for db in (source_db, target_db):
+        db.execute(PICS)
+    source_db.execute(
+        "INSERT INTO pics SELECT i, lo_from_bytea(0, convert_to(repeat('picture ', i * 100), 'UTF8')) "
+        "FROM generate_series(1, 5) i"
+    )
+
+    view, leftovers = run_local(*_dsns(source_db, target_db), {"migration_id": "pics"}, timeout_seconds=90)
+
+    assert view.status == "FAILED", view.output
+    assert (view.failed_state, view.error) == ("Validate source", "SourceNotReady"), view.cause
+    assert "large_objects" in view.cause and "public.pics.img" in view.cause and "lo_get" in view.cause
+    assert "Create replication instance" not in view.states
+    assert leftovers == []
+    assert target_db.execute("SELECT count(*) FROM pics") == [(0,)]
+    assert target_db.execute("SELECT count(*) FROM pg_largeobject_metadata") == [(0,)]
+
+
+def test_a_foreign_key_violated_by_the_loaded_rows_fails_the_migration(
+    source_db: Database, target_db: Database
+) -> None:
+    """The load runs with session_replication_role = replica, so only finish-target can notice."""
+    source_db.execute(
+        "CREATE TABLE customers (id int PRIMARY KEY); CREATE TABLE orders (id int PRIMARY KEY, customer int);"
+        "INSERT INTO customers SELECT generate_series(1, 10);"
+        "INSERT INTO orders SELECT i, CASE WHEN i = 7 THEN 99 ELSE i END FROM generate_series(1, 10) i"
+    )
+    target_db.execute(
+        "CREATE TABLE customers (id int PRIMARY KEY);"
+        "CREATE TABLE orders (id int PRIMARY KEY, customer int CONSTRAINT orders_customer_fk "
+        "REFERENCES customers (id))"
+    )
+
+    view, leftovers = run_local(*_dsns(source_db, target_db), {"migration_id": "fk"}, timeout_seconds=120)
+
+    assert view.status == "FAILED", view.output
+    assert (view.failed_state, view.error) == ("Finish the target", "VerificationFailed"), view.cause
+    assert "orders_customer_fk on public.orders: 1 rows without a parent in public.customers" in view.cause
+    assert leftovers == []
+    assert target_db.execute("SELECT count(*) FROM orders") == [(10,)]  # loaded, then judged
