@@ -27,7 +27,7 @@ from _common import table, verdict
 
 from pg2rds.spec import PollingSpec
 from pg2rds_cli.executions import history, read_execution
-from pg2rds_emulator.embedded import DEFINITION, EmbeddedAws
+from pg2rds_emulator.embedded import DEFINITION, EmbeddedAws, database_secret
 from pg2rds_emulator.moto_dms import FakeEngine
 from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, start_cluster
 
@@ -44,13 +44,9 @@ def spec_for(aws: EmbeddedAws, source: Cluster, target: Cluster, migration_id: s
     """A full-load-and-cdc spec with the default polling settings (no ``polling`` key)."""
     spec: dict[str, Any] = {"migration_id": migration_id, "migration_type": "full-load-and-cdc"}
     for side, cluster in (("source", source), ("target", target)):
-        spec[side] = {
-            "host": "127.0.0.1",
-            "port": cluster.port,
-            "database": "app",
-            "secret_arn": aws.put_secret(f"bench/{migration_id}/{side}", SUPERUSER, cluster.password),
-            "ssl_mode": "none",
-        }
+        secret = database_secret("127.0.0.1", cluster.port, "app", SUPERUSER, cluster.password)
+        arn = aws.put_secret(f"bench/{migration_id}/{side}", secret)
+        spec[side] = {"secret_arn": arn, "ssl_mode": "none"}
     return spec
 
 

@@ -134,21 +134,15 @@ def main() -> int:
             "WHERE c.relkind = 'r' AND n.nspname LIKE 's%%'",
         )[0][0]  # fmt: skip
         print(f"catalog: {count} tables in {SCHEMAS} schemas, built in {build_seconds:.1f} s (10 DO blocks)")
-        credentials = Credentials(SUPERUSER, cluster.password)
+        credentials = Credentials("127.0.0.1", cluster.port, DATABASE, SUPERUSER, cluster.password)
         rows, results = [], {}
         for migration_type in ("full-load", "full-load-and-cdc"):
             spec = parse_spec(
                 {
                     "migration_id": "bench-catalog",
                     "migration_type": migration_type,
-                    "source": {
-                        "host": "127.0.0.1", "port": cluster.port, "database": DATABASE,
-                        "secret_arn": FAKE_SECRET, "ssl_mode": "none",
-                    },
-                    "target": {
-                        "host": "127.0.0.1", "port": cluster.port, "database": "postgres",
-                        "secret_arn": FAKE_SECRET, "ssl_mode": "none",
-                    },
+                    "source": {"secret_arn": FAKE_SECRET, "ssl_mode": "none"},
+                    "target": {"secret_arn": FAKE_SECRET, "ssl_mode": "none"},
                 }
             )  # fmt: skip
 

@@ -118,34 +118,44 @@ def dms(engine: moto_dms.FakeEngine):
     return boto3.client("dms", region_name=REGION)
 
 
-def make_secret(username: str, password: str, name: str | None = None) -> str:
-    """Store credentials in (moto's) Secrets Manager the way RDS does; returns the ARN."""
+def make_secret(
+    username: str,
+    password: str,
+    name: str | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5432,
+    dbname: str | None = None,
+) -> str:
+    """Store a database secret in (moto's) Secrets Manager as RDS and DMS lay it out; returns the ARN."""
+    secret = {"engine": "postgres", "host": host, "port": port, "username": username, "password": password}
+    if dbname is not None:
+        secret["dbname"] = dbname
     client = boto3.client("secretsmanager", region_name=REGION)
     response = client.create_secret(
-        Name=name or f"pg2rds-test-{uuid.uuid4().hex[:8]}",
-        SecretString=json.dumps({"username": username, "password": password}),
+        Name=name or f"pg2rds-test-{uuid.uuid4().hex[:8]}", SecretString=json.dumps(secret)
     )
     return response["ARN"]
 
 
+def secret_for(db: Database, username: str = SUPERUSER, password: str | None = None) -> str:
+    """The secret of a test database: its server, its name, and a login (the superuser's by default)."""
+    return make_secret(
+        username,
+        db.cluster.password if password is None else password,
+        port=db.cluster.port,
+        dbname=db.name,
+    )
+
+
 def spec_for(source: Database, target: Database, migration_id: str | None = None, **overrides) -> dict:
-    """A migration spec (as JSON data) pointing at two test databases; needs the ``aws`` fixture."""
+    """A migration spec (as JSON data) for two test databases; needs the ``aws`` fixture.
+
+    Each side names only its secret: the secret is the server (host, port, dbname)."""
     spec = {
         "migration_id": migration_id or "t" + uuid.uuid4().hex[:8],
-        "source": {
-            "host": "127.0.0.1",
-            "port": source.cluster.port,
-            "database": source.name,
-            "secret_arn": make_secret(SUPERUSER, source.cluster.password),
-            "ssl_mode": "none",
-        },
-        "target": {
-            "host": "127.0.0.1",
-            "port": target.cluster.port,
-            "database": target.name,
-            "secret_arn": make_secret(SUPERUSER, target.cluster.password),
-            "ssl_mode": "none",
-        },
+        "source": {"secret_arn": secret_for(source), "ssl_mode": "none"},
+        "target": {"secret_arn": secret_for(target), "ssl_mode": "none"},
         "polling": {"initial_seconds": 1, "max_seconds": 2},
     }
     spec.update(overrides)

@@ -292,6 +292,18 @@ class EmbeddedAws:
             name="pg2rds-migration", definition=definition, roleArn=role_arn
         )["stateMachineArn"]
 
-    def put_secret(self, name: str, username: str, password: str) -> str:
-        secret = {"username": username, "password": password}
+    def put_secret(self, name: str, secret: dict[str, Any]) -> str:
+        """Store a database secret (see :func:`database_secret`); returns its ARN."""
         return self.client("secretsmanager").create_secret(Name=name, SecretString=json.dumps(secret))["ARN"]
+
+
+def database_secret(host: str, port: int, dbname: str, username: str, password: str) -> dict[str, Any]:
+    """A secret as RDS and Secrets Manager lay out a PostgreSQL database's, which is what DMS reads."""
+    return {
+        "engine": "postgres",
+        "host": host,
+        "port": port,
+        "dbname": dbname,
+        "username": username,
+        "password": password,
+    }

@@ -1,7 +1,8 @@
 """``pg2rds run --local``: one migration through the embedded AWS, against real PostgreSQL servers.
 
-The DSNs' credentials go into the embedded Secrets Manager and the spec refers to them by ARN, exactly
-as in AWS; from there on the run is the deployed application's: the ASL, the handlers, the DMS API.
+Each DSN becomes a secret in the embedded Secrets Manager (host, port, dbname, username, password, as
+RDS and DMS lay it out) and the spec names only the secret, exactly as in AWS; from there on the run is
+the deployed application's: the ASL, the handlers, the DMS API.
 """
 
 import json
@@ -18,7 +19,7 @@ from pg2rds.naming import ResourceNames
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
 from pg2rds_cli.executions import ExecutionView, watch
 from pg2rds_emulator.dms_engine import DmsEngine
-from pg2rds_emulator.embedded import EmbeddedAws
+from pg2rds_emulator.embedded import EmbeddedAws, database_secret
 from pg2rds_emulator.pgcluster import find_bindir
 
 #: Local polling: short intervals (the clock is compressed too), same backoff logic as in AWS.
@@ -33,34 +34,37 @@ def default_migration_id() -> str:
     return "local-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
-def database_ref(dsn: str, secret_arn: str) -> dict[str, Any]:
-    """The spec's view of a DSN: where the database is, and the secret that now holds its credentials."""
+def secret_of(dsn: str) -> dict[str, Any]:
+    """What a DSN says about a database, as the secret RDS and DMS would hold for it."""
     parts = parse_dsn(dsn)
-    sslmode = parts.get("sslmode", "disable")
+    user = parts.get("user", "postgres")
+    return database_secret(
+        host=parts.get("host", "127.0.0.1"),
+        port=int(parts.get("port", 5432)),
+        dbname=parts.get("dbname", user),
+        username=user,
+        password=parts.get("password", ""),
+    )
+
+
+def database_ref(dsn: str, secret_arn: str) -> dict[str, Any]:
+    """The spec's view of a DSN: the secret that now holds its server and credentials, and its TLS mode."""
+    sslmode = parse_dsn(dsn).get("sslmode", "disable")
     return {
-        "host": parts.get("host", "127.0.0.1"),
-        "port": int(parts.get("port", 5432)),
-        "database": parts.get("dbname", parts.get("user", "postgres")),
         "secret_arn": secret_arn,
         "ssl_mode": "none" if sslmode in ("disable", "allow", "prefer") else sslmode,
     }
 
 
-def credentials_of(dsn: str) -> tuple[str, str]:
-    parts = parse_dsn(dsn)
-    return parts.get("user", "postgres"), parts.get("password", "")
-
-
 def build_spec(
     aws: EmbeddedAws, source_dsn: str, target_dsn: str, spec: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Complete a (possibly empty) spec with the two DSNs' databases and fast local polling."""
+    """Complete a (possibly empty) spec with the two DSNs' secrets and fast local polling."""
     spec = dict(spec or {})
     spec.setdefault("migration_id", default_migration_id())
     refs = {}
     for side, dsn in (("source", source_dsn), ("target", target_dsn)):
-        user, password = credentials_of(dsn)
-        arn = aws.put_secret(f"pg2rds/{spec['migration_id']}/{side}", user, password)
+        arn = aws.put_secret(f"pg2rds/{spec['migration_id']}/{side}", secret_of(dsn))
         refs[side] = database_ref(dsn, arn)
     spec["source"], spec["target"] = refs["source"], refs["target"]
     spec.setdefault("polling", LOCAL_POLLING)

@@ -4,15 +4,18 @@ moto's DMS only records calls: its tasks never become ``ready``, TestConnection 
 CreateEndpoint silently overwrites a duplicate and DescribeTableStatistics does not exist. :func:`install`
 patches moto's DMS backend and response classes (process-wide, idempotent) so that:
 
+- CreateEndpoint with ``SecretsManagerSecretId`` and any of UserName, Password, ServerName, Port raises
+  ``InvalidParameterCombinationException`` (the API reference: "You can't specify both").
 - CreateEndpoint / CreateReplicationInstance / CreateReplicationTask with an existing identifier raise
   ``ResourceAlreadyExistsFault``; endpoints are ``active``; a replication instance is ``creating`` in the
   create response and ``available`` from its next describe; a task goes ``creating`` → ``ready`` on its
   next describe.
 - Describe{Endpoints,ReplicationInstances,ReplicationTasks} with filters that match nothing raise
   ``ResourceNotFoundFault``, as DMS does.
-- TestConnection resolves the endpoint's credentials from ``PostgreSQLSettings.SecretsManagerSecretId`` in
-  moto's Secrets Manager and asks ``engine.test_connection``; DescribeConnections reports ``testing`` once,
-  then ``successful``/``failed`` with ``LastFailureMessage``.
+- TestConnection resolves the endpoint's server, port and credentials from
+  ``PostgreSQLSettings.SecretsManagerSecretId`` in moto's Secrets Manager (a secret without host, port,
+  username and password fails the test, as DMS needs them) and asks ``engine.test_connection``;
+  DescribeConnections reports ``testing`` once, then ``successful``/``failed`` with ``LastFailureMessage``.
 - StartReplicationTask → ``engine.start_task``; DescribeReplicationTasks renders ``engine.task_runtime``
   as Status, StopReason, LastFailureMessage and ReplicationTaskStats; StopReplicationTask →
   ``engine.stop_task``; DeleteReplicationTask → ``engine.delete_task`` (refused while the task runs).
@@ -37,7 +40,12 @@ from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.utils import utcnow
 from moto.dms import models as dms_models
 from moto.dms import responses as dms_responses
-from moto.dms.exceptions import InvalidResourceStateFault, ResourceAlreadyExistsFault, ResourceNotFoundFault
+from moto.dms.exceptions import (
+    InvalidParameterCombinationException,
+    InvalidResourceStateFault,
+    ResourceAlreadyExistsFault,
+    ResourceNotFoundFault,
+)
 from moto.moto_api import state_manager
 from moto.secretsmanager.models import secretsmanager_backends
 
@@ -245,31 +253,45 @@ def _account_region(arn: str) -> tuple[str, str]:
     return parts[4], parts[3]
 
 
-def _read_secret(secret_id: str, account: str, region: str) -> tuple[str, str]:
+def _read_secret(secret_id: str, account: str, region: str) -> dict[str, Any]:
     if secret_id.startswith("arn:"):
         account, region = _account_region(secret_id)
     value = secretsmanager_backends[account][region].get_secret_value(secret_id, None, None)
     data = json.loads(value["SecretString"])
-    return str(data["username"]), str(data["password"])
+    missing = [key for key in ("username", "password", "host", "port") if not data.get(key)]
+    if missing:
+        raise ValueError(f"the secret lacks {', '.join(missing)}")
+    return data
 
 
 def _endpoint_info(backend: _Backend, endpoint: Any) -> tuple[EndpointInfo, str]:
-    """The endpoint with credentials resolved, and a problem reading them ("" if none)."""
+    """The endpoint with its server and credentials resolved, and a problem reading them ("" if none).
+
+    With ``SecretsManagerSecretId`` the server, port and login are the secret's (the endpoint has none:
+    CreateEndpoint refuses both); the database is the endpoint's ``DatabaseName``."""
     settings = dict(endpoint.postgre_sql_settings or {})
-    username, password, problem = endpoint.username or "", endpoint.password or "", ""
     secret_id = settings.get("SecretsManagerSecretId")
+    secret: dict[str, Any] = {}
+    problem = ""
     if secret_id:
         try:
-            username, password = _read_secret(secret_id, backend.account_id, backend.region_name)
+            secret = _read_secret(secret_id, backend.account_id, backend.region_name)
         except Exception as error:
             problem = f"Failed to retrieve secret {secret_id} from Secrets Manager: {error}"
+    if secret_id:
+        server_name, port = str(secret.get("host") or ""), int(secret.get("port") or 5432)
+        username, password = str(secret.get("username") or ""), str(secret.get("password") or "")
+    else:
+        server_name = settings.get("ServerName") or endpoint.server_name or ""
+        port = int(settings.get("Port") or endpoint.port or 5432)
+        username, password = endpoint.username or "", endpoint.password or ""
     info = EndpointInfo(
         arn=endpoint.endpoint_arn,
         identifier=endpoint.endpoint_identifier,
         endpoint_type=endpoint.endpoint_type,
-        server_name=settings.get("ServerName") or endpoint.server_name or "",
-        port=int(settings.get("Port") or endpoint.port or 5432),
-        database_name=settings.get("DatabaseName") or endpoint.database_name or "",
+        server_name=server_name,
+        port=port,
+        database_name=settings.get("DatabaseName") or endpoint.database_name or str(secret.get("dbname", "")),
         username=username,
         password=password,
         ssl_mode=endpoint.ssl_mode or "none",
@@ -362,12 +384,36 @@ def _task_to_dict(self: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------- backend methods
 
 
+#: What an endpoint may not give alongside a secret: "You can specify the values for this setting and
+#: SecretsManagerSecretId. Or you can specify clear-text values for UserName, Password, ServerName, and
+#: Port. You can't specify both." (PostgreSQLSettings.SecretsManagerAccessRoleArn, DMS API Reference)
+_CLEAR_TEXT = {"Username": "username", "Password": "password", "ServerName": "server_name", "Port": "port"}
+
+
 def _create_endpoint(self: _Backend, endpoint_identifier: str, *args: Any, **kwargs: Any) -> Any:
+    _refuse_secret_with_clear_text(kwargs)
     if endpoint_identifier in self.endpoints:
         raise ResourceAlreadyExistsFault("The resource you are attempting to create already exists.")
     endpoint = _original["create_endpoint"](self, endpoint_identifier, *args, **kwargs)
     endpoint.status = "active"
     return endpoint
+
+
+def _refuse_secret_with_clear_text(kwargs: dict[str, Any]) -> None:
+    settings = kwargs.get("postgre_sql_settings") or {}
+    if not settings.get("SecretsManagerSecretId") and not settings.get("SecretsManagerAccessRoleArn"):
+        return
+    given = [
+        name
+        for name, keyword in _CLEAR_TEXT.items()
+        if kwargs.get(keyword) not in (None, "") or settings.get(name) not in (None, "")
+    ]
+    if given:
+        raise InvalidParameterCombinationException(
+            f"{', '.join(given)} cannot be specified together with SecretsManagerSecretId and "
+            "SecretsManagerAccessRoleArn: specify either the secret and its access role, or clear-text "
+            "UserName, Password, ServerName and Port, not both."
+        )
 
 
 def _not_found_when_empty(name: str, what: str) -> Any:

@@ -6,11 +6,14 @@ at: the execution's status, its Error and Cause, and what is left in the account
 """
 
 import json
+import logging
+import uuid
 from collections.abc import Iterator
 
 import boto3
 import pytest
-from conftest import REGION, Database, spec_for
+from conftest import REGION, Database, secret_for, spec_for
+from psycopg2 import sql
 
 from pg2rds.naming import ResourceNames
 from pg2rds_cli.executions import ExecutionView, watch
@@ -89,12 +92,45 @@ def test_full_load_succeeds_and_leaves_nothing_behind(embedded, databases) -> No
     assert slots(source) == []
 
 
-def test_no_password_in_input_output_or_history(embedded, databases) -> None:
+@pytest.fixture
+def own_logins(databases) -> Iterator[dict[str, str]]:
+    """A superuser login with its own password on each side (the clusters' shared password would make a
+    leak of one side's look like the other's), in the secrets of a spec; dropped afterwards."""
+    passwords = {}
+    for side, db in zip(("source", "target"), databases, strict=True):
+        password = f"{side}-only-password-{uuid.uuid4().hex}"
+        db.execute(
+            sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                sql.Identifier(f"pg2rds_{side}_login"), sql.Literal(password)
+            )
+        )
+        passwords[side] = password
+    yield passwords
+    for side, db in zip(("source", "target"), databases, strict=True):
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(f"pg2rds_{side}_login")))
+
+
+def test_neither_password_in_input_output_history_or_logs(
+    embedded, databases, own_logins, capfd, caplog
+) -> None:
     source, target = databases
-    view = run(embedded, spec_for(source, target))
+    spec = spec_for(source, target)
+    for side, db in (("source", source), ("target", target)):
+        spec[side]["secret_arn"] = secret_for(db, f"pg2rds_{side}_login", own_logins[side])
+    # the functions' own logs at their most verbose (in Lambda they go to CloudWatch Logs); botocore's
+    # DEBUG logs, which print response bodies, are off in Lambda as here
+    logging.getLogger("pg2rds").setLevel(logging.DEBUG)
+    caplog.set_level(logging.INFO)
+    view = run(embedded, spec)
     assert view.status == "SUCCEEDED", view.cause
-    assert source.cluster.password not in history_text(embedded, view)
-    assert source.cluster.password not in json.dumps(view.output)
+    captured = capfd.readouterr()
+    records = [json.dumps(record.__dict__, default=str) for record in caplog.records]  # with their extras
+    logs = "\n".join([captured.out, captured.err, *records])
+    assert caplog.text.count("phase finished") >= 9  # every handler's log was captured
+    for side, password in own_logins.items():
+        assert password not in history_text(embedded, view), side
+        assert password not in json.dumps(view.output), side
+        assert password not in logs, side
 
 
 def test_invalid_spec_fails_at_once_naming_the_field(embedded, databases) -> None:

@@ -9,18 +9,21 @@ from pg2rds.dms.endpoints import ensure_endpoints
 from pg2rds.dms.instance import ensure_instance
 from pg2rds.dms.task import ensure_task_started
 from pg2rds.naming import ResourceNames
+from pg2rds.secrets import get_credentials
 from pg2rds.spec import parse_spec
-from pg2rds.state import CleanupState, MigrationState, TargetReport
+from pg2rds.state import CleanupState, MigrationState, SourceReport, TargetReport
 
 ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
-REPORT = TargetReport(server_version="16", server_version_num=160000)
 
 
 def migrate(dms, data: dict) -> MigrationState:
     """Create and start everything a migration owns, as the state machine's phases would."""
     spec = parse_spec(data)
     instance = ensure_instance(dms, spec, ensure_instance(dms, spec, None))
-    endpoints = ensure_endpoints(dms, spec, REPORT, ROLE)
+    found = {"server_version": "16", "server_version_num": 160000}
+    source = SourceReport(database=get_credentials(spec.source, "source").database, **found)
+    target = TargetReport(database=get_credentials(spec.target, "target").database, **found)
+    endpoints = ensure_endpoints(dms, spec, source, target, ROLE)
     task = ensure_task_started(dms, spec, instance, endpoints, None)
     task = ensure_task_started(dms, spec, instance, endpoints, task)
     return MigrationState(spec=spec, instance=instance, endpoints=endpoints, task=task)
@@ -161,14 +164,14 @@ def test_an_unreachable_source_is_reported_not_fatal(dms) -> None:
                 "host": "127.0.0.1",
                 "port": 1,
                 "database": "x",
-                "secret_arn": make_secret("u", "p"),
+                "secret_arn": make_secret("u", "p", port=1, dbname="x"),
                 "ssl_mode": "none",
             },
             "target": {
                 "host": "127.0.0.1",
                 "port": 1,
                 "database": "x",
-                "secret_arn": make_secret("u", "p"),
+                "secret_arn": make_secret("u", "p", port=1, dbname="x"),
                 "ssl_mode": "none",
             },
         }

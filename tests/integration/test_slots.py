@@ -17,18 +17,13 @@ from pg2rds_emulator.pgcluster import SUPERUSER
 FAKE_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:pg2rds-test"
 
 
-def ref_for(db: Database, database: str | None = None) -> DatabaseRef:
-    return DatabaseRef(
-        host="127.0.0.1",
-        port=db.cluster.port,
-        database=database or db.name,
-        secret_arn=FAKE_SECRET_ARN,
-        ssl_mode="none",
-    )
+def ref_for(db: Database) -> DatabaseRef:
+    return DatabaseRef(secret_arn=FAKE_SECRET_ARN, ssl_mode="none")
 
 
 def credentials(db: Database) -> Credentials:
-    return Credentials(SUPERUSER, db.cluster.password)
+    """What the (unread) secret would hold: the functions take the server from it."""
+    return Credentials("127.0.0.1", db.cluster.port, db.name, SUPERUSER, db.cluster.password)
 
 
 def create_slot(db: Database, name: str) -> None:

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import Database, make_secret, spec_for
+from conftest import Database, secret_for, spec_for
 from psycopg2 import sql
 
 from pg2rds.errors import SourceUnreachable
@@ -30,7 +30,7 @@ def only(report: SourceReport, name: str) -> Finding:
 
 def run_validation(source: Database, target: Database, **overrides: object) -> SourceReport:
     spec: MigrationSpec = parse_spec(spec_for(source, target, **overrides))
-    return validate_source(spec, get_credentials(spec.source.secret_arn))
+    return validate_source(spec, get_credentials(spec.source, "source"))
 
 
 @pytest.fixture
@@ -127,10 +127,10 @@ def test_role_without_replication_or_select_is_fatal(
     source_db.execute("CREATE TABLE open_stuff (id int PRIMARY KEY)")
     source_db.execute(sql.SQL("GRANT SELECT ON open_stuff TO {}").format(sql.Identifier(plain_role[0])))
     data = spec_for(source_db, target_db, migration_type="full-load-and-cdc")
-    data["source"]["secret_arn"] = make_secret(*plain_role)
+    data["source"]["secret_arn"] = secret_for(source_db, *plain_role)
     spec = parse_spec(data)
 
-    finding = only(validate_source(spec, get_credentials(spec.source.secret_arn)), "privileges")
+    finding = only(validate_source(spec, get_credentials(spec.source, "source")), "privileges")
 
     assert finding.severity == "fatal"
     assert "REPLICATION" in finding.message and plain_role[0] in finding.message
@@ -145,10 +145,10 @@ def test_full_load_needs_only_select(
     source_db.execute("CREATE TABLE open_stuff (id int PRIMARY KEY)")
     source_db.execute(sql.SQL("GRANT SELECT ON open_stuff TO {}").format(sql.Identifier(plain_role[0])))
     data = spec_for(source_db, target_db, migration_type="full-load")
-    data["source"]["secret_arn"] = make_secret(*plain_role)
+    data["source"]["secret_arn"] = secret_for(source_db, *plain_role)
     spec = parse_spec(data)
 
-    report = validate_source(spec, get_credentials(spec.source.secret_arn))
+    report = validate_source(spec, get_credentials(spec.source, "source"))
 
     assert report.fatal == []
     assert report.tables_selected == 1
@@ -224,11 +224,11 @@ def test_wrong_password_raises_source_unreachable_without_the_password(
 ) -> None:
     wrong = "not-the-password-" + uuid.uuid4().hex
     data = spec_for(source_db, target_db)
-    data["source"]["secret_arn"] = make_secret(SUPERUSER, wrong)
+    data["source"]["secret_arn"] = secret_for(source_db, SUPERUSER, wrong)
     spec = parse_spec(data)
 
     with pytest.raises(SourceUnreachable) as raised:
-        validate_source(spec, get_credentials(spec.source.secret_arn))
+        validate_source(spec, get_credentials(spec.source, "source"))
 
     assert "password authentication failed" in str(raised.value)
     assert wrong not in str(raised.value)

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import Database, make_secret, spec_for
+from conftest import Database, secret_for, spec_for
 from psycopg2 import sql
 
 from pg2rds.postgres.source_checks import validate_source
@@ -29,8 +29,8 @@ def names(report: TargetReport) -> set[str]:
 def run_prep(data: dict, source_report: SourceReport | None = None) -> TargetReport:
     spec = parse_spec(data)
     if source_report is None:
-        source_report = validate_source(spec, get_credentials(spec.source.secret_arn))
-    return prepare_target(spec, get_credentials(spec.target.secret_arn), source_report)
+        source_report = validate_source(spec, get_credentials(spec.source, "source"))
+    return prepare_target(spec, get_credentials(spec.target, "target"), source_report)
 
 
 @pytest.fixture
@@ -230,7 +230,7 @@ def test_plain_target_role_cannot_disable_triggers_or_create_schemas(
     source_db.execute("CREATE TABLE archive.orders (id int PRIMARY KEY)")
     target_db.execute(sql.SQL("GRANT SELECT ON orders TO {}").format(sql.Identifier(target_role[0])))
     data = spec_for(source_db, target_db)
-    data["target"]["secret_arn"] = make_secret(*target_role)
+    data["target"]["secret_arn"] = secret_for(target_db, *target_role)
 
     report = run_prep(data)
 

@@ -12,7 +12,7 @@ from pg2rds.dms.progress import MAX_TABLES, poll_task
 from pg2rds.dms.task import ensure_task_started
 from pg2rds.errors import PhaseTimedOut, TaskFailed
 from pg2rds.spec import parse_spec
-from pg2rds.state import TargetReport
+from pg2rds.state import SourceReport, TargetReport
 from pg2rds_emulator import moto_dms
 from pg2rds_emulator.dms_engine import TableStats
 
@@ -48,9 +48,8 @@ def started(dms, migration_type: str = "full-load", **overrides):
         }
     )
     instance = ensure_instance(dms, spec, ensure_instance(dms, spec, None))
-    endpoints = ensure_endpoints(
-        dms, spec, TargetReport(server_version="16", server_version_num=160000), ROLE
-    )
+    found = {"database": "shop", "server_version": "16", "server_version_num": 160000}
+    endpoints = ensure_endpoints(dms, spec, SourceReport(**found), TargetReport(**found), ROLE)
     task = ensure_task_started(dms, spec, instance, endpoints, None)
     task = ensure_task_started(dms, spec, instance, endpoints, task)
     assert task.ready

@@ -12,7 +12,7 @@ from pg2rds.dms.task import ensure_task_started, task_settings
 from pg2rds.errors import ResourceConflict, TaskFailed
 from pg2rds.naming import OWNER_TAG
 from pg2rds.spec import parse_spec
-from pg2rds.state import TargetReport
+from pg2rds.state import SourceReport, TargetReport
 
 ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
 
@@ -39,9 +39,8 @@ def make_spec(**overrides):
 
 def prepare(dms, spec):
     instance = ensure_instance(dms, spec, ensure_instance(dms, spec, None))
-    endpoints = ensure_endpoints(
-        dms, spec, TargetReport(server_version="16", server_version_num=160000), ROLE
-    )
+    found = {"database": "shop", "server_version": "16", "server_version_num": 160000}
+    endpoints = ensure_endpoints(dms, spec, SourceReport(**found), TargetReport(**found), ROLE)
     return instance, endpoints
 
 

@@ -27,16 +27,18 @@ def create_endpoint(dms, identifier: str, endpoint_type: str, secret_arn: str) -
         EndpointIdentifier=identifier,
         EndpointType=endpoint_type,
         EngineName="postgres",
-        ServerName="db.example",
-        Port=5432,
         DatabaseName="app",
-        PostgreSQLSettings={"SecretsManagerSecretId": secret_arn, "SlotName": "pg2rds_x"},
+        PostgreSQLSettings={
+            "SecretsManagerSecretId": secret_arn,
+            "SecretsManagerAccessRoleArn": "arn:aws:iam::123456789012:role/dms-secrets",
+            "SlotName": "pg2rds_x",
+        },
     )["Endpoint"]["EndpointArn"]
 
 
 @pytest.fixture
 def wired(dms) -> dict[str, str]:
-    secret = make_secret("alice", "s3cret")
+    secret = make_secret("alice", "s3cret", host="db.example", port=6543)
     return {
         "instance": create_instance(dms),
         "source": create_endpoint(dms, "src", "source", secret),
@@ -115,11 +117,10 @@ def test_connection_reports_testing_once_then_the_engines_verdict(dms, engine, w
         "tgt": ("failed", "could not connect to server: Connection timed out"),
     }
     [source_info, _] = engine.tested
-    assert (source_info.username, source_info.password, source_info.server_name) == (
-        "alice",
-        "s3cret",
-        "db.example",
-    )
+    # the server, port and login are the secret's; the database is the endpoint's DatabaseName
+    assert (source_info.server_name, source_info.port) == ("db.example", 6543)
+    assert source_info.database_name == "app"
+    assert (source_info.username, source_info.password) == ("alice", "s3cret")
     assert source_info.postgres_settings["SlotName"] == "pg2rds_x"
 
 
@@ -131,6 +132,22 @@ def test_unreadable_secret_fails_the_connection(dms, wired) -> None:
     dms.describe_connections(Filters=flt)
     [connection] = dms.describe_connections(Filters=flt)["Connections"]
     assert connection["Status"] == "failed" and missing in connection["LastFailureMessage"]
+
+
+def test_a_secret_without_host_and_port_fails_the_connection(dms, engine, wired) -> None:
+    """An RDS-managed master user secret (username and password only) cannot be used by DMS."""
+    import boto3
+
+    managed = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="rds!db-1234", SecretString=json.dumps({"username": "postgres", "password": "pw"})
+    )["ARN"]
+    endpoint = create_endpoint(dms, "managed", "source", managed)
+    dms.test_connection(ReplicationInstanceArn=wired["instance"], EndpointArn=endpoint)
+    flt = [{"Name": "endpoint-arn", "Values": [endpoint]}]
+    dms.describe_connections(Filters=flt)
+    [connection] = dms.describe_connections(Filters=flt)["Connections"]
+    assert connection["Status"] == "failed" and "lacks host, port" in connection["LastFailureMessage"]
+    assert engine.tested == []  # nothing was tried against any server
 
 
 def test_task_lifecycle_full_load(dms, engine, wired) -> None:

@@ -47,7 +47,11 @@ def _raise_on_fatal(report: DatabaseReport, side: str, error_class: type[Excepti
 
 
 def validate_source(state: MigrationState) -> SourceReport:
-    report = check_source(state.spec, get_credentials(state.spec.source.secret_arn))
+    """Both secrets are read and checked against the spec first: a spec that names a server its secret
+    is not for is SpecInvalid before anything connects anywhere."""
+    source = get_credentials(state.spec.source, "source")
+    get_credentials(state.spec.target, "target")
+    report = check_source(state.spec, source)
     _raise_on_fatal(report, "the source", SourceNotReady)
     return report
 
@@ -55,7 +59,7 @@ def validate_source(state: MigrationState) -> SourceReport:
 def prep_target(state: MigrationState) -> TargetReport:
     if state.source_report is None:
         raise TargetNotReady("prep-target needs the source report; run validate-source first")
-    report = prepare_target(state.spec, get_credentials(state.spec.target.secret_arn), state.source_report)
+    report = prepare_target(state.spec, get_credentials(state.spec.target, "target"), state.source_report)
     _raise_on_fatal(report, "the target", TargetNotReady)
     return report
 
@@ -66,12 +70,23 @@ def create_instance(state: MigrationState) -> InstanceState:
 
 def create_endpoints(state: MigrationState) -> EndpointsState:
     assert state.instance is not None and state.target_report is not None
-    return ensure_endpoints(client("dms"), state.spec, state.target_report, os.environ[ACCESS_ROLE_ENV])
+    assert state.source_report is not None
+    return ensure_endpoints(
+        client("dms"), state.spec, state.source_report, state.target_report, os.environ[ACCESS_ROLE_ENV]
+    )
 
 
 def test_connections(state: MigrationState) -> ConnectionsState:
     assert state.instance is not None and state.endpoints is not None
-    return dms_test_connections(client("dms"), state.spec, state.instance, state.endpoints, state.connections)
+    assert state.source_report is not None and state.target_report is not None
+    return dms_test_connections(
+        client("dms"),
+        state.spec,
+        state.instance,
+        state.endpoints,
+        state.connections,
+        (state.source_report, state.target_report),
+    )
 
 
 def start_task(state: MigrationState) -> TaskState:
@@ -94,7 +109,7 @@ def _cutover_position(state: MigrationState) -> tuple[str, bool]:
     whether the slot has confirmed it. That proves every write before the decision is applied, which a
     latency figure (a per-minute CloudWatch maximum) cannot."""
     spec = state.spec
-    credentials = get_credentials(spec.source.secret_arn)
+    credentials = get_credentials(spec.source, "source")
     lsn = (state.progress.cutover_lsn if state.progress else "") or current_wal_lsn(spec.source, credentials)
     slot = ResourceNames(spec.migration_id).slot
     return lsn, slot_has_confirmed(spec.source, credentials, slot, lsn)
@@ -103,7 +118,7 @@ def _cutover_position(state: MigrationState) -> tuple[str, bool]:
 def finish_target(state: MigrationState) -> FinishReport:
     spec = state.spec
     report = finish_on_target(
-        spec, get_credentials(spec.source.secret_arn), get_credentials(spec.target.secret_arn)
+        spec, get_credentials(spec.source, "source"), get_credentials(spec.target, "target")
     )
     problems = []
     if report.mismatched:

@@ -1,34 +1,112 @@
-"""Database credentials from Secrets Manager.
+"""Database servers and credentials from Secrets Manager: the secret is the server.
 
 The execution input carries only the secret's ARN: a password in the input would be written to the
-execution history and CloudWatch for anyone with read access to see. The secret uses the RDS layout
-(``{"username": ..., "password": ...}``), which is also what DMS reads through ``SecretsManagerSecretId``.
+execution history and CloudWatch for anyone with read access to see. The secret holds what DMS reads
+through ``SecretsManagerSecretId`` and what RDS and Secrets Manager write for a database: ``host``,
+``port``, ``username``, ``password``, and optionally ``dbname`` (Secrets Manager's "JSON structure of
+database credential secrets"; ``port`` may be a number or a string there).
+
+Host and port come only from the secret, for the functions here as for DMS. A spec that also names them
+(or the database) must agree with the secret, or the migration is :class:`SpecInvalid` before anything
+connects: otherwise anyone allowed to start an execution could point a stored secret at a server of
+their choosing and have its password, and then its data, sent there. RDS-managed master user secrets hold
+only ``username`` and ``password``; DMS cannot use them (AWS DMS User Guide, "Using secrets to access AWS
+Database Migration Service endpoints"), so they are refused with that advice.
 """
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 
-from pg2rds.errors import SecretUnusable
+from pg2rds.errors import SecretUnusable, SpecInvalid
+from pg2rds.spec import DatabaseRef
+
+REQUIRED_KEYS = ("host", "port", "username", "password")
 
 
 @dataclass(frozen=True)
 class Credentials:
+    """A database as its secret describes it: where it is and who logs in (the password is never printed)."""
+
+    host: str
+    port: int
+    database: str
     username: str
     password: str = field(repr=False)
 
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}/{self.database}"
 
-def get_credentials(secret_arn: str) -> Credentials:
-    """Read and check a secret; cached for a few seconds by powertools across warm invocations."""
+
+def get_credentials(ref: DatabaseRef, side: str) -> Credentials:
+    """Read ``ref``'s secret and check the spec against it; cached for a few seconds across warm invocations.
+
+    ``side`` ("source" or "target") names the spec's fields in errors."""
+    data = _read(ref.secret_arn)
+    missing = [key for key in REQUIRED_KEYS if data.get(key) in (None, "")]
+    if missing:
+        raise SecretUnusable(
+            f"secret {ref.secret_arn} lacks {', '.join(missing)}: it must be JSON with host, port, username "
+            "and password (and optionally dbname), the keys DMS reads from an endpoint's secret. An "
+            "RDS-managed master user secret holds only username and password and cannot be used by DMS; "
+            "create a migration user and a secret for it with the server's host and port"
+        )
+    port = _port(data["port"], ref.secret_arn)
+    database = str(data.get("dbname") or ref.database or "")
+    if not database:
+        raise SpecInvalid(
+            f"invalid migration spec: {side}.database is required: secret {ref.secret_arn} has no dbname"
+        )
+    credentials = Credentials(
+        host=str(data["host"]),
+        port=port,
+        database=database,
+        username=str(data["username"]),
+        password=str(data["password"]),
+    )
+    _check_spec_matches(ref, side, credentials)
+    return credentials
+
+
+def _read(secret_arn: str) -> dict[str, Any]:
     try:
         raw = parameters.get_secret(secret_arn, max_age=30)
     except Exception as error:  # powertools wraps every botocore error in GetParameterError
         raise SecretUnusable(f"cannot read secret {secret_arn}: {error}") from None
     try:
         data = json.loads(raw)
-        return Credentials(username=str(data["username"]), password=str(data["password"]))
-    except (ValueError, KeyError, TypeError):
-        raise SecretUnusable(
-            f"secret {secret_arn} must be JSON with 'username' and 'password' keys"
-        ) from None
+    except (ValueError, TypeError):
+        data = None
+    if not isinstance(data, dict):
+        raise SecretUnusable(f"secret {secret_arn} must be a JSON object with host, port, username, password")
+    return data
+
+
+def _port(value: Any, secret_arn: str) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        port = 0
+    if isinstance(value, bool) or not 1 <= port <= 65535:
+        raise SecretUnusable(f"secret {secret_arn} has an invalid port {value!r}: expected 1-65535")
+    return port
+
+
+def _check_spec_matches(ref: DatabaseRef, side: str, credentials: Credentials) -> None:
+    """Each server field the spec gives must be the secret's: a spec confirms the server, never chooses it."""
+    mismatches = []
+    if ref.host is not None and ref.host.lower() != credentials.host.lower():
+        mismatches.append(f"{side}.host is {ref.host!r}")
+    if ref.port is not None and ref.port != credentials.port:
+        mismatches.append(f"{side}.port is {ref.port}")
+    if ref.database is not None and ref.database != credentials.database:
+        mismatches.append(f"{side}.database is {ref.database!r}")
+    if mismatches:
+        raise SpecInvalid(
+            f"invalid migration spec: {' and '.join(mismatches)}, but secret {ref.secret_arn} is for "
+            f"{credentials.where}. The server comes from the secret: leave host, port and database out of "
+            "the spec, or name the secret of the server you mean"
+        )

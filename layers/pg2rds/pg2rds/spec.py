@@ -19,12 +19,18 @@ class _Strict(BaseModel):
 
 
 class DatabaseRef(_Strict):
-    """Where a database is and which secret holds its credentials (never the password itself)."""
+    """A database, named by the Secrets Manager secret that holds its server and credentials.
 
-    host: str = Field(min_length=1)
-    port: int = Field(default=5432, ge=1, le=65535)
-    database: str = Field(min_length=1)
-    secret_arn: str = Field(pattern=SECRET_ARN_PATTERN)
+    The secret is the server: host and port come from it (the keys DMS reads through
+    ``SecretsManagerSecretId``), the database from its ``dbname`` or, when it has none, from ``database``.
+    ``host``, ``port`` and ``database`` may be repeated here, but only as a check: each must match the
+    secret (see :mod:`pg2rds.secrets`), so no spec can send a stored password to a server of its choosing.
+    """
+
+    secret_arn: str = Field(pattern=SECRET_ARN_PATTERN, max_length=2048)
+    host: str | None = Field(default=None, min_length=1, max_length=253)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    database: str | None = Field(default=None, min_length=1, max_length=63)
     ssl_mode: Literal["none", "require", "verify-ca", "verify-full"] = "require"
 
     @property

@@ -41,6 +41,11 @@ class Finding(_Result):
 
 
 class DatabaseReport(_Result):
+    #: Where the server is, as its secret says (never the credentials): later phases that do not read
+    #: the secret (create-endpoints, test-connections) take the database name and messages from here.
+    host: str = ""
+    port: int = 0
+    database: str = ""
     server_version: str
     server_version_num: int
     findings: list[Finding] = Field(default_factory=list)

@@ -155,7 +155,7 @@ def _slot(state: MigrationState, names: ResourceNames, ledger: _Ledger) -> None:
     spec = state.spec
     label = f"slot {names.slot} on source"
     try:
-        outcome = drop_slot(spec.source, get_credentials(spec.source.secret_arn), names.slot)
+        outcome = drop_slot(spec.source, get_credentials(spec.source, "source"), names.slot)
     except Exception as error:
         ledger.stuck.append(f"{label} (could not check it: {error}; drop it by hand if it exists)")
         return
@@ -164,7 +164,7 @@ def _slot(state: MigrationState, names: ResourceNames, ledger: _Ledger) -> None:
     elif outcome == "active":
         ledger.remaining.append(f"{label} (still active)")
         return
-    if drop_publication(spec.source, get_credentials(spec.source.secret_arn), names.publication) == "dropped":
+    if drop_publication(spec.source, get_credentials(spec.source, "source"), names.publication) == "dropped":
         ledger.removed_(f"publication {names.publication} on source")
 
 

@@ -10,7 +10,7 @@ from pg2rds.errors import ConnectionTestFailed
 from pg2rds.naming import ResourceNames
 from pg2rds.polling import check_timeout, poll_fields
 from pg2rds.spec import DatabaseRef, MigrationSpec
-from pg2rds.state import ConnectionsState, EndpointsState, InstanceState
+from pg2rds.state import ConnectionsState, DatabaseReport, EndpointsState, InstanceState
 
 
 def _describe(dms: Any, instance_arn: str, endpoint_arn: str) -> dict[str, Any] | None:
@@ -33,10 +33,18 @@ def _test(dms: Any, instance_arn: str, endpoint_arn: str) -> dict[str, Any]:
     return dms.test_connection(ReplicationInstanceArn=instance_arn, EndpointArn=endpoint_arn)["Connection"]
 
 
-def _failure(side: str, identifier: str, ref: DatabaseRef, instance: InstanceState, message: str) -> str:
+def _failure(
+    side: str,
+    identifier: str,
+    ref: DatabaseRef,
+    report: DatabaseReport,
+    instance: InstanceState,
+    message: str,
+) -> str:
     return (
-        f"DMS could not connect to the {side} endpoint {identifier} ({ref.host}:{ref.port}/{ref.database}, "
-        f"ssl_mode {ref.ssl_mode}) from replication instance {instance.identifier}: {message}"
+        f"DMS could not connect to the {side} endpoint {identifier} ({report.host}:{report.port}/"
+        f"{report.database} from secret {ref.secret_arn}, ssl_mode {ref.ssl_mode}) from replication "
+        f"instance {instance.identifier}: {message}"
     )
 
 
@@ -46,16 +54,18 @@ def test_connections(
     instance: InstanceState,
     endpoints: EndpointsState,
     previous: ConnectionsState | None,
+    reports: tuple[DatabaseReport, DatabaseReport],
 ) -> ConnectionsState:
-    """First call starts both tests; later calls read their outcome. ``ready`` when both succeeded."""
+    """First call starts both tests; later calls read their outcome. ``ready`` when both succeeded.
+    ``reports`` (source, target) say where validation found each server, for the failure messages."""
     names = ResourceNames(spec.migration_id)
     sides = [
-        ("source", endpoints.source_arn, names.source_endpoint, spec.source),
-        ("target", endpoints.target_arn, names.target_endpoint, spec.target),
+        ("source", endpoints.source_arn, names.source_endpoint, spec.source, reports[0]),
+        ("target", endpoints.target_arn, names.target_endpoint, spec.target, reports[1]),
     ]
     statuses: dict[str, str] = {}
     failures: list[str] = []
-    for side, arn, identifier, ref in sides:
+    for side, arn, identifier, ref, report in sides:
         connection = None if previous is None else _describe(dms, instance.arn, arn)
         if connection is None:  # first call, or DMS forgot the test (endpoint re-created): (re)start it
             connection = _test(dms, instance.arn, arn)
@@ -63,7 +73,7 @@ def test_connections(
         statuses[side] = status
         if status == "failed":
             failures.append(
-                _failure(side, connection.get("EndpointIdentifier") or identifier, ref, instance,
+                _failure(side, connection.get("EndpointIdentifier") or identifier, ref, report, instance,
                          connection.get("LastFailureMessage", ""))
             )  # fmt: skip
     if failures:

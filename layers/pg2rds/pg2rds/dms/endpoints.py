@@ -1,6 +1,12 @@
-"""The source and target endpoints. Credentials are never given to DMS: each endpoint names its
-Secrets Manager secret and the role DMS assumes to read it (``SecretsManagerSecretId`` and
-``SecretsManagerAccessRoleArn``).
+"""The source and target endpoints, created the way the DMS API reference describes for secrets.
+
+Each endpoint names its Secrets Manager secret and the role DMS assumes to read it
+(``PostgreSQLSettings.SecretsManagerSecretId`` and ``SecretsManagerAccessRoleArn``), and nothing of what
+the secret holds: "You can specify the values for this setting and SecretsManagerSecretId. Or you can
+specify clear-text values for UserName, Password, ServerName, and Port. You can't specify both."
+(PostgreSQLSettings, DMS API Reference). DMS reads host, port and the login from the secret; the
+database (``DatabaseName``, which is not part of that choice) is the one validation found in the secret
+or the spec, read from the phase reports since this function does not read secrets.
 """
 
 from typing import Any
@@ -11,7 +17,7 @@ from pg2rds.aws import error_code
 from pg2rds.dms.tags import find, require_owned, resource_tags
 from pg2rds.naming import ResourceNames
 from pg2rds.spec import DatabaseRef, MigrationSpec
-from pg2rds.state import EndpointsState, TargetReport
+from pg2rds.state import DatabaseReport, EndpointsState, SourceReport, TargetReport
 
 #: WAL heartbeat interval (minutes) on a CDC source: keeps the slot's restart_lsn moving on an idle source.
 HEARTBEAT_MINUTES = 5
@@ -47,7 +53,13 @@ def _secret_settings(ref: DatabaseRef, access_role_arn: str) -> dict[str, Any]:
 
 
 def _ensure(
-    dms: Any, spec: MigrationSpec, identifier: str, endpoint_type: str, ref: DatabaseRef, settings: dict
+    dms: Any,
+    spec: MigrationSpec,
+    identifier: str,
+    endpoint_type: str,
+    ref: DatabaseRef,
+    report: DatabaseReport,
+    settings: dict,
 ) -> str:
     """Create the endpoint or reuse ours; returns its ARN."""
     existing = find(dms, "endpoint", "endpoint-id", identifier)
@@ -57,9 +69,7 @@ def _ensure(
                 EndpointIdentifier=identifier,
                 EndpointType=endpoint_type,
                 EngineName="postgres",
-                ServerName=ref.host,
-                Port=ref.port,
-                DatabaseName=ref.database,
+                DatabaseName=report.database,
                 SslMode=ref.ssl_mode,
                 PostgreSQLSettings=settings,
                 Tags=resource_tags(spec),
@@ -76,11 +86,21 @@ def _ensure(
 
 
 def ensure_endpoints(
-    dms: Any, spec: MigrationSpec, target_report: TargetReport, access_role_arn: str
+    dms: Any,
+    spec: MigrationSpec,
+    source_report: SourceReport,
+    target_report: TargetReport,
+    access_role_arn: str,
 ) -> EndpointsState:
     names = ResourceNames(spec.migration_id)
     source_arn = _ensure(
-        dms, spec, names.source_endpoint, "source", spec.source, source_settings(spec, access_role_arn)
+        dms,
+        spec,
+        names.source_endpoint,
+        "source",
+        spec.source,
+        source_report,
+        source_settings(spec, access_role_arn),
     )
     target_arn = _ensure(
         dms,
@@ -88,6 +108,7 @@ def ensure_endpoints(
         names.target_endpoint,
         "target",
         spec.target,
+        target_report,
         target_settings(spec, target_report, access_role_arn),
     )
     return EndpointsState(source_arn=source_arn, target_arn=target_arn, slot_name=names.slot)

@@ -22,13 +22,14 @@ CONNECT_TIMEOUT_SECONDS = 10
 def connect(
     ref: DatabaseRef, credentials: Credentials, side: str, application_name: str = "pg2rds"
 ) -> Iterator[psycopg2.extensions.connection]:
-    """Connect to ``side`` ("source" or "target"); autocommit, read-only statements are the norm."""
+    """Connect to ``side`` ("source" or "target") where its secret says it is, with the spec's TLS mode;
+    autocommit, read-only statements are the norm."""
     error_class = SourceUnreachable if side == "source" else TargetUnreachable
     try:
         conn = psycopg2.connect(
-            host=ref.host,
-            port=ref.port,
-            dbname=ref.database,
+            host=credentials.host,
+            port=credentials.port,
+            dbname=credentials.database,
             user=credentials.username,
             password=credentials.password,
             sslmode=ref.libpq_sslmode,
@@ -38,8 +39,8 @@ def connect(
     except psycopg2.OperationalError as error:
         message = str(error).strip().replace("\n", " ")
         raise error_class(
-            f"cannot connect to the {side} database {ref.database!r} at {ref.host}:{ref.port} "
-            f"as {credentials.username!r}: {message}"
+            f"cannot connect to the {side} database {credentials.database!r} at "
+            f"{credentials.host}:{credentials.port} as {credentials.username!r}: {message}"
         ) from None
     conn.autocommit = True
     try:

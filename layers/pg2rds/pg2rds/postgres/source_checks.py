@@ -476,7 +476,7 @@ def check_privileges(spec: MigrationSpec, facts: ServerFacts, tables: TableFacts
     ]
 
 
-def check_selection(spec: MigrationSpec, tables: TableFacts) -> list[Finding]:
+def check_selection(spec: MigrationSpec, tables: TableFacts, database: str) -> list[Finding]:
     if tables.selected:
         return []
     include = ", ".join(f"{rule.schema_name}.{rule.table_name}" for rule in spec.tables.include)
@@ -486,7 +486,7 @@ def check_selection(spec: MigrationSpec, tables: TableFacts) -> list[Finding]:
             name="no_tables_selected",
             severity="fatal",
             message=(
-                f"no table in database {spec.source.database!r} matches the selection "
+                f"no table in database {database!r} matches the selection "
                 f"(include: {include}; exclude: {exclude})"
             ),
             fix=(
@@ -689,12 +689,12 @@ def validate_source(spec: MigrationSpec, credentials: Credentials) -> SourceRepo
         facts = _server_facts(cur)
         version = check_version(facts)
         if version.severity == "fatal":
-            return _report(facts, [version], None, cur.queries)
+            return _report(facts, [version], None, cur.queries, credentials)
         usage = _replication_usage(cur)
         tables = _table_facts(cur, spec)
         findings = [
             version,
-            *check_selection(spec, tables),
+            *check_selection(spec, tables, credentials.database),
             *check_wal_level(spec, facts),
             *check_replication_capacity(spec, facts, usage),
             *check_wal_sender_timeout(spec, facts),
@@ -708,13 +708,20 @@ def validate_source(spec: MigrationSpec, credentials: Credentials) -> SourceRepo
             *check_infinite_timestamps(tables),
             *check_cdc_truncate_and_ddl(spec),
         ]
-        return _report(facts, findings, tables, cur.queries)
+        return _report(facts, findings, tables, cur.queries, credentials)
 
 
 def _report(
-    facts: ServerFacts, findings: list[Finding], tables: TableFacts | None, queries: int
+    facts: ServerFacts,
+    findings: list[Finding],
+    tables: TableFacts | None,
+    queries: int,
+    credentials: Credentials,
 ) -> SourceReport:
     return SourceReport(
+        host=credentials.host,
+        port=credentials.port,
+        database=credentials.database,
         server_version=facts.server_version,
         server_version_num=facts.server_version_num,
         findings=findings,

@@ -60,7 +60,7 @@ class SourceSide:
 
 def read_source_side(spec: MigrationSpec) -> SourceSide:
     """The selected source tables (read-only, two queries): the target is compared against them."""
-    credentials = get_credentials(spec.source.secret_arn)
+    credentials = get_credentials(spec.source, "source")
     with connect(spec.source, credentials, "source", application_name="pg2rds-prep") as conn:
         tables = select_tables(conn, spec.tables)
         with conn.cursor() as cur:
@@ -432,6 +432,9 @@ def prepare_target(
         facts = _target_facts(cur, source.schemas)
         version = check_version(facts, source_report)
         report = TargetReport(
+            host=credentials.host,
+            port=credentials.port,
+            database=credentials.database,
             server_version=facts.server_version,
             server_version_num=facts.server_version_num,
             findings=[version],
@@ -439,7 +442,7 @@ def prepare_target(
         if version.severity == "fatal":
             return report  # do not write to a target we cannot use
         report.schemas_created, schema_findings = ensure_schemas(
-            cur, facts, spec.target.database, source.schemas
+            cur, facts, credentials.database, source.schemas
         )
         tables = _target_tables(cur, source.tables)
         report.findings += schema_findings
