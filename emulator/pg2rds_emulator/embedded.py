@@ -34,7 +34,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.responses import StepFunctionResponse
 
-from pg2rds_emulator import moto_dms
+from pg2rds_emulator import function_roles, moto_dms
 from pg2rds_emulator.dms_engine import DmsEngine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -128,7 +128,8 @@ def _invoke_in_process(
     request_id = str(uuid.uuid4())
     context = _LambdaContext(fn.function_name, fn.function_arn, aws_request_id=request_id)
     try:
-        return json.dumps(handler(event, context)).encode()
+        with function_roles.acting_as(fn.function_name):
+            return json.dumps(handler(event, context)).encode()
     except Exception as error:  # the runtime reports any exception as an "Unhandled" function error
         response_headers["x-amz-function-error"] = "Unhandled"
         payload = {
@@ -245,6 +246,7 @@ class EmbeddedAws:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        function_roles.clear()
         self._mock.stop()
         moto_dms.set_engine(None)
         for key, value in self._saved_env.items():
