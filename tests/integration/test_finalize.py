@@ -1,12 +1,14 @@
 """finish-target against real PostgreSQL: sequences, foreign keys, verification."""
 
 import io
+import uuid
 
+import psycopg2
 import pytest
 from conftest import spec_for
 
 from pg2rds import phases
-from pg2rds.errors import VerificationFailed
+from pg2rds.errors import SequenceUnreadable, VerificationFailed
 from pg2rds.lambda_support import parse_state
 from pg2rds.postgres.finalize import foreign_key_violations, sync_sequences
 from pg2rds.postgres.selection import TableName
@@ -42,7 +44,9 @@ def test_sequences_are_set_from_the_source(source_db, target_db) -> None:
     _copy_rows(source_db, target_db)
     assert target_db.execute(f'SELECT last_value FROM {SHOP}."Kunden Größe_id_seq"')[0][0] == 1
     with source_db.connect() as src, target_db.connect() as dst:
-        names = sync_sequences(src, dst, ['Shop "EU"'])
+        names = sync_sequences(
+            src, dst, [TableName('Shop "EU"', "Kunden Größe"), TableName('Shop "EU"', "orders")]
+        )
     assert sorted(names) == ['Shop "EU".Kunden Größe_id_seq', 'Shop "EU".orders_id_seq']
     (next_id,) = target_db.execute(f"""SELECT nextval('{SHOP}."Kunden Größe_id_seq"')""")[0]
     assert next_id == 8
@@ -162,3 +166,60 @@ def test_large_objects_are_verified_by_count_and_content(aws, source_db, target_
         VerificationFailed, match=r"large objects the selected rows point at \(same 5, different"
     ):
         phases.finish_target(state)
+
+
+SEQUENCES = (
+    "CREATE SEQUENCE shared_ids; CREATE SEQUENCE unrelated;"
+    "CREATE TABLE a (id serial PRIMARY KEY, ref int DEFAULT nextval('shared_ids'));"
+    "CREATE TABLE b (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);"
+    "CREATE TABLE c (id serial PRIMARY KEY)"
+)
+A_B = [TableName("public", "a"), TableName("public", "b")]
+
+
+def _positions(db) -> dict[str, int | None]:
+    return dict(db.execute("SELECT sequencename, last_value FROM pg_sequences ORDER BY 1"))
+
+
+def test_sequences_of_the_selected_tables_move_forward_only(source_db, target_db) -> None:
+    """Owned (serial, identity) and default-used sequences of a and b are set; c's and an unrelated one are
+    not; a target sequence already further on keeps its position."""
+    for db in (source_db, target_db):
+        db.execute(SEQUENCES)
+    source_db.execute(
+        "SELECT setval('a_id_seq', 50), setval('shared_ids', 70), setval('b_id_seq', 30),"
+        " setval('c_id_seq', 90), setval('unrelated', 40)"
+    )
+    target_db.execute("SELECT setval('b_id_seq', 1000)")  # the target has handed out ids up to 1000
+
+    with source_db.connect() as src, target_db.connect() as dst:
+        names = sync_sequences(src, dst, A_B)
+
+    assert sorted(names) == ["public.a_id_seq", "public.shared_ids"]
+    assert _positions(target_db) == {
+        "a_id_seq": 50,
+        "b_id_seq": 1000,
+        "c_id_seq": None,
+        "shared_ids": 70,
+        "unrelated": None,
+    }
+
+
+def test_an_unreadable_source_sequence_is_an_error_not_a_reset(source_db, target_db) -> None:
+    for db in (source_db, target_db):
+        db.execute(SEQUENCES)
+    source_db.execute("SELECT setval('a_id_seq', 50)")
+    target_db.execute("SELECT setval('a_id_seq', 20)")
+    role, password = f"reader_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    source_db.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'; GRANT SELECT ON a, b TO {role}")
+    try:
+        reader = psycopg2.connect(
+            host="127.0.0.1", port=source_db.cluster.port, dbname=source_db.name, user=role, password=password
+        )
+        with reader, target_db.connect() as dst, pytest.raises(SequenceUnreadable) as failure:
+            sync_sequences(reader, dst, A_B)
+        reader.close()
+    finally:
+        source_db.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+    assert "public.a_id_seq" in str(failure.value) and "GRANT SELECT ON SEQUENCE" in str(failure.value)
+    assert _positions(target_db)["a_id_seq"] == 20

@@ -92,6 +92,7 @@ def test_creates_both_endpoints_with_secrets_and_no_password(dms, sent) -> None:
     assert source["PostgreSQLSettings"] == {
         "SecretsManagerSecretId": spec.source.secret_arn,
         "SecretsManagerAccessRoleArn": ROLE,
+        "MapBooleanAsBoolean": True,
         "SlotName": "pg2rds_orders",
         "CaptureDdls": False,
         "FailTasksOnLobTruncation": True,
@@ -102,6 +103,7 @@ def test_creates_both_endpoints_with_secrets_and_no_password(dms, sent) -> None:
     assert target["PostgreSQLSettings"] == {
         "SecretsManagerSecretId": spec.target.secret_arn,
         "SecretsManagerAccessRoleArn": ROLE,
+        "MapBooleanAsBoolean": True,
         "AfterConnectScript": SCRIPT,
     }
     # neither credentials nor the server in any request: DMS reads them from the secrets, and the API

@@ -71,6 +71,10 @@ class VerificationFailed(Pg2RdsError):
     """Source and target differ after the load; the message names the tables."""
 
 
+class SequenceUnreadable(Pg2RdsError):
+    """A source sequence's position cannot be read; the target's sequences are left as they are."""
+
+
 class CutoverTimedOut(Pg2RdsError):
     """No cutover decision arrived within ``spec.cdc.cutover_timeout_hours`` (the ``States.Timeout`` of the
     waiting state, renamed: a Fail state may not raise a ``States.`` error)."""

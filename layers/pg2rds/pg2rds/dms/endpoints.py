@@ -49,7 +49,13 @@ def target_settings(spec: MigrationSpec, target_report: TargetReport, access_rol
 
 
 def _secret_settings(ref: DatabaseRef, access_role_arn: str) -> dict[str, Any]:
-    return {"SecretsManagerSecretId": ref.secret_arn, "SecretsManagerAccessRoleArn": access_role_arn}
+    """What both endpoints carry: the secret and, since DMS otherwise carries booleans as varchar(5)
+    ("true"/"false" text on the target), MapBooleanAsBoolean, which AWS says must be set on both."""
+    return {
+        "SecretsManagerSecretId": ref.secret_arn,
+        "SecretsManagerAccessRoleArn": access_role_arn,
+        "MapBooleanAsBoolean": True,
+    }
 
 
 def _ensure(
