@@ -166,7 +166,7 @@ def test_secrets_are_readable_only_under_the_prefix_and_decryptable_only_when_a_
         ], name
 
 
-def test_only_create_endpoints_passes_a_role_and_only_the_dms_access_role_to_dms(
+def test_only_create_endpoints_passes_a_role_only_the_dms_access_role_only_to_dms(
     template: dict[str, Any],
 ) -> None:
     passing = {
@@ -179,6 +179,17 @@ def test_only_create_endpoints_passes_a_role_and_only_the_dms_access_role_to_dms
     statement = passing["CreateEndpointsFunctionRole"]
     assert statement["Resource"] == [f"arn:aws:iam::{ACCOUNT_ID}:role/pg2rds-DmsSecretsAccessRole"]
     assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "dms.amazonaws.com"}}
+    checks = {
+        (action, resource)
+        for s in roles(template)["CreateEndpointsFunctionRole"]["statements"]
+        for action in s["Action"]
+        for resource in s["Resource"]
+        if action in ("iam:GetRole", "secretsmanager:DescribeSecret")
+    }
+    assert checks == {
+        ("iam:GetRole", f"arn:aws:iam::{ACCOUNT_ID}:role/pg2rds-DmsSecretsAccessRole"),
+        ("secretsmanager:DescribeSecret", f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:pg2rds/*"),
+    }
 
 
 def test_only_dms_acting_for_this_account_may_assume_the_secrets_access_role(
