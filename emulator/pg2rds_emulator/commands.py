@@ -19,7 +19,7 @@ from pg2rds_cli.graph import render_execution
 from pg2rds_cli.main import console, finish, load_spec
 from pg2rds_emulator.demo import run_demo
 from pg2rds_emulator.dms_standin import StandInEngine
-from pg2rds_emulator.local_run import LOCAL_TIME_SCALE, copy_schema, run_local
+from pg2rds_emulator.local_run import LOCAL_TIME_SCALE, LocalRunAborted, copy_schema, run_local
 from pg2rds_emulator.serve import LocalEndpoint
 
 
@@ -27,36 +27,61 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.local:
         console.print("[red]`pg2rds run` needs --local; in AWS use `pg2rds start SPEC`.[/red]")
         return 2
+    if args.cutover == "ask" and not sys.stdin.isatty():
+        console.print(
+            "[red]--cutover ask needs a terminal to ask on; without one use --cutover auto or abort.[/red]"
+        )
+        return 2
     if args.copy_schema:
         console.print("Copying the schema (pg_dump --schema-only | psql) …")
         copy_schema(args.source_dsn, args.target_dsn)
     spec = load_spec(args.spec)
     if args.migration_id:
         spec = {**(spec or {}), "migration_id": args.migration_id}
-    if args.quiet:
-        view, leftovers = run_local(
-            args.source_dsn,
-            args.target_dsn,
-            spec,
-            time_scale=args.time_scale,
-            decide=_decider(args.cutover, None),
-        )
-    else:
-        with Live(console=console, refresh_per_second=4) as live:
-            view, leftovers = run_local(
-                args.source_dsn,
-                args.target_dsn,
-                spec,
-                time_scale=args.time_scale,
-                on_update=lambda v: live.update(display.live_panel(v)),
-                decide=_decider(args.cutover, live),
-            )
+    try:
+        view, leftovers = _run(args, spec)
+    except LocalRunAborted as aborted:
+        return _aborted(aborted)
     if args.graph:
         render_execution(view, args.graph)
         console.print(f"Graph written to {args.graph}")
     if leftovers:
         console.print(f"[red]Left in the embedded account: {', '.join(leftovers)}[/red]")
     return finish(view, args.json)
+
+
+def _run(args: argparse.Namespace, spec: dict | None) -> tuple[ExecutionView, list[str]]:
+    def notify(message: str) -> None:
+        console.print(message, markup=False, highlight=False)
+
+    if args.quiet:
+        return run_local(
+            args.source_dsn,
+            args.target_dsn,
+            spec,
+            time_scale=args.time_scale,
+            decide=_decider(args.cutover, None),
+            notify=notify,
+        )
+    with Live(console=console, refresh_per_second=4) as live:
+        return run_local(
+            args.source_dsn,
+            args.target_dsn,
+            spec,
+            time_scale=args.time_scale,
+            on_update=lambda v: live.update(display.live_panel(v)),
+            decide=_decider(args.cutover, live),
+            notify=notify,
+        )
+
+
+def _aborted(aborted: LocalRunAborted) -> int:
+    """What an interrupted run removed and what it could not; 130 (as after SIGINT) unless an error."""
+    console.print(f"[red]Migration aborted:[/red] {aborted.reason}", highlight=False)
+    console.print("Removed: " + (", ".join(aborted.removed) or "nothing was left to remove"), highlight=False)
+    if aborted.left:
+        console.print("[red]Still left:[/red] " + "; ".join(aborted.left), highlight=False)
+    return 1 if aborted.reason.startswith("Stopped by an error") else 130
 
 
 def _decider(mode: str, live: Live | None):

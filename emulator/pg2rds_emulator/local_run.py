@@ -6,13 +6,19 @@ the deployed application's: the ASL, the handlers, the DMS API.
 """
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
 from psycopg2.extensions import parse_dsn
 
 from pg2rds.naming import ResourceNames
@@ -28,6 +34,27 @@ LOCAL_TIME_SCALE = 0.01
 
 #: Asked while a local CDC migration waits for the operator: "cutover", "abort", or None (not yet).
 Decide = Callable[[ExecutionView], str | None]
+
+#: How long an interrupted run may spend removing what it created before it gives up and says what is left.
+ABORT_CLEANUP_SECONDS = 45
+
+
+class Terminated(BaseException):
+    """SIGTERM while a local migration runs; unwinds the run like Ctrl-C's ``KeyboardInterrupt`` does."""
+
+
+class LocalRunAborted(Exception):
+    """The local run was interrupted (Ctrl-C, SIGTERM, end of input, an error) and its cleanup has run."""
+
+    def __init__(self, reason: str, removed: list[str], left: list[str]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.removed = removed
+        self.left = left
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def default_migration_id() -> str:
@@ -98,36 +125,139 @@ def run_local(
     time_scale: float = LOCAL_TIME_SCALE,
     timeout_seconds: float | None = None,
     decide: Decide | None = None,
+    notify: Callable[[str], None] = _say,
 ) -> tuple[ExecutionView, list[str]]:
     """Run one migration; returns the final view and what the embedded account still holds (should be []).
 
     ``decide`` is asked, while the execution waits for the cutover decision, for "cutover", "abort" or
-    None (not yet); without it a CDC migration waits until its cutover timeout, as in AWS."""
+    None (not yet); without it a CDC migration waits until its cutover timeout, as in AWS.
+
+    Whatever ends the run early (Ctrl-C, SIGTERM, end of input at the prompt, an error) stops the execution
+    and runs its cleanup, then raises :class:`LocalRunAborted`; ``notify`` says what is being removed."""
     if engine is None:
         from pg2rds_emulator.dms_standin import StandInEngine
 
         engine = StandInEngine()
     try:
-        with EmbeddedAws(engine, time_scale=time_scale) as aws:
+        with EmbeddedAws(engine, time_scale=time_scale) as aws, _sigterm_interrupts():
             full_spec = build_spec(aws, source_dsn, target_dsn, spec)
             sfn = aws.client("stepfunctions")
             name = f"{full_spec['migration_id']}-{int(time.time())}"
             arn = sfn.start_execution(
                 stateMachineArn=aws.state_machine_arn, name=name, input=json.dumps(full_spec)
             )["executionArn"]
-            view = watch(
-                sfn,
-                arn,
-                _deciding(sfn, arn, on_update, decide),
-                interval_seconds=0.25,
-                timeout_seconds=timeout_seconds,
-            )
+            try:
+                view = watch(
+                    sfn,
+                    arn,
+                    _deciding(sfn, arn, on_update, decide),
+                    interval_seconds=0.25,
+                    timeout_seconds=timeout_seconds,
+                )
+            except (KeyboardInterrupt, Terminated, EOFError, Exception) as error:
+                reason = interruption_reason(error)
+                names = ResourceNames(full_spec["migration_id"])
+                notify(
+                    f"{reason}: aborting the migration and removing what it created (DMS task "
+                    f"{names.task}, endpoints, instance, slot {names.slot} and publication "
+                    f"{names.publication} on the source). Ctrl-C again to exit at once."
+                )
+                with _second_interrupt_exits(full_spec, notify):
+                    removed, left = abort_and_clean(aws, arn, full_spec, reason, time_scale)
+                raise LocalRunAborted(reason, removed, left) from None
             leftovers = dms_leftovers(aws, full_spec["migration_id"])
             return view, leftovers
     finally:
         shutdown = getattr(engine, "shutdown", None)
         if shutdown:
             shutdown()
+
+
+def interruption_reason(error: BaseException) -> str:
+    """What ended the run, in the operator's words."""
+    if isinstance(error, KeyboardInterrupt):
+        return "Interrupted (Ctrl-C)"
+    if isinstance(error, Terminated):
+        return "Terminated (SIGTERM)"
+    if isinstance(error, EOFError):
+        return "End of input at the cutover prompt"
+    return f"Stopped by an error ({type(error).__name__}: {error})"
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM unwinds the run (and so runs its cleanup) instead of killing the process mid-migration."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def drop_statements(spec: dict[str, Any]) -> list[str]:
+    """The SQL that removes from the source what a local run may have left there (run it as the source's
+    owner of the slot, in its database)."""
+    names = ResourceNames(spec["migration_id"])
+    return [
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+        f"WHERE slot_name = '{names.slot}';",
+        f"DROP PUBLICATION IF EXISTS {names.publication};",
+    ]
+
+
+@contextmanager
+def _second_interrupt_exits(spec: dict[str, Any], notify: Callable[[str], None]) -> Iterator[None]:
+    """While the cleanup runs, a second Ctrl-C (or SIGTERM) exits at once, saying how to finish by hand."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    source = spec["source"]
+
+    def exit_now(signum: int, frame: Any) -> None:
+        where = f"host={source['host']} port={source['port']} dbname={source['database']}"
+        notify(
+            "Exiting without finishing the cleanup. Remove what may be left on the source "
+            f"({where}) with:\n  " + "\n  ".join(drop_statements(spec))
+        )
+        os._exit(130)
+
+    previous = {sig: signal.signal(sig, exit_now) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def abort_and_clean(
+    aws: EmbeddedAws, arn: str, spec: dict[str, Any], reason: str, time_scale: float
+) -> tuple[list[str], list[str]]:
+    """Stop the execution, then run the template's cleanup function until nothing of this migration is
+    left (or ``ABORT_CLEANUP_SECONDS`` pass). Returns (removed, left)."""
+    with suppress(ClientError):  # it may have ended already
+        aws.client("stepfunctions").stop_execution(executionArn=arn, error="Interrupted", cause=reason)
+    state: dict[str, Any] = {"spec": spec, "error": {"Error": "Interrupted", "Cause": reason}}
+    lam = aws.client("lambda")
+    deadline = time.monotonic() + ABORT_CLEANUP_SECONDS
+    while True:
+        response = lam.invoke(
+            FunctionName=aws.function_arns["CleanupFunction"], Payload=json.dumps(state).encode()
+        )
+        result = json.loads(response["Payload"].read())
+        if response.get("FunctionError"):
+            removed = (state.get("cleanup") or {}).get("removed", [])
+            return removed, [f"cleanup failed: {result.get('errorMessage', result)}"]
+        state["cleanup"] = result
+        if result["ready"] or time.monotonic() > deadline:
+            return result["removed"], result["remaining"]
+        time.sleep(max(0.1, result["wait_seconds"] * time_scale))
 
 
 def _deciding(
