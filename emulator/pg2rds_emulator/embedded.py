@@ -15,6 +15,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import traceback
 import uuid
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.responses import StepFunctionResponse
 
-from pg2rds_emulator import function_roles, moto_dms
+from pg2rds_emulator import event_delivery, function_roles, moto_dms
 from pg2rds_emulator.dms_engine import DmsEngine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +65,14 @@ def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dic
 _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
+def template_document(template: Path = TEMPLATE) -> dict[str, Any]:
+    return yaml.load(template.read_text(), Loader=_CfnLoader)
+
+
+def _of_type(resources: dict[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(logical_id, resource) for logical_id, resource in resources.items() if resource["Type"] == kind]
+
+
 @dataclass(frozen=True)
 class FunctionDef:
     logical_id: str
@@ -73,7 +82,7 @@ class FunctionDef:
 
 def template_functions(template: Path = TEMPLATE) -> list[FunctionDef]:
     """The ``AWS::Serverless::Function`` resources of the template, in template order."""
-    document = yaml.load(template.read_text(), Loader=_CfnLoader)
+    document = template_document(template)
     default_handler = document.get("Globals", {}).get("Function", {}).get("Handler", "app.handler")
     functions = []
     for logical_id, resource in document["Resources"].items():
@@ -208,6 +217,7 @@ def _install_patches() -> None:
     StepFunctionResponse.send_task_failure = _send_task_failure  # type: ignore[method-assign]
     WaitFunction._wait_interval = _scaled_wait_interval  # type: ignore[method-assign]
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
+    event_delivery.install()
 
 
 # -- the embedded account ------------------------------------------------------------------------------------
@@ -222,6 +232,9 @@ class EmbeddedAws:
         )
         self.state_machine_arn = ""
         self.function_arns: dict[str, str] = {}
+        #: Logical id → ARN of what the template declares (``Ref`` of a table gives ``resource_names``).
+        self.resource_arns: dict[str, str] = {}
+        self.resource_names: dict[str, str] = {}
         self._saved_env: dict[str, str | None] = {}
 
     def __enter__(self) -> "EmbeddedAws":
@@ -264,14 +277,16 @@ class EmbeddedAws:
         return boto3.client(service, region_name=REGION)
 
     def deploy(self) -> None:
-        """What ``sam deploy`` creates that the run needs: roles, functions, topic, state machine."""
+        """What ``sam deploy`` creates that the run needs, from the template: roles, functions, topics,
+        tables, state machines, event buses and rules (with their targets)."""
+        document = template_document()
         iam = self.client("iam")
         trust = json.dumps({"Version": "2012-10-17", "Statement": []})
         role_arn = iam.create_role(RoleName="pg2rds-local", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
         access_role = iam.create_role(RoleName="pg2rds-dms-secrets-access", AssumeRolePolicyDocument=trust)
         self._set_env(DMS_SECRETS_ACCESS_ROLE_ARN=access_role["Role"]["Arn"])
+        self.resource_arns["DmsSecretsAccessRole"] = access_role["Role"]["Arn"]
         lam = self.client("lambda")
-        substitutions = {}
         for function in template_functions():
             name = f"pg2rds-{function.logical_id}"
             arn = lam.create_function(
@@ -284,15 +299,86 @@ class EmbeddedAws:
             )["FunctionArn"]
             _handlers[name] = _load_handler(function)
             self.function_arns[function.logical_id] = arn
-            substitutions[f"{function.logical_id}Arn"] = arn
-        topic = self.client("sns").create_topic(Name="pg2rds-notifications")["TopicArn"]
-        substitutions["NotificationTopicArn"] = topic
-        definition = DEFINITION.read_text()
-        for key, value in substitutions.items():
-            definition = definition.replace("${" + key + "}", value)
-        self.state_machine_arn = self.client("stepfunctions").create_state_machine(
-            name="pg2rds-migration", definition=definition, roleArn=role_arn
+        self.resource_arns.update(self.function_arns)
+        resources = document["Resources"]
+        for logical_id, _topic in _of_type(resources, "AWS::SNS::Topic"):
+            name = "pg2rds-notifications" if logical_id == "NotificationTopic" else f"pg2rds-{logical_id}"
+            self.resource_arns[logical_id] = self.client("sns").create_topic(Name=name)["TopicArn"]
+        for logical_id, resource in _of_type(resources, "AWS::Events::EventBus"):
+            name = self._resolve(resource["Properties"]["Name"], document)
+            self.resource_arns[logical_id] = self.client("events").create_event_bus(Name=name)["EventBusArn"]
+        for logical_id, resource in _of_type(resources, "AWS::Serverless::StateMachine"):
+            self._create_state_machine(logical_id, resource["Properties"], role_arn, document)
+        self.state_machine_arn = self.resource_arns["MigrationStateMachine"]
+        for logical_id, resource in resources.items():
+            self._create_rules(logical_id, resource, document)
+
+    def _create_state_machine(
+        self, logical_id: str, props: dict[str, Any], role_arn: str, document: dict
+    ) -> None:
+        definition = (PROJECT_ROOT / props["DefinitionUri"]).read_text()
+        for key, value in props.get("DefinitionSubstitutions", {}).items():
+            definition = definition.replace("${" + key + "}", self._resolve(value, document))
+        name = self._resolve(props.get("Name", logical_id), document)
+        self.resource_arns[logical_id] = self.client("stepfunctions").create_state_machine(
+            name=name, definition=definition, roleArn=role_arn
         )["stateMachineArn"]
+
+    def _create_rules(self, logical_id: str, resource: dict[str, Any], document: dict) -> None:
+        """A resource's SAM ``EventBridgeRule`` events, or an ``AWS::Events::Rule`` and its targets."""
+        events = self.client("events")
+        rules: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = []
+        if resource["Type"] == "AWS::Events::Rule":
+            props = self._resolve(resource["Properties"], document)
+            targets = [{k: v for k, v in t.items() if k != "RoleArn"} for t in props.get("Targets", [])]
+            rules.append((logical_id, props, targets))
+        for event_id, event in (resource.get("Properties", {}).get("Events") or {}).items():
+            if event.get("Type") not in ("EventBridgeRule", "CloudWatchEvent"):
+                continue
+            props = self._resolve(event["Properties"], document)
+            target = {"Id": event_id, "Arn": self.resource_arns[logical_id]}
+            if "InputPath" in props:
+                target["InputPath"] = props["InputPath"]
+            if "Input" in props:
+                target["Input"] = props["Input"]
+            rules.append((f"{logical_id}{event_id}", {**props, "EventPattern": props["Pattern"]}, [target]))
+        for name, props, targets in rules:
+            bus = {"EventBusName": props["EventBusName"]} if props.get("EventBusName") else {}
+            events.put_rule(
+                Name=f"pg2rds-{name}",
+                EventPattern=json.dumps(props["EventPattern"]),
+                State=props.get("State", "ENABLED"),
+                **bus,
+            )
+            events.put_targets(Rule=f"pg2rds-{name}", Targets=targets, **bus)
+
+    def _resolve(self, value: Any, document: dict) -> Any:
+        """CloudFormation's ``Ref``/``GetAtt``/``Sub`` for what the embedded account holds."""
+        if isinstance(value, list):
+            return [self._resolve(item, document) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if set(value) == {"Ref"}:
+            return self._ref(value["Ref"], document)
+        if set(value) == {"GetAtt"}:
+            target = value["GetAtt"]
+            logical_id, attribute = target if isinstance(target, list) else target.split(".", 1)
+            if attribute == "TopicName":
+                return self.resource_arns[logical_id].rsplit(":", 1)[-1]
+            return self.resource_arns[logical_id]
+        if set(value) == {"Sub"} and isinstance(value["Sub"], str):
+            return re.sub(r"\$\{([^}]+)\}", lambda m: str(self._ref(m.group(1), document)), value["Sub"])
+        return {key: self._resolve(item, document) for key, item in value.items()}
+
+    def _ref(self, name: str, document: dict) -> Any:
+        pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"}
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.resource_arns:
+            return self.resource_arns[name]
+        if name in self.resource_names:
+            return self.resource_names[name]
+        return document.get("Parameters", {}).get(name, {}).get("Default", "")
 
     def put_secret(self, name: str, secret: dict[str, Any]) -> str:
         """Store a database secret (see :func:`database_secret`); returns its ARN."""
