@@ -43,6 +43,7 @@ TEMPLATE = PROJECT_ROOT / "template.yaml"
 DEFINITION = PROJECT_ROOT / "statemachine" / "migration.asl.json"
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
+STACK_NAME = "pg2rds"
 
 _time_scale = 1.0
 
@@ -307,6 +308,7 @@ class EmbeddedAws:
         for logical_id, resource in _of_type(resources, "AWS::Events::EventBus"):
             name = self._resolve(resource["Properties"]["Name"], document)
             self.resource_arns[logical_id] = self.client("events").create_event_bus(Name=name)["EventBusArn"]
+            self.resource_names[logical_id] = name
         for logical_id, resource in _of_type(resources, "AWS::Serverless::StateMachine"):
             self._create_state_machine(logical_id, resource["Properties"], role_arn, document)
         self.state_machine_arn = self.resource_arns["MigrationStateMachine"]
@@ -353,7 +355,9 @@ class EmbeddedAws:
             events.put_targets(Rule=f"pg2rds-{name}", Targets=targets, **bus)
 
     def _resolve(self, value: Any, document: dict) -> Any:
-        """CloudFormation's ``Ref``/``GetAtt``/``Sub`` for what the embedded account holds."""
+        """CloudFormation's ``Ref``/``GetAtt``/``Sub`` for what the embedded account holds (``Ref`` of a
+        resource the account does not model, such as a role, gives its logical id's parameter default or
+        "")."""
         if isinstance(value, list):
             return [self._resolve(item, document) for item in value]
         if not isinstance(value, dict):
@@ -371,13 +375,18 @@ class EmbeddedAws:
         return {key: self._resolve(item, document) for key, item in value.items()}
 
     def _ref(self, name: str, document: dict) -> Any:
-        pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"}
+        pseudo = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::Partition": "aws",
+            "AWS::StackName": STACK_NAME,
+        }
         if name in pseudo:
             return pseudo[name]
+        if name in self.resource_names:  # what Ref gives for a table or a bus
+            return self.resource_names[name]
         if name in self.resource_arns:
             return self.resource_arns[name]
-        if name in self.resource_names:
-            return self.resource_names[name]
         return document.get("Parameters", {}).get(name, {}).get("Default", "")
 
     def put_secret(self, name: str, secret: dict[str, Any]) -> str:

@@ -31,9 +31,9 @@ def aws():
 def test_a_start_event_starts_the_state_machine_with_its_detail(aws: EmbeddedAws) -> None:
     events, sfn = aws.client("events"), aws.client("stepfunctions")
     detail = {"migration_id": "from-event"}  # not a full spec: the execution fails, naming the fields
-    events.put_events(
-        Entries=[{"Source": "pg2rds", "DetailType": "Start migration", "Detail": json.dumps(detail)}]
-    )
+    entry = {"Source": "pg2rds", "DetailType": "Start migration", "Detail": json.dumps(detail)}
+    events.put_events(Entries=[entry])  # the default bus has no start rule
+    events.put_events(Entries=[{**entry, "EventBusName": "pg2rds-start"}])
     execution = eventually(lambda: sfn.list_executions(stateMachineArn=aws.state_machine_arn)["executions"])[
         0
     ]
