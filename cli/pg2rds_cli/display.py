@@ -68,7 +68,7 @@ def summary(console: Console, view: ExecutionView) -> None:
         console.print(
             Text("Retries: ", style="dim") + Text(", ".join(f"{s} ×{n}" for s, n in view.retries.items()))
         )
-    _findings(console, record)
+    findings(console, record)
     _tables(console, record)
     _after_load(console, record)
     cleanup = record.get("cleanup") or {}
@@ -108,7 +108,8 @@ def _after_load(console: Console, record: dict[str, Any]) -> None:
         console.print(Text("Noted before the load: ", style="dim") + Text(note))
 
 
-def _findings(console: Console, record: dict[str, Any]) -> None:
+def findings(console: Console, record: dict[str, Any]) -> None:
+    """The findings table of both reports (the execution summary's, and ``pg2rds check``'s)."""
     rows = []
     for side in ("source_report", "target_report"):
         for finding in (record.get(side) or {}).get("findings", []):

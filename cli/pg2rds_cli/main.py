@@ -111,6 +111,31 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 when nothing is fatal, 1 when something is, 2 when the spec is invalid."""
+    from pg2rds.errors import Pg2RdsError, SpecInvalid
+    from pg2rds_cli.check import run_check
+
+    try:
+        source_report, target_report = run_check(args.source_dsn, args.target_dsn, load_spec(args.spec))
+    except SpecInvalid as error:
+        console.print(f"[red]{error}[/red]")
+        return 2
+    except Pg2RdsError as error:  # unreachable servers: the server's message, never the password
+        console.print(f"[red]{type(error).__name__}: {error}[/red]")
+        return 1
+    record = {"source_report": source_report.model_dump(), "target_report": target_report.model_dump()}
+    if args.json:
+        print(json.dumps(record, indent=2))
+    fatal = len(source_report.fatal) + len(target_report.fatal)
+    display.findings(console, record)
+    if fatal:
+        console.print(f"[red]Check FAILED: {fatal} fatal finding(s); fix them before migrating.[/red]")
+        return 1
+    console.print("[green]Check passed: nothing fatal.[/green] Nothing was created or changed.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pg2rds", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     cutover.add_argument("--abort", action="store_true", help="abort instead: clean up, end FAILED")
     cutover.add_argument("--reason", default="", help="recorded in the failure cause with --abort")
     cutover.set_defaults(func=cmd_cutover)
+
+    check = sub.add_parser(
+        "check", help="run a migration's checks against two databases (no AWS; creates nothing)"
+    )
+    check.add_argument("spec", nargs="?", help="migration spec (JSON); its tables and task options apply")
+    check.add_argument("--source-dsn", required=True, help="libpq DSN; no password: PGPASSWORD/~/.pgpass")
+    check.add_argument("--target-dsn", required=True)
+    check.add_argument("--json", action="store_true", help="also print both reports as JSON")
+    check.set_defaults(func=cmd_check)
 
     graph = sub.add_parser("graph", help="draw the state machine, or an execution's path through it")
     target = graph.add_mutually_exclusive_group(required=True)

@@ -57,3 +57,35 @@ def test_a_foreign_key_violated_by_the_loaded_rows_fails_the_migration(
     assert "orders_customer_fk on public.orders: 1 rows without a parent in public.customers" in view.cause
     assert leftovers == []
     assert target_db.execute("SELECT count(*) FROM orders") == [(10,)]  # loaded, then judged
+
+
+def test_a_check_reports_both_sides_and_creates_nothing(source_db: Database, target_db: Database) -> None:
+    source_db.execute(
+        "CREATE SCHEMA sales; CREATE TABLE sales.orders (id int PRIMARY KEY, note text);"
+        "CREATE TABLE public.log (at timestamptz, what text); INSERT INTO public.log VALUES (now(), 'x');"
+        "INSERT INTO sales.orders SELECT i, 'n' FROM generate_series(1, 10) i"
+    )
+    target_db.execute("CREATE TABLE public.log (at timestamptz, what text)")
+    spec = {"migration_id": "check-only", "mode": "check", "migration_type": "full-load-and-cdc"}
+
+    view, leftovers = run_local(*_dsns(source_db, target_db), spec, timeout_seconds=60)
+
+    assert view.status == "FAILED", view.output
+    assert (view.current_state, view.error) == ("Check found fatal problems", "CheckFailed"), view.cause
+    assert "the target: target_tables_missing" in view.cause and "sales.orders" in view.cause
+    assert "Create replication instance" not in view.states
+    assert "Clean up after failure" not in view.states
+    assert leftovers == []
+    # nothing created: not the schema the migration would create, not a slot
+    assert target_db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'sales'") == [(0,)]
+    assert source_db.execute("SELECT count(*) FROM pg_replication_slots") == [(0,)]
+
+    target_db.execute("CREATE SCHEMA sales; CREATE TABLE sales.orders (id int PRIMARY KEY, note text)")
+    view, leftovers = run_local(*_dsns(source_db, target_db), spec, timeout_seconds=60)
+
+    assert view.status == "SUCCEEDED", view.cause
+    assert view.current_state == "Check passed"
+    warnings = {f["name"] for f in view.output["source_report"]["findings"] if f["severity"] == "warning"}
+    assert "primary_key_insert_only" in warnings  # public.log: reported, not fatal
+    assert leftovers == []
+    assert target_db.execute("SELECT count(*) FROM sales.orders") == [(0,)]

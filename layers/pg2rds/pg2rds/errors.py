@@ -75,6 +75,11 @@ class SequenceUnreadable(Pg2RdsError):
     """A source sequence's position cannot be read; the target's sequences are left as they are."""
 
 
+class CheckFailed(Pg2RdsError):
+    """A check-only run (``spec.mode = "check"``) found fatal findings. Never raised: the name is the Error
+    of the state machine's "Check found fatal problems" Fail state, which a check reaches without cleanup."""
+
+
 class CutoverTimedOut(Pg2RdsError):
     """No cutover decision arrived within ``spec.cdc.cutover_timeout_hours`` (the ``States.Timeout`` of the
     waiting state, renamed: a Fail state may not raise a ``States.`` error)."""

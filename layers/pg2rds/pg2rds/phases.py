@@ -52,7 +52,8 @@ def validate_source(state: MigrationState) -> SourceReport:
     source = get_credentials(state.spec.source, "source")
     get_credentials(state.spec.target, "target")
     report = check_source(state.spec, source)
-    _raise_on_fatal(report, "the source", SourceNotReady)
+    if state.spec.mode != "check":  # a check goes on to the target and reports both sides
+        _raise_on_fatal(report, "the source", SourceNotReady)
     return report
 
 
@@ -60,8 +61,24 @@ def prep_target(state: MigrationState) -> TargetReport:
     if state.source_report is None:
         raise TargetNotReady("prep-target needs the source report; run validate-source first")
     report = prepare_target(state.spec, get_credentials(state.spec.target, "target"), state.source_report)
+    if state.spec.mode == "check":
+        report.check_fatal, report.check_cause = check_outcome(state.source_report, report)
+        return report
     _raise_on_fatal(report, "the target", TargetNotReady)
     return report
+
+
+def check_outcome(source: SourceReport, target: TargetReport) -> tuple[int, str]:
+    """How many fatal findings a check found on both sides, and the Cause that lists them with their fixes.
+
+    A check ends in the state machine's "Check found fatal problems" Fail state rather than by raising: a
+    raised error would go through cleanup, which must not run for a check (nothing was created, and a
+    migration with the same id may be running)."""
+    fatal = [("the source", f) for f in source.fatal] + [("the target", f) for f in target.fatal]
+    if not fatal:
+        return 0, ""
+    details = " | ".join(f"{side}: {finding.render()}" for side, finding in fatal)
+    return len(fatal), f"the check found {len(fatal)} fatal problem(s): {details}"
 
 
 def create_instance(state: MigrationState) -> InstanceState:

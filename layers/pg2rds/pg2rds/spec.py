@@ -106,6 +106,9 @@ class MigrationSpec(_Strict):
     source: DatabaseRef
     target: DatabaseRef
     migration_type: MigrationType = "full-load"
+    #: "check" ends the execution after validate-source and prepare-target with their findings, having
+    #: created and changed nothing anywhere (DMS's premigration assessment, pg2rds's checks); "migrate" runs.
+    mode: Literal["migrate", "check"] = "migrate"
     tables: TableSelection = Field(default_factory=TableSelection)
     instance: InstanceSpec = Field(default_factory=InstanceSpec)
     polling: PollingSpec = Field(default_factory=PollingSpec)

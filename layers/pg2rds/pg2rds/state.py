@@ -66,6 +66,9 @@ class TargetReport(DatabaseReport):
     #: What prep-target changed or relies on, to be restored or checked after the load.
     restore: list[str] = Field(default_factory=list)
     schemas_created: list[str] = Field(default_factory=list)
+    #: Check mode only: fatal findings of both sides, and their rendering (the Fail state's Cause).
+    check_fatal: int = 0
+    check_cause: str = ""
 
 
 class Waiting(_Result):

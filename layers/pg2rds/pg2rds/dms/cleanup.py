@@ -177,6 +177,9 @@ def cleanup(dms: Any, state: MigrationState) -> CleanupState:
     names = ResourceNames(spec.migration_id)
     previous = state.cleanup
     ledger = _Ledger(previous)
+    if spec.mode == "check":
+        # a check created nothing, and a migration with the same id may be running: touch nothing
+        return CleanupState(failure=_failure(state, ledger, False), **poll_fields(spec, previous, True))
 
     task_gone = _task(dms, spec.migration_id, names, ledger)
     if task_gone:

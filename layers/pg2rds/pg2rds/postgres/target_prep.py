@@ -58,9 +58,9 @@ class SourceSide:
         return sorted({table.schema for table in self.tables})
 
 
-def read_source_side(spec: MigrationSpec) -> SourceSide:
+def read_source_side(spec: MigrationSpec, credentials: Credentials | None = None) -> SourceSide:
     """The selected source tables (read-only, two queries): the target is compared against them."""
-    credentials = get_credentials(spec.source, "source")
+    credentials = credentials or get_credentials(spec.source, "source")
     with connect(spec.source, credentials, "source", application_name="pg2rds-prep") as conn:
         tables = select_tables(conn, spec.tables)
         with conn.cursor() as cur:
@@ -219,6 +219,25 @@ def ensure_schemas(
             )
         ]
     return missing, []
+
+
+def would_create_schemas(facts: TargetFacts, wanted: list[str]) -> list[Finding]:
+    """Check mode: the schemas a migration would create, named instead of created."""
+    missing = [schema for schema in wanted if schema not in facts.existing_schemas]
+    if not missing:
+        return []
+    return [
+        Finding(
+            name="target_schema",
+            severity="info",
+            message=(
+                f"{len(missing)} schema(s) the selected tables need do not exist on the target; a migration "
+                "would create them (a check creates nothing)"
+            ),
+            objects=missing[:MAX_OBJECTS_PER_FINDING],
+            object_count=len(missing),
+        )
+    ]
 
 
 def check_missing_tables(spec: MigrationSpec, tables: list[TargetTable]) -> list[Finding]:
@@ -421,10 +440,17 @@ def _server_message(error: psycopg2.Error) -> str:
 
 
 def prepare_target(
-    spec: MigrationSpec, credentials: Credentials, source_report: SourceReport
+    spec: MigrationSpec,
+    credentials: Credentials,
+    source_report: SourceReport,
+    source_credentials: Credentials | None = None,
 ) -> TargetReport:
-    """Check the target against the selected source tables, creating missing schemas; idempotent."""
-    source = read_source_side(spec)
+    """Check the target against the selected source tables, creating missing schemas; idempotent.
+
+    In check mode (``spec.mode == "check"``) nothing is created: missing schemas are only reported.
+    ``source_credentials`` default to the source's secret (the CLI's check passes them from a DSN).
+    """
+    source = read_source_side(spec, source_credentials)
     with (
         connect(spec.target, credentials, "target", application_name="pg2rds-prep") as conn,
         conn.cursor(cursor_factory=CountingCursor) as cur,
@@ -441,9 +467,12 @@ def prepare_target(
         )
         if version.severity == "fatal":
             return report  # do not write to a target we cannot use
-        report.schemas_created, schema_findings = ensure_schemas(
-            cur, facts, credentials.database, source.schemas
-        )
+        if spec.mode == "check":
+            schema_findings = would_create_schemas(facts, source.schemas)
+        else:
+            report.schemas_created, schema_findings = ensure_schemas(
+                cur, facts, credentials.database, source.schemas
+            )
         tables = _target_tables(cur, source.tables)
         report.findings += schema_findings
         report.findings += check_missing_tables(spec, tables)
