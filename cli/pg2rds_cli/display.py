@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -43,7 +43,10 @@ def live_panel(view: ExecutionView) -> Panel:
                 f"full load {progress.get('full_load_percent', 0)}%   task {progress.get('task_status', '')}"
             )
         )
-    return Panel(Group(*lines), title="pg2rds migration", border_style="cyan")
+    grid = Table.grid()  # one renderable per row: a bar never shares its line with the figures after it
+    for line in lines:
+        grid.add_row(line)
+    return Panel(grid, title="pg2rds migration", border_style="cyan")
 
 
 def _unique_visits(states: list[str]) -> list[str]:

@@ -7,13 +7,16 @@ import sys
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.live import Live
 
 from pg2rds_cli import display
+from pg2rds_cli.arguments import dsn
+from pg2rds_cli.errors import EXIT_FAILED, EXIT_USAGE, UsageError
 from pg2rds_cli.executions import ExecutionView, read_execution, watch
 
 console = Console(stderr=True)
@@ -21,9 +24,29 @@ STACK_NAME = "pg2rds"
 
 
 def load_spec(path: str | None) -> dict[str, Any] | None:
+    """The spec file as JSON data; every way it can be wrong is a :class:`UsageError` naming the file."""
     if not path:
         return None
-    return json.loads(Path(path).read_text())
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise UsageError(f"spec file {path} not found") from None
+    except OSError as error:
+        raise UsageError(f"spec file {path} cannot be read: {error.strerror}") from None
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(
+            f"spec file {path} is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    if not isinstance(spec, dict):
+        raise UsageError(f"spec file {path} must hold a JSON object, not {type(spec).__name__}")
+    return spec
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable results go to stdout (the rich display goes to stderr)."""
+    print(json.dumps(data, indent=2, default=str))
 
 
 def _follow(sfn: Any, arn: str) -> ExecutionView:
@@ -33,7 +56,7 @@ def _follow(sfn: Any, arn: str) -> ExecutionView:
 
 def finish(view: ExecutionView, as_json: bool) -> int:
     if as_json:
-        print(json.dumps(view.record, indent=2, default=str))
+        print_json(view.record)
     display.summary(console, view)
     return 0 if view.status == "SUCCEEDED" else 1
 
@@ -55,17 +78,19 @@ def cmd_start(args: argparse.Namespace) -> int:
     try:
         migration_id = parse_spec(spec).migration_id  # fail here, naming the field, not in the first state
     except SpecInvalid as error:
-        console.print(f"[red]{error}[/red]")
-        return 2
+        raise UsageError(str(error)) from None
     sfn = boto3.client("stepfunctions")
     arn = sfn.start_execution(
         stateMachineArn=_state_machine_arn(args.state_machine_arn),
         name=f"{migration_id}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}",  # readable in the console
         input=json.dumps(spec),
     )["executionArn"]
-    print(arn)
+    if args.json and not args.watch:
+        print_json({"executionArn": arn})
+    else:
+        print(arn)
     if args.watch:
-        return finish(_follow(sfn, arn), as_json=False)
+        return finish(_follow(sfn, arn), as_json=args.json)
     return 0
 
 
@@ -73,7 +98,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     view = read_execution(boto3.client("stepfunctions"), args.execution)
     if view.done:
         return finish(view, args.json)
-    console.print(display.live_panel(view))
+    if args.json:
+        print_json({"status": view.status, "current_state": view.current_state, **view.record})
+    else:
+        console.print(display.live_panel(view))
     return 0
 
 
@@ -89,8 +117,10 @@ def cmd_cutover(args: argparse.Namespace) -> int:
             boto3.client("stepfunctions"), args.execution, abort=args.abort, reason=args.reason
         )
     except NotWaitingForCutover as error:
-        console.print(f"[red]{error}[/red]")
-        return 1
+        console.print(f"[red]{error}[/red]", soft_wrap=True)
+        return EXIT_FAILED
+    if args.json:
+        print_json({"executionArn": args.execution, "decision": decision})
     console.print(
         "Aborted: the migration cleans up and ends FAILED (CutoverAborted)."
         if decision == "aborted"
@@ -107,6 +137,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
         render_definition(args.output)
     else:
         render_execution(read_execution(boto3.client("stepfunctions"), args.execution), args.output)
+    if args.json:
+        print_json({"output": args.output})
     console.print(f"Graph written to {args.output}")
     return 0
 
@@ -119,14 +151,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         source_report, target_report = run_check(args.source_dsn, args.target_dsn, load_spec(args.spec))
     except SpecInvalid as error:
-        console.print(f"[red]{error}[/red]")
-        return 2
+        raise UsageError(str(error)) from None
     except Pg2RdsError as error:  # unreachable servers: the server's message, never the password
-        console.print(f"[red]{type(error).__name__}: {error}[/red]")
-        return 1
+        console.print(f"[red]{type(error).__name__}: {error}[/red]", soft_wrap=True, highlight=False)
+        return EXIT_FAILED
     record = {"source_report": source_report.model_dump(), "target_report": target_report.model_dump()}
     if args.json:
-        print(json.dumps(record, indent=2))
+        print_json(record)
     fatal = len(source_report.fatal) + len(target_report.fatal)
     display.findings(console, record)
     if fatal:
@@ -136,9 +167,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, and where help is), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pg2rds", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="pg2rds", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show a traceback on any error")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     start = sub.add_parser("start", help="start a migration on the deployed state machine")
     start.add_argument("spec")
@@ -146,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-machine-arn", help=f"default: the {STACK_NAME} stack's StateMachineArn output"
     )
     start.add_argument("--watch", action="store_true")
+    start.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     start.set_defaults(func=cmd_start)
 
     for name, func, text in (
@@ -161,14 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     cutover.add_argument("execution", help="execution ARN")
     cutover.add_argument("--abort", action="store_true", help="abort instead: clean up, end FAILED")
     cutover.add_argument("--reason", default="", help="recorded in the failure cause with --abort")
+    cutover.add_argument("--json", action="store_true", help="print the decision sent as JSON on stdout")
     cutover.set_defaults(func=cmd_cutover)
 
     check = sub.add_parser(
         "check", help="run a migration's checks against two databases (no AWS; creates nothing)"
     )
     check.add_argument("spec", nargs="?", help="migration spec (JSON); its tables and task options apply")
-    check.add_argument("--source-dsn", required=True, help="libpq DSN; no password: PGPASSWORD/~/.pgpass")
-    check.add_argument("--target-dsn", required=True)
+    check.add_argument(
+        "--source-dsn", required=True, type=dsn, help="libpq DSN; no password: PGPASSWORD/~/.pgpass"
+    )
+    check.add_argument("--target-dsn", required=True, type=dsn)
     check.add_argument("--json", action="store_true", help="also print both reports as JSON")
     check.set_defaults(func=cmd_check)
 
@@ -177,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("execution", nargs="?")
     target.add_argument("--definition", action="store_true")
     graph.add_argument("-o", "--output", required=True, help=".svg or .png")
+    graph.add_argument("--json", action="store_true", help="print the file written as JSON on stdout")
     graph.set_defaults(func=cmd_graph)
 
     for plugin in entry_points(group="pg2rds.commands"):
@@ -185,8 +229,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. User errors are one line on stderr (exit 2), a failed migration or AWS call exit 1;
+    a traceback only with ``--debug``."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as error:
+        if args.debug:
+            raise
+        console.print(f"[red]pg2rds: {error}[/red]", soft_wrap=True, highlight=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        console.print("[red]pg2rds: interrupted[/red]")
+        return 130
+    except (BotoCoreError, ClientError) as error:
+        if args.debug:
+            raise
+        console.print(f"[red]pg2rds: AWS said: {error}[/red]", soft_wrap=True, highlight=False)
+        return EXIT_FAILED
+    except Exception as error:
+        if args.debug:
+            raise
+        console.print(
+            f"[red]pg2rds: {type(error).__name__}: {error} (run with --debug for the traceback)[/red]",
+            soft_wrap=True,
+            highlight=False,
+        )
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

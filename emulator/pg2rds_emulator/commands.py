@@ -1,7 +1,8 @@
 """The local commands of ``pg2rds``: ``run --local``, ``serve --local`` and ``demo``.
 
 They are registered on the operator CLI through the ``pg2rds.commands`` entry point, so the CLI never imports
-the emulator: a machine without it simply has no local commands.
+the emulator: a machine without it simply has no local commands. Registering imports nothing heavy (moto
+loads only when a local command runs), so ``pg2rds status`` starts as fast as without the emulator.
 """
 
 import argparse
@@ -10,28 +11,29 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.live import Live
 
 from pg2rds_cli import display
+from pg2rds_cli.arguments import dsn
+from pg2rds_cli.errors import UsageError
 from pg2rds_cli.executions import ExecutionView
-from pg2rds_cli.graph import render_execution
 from pg2rds_cli.main import console, finish, load_spec
-from pg2rds_emulator.demo import run_demo
-from pg2rds_emulator.dms_standin import StandInEngine
-from pg2rds_emulator.local_run import LOCAL_TIME_SCALE, LocalRunAborted, copy_schema, run_local
-from pg2rds_emulator.serve import LocalEndpoint
+from pg2rds_emulator import LOCAL_TIME_SCALE
+
+if TYPE_CHECKING:
+    from pg2rds_emulator.local_run import LocalRunAborted
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.local:
-        console.print("[red]`pg2rds run` needs --local; in AWS use `pg2rds start SPEC`.[/red]")
-        return 2
+        raise UsageError("`pg2rds run` needs --local; in AWS use `pg2rds start SPEC`")
     if args.cutover == "ask" and not sys.stdin.isatty():
-        console.print(
-            "[red]--cutover ask needs a terminal to ask on; without one use --cutover auto or abort.[/red]"
-        )
-        return 2
+        raise UsageError("--cutover ask needs a terminal to ask on; without one use --cutover auto or abort")
+    from pg2rds_cli.graph import render_execution
+    from pg2rds_emulator.local_run import LocalRunAborted, copy_schema
+
     if args.copy_schema:
         console.print("Copying the schema (pg_dump --schema-only | psql) …")
         copy_schema(args.source_dsn, args.target_dsn)
@@ -51,6 +53,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, spec: dict | None) -> tuple[ExecutionView, list[str]]:
+    from pg2rds_emulator.local_run import run_local
+
     def notify(message: str) -> None:
         console.print(message, markup=False, highlight=False)
 
@@ -75,7 +79,7 @@ def _run(args: argparse.Namespace, spec: dict | None) -> tuple[ExecutionView, li
         )
 
 
-def _aborted(aborted: LocalRunAborted) -> int:
+def _aborted(aborted: "LocalRunAborted") -> int:
     """What an interrupted run removed and what it could not; 130 (as after SIGINT) unless an error."""
     console.print(f"[red]Migration aborted:[/red] {aborted.reason}", highlight=False)
     console.print("Removed: " + (", ".join(aborted.removed) or "nothing was left to remove"), highlight=False)
@@ -113,6 +117,9 @@ def _decider(mode: str, live: Live | None):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from pg2rds_emulator.dms_standin import StandInEngine
+    from pg2rds_emulator.serve import LocalEndpoint
+
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave the `with`: engine and clusters let go
     engine = StandInEngine()
     try:
@@ -126,7 +133,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 spec_path = Path(args.spec_out)
                 endpoint.write_spec(spec_path, args.source_dsn, args.target_dsn, load_spec(args.spec))
                 lines.append(f"pg2rds start {spec_path} --watch")
-            console.print("Serving the embedded AWS (Ctrl-C to stop). In another shell:\n" + "\n".join(lines))
+            console.print("Serving the embedded AWS (Ctrl-C to stop). In another shell:")
+            for line in lines:  # never wrapped: they are meant to be copied
+                console.print(line, soft_wrap=True, highlight=False, markup=False)
             ready = {"endpoint_url": endpoint.url, "state_machine_arn": endpoint.aws.state_machine_arn}
             print(json.dumps(ready), flush=True)  # one line on stdout, for scripts
             signal.pause()
@@ -138,6 +147,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from pg2rds_emulator.demo import run_demo
+
     return run_demo(console, keep=args.keep, graph=args.graph)
 
 
@@ -146,8 +157,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     run = sub.add_parser("run", help="run a migration in an embedded AWS against real PostgreSQL servers")
     run.add_argument("spec", nargs="?", help="migration spec JSON (default: every table, full load)")
     run.add_argument("--local", action="store_true", help="embedded AWS (the only mode of `run`)")
-    run.add_argument("--source-dsn", required=True)
-    run.add_argument("--target-dsn", required=True)
+    run.add_argument("--source-dsn", required=True, type=dsn)
+    run.add_argument("--target-dsn", required=True, type=dsn)
     run.add_argument("--migration-id")
     run.add_argument(
         "--copy-schema",
@@ -174,8 +185,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     serve = sub.add_parser("serve", help="serve the embedded AWS on a local endpoint for other commands")
     serve.add_argument("--local", action="store_true", help="the only mode of `serve`")
     serve.add_argument("--port", type=int, default=5000)
-    serve.add_argument("--source-dsn", help="with --target-dsn: store their credentials, write a spec")
-    serve.add_argument("--target-dsn")
+    serve.add_argument(
+        "--source-dsn", type=dsn, help="with --target-dsn: store their credentials, write a spec"
+    )
+    serve.add_argument("--target-dsn", type=dsn)
     serve.add_argument("--spec", help="spec to complete with the DSNs (default: every table, full load)")
     serve.add_argument("--spec-out", default=".pg2rds/local-spec.json")
     serve.add_argument("--time-scale", type=float, default=LOCAL_TIME_SCALE)

@@ -24,13 +24,14 @@ from psycopg2.extensions import parse_dsn
 from pg2rds.naming import ResourceNames
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
 from pg2rds_cli.executions import ExecutionView, watch
+from pg2rds_emulator import LOCAL_TIME_SCALE
 from pg2rds_emulator.dms_engine import DmsEngine
 from pg2rds_emulator.embedded import EmbeddedAws, database_secret
 from pg2rds_emulator.pgcluster import find_bindir
 
 #: Local polling: short intervals (the clock is compressed too), same backoff logic as in AWS.
 LOCAL_POLLING = {"initial_seconds": 5, "max_seconds": 30, "backoff": 1.5}
-LOCAL_TIME_SCALE = 0.01
+
 
 #: Asked while a local CDC migration waits for the operator: "cutover", "abort", or None (not yet).
 Decide = Callable[[ExecutionView], str | None]

@@ -335,7 +335,7 @@ def test_a_write_just_before_the_decision_reaches_the_target_before_the_task_sto
     assert source_objects(source) == ([], []) and leftovers == []
 
 
-def test_cli_cutover_command_sends_the_decision(fake_aws, one_table) -> None:
+def test_cli_cutover_command_sends_the_decision(fake_aws, one_table, capsys) -> None:
     from pg2rds_cli import main as cli
 
     aws, _ = fake_aws
@@ -343,6 +343,11 @@ def test_cli_cutover_command_sends_the_decision(fake_aws, one_table) -> None:
     arn = start(aws, spec_for(source, target, migration_id="clicut", migration_type="full-load-and-cdc",
                               polling=CDC_POLLING))  # fmt: skip
     assert wait_for_state(aws, arn, WAITING_STATE).current_state == WAITING_STATE
+    capsys.readouterr()
+    assert cli.main(["status", arn, "--json"]) == 0  # running: JSON on stdout, not the panel
+    status = json.loads(capsys.readouterr().out)
+    assert (status["status"], status["current_state"]) == ("RUNNING", WAITING_STATE)
+    assert status["progress"]["outcome"] == "cdc-caught-up"
     assert cli.main(["cutover", arn]) == 0
     view = finish(aws, arn)
     assert view.status == "SUCCEEDED" and view.output["cutover"]["decision"] == "cutover"

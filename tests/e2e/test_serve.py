@@ -65,6 +65,9 @@ def test_other_processes_migrate_through_the_served_endpoint(source_db: Database
     finally:
         server.terminate()
         assert server.wait(timeout=30) == 0
+    exports = server.stderr.read().splitlines()  # whole lines, whatever the width: they are copied
+    assert f"export PG2RDS_STATE_MACHINE_ARN={ready['state_machine_arn']}" in exports
+    assert f"export AWS_ENDPOINT_URL={ready['endpoint_url']} AWS_DEFAULT_REGION=us-east-1" in exports
     assert target_db.execute("SELECT count(*), sum(id) FROM items") == [(1000, 500500)]
     assert source_db.execute(
         "SELECT count(*) FROM pg_replication_slots WHERE database = %s", (source_db.name,)

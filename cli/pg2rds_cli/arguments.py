@@ -1,0 +1,20 @@
+"""argparse types shared by the CLI's commands and the emulator's local ones: bad values are refused
+before anything starts, as one line naming the option."""
+
+import argparse
+
+import psycopg2
+from psycopg2.extensions import parse_dsn
+
+
+def dsn(value: str) -> str:
+    """A libpq connection string or URI (the value is never echoed back: it may hold a password)."""
+    try:
+        parse_dsn(value)
+    except psycopg2.ProgrammingError as error:
+        detail = str(error).strip().splitlines()[0]
+        raise argparse.ArgumentTypeError(
+            f"not a PostgreSQL DSN ({detail}); write postgresql://USER@HOST:PORT/DATABASE or "
+            "'host=HOST port=PORT dbname=DATABASE user=USER'"
+        ) from None
+    return value
