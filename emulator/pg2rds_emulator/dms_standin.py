@@ -59,6 +59,7 @@ from psycopg2 import sql
 
 from pg2rds.dms.table_mappings import selection_from_mappings
 from pg2rds.postgres.selection import TableName, select_tables
+from pg2rds.postgres.sqltext import quote_ident, server_message
 from pg2rds_emulator.dms_engine import EndpointInfo, TableStats, TaskInfo, TaskRuntime
 from pg2rds_emulator.standin_copy import (
     TableMeta,
@@ -104,25 +105,6 @@ class _Stopped(Exception):
     """The task was asked to stop while this work was under way."""
 
 
-def server_message(error: BaseException, password: str = "") -> str:
-    """The server's message on one line (``FATAL: ...``/``ERROR: ...``), never with the password."""
-    diag = getattr(error, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
-    if primary:
-        message = f"{diag.severity or 'ERROR'}: {primary}"
-    else:
-        text = str(error).strip()
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        fatal = next((line for line in lines if "FATAL:" in line), None)
-        if fatal:
-            message = "FATAL: " + " ".join(fatal.split("FATAL:", 1)[1].split())
-        else:
-            message = " ".join(lines[0].split()) if lines else type(error).__name__
-    if password:
-        message = message.replace(password, "********")
-    return message
-
-
 def connect(
     endpoint: EndpointInfo, application_name: str = "pg2rds-dms-standin", replication: bool = False
 ) -> Any:
@@ -143,10 +125,6 @@ def connect(
 
 def default_slot_name(identifier: str) -> str:
     return ("dms_" + re.sub(r"[^a-z0-9_]", "_", identifier.lower()))[:63]
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class StandInEngine:
@@ -407,7 +385,7 @@ class _Task:
                     cur.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
         cur = repl.cursor()
         cur.execute(
-            f"CREATE_REPLICATION_SLOT {_quote_ident(self.slot)} LOGICAL pgoutput "
+            f"CREATE_REPLICATION_SLOT {quote_ident(self.slot)} LOGICAL pgoutput "
             + ("EXPORT_SNAPSHOT" if export else "NOEXPORT_SNAPSHOT")
         )
         _, _, snapshot, _ = cur.fetchone()
@@ -468,7 +446,7 @@ class _Task:
         cur.start_replication(
             slot_name=self.slot,
             decode=False,
-            options={"proto_version": "1", "publication_names": _quote_ident(self.publication)},
+            options={"proto_version": "1", "publication_names": quote_ident(self.publication)},
             status_interval=10,
         )
         with self._connection(self.info.target, "cdc-apply") as tgt:

@@ -87,3 +87,10 @@ class CutoverTimedOut(Pg2RdsError):
 
 class CutoverAborted(Pg2RdsError):
     """The operator aborted the migration at the cutover decision."""
+
+
+#: Errors the state machine retries (the ASL's ``Retry`` rules name exactly these; tests/unit/
+#: test_error_names.py checks both ways). Everything else goes through cleanup to ``Fail``.
+TRANSIENT: tuple[type[Pg2RdsError], ...] = (AwsThrottled, ResourceBusy, SourceUnreachable, TargetUnreachable)
+#: Errors a ``Catch`` names on their own, because they take another path than cleanup (nothing to clean).
+CAUGHT_BY_NAME: tuple[type[Pg2RdsError], ...] = (SpecInvalid,)

@@ -11,12 +11,10 @@ must be typed in SQL, so an operator can paste them into the suggested fix.
 """
 
 from dataclasses import dataclass
-from typing import Any
-
-import psycopg2.extensions
 
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.selection import SELECTED_TABLES_CTE, selection_params
+from pg2rds.postgres.sqltext import CountingCursor, quote_ident
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import MAX_OBJECTS_PER_FINDING, Finding, SourceReport
@@ -31,18 +29,6 @@ RDS_REPLICATION_ROLES = ("rds_superuser", "rds_replication")
 #: Large objects are counted up to this many (the count is only for the message).
 MAX_LARGE_OBJECTS_COUNTED = 1_000_000
 SETTINGS = ("wal_level", "max_replication_slots", "max_wal_senders", "wal_sender_timeout")
-
-
-class CountingCursor(psycopg2.extensions.cursor):
-    """A cursor that counts the statements it sends, so reports can state their round trips honestly."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.queries = 0
-
-    def execute(self, query: Any, vars: Any = None) -> None:
-        self.queries += 1
-        super().execute(query, vars)
 
 
 # -- what the server tells us ----------------------------------------------------------------------------
@@ -449,8 +435,8 @@ def check_privileges(spec: MigrationSpec, facts: ServerFacts, tables: TableFacts
             "of rds_superuser or rds_replication, so it cannot create or read a replication slot"
         )
         fixes.append(
-            f"ALTER ROLE {_quote(facts.username)} WITH REPLICATION (self-managed source), or on RDS "
-            f"GRANT rds_replication TO {_quote(facts.username)}"
+            f"ALTER ROLE {quote_ident(facts.username)} WITH REPLICATION (self-managed source), or on RDS "
+            f"GRANT rds_replication TO {quote_ident(facts.username)}"
         )
     reads_tables = spec.migration_type != "cdc"
     if tables.unreadable and reads_tables:
@@ -460,7 +446,7 @@ def check_privileges(spec: MigrationSpec, facts: ServerFacts, tables: TableFacts
         )
         fixes.append(
             "GRANT SELECT ON ALL TABLES IN SCHEMA <schema> TO "
-            f"{_quote(facts.username)} (for each schema), or exclude those tables"
+            f"{quote_ident(facts.username)} (for each schema), or exclude those tables"
         )
     if not problems:
         return []
@@ -670,11 +656,6 @@ def check_cdc_truncate_and_ddl(spec: MigrationSpec) -> list[Finding]:
             ),
         )
     ]
-
-
-def _quote(name: str) -> str:
-    """A role name as it must be typed in the suggested SQL (double quotes doubled)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 # -- the phase ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from psycopg2 import sql
 
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.selection import SELECTED_TABLES_CTE, TableName, select_tables, selection_params
-from pg2rds.postgres.source_checks import CountingCursor
+from pg2rds.postgres.sqltext import CountingCursor, quote_ident, server_message
 from pg2rds.secrets import Credentials, get_credentials
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import MAX_OBJECTS_PER_FINDING, Finding, SourceReport, TargetReport
@@ -201,7 +201,7 @@ def ensure_schemas(
     try:
         cur.execute(statement)
     except psycopg2.Error as error:
-        server = _server_message(error)
+        server = server_message(error)
         return [], [
             Finding(
                 name="target_schema",
@@ -211,8 +211,8 @@ def ensure_schemas(
                     f"need on the target: {server}"
                 ),
                 fix=(
-                    f"GRANT CREATE ON DATABASE {_quote(database)} TO {_quote(facts.username)}, or create the "
-                    "schemas listed here as their future owner"
+                    f"GRANT CREATE ON DATABASE {quote_ident(database)} TO {quote_ident(facts.username)}, "
+                    "or create the schemas listed here as their future owner"
                 ),
                 objects=missing[:MAX_OBJECTS_PER_FINDING],
                 object_count=len(missing),
@@ -310,7 +310,7 @@ def check_empty_tables(cur: CountingCursor, spec: MigrationSpec, tables: list[Ta
             Finding(
                 name="target_privileges",
                 severity="fatal",
-                message=f"cannot read the target tables to check they are empty: {_server_message(error)}",
+                message=f"cannot read the target tables to check they are empty: {server_message(error)}",
                 fix="run the migration as the target's owner or master user, which DMS needs to write anyway",
             )
         ]
@@ -346,12 +346,12 @@ def check_replication_role(cur: CountingCursor, facts: TargetFacts) -> tuple[str
                 severity="fatal",
                 message=(
                     f"role {facts.username!r} may not set session_replication_role "
-                    f"({_server_message(error)}), which task.disable_target_triggers needs"
+                    f"({server_message(error)}), which task.disable_target_triggers needs"
                 ),
                 fix=(
                     "use the master user (member of rds_superuser on RDS) or a superuser for the target "
                     f"endpoint; on PostgreSQL 15+ GRANT SET ON PARAMETER session_replication_role TO "
-                    f"{_quote(facts.username)}; or set task.disable_target_triggers to false"
+                    f"{quote_ident(facts.username)}; or set task.disable_target_triggers to false"
                 ),
             )
         ]
@@ -424,16 +424,6 @@ def restore_notes(spec: MigrationSpec, tables: list[TargetTable], source: Source
             "source's last_value before writing to the target"
         )
     return notes
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _server_message(error: psycopg2.Error) -> str:
-    """The server's own words, without libpq's "ERROR:" prefix and line breaks."""
-    primary = error.diag.message_primary if error.diag else None
-    return (primary or str(error)).strip().replace("\n", " ")
 
 
 # -- the phase ---------------------------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""The emulator patches moto's private internals (emulator/pg2rds_emulator/embedded.py, moto_dms.py); they
+may change in any release. pyproject.toml bounds moto to the releases checked here, and this test fails
+with a clear message when the installed moto is outside them or an internal we patch has moved."""
+
+import inspect
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _moto_requirement() -> Requirement:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return next(Requirement(r) for r in extras["emulator"] if r.startswith("moto"))
+
+
+def test_installed_moto_is_a_release_the_emulator_was_checked_against() -> None:
+    requirement, installed = _moto_requirement(), version("moto")
+    assert any(spec.operator == "<" for spec in requirement.specifier), "moto must be bounded above"
+    assert requirement.specifier.contains(installed), (
+        f"moto {installed} is outside {requirement.specifier}, the releases whose internals the emulator "
+        "patches; check each patch in embedded.py and moto_dms.py against it, then widen the bound"
+    )
+
+
+def _parameters(function: object) -> list[str]:
+    return list(inspect.signature(function).parameters)  # type: ignore[arg-type]
+
+
+# (where, attribute, the parameter names our replacement relies on)
+PATCHED = [
+    (
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn"
+        ":StateTaskServiceSfn",
+        "_eval_service_task",
+        ["self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"],
+    ),
+    (
+        "moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function:WaitFunction",
+        "_wait_interval",
+        ["self", "env", "wait_seconds"],
+    ),
+    (
+        "moto.awslambda_simple.models:LambdaSimpleBackend",
+        "invoke",
+        ["self", "function_name", "qualifier", "body", "headers", "response_headers"],
+    ),
+    ("moto.stepfunctions.responses:StepFunctionResponse", "start_execution", ["self"]),
+    ("moto.stepfunctions.responses:StepFunctionResponse", "send_task_failure", ["self"]),
+    ("moto.dms.models:FakeReplicationTask", "to_dict", ["self"]),
+    ("moto.dms.models:DatabaseMigrationServiceBackend", "delete_endpoint", ["self", "endpoint_arn"]),
+    (
+        "moto.dms.models:DatabaseMigrationServiceBackend",
+        "delete_replication_instance",
+        ["self", "replication_instance_arn"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("where", "attribute", "parameters"), PATCHED, ids=[p[1] for p in PATCHED])
+def test_each_patched_internal_is_where_the_emulator_expects_it(
+    where: str, attribute: str, parameters: list[str]
+) -> None:
+    module_name, class_name = where.split(":")
+    module = __import__(module_name, fromlist=[class_name])
+    owner = getattr(module, class_name)
+    # the emulator may already have replaced it in this process: look at the class's original source
+    original = inspect.getattr_static(owner, attribute)
+    assert callable(original), f"{where}.{attribute} is gone: the emulator's patch no longer applies"
+    if not getattr(original, "__module__", "").startswith("pg2rds_emulator"):
+        assert _parameters(original)[: len(parameters)] == parameters, (
+            f"{where}.{attribute} changed its parameters: review the emulator's patch of it"
+        )
+
+
+def test_the_retrier_still_reads_time_from_its_module() -> None:
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    assert hasattr(retrier_decl, "time"), "retrier_decl no longer uses time.sleep: local retries not scaled"
