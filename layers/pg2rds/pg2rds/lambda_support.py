@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from pg2rds.aws import named_aws_errors
@@ -35,9 +36,9 @@ def parse_state(event: Any) -> MigrationState:
         raise SpecInvalid(describe_validation_error(error)) from None
 
 
-def phase_handler(name: str, run: PhaseFunction) -> Callable[[Any, Any], dict[str, Any]]:
+def phase_handler(name: str, run: PhaseFunction) -> Callable[[Any, LambdaContext], dict[str, Any]]:
     @logger.inject_lambda_context(clear_state=True)
-    def handler(event: Any, context: Any) -> dict[str, Any]:
+    def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         state = parse_state(event)
         logger.append_keys(migration_id=state.spec.migration_id, phase=name)
         with named_aws_errors():

@@ -5,6 +5,8 @@ Statements pg2rds runs are composed with ``psycopg2.sql``; :func:`quote_ident` i
 plain text: a fix suggested in a finding, a replication-protocol command.
 """
 
+from typing import Any
+
 import psycopg2.extensions
 
 
@@ -19,9 +21,9 @@ def server_message(error: BaseException, password: str = "") -> str:
     libpq puts its own text around a connection failure; the server's ``FATAL:`` line is what an operator
     needs, so it is picked out when there is no diagnostic record."""
     diag = getattr(error, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    primary = getattr(diag, "message_primary", None)
     if primary:
-        message = f"{diag.severity or 'ERROR'}: {primary}"
+        message = f"{getattr(diag, 'severity', None) or 'ERROR'}: {primary}"
     else:
         text = str(error).strip()
         lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -38,10 +40,10 @@ def server_message(error: BaseException, password: str = "") -> str:
 class CountingCursor(psycopg2.extensions.cursor):
     """A cursor that counts the statements it sends, so reports can state their round trips honestly."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queries = 0
 
-    def execute(self, query: object, vars: object = None) -> None:
+    def execute(self, query: Any, vars: Any = None) -> None:
         self.queries += 1
         super().execute(query, vars)
