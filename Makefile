@@ -25,6 +25,7 @@ demo: install
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(MAKE) --no-print-directory validate
 	$(MAKE) --no-print-directory checkov
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile

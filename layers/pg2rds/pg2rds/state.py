@@ -17,6 +17,9 @@ from pg2rds.spec import MigrationSpec
 MAX_OBJECTS_PER_FINDING = 20
 
 
+Severity = Literal["fatal", "warning", "info"]
+
+
 class _Result(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -25,7 +28,7 @@ class Finding(_Result):
     """One named check result: what is wrong, where, why it matters and how to fix it."""
 
     name: str
-    severity: Literal["fatal", "warning", "info"]
+    severity: Severity
     message: str
     fix: str = ""
     objects: list[str] = Field(default_factory=list)

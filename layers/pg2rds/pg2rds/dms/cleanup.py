@@ -6,9 +6,11 @@ the instance it used, then the replication slot DMS left on the source. Each cal
 returns; the state machine calls again after ``wait_seconds`` until nothing remains.
 """
 
+from __future__ import annotations
+
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -19,6 +21,9 @@ from pg2rds.polling import elapsed_seconds, poll_fields
 from pg2rds.postgres.slots import drop_publication, drop_slot
 from pg2rds.secrets import get_credentials
 from pg2rds.state import CleanupState, Failure, MigrationState
+
+if TYPE_CHECKING:
+    from mypy_boto3_dms import DatabaseMigrationServiceClient
 
 _BUSY = "InvalidResourceStateFault"
 _STOPPABLE = ("running", "starting")
@@ -50,7 +55,7 @@ class _Ledger:
             self.removed.append(item)
 
 
-def _task(dms: Any, spec_id: str, names: ResourceNames, ledger: _Ledger) -> bool:
+def _task(dms: DatabaseMigrationServiceClient, spec_id: str, names: ResourceNames, ledger: _Ledger) -> bool:
     """Stop and delete our task; True when no task of ours is left."""
     task = find(dms, "task", "replication-task-id", names.task)
     label = f"task {names.task}"
@@ -85,7 +90,7 @@ def _task(dms: Any, spec_id: str, names: ResourceNames, ledger: _Ledger) -> bool
     return False
 
 
-def _endpoint(dms: Any, spec_id: str, identifier: str, ledger: _Ledger) -> None:
+def _endpoint(dms: DatabaseMigrationServiceClient, spec_id: str, identifier: str, ledger: _Ledger) -> None:
     endpoint = find(dms, "endpoint", "endpoint-id", identifier)
     label = f"endpoint {identifier}"
     if endpoint is None:
@@ -118,7 +123,9 @@ def _delete(ledger: _Ledger, label: str, delete: Callable[[], Any], status: str 
     return True
 
 
-def _instance(dms: Any, state: MigrationState, names: ResourceNames, ledger: _Ledger) -> None:
+def _instance(
+    dms: DatabaseMigrationServiceClient, state: MigrationState, names: ResourceNames, ledger: _Ledger
+) -> None:
     spec = state.spec
     if spec.instance.existing_arn:
         ledger.kept.append(f"instance {spec.instance.existing_arn} (existing, not created by pg2rds)")
@@ -168,7 +175,7 @@ def _slot(state: MigrationState, names: ResourceNames, ledger: _Ledger) -> None:
         ledger.removed_(f"publication {names.publication} on source")
 
 
-def cleanup(dms: Any, state: MigrationState) -> CleanupState:
+def cleanup(dms: DatabaseMigrationServiceClient, state: MigrationState) -> CleanupState:
     """One cleanup pass. ``ready`` when nothing waitable remains; ``remaining`` names what is left.
 
     Anything left after ``spec.polling.instance_timeout_minutes`` (or that waiting cannot help, such as

@@ -1,6 +1,9 @@
 """Connection tests: DMS connects from the replication instance to each endpoint, as the task will."""
 
-from typing import Any
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -12,8 +15,13 @@ from pg2rds.polling import check_timeout, poll_fields
 from pg2rds.spec import DatabaseRef, MigrationSpec
 from pg2rds.state import ConnectionsState, DatabaseReport, EndpointsState, InstanceState
 
+if TYPE_CHECKING:
+    from mypy_boto3_dms import DatabaseMigrationServiceClient
 
-def _describe(dms: Any, instance_arn: str, endpoint_arn: str) -> dict[str, Any] | None:
+
+def _describe(
+    dms: DatabaseMigrationServiceClient, instance_arn: str, endpoint_arn: str
+) -> Mapping[str, Any] | None:
     try:
         response = dms.describe_connections(
             Filters=[
@@ -29,7 +37,7 @@ def _describe(dms: Any, instance_arn: str, endpoint_arn: str) -> dict[str, Any] 
     return connections[0] if connections else None
 
 
-def _test(dms: Any, instance_arn: str, endpoint_arn: str) -> dict[str, Any]:
+def _test(dms: DatabaseMigrationServiceClient, instance_arn: str, endpoint_arn: str) -> Mapping[str, Any]:
     return dms.test_connection(ReplicationInstanceArn=instance_arn, EndpointArn=endpoint_arn)["Connection"]
 
 
@@ -49,7 +57,7 @@ def _failure(
 
 
 def test_connections(
-    dms: Any,
+    dms: DatabaseMigrationServiceClient,
     spec: MigrationSpec,
     instance: InstanceState,
     endpoints: EndpointsState,

@@ -9,7 +9,9 @@ database (``DatabaseName``, which is not part of that choice) is the one validat
 or the spec, read from the phase reports since this function does not read secrets.
 """
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, Literal
 
 from botocore.exceptions import ClientError
 
@@ -19,14 +21,18 @@ from pg2rds.naming import ResourceNames
 from pg2rds.spec import DatabaseRef, MigrationSpec
 from pg2rds.state import DatabaseReport, EndpointsState, SourceReport, TargetReport
 
+if TYPE_CHECKING:
+    from mypy_boto3_dms import DatabaseMigrationServiceClient
+    from mypy_boto3_dms.type_defs import PostgreSQLSettingsTypeDef
+
 #: WAL heartbeat interval (minutes) on a CDC source: keeps the slot's restart_lsn moving on an idle source.
 HEARTBEAT_MINUTES = 5
 #: The service model allows no-preference | test-decoding | pglogical; "no-preference" lets DMS pick the
 #: plugin available on the source (pgoutput on PostgreSQL 10+ without pglogical).
-PLUGIN_NAME = "no-preference"
+PLUGIN_NAME: Final = "no-preference"
 
 
-def source_settings(spec: MigrationSpec, access_role_arn: str) -> dict[str, Any]:
+def source_settings(spec: MigrationSpec, access_role_arn: str) -> PostgreSQLSettingsTypeDef:
     names = ResourceNames(spec.migration_id)
     settings = _secret_settings(spec.source, access_role_arn)
     settings["SlotName"] = names.slot
@@ -37,18 +43,22 @@ def source_settings(spec: MigrationSpec, access_role_arn: str) -> dict[str, Any]
     # task fails instead, naming the table and column, so no value is ever truncated silently.
     settings["FailTasksOnLobTruncation"] = True
     if spec.uses_cdc:
-        settings.update(HeartbeatEnable=True, HeartbeatFrequency=HEARTBEAT_MINUTES, PluginName=PLUGIN_NAME)
+        settings["HeartbeatEnable"] = True
+        settings["HeartbeatFrequency"] = HEARTBEAT_MINUTES
+        settings["PluginName"] = PLUGIN_NAME
     return settings
 
 
-def target_settings(spec: MigrationSpec, target_report: TargetReport, access_role_arn: str) -> dict[str, Any]:
+def target_settings(
+    spec: MigrationSpec, target_report: TargetReport, access_role_arn: str
+) -> PostgreSQLSettingsTypeDef:
     settings = _secret_settings(spec.target, access_role_arn)
     if target_report.after_connect_script:
         settings["AfterConnectScript"] = target_report.after_connect_script
     return settings
 
 
-def _secret_settings(ref: DatabaseRef, access_role_arn: str) -> dict[str, Any]:
+def _secret_settings(ref: DatabaseRef, access_role_arn: str) -> PostgreSQLSettingsTypeDef:
     """What both endpoints carry: the secret and, since DMS otherwise carries booleans as varchar(5)
     ("true"/"false" text on the target), MapBooleanAsBoolean, which AWS says must be set on both."""
     return {
@@ -59,13 +69,13 @@ def _secret_settings(ref: DatabaseRef, access_role_arn: str) -> dict[str, Any]:
 
 
 def _ensure(
-    dms: Any,
+    dms: DatabaseMigrationServiceClient,
     spec: MigrationSpec,
     identifier: str,
-    endpoint_type: str,
+    endpoint_type: Literal["source", "target"],
     ref: DatabaseRef,
     report: DatabaseReport,
-    settings: dict,
+    settings: PostgreSQLSettingsTypeDef,
 ) -> str:
     """Create the endpoint or reuse ours; returns its ARN."""
     existing = find(dms, "endpoint", "endpoint-id", identifier)
@@ -92,7 +102,7 @@ def _ensure(
 
 
 def ensure_endpoints(
-    dms: Any,
+    dms: DatabaseMigrationServiceClient,
     spec: MigrationSpec,
     source_report: SourceReport,
     target_report: TargetReport,

@@ -1,7 +1,10 @@
 """The DMS replication instance: created for this migration (and later deleted by cleanup), or an existing
 one named by ``spec.instance.existing_arn`` (only described: never modified or deleted)."""
 
-from typing import Any
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -12,6 +15,9 @@ from pg2rds.naming import ResourceNames
 from pg2rds.polling import check_timeout, poll_fields
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import InstanceState
+
+if TYPE_CHECKING:
+    from mypy_boto3_dms import DatabaseMigrationServiceClient
 
 #: Statuses an instance does not leave by itself, with what the operator can do about each.
 FAILED_STATUSES = {
@@ -27,7 +33,7 @@ FAILED_STATUSES = {
 }
 
 
-def _create(dms: Any, spec: MigrationSpec, identifier: str) -> dict[str, Any]:
+def _create(dms: DatabaseMigrationServiceClient, spec: MigrationSpec, identifier: str) -> Mapping[str, Any]:
     settings = spec.instance
     params: dict[str, Any] = {
         "ReplicationInstanceIdentifier": identifier,
@@ -47,7 +53,7 @@ def _create(dms: Any, spec: MigrationSpec, identifier: str) -> dict[str, Any]:
     return dms.create_replication_instance(**params)["ReplicationInstance"]
 
 
-def _own_instance(dms: Any, spec: MigrationSpec) -> dict[str, Any]:
+def _own_instance(dms: DatabaseMigrationServiceClient, spec: MigrationSpec) -> Mapping[str, Any]:
     identifier = ResourceNames(spec.migration_id).instance
     instance = find(dms, "instance", "replication-instance-id", identifier)
     if instance is None:
@@ -64,7 +70,9 @@ def _own_instance(dms: Any, spec: MigrationSpec) -> dict[str, Any]:
     return instance
 
 
-def ensure_instance(dms: Any, spec: MigrationSpec, previous: InstanceState | None) -> InstanceState:
+def ensure_instance(
+    dms: DatabaseMigrationServiceClient, spec: MigrationSpec, previous: InstanceState | None
+) -> InstanceState:
     """Create or reuse the replication instance; ``ready`` once it is ``available``."""
     existing_arn = spec.instance.existing_arn
     if existing_arn:

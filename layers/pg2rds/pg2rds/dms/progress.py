@@ -8,10 +8,12 @@ latency is unknown and the task counts as caught up once its full load is comple
 rests with the operator anyway, and the verification phase compares the data.
 """
 
-from collections.abc import Callable
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pg2rds.aws import client
 from pg2rds.dms.poll_outcome import PollDecision, PollFacts, decide_poll_outcome, needs_latency
@@ -22,19 +24,24 @@ from pg2rds.polling import POLLS_PER_EXECUTION, check_timeout, poll_fields
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import MAX_OBJECTS_PER_FINDING, Progress, TableProgress, TaskState
 
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef
+    from mypy_boto3_dms import DatabaseMigrationServiceClient
+
 #: At most this many tables in the state (errored ones first), whatever the database's size.
 MAX_TABLES = 200
 _ERRORED = {"Table error", "Error"}
 
 
-def _table_statistics(dms: Any, task_arn: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def _table_statistics(dms: DatabaseMigrationServiceClient, task_arn: str) -> list[Mapping[str, Any]]:
+    rows: list[Mapping[str, Any]] = []
     for page in dms.get_paginator("describe_table_statistics").paginate(ReplicationTaskArn=task_arn):
         rows.extend(page.get("TableStatistics", []))
     return rows
 
 
-def _latest(cloudwatch: Any, metric: str, dimensions: list[dict[str, str]]) -> int | None:
+def _latest(cloudwatch: CloudWatchClient, metric: str, dimensions: list[DimensionTypeDef]) -> int | None:
     now = datetime.now(UTC)
     response = cloudwatch.get_metric_statistics(
         Namespace="AWS/DMS",
@@ -51,20 +58,22 @@ def _latest(cloudwatch: Any, metric: str, dimensions: list[dict[str, str]]) -> i
     return int(max(points, key=lambda point: point["Timestamp"])["Maximum"])
 
 
-def _instance_identifier(dms: Any, spec: MigrationSpec, instance_arn: str) -> str | None:
+def _instance_identifier(
+    dms: DatabaseMigrationServiceClient, spec: MigrationSpec, instance_arn: str
+) -> str | None:
     if not spec.instance.existing_arn:
         return ResourceNames(spec.migration_id).instance
     instance = find(dms, "instance", "replication-instance-arn", instance_arn)
     return instance["ReplicationInstanceIdentifier"] if instance else None
 
 
-def cdc_latency(dms: Any, spec: MigrationSpec, task: dict[str, Any]) -> tuple:
+def cdc_latency(dms: DatabaseMigrationServiceClient, spec: MigrationSpec, task: Mapping[str, Any]) -> tuple:
     """(source, target) latency in seconds from CloudWatch; None where no data point exists yet."""
     instance_id = _instance_identifier(dms, spec, task["ReplicationInstanceArn"])
     if instance_id is None:
         return None, None
     cloudwatch = client("cloudwatch")
-    dimensions = [
+    dimensions: list[DimensionTypeDef] = [
         {"Name": "ReplicationInstanceIdentifier", "Value": instance_id},
         {"Name": "ReplicationTaskIdentifier", "Value": task["ReplicationTaskArn"].rsplit(":", 1)[-1]},
     ]
@@ -74,7 +83,7 @@ def cdc_latency(dms: Any, spec: MigrationSpec, task: dict[str, Any]) -> tuple:
     )
 
 
-def _tables(rows: list[dict[str, Any]]) -> list[TableProgress]:
+def _tables(rows: Sequence[Mapping[str, Any]]) -> list[TableProgress]:
     ordered = sorted(rows, key=lambda row: (row.get("TableState") not in _ERRORED,))
     return [
         TableProgress(
@@ -90,7 +99,7 @@ def _tables(rows: list[dict[str, Any]]) -> list[TableProgress]:
     ]
 
 
-def _errored_names(rows: list[dict[str, Any]]) -> str:
+def _errored_names(rows: Sequence[Mapping[str, Any]]) -> str:
     names = [f"{row['SchemaName']}.{row['TableName']}" for row in rows if row.get("TableState") in _ERRORED]
     if not names:
         return ""
@@ -104,8 +113,8 @@ class TaskObservation:
     """One look at the task: DescribeReplicationTasks plus its table statistics."""
 
     identifier: str
-    described: dict[str, Any]
-    rows: list[dict[str, Any]]
+    described: Mapping[str, Any]
+    rows: Sequence[Mapping[str, Any]]
 
     @property
     def status(self) -> str:
@@ -134,7 +143,7 @@ class TaskObservation:
         )
 
 
-def observe_task(dms: Any, task: TaskState) -> TaskObservation:
+def observe_task(dms: DatabaseMigrationServiceClient, task: TaskState) -> TaskObservation:
     described = find(dms, "task", "replication-task-arn", task.arn)
     if described is None:
         raise TaskFailed(
@@ -216,7 +225,7 @@ CutoverPosition = Callable[[], tuple[str, bool]]
 
 
 def poll_task(
-    dms: Any,
+    dms: DatabaseMigrationServiceClient,
     spec: MigrationSpec,
     task: TaskState,
     previous: Progress | None,

@@ -29,7 +29,8 @@ def table_mappings(selection: TableSelection) -> str:
 
 def selection_from_mappings(mappings: str) -> TableSelection:
     """The include/exclude selection rules of a DMS table-mappings document (other rule types ignored)."""
-    include, exclude = [], []
+    include: list[TableRule] = []
+    exclude: list[TableRule] = []
     for rule in json.loads(mappings).get("rules", []):
         if rule.get("rule-type") != "selection":
             continue

@@ -4,7 +4,10 @@ A resource is ours only if it carries ``OWNER_TAG`` with this migration's id. A 
 without the tag was made by someone else (or another tool): we neither reuse nor delete it.
 """
 
-from typing import Any
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -12,6 +15,10 @@ from pg2rds.aws import error_code
 from pg2rds.errors import ResourceConflict
 from pg2rds.naming import OWNER_TAG
 from pg2rds.spec import MigrationSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_dms import DatabaseMigrationServiceClient
+    from mypy_boto3_dms.type_defs import TagTypeDef
 
 NOT_FOUND = "ResourceNotFoundFault"
 
@@ -23,23 +30,22 @@ _DESCRIBE = {
 }
 
 
-def resource_tags(spec: MigrationSpec) -> list[dict[str, str]]:
+def resource_tags(spec: MigrationSpec) -> list[TagTypeDef]:
     """Tags for everything we create: the ownership tag first, then the spec's own tags."""
-    return [{"Key": OWNER_TAG, "Value": spec.migration_id}] + [
-        {"Key": key, "Value": value} for key, value in spec.tags.items()
-    ]
+    tags: list[TagTypeDef] = [{"Key": OWNER_TAG, "Value": spec.migration_id}]
+    return tags + [{"Key": key, "Value": value} for key, value in spec.tags.items()]
 
 
-def tags_of(dms: Any, arn: str) -> dict[str, str]:
+def tags_of(dms: DatabaseMigrationServiceClient, arn: str) -> dict[str, str]:
     response = dms.list_tags_for_resource(ResourceArn=arn)
     return {tag["Key"]: tag.get("Value", "") for tag in response.get("TagList", [])}
 
 
-def is_owned(dms: Any, arn: str, migration_id: str) -> bool:
+def is_owned(dms: DatabaseMigrationServiceClient, arn: str, migration_id: str) -> bool:
     return tags_of(dms, arn).get(OWNER_TAG) == migration_id
 
 
-def require_owned(dms: Any, arn: str, spec: MigrationSpec, what: str) -> None:
+def require_owned(dms: DatabaseMigrationServiceClient, arn: str, spec: MigrationSpec, what: str) -> None:
     owner = tags_of(dms, arn).get(OWNER_TAG)
     if owner != spec.migration_id:
         by = f"tagged for migration {owner!r}" if owner else f"without the {OWNER_TAG} tag"
@@ -50,7 +56,9 @@ def require_owned(dms: Any, arn: str, spec: MigrationSpec, what: str) -> None:
         )
 
 
-def find(dms: Any, kind: str, filter_name: str, value: str) -> dict[str, Any] | None:
+def find(
+    dms: DatabaseMigrationServiceClient, kind: str, filter_name: str, value: str
+) -> Mapping[str, Any] | None:
     """The one resource of ``kind`` whose ``filter_name`` is ``value``, or None.
 
     DMS answers ``ResourceNotFoundFault`` when a filter matches nothing (moto answers an empty list)."""
@@ -65,7 +73,9 @@ def find(dms: Any, kind: str, filter_name: str, value: str) -> dict[str, Any] | 
     return items[0] if items else None
 
 
-def find_tasks_using(dms: Any, filter_name: str, arn: str) -> list[dict[str, Any]]:
+def find_tasks_using(
+    dms: DatabaseMigrationServiceClient, filter_name: str, arn: str
+) -> Sequence[Mapping[str, Any]]:
     """Tasks using ``arn``; ``filter_name`` is ``endpoint-arn`` or ``replication-instance-arn``."""
     try:
         response = dms.describe_replication_tasks(

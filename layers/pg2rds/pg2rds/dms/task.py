@@ -1,7 +1,10 @@
 """The replication task: created with our table mappings and settings, then started exactly once."""
 
+from __future__ import annotations
+
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -13,6 +16,9 @@ from pg2rds.naming import ResourceNames
 from pg2rds.polling import check_timeout, poll_fields
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import EndpointsState, InstanceState, TaskState
+
+if TYPE_CHECKING:
+    from mypy_boto3_dms import DatabaseMigrationServiceClient
 
 #: Statuses in which the task has been started (a stopped one by a previous invocation: the poller decides).
 STARTED_STATUSES = ("starting", "running", "stopping", "stopped")
@@ -122,7 +128,11 @@ def task_settings(spec: MigrationSpec) -> dict[str, Any]:
 
 
 def _create(
-    dms: Any, spec: MigrationSpec, identifier: str, instance: InstanceState, endpoints: EndpointsState
+    dms: DatabaseMigrationServiceClient,
+    spec: MigrationSpec,
+    identifier: str,
+    instance: InstanceState,
+    endpoints: EndpointsState,
 ):
     return dms.create_replication_task(
         ReplicationTaskIdentifier=identifier,
@@ -136,7 +146,12 @@ def _create(
     )["ReplicationTask"]
 
 
-def _own_task(dms: Any, spec: MigrationSpec, instance: InstanceState, endpoints: EndpointsState) -> dict:
+def _own_task(
+    dms: DatabaseMigrationServiceClient,
+    spec: MigrationSpec,
+    instance: InstanceState,
+    endpoints: EndpointsState,
+) -> Mapping[str, Any]:
     identifier = ResourceNames(spec.migration_id).task
     task = find(dms, "task", "replication-task-id", identifier)
     if task is None:
@@ -160,7 +175,7 @@ def _own_task(dms: Any, spec: MigrationSpec, instance: InstanceState, endpoints:
 
 
 def ensure_task_started(
-    dms: Any,
+    dms: DatabaseMigrationServiceClient,
     spec: MigrationSpec,
     instance: InstanceState,
     endpoints: EndpointsState,

@@ -10,6 +10,7 @@ from typing import Literal
 from psycopg2 import sql
 
 from pg2rds.postgres.connection import connect
+from pg2rds.postgres.sqltext import one_row
 from pg2rds.secrets import Credentials
 from pg2rds.spec import DatabaseRef
 
@@ -37,7 +38,7 @@ def drop_slot(ref: DatabaseRef, credentials: Credentials, slot_name: str) -> Slo
             "WHERE slot_name = %s AND database = current_database() AND NOT active",
             (slot_name,),
         )
-        (dropped,) = cur.fetchone()
+        (dropped,) = one_row(cur)
         return "dropped" if dropped else "active"
 
 
@@ -59,7 +60,7 @@ def current_wal_lsn(ref: DatabaseRef, credentials: Credentials) -> str:
     """The source's WAL position now: at cutover, everything the application wrote lies before it."""
     with connect(ref, credentials, "source", application_name="pg2rds-cutover") as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_current_wal_lsn()::text")
-        return cur.fetchone()[0]
+        return one_row(cur)[0]
 
 
 def slot_has_confirmed(ref: DatabaseRef, credentials: Credentials, slot_name: str, lsn: str) -> bool:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.selection import SELECTED_TABLES_CTE, selection_params
-from pg2rds.postgres.sqltext import CountingCursor, quote_ident
+from pg2rds.postgres.sqltext import CountingCursor, one_row, quote_ident
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec
-from pg2rds.state import MAX_OBJECTS_PER_FINDING, Finding, SourceReport
+from pg2rds.state import MAX_OBJECTS_PER_FINDING, Finding, Severity, SourceReport
 
 #: ``schemas_selected`` is informative only; the state must stay small whatever the catalog.
 MAX_SCHEMAS_REPORTED = 100
@@ -198,7 +198,7 @@ GROUP BY kind
 
 def _server_facts(cur: CountingCursor) -> ServerFacts:
     cur.execute(SERVER_QUERY, {"rds_roles": list(RDS_REPLICATION_ROLES), "settings": list(SETTINGS)})
-    version, version_num, username, superuser, replication, rds_roles, names, values = cur.fetchone()
+    version, version_num, username, superuser, replication, rds_roles, names, values = one_row(cur)
     return ServerFacts(
         server_version=version,
         server_version_num=version_num,
@@ -212,7 +212,7 @@ def _server_facts(cur: CountingCursor) -> ServerFacts:
 
 def _replication_usage(cur: CountingCursor) -> ReplicationUsage:
     cur.execute(USAGE_QUERY, {"limit": MAX_OBJECTS_PER_FINDING})
-    slots_used, slot_names, senders_used = cur.fetchone()
+    slots_used, slot_names, senders_used = one_row(cur)
     return ReplicationUsage(slots_used=slots_used, slot_names=list(slot_names), senders_used=senders_used)
 
 
@@ -488,7 +488,7 @@ def check_selection(spec: MigrationSpec, tables: TableFacts, database: str) -> l
 
 
 def _flagged_finding(
-    tables: TableFacts, kind: str, name: str, severity: str, message: str, fix: str
+    tables: TableFacts, kind: str, name: str, severity: Severity, message: str, fix: str
 ) -> list[Finding]:
     flagged = tables.get(kind)
     if not flagged.count:
@@ -604,6 +604,7 @@ def _engine_version(spec: MigrationSpec) -> tuple[int, ...] | None:
 
 def check_unconstrained_numeric(spec: MigrationSpec, tables: TableFacts) -> list[Finding]:
     version = _engine_version(spec)
+    severity: Severity
     if version is not None and version < NUMERIC_KEPT_SINCE:
         severity, when = "fatal", f"the spec's engine version {spec.instance.engine_version} casts"
     elif spec.instance.existing_arn and version is None:

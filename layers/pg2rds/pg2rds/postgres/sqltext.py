@@ -37,6 +37,14 @@ def server_message(error: BaseException, password: str = "") -> str:
     return message
 
 
+def one_row(cursor: psycopg2.extensions.cursor) -> tuple[Any, ...]:
+    """The row of a query that always returns exactly one (an aggregate, a function call)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError(f"expected one row, got none from: {cursor.query!r}")
+    return row
+
+
 class CountingCursor(psycopg2.extensions.cursor):
     """A cursor that counts the statements it sends, so reports can state their round trips honestly."""
 

@@ -19,7 +19,7 @@ from psycopg2 import sql
 
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.selection import SELECTED_TABLES_CTE, TableName, select_tables, selection_params
-from pg2rds.postgres.sqltext import CountingCursor, quote_ident, server_message
+from pg2rds.postgres.sqltext import CountingCursor, one_row, quote_ident, server_message
 from pg2rds.secrets import Credentials, get_credentials
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import MAX_OBJECTS_PER_FINDING, Finding, SourceReport, TargetReport
@@ -65,7 +65,7 @@ def read_source_side(spec: MigrationSpec, credentials: Credentials | None = None
         tables = select_tables(conn, spec.tables)
         with conn.cursor() as cur:
             cur.execute(SOURCE_SEQUENCES_QUERY, selection_params(spec.tables.include, spec.tables.exclude))
-            (sequences,) = cur.fetchone()
+            (sequences,) = one_row(cur)
     return SourceSide(tables=tables, sequences=sequences)
 
 
@@ -127,7 +127,7 @@ ORDER BY w.schema_name COLLATE "C", w.table_name COLLATE "C"
 
 def _target_facts(cur: CountingCursor, schemas: list[str]) -> TargetFacts:
     cur.execute(TARGET_QUERY, {"schemas": schemas})
-    version, version_num, username, superuser, rds_superuser, existing = cur.fetchone()
+    version, version_num, username, superuser, rds_superuser, existing = one_row(cur)
     return TargetFacts(version, version_num, username, superuser, rds_superuser, set(existing))
 
 
