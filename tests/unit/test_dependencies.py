@@ -21,16 +21,33 @@ def _name(requirement: str) -> str:
     return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
+class _RuntimeImports(ast.NodeVisitor):
+    """Top-level module names imported at run time (``if TYPE_CHECKING:`` blocks are the type checker's)."""
+
+    def __init__(self) -> None:
+        self.found: set[str] = set()
+
+    def visit_If(self, node: ast.If) -> None:
+        if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for child in node.orelse:
+                self.visit(child)
+            return
+        self.generic_visit(node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        self.found |= {alias.name.split(".")[0] for alias in node.names}
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level == 0 and node.module:
+            self.found.add(node.module.split(".")[0])
+
+
 def _imports(folder: Path) -> set[str]:
-    """Top-level modules imported anywhere under ``folder`` that are neither stdlib nor ours."""
-    found = set()
+    """Modules imported at run time anywhere under ``folder`` that are neither stdlib nor ours."""
+    visitor = _RuntimeImports()
     for path in folder.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                found |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found.add(node.module.split(".")[0])
-    return found - set(sys.stdlib_module_names) - FIRST_PARTY
+        visitor.visit(ast.parse(path.read_text()))
+    return visitor.found - set(sys.stdlib_module_names) - FIRST_PARTY - {"__future__"}
 
 
 def _distributions(modules: set[str]) -> set[str]:
