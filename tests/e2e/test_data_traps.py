@@ -89,3 +89,46 @@ def test_a_check_reports_both_sides_and_creates_nothing(source_db: Database, tar
     assert "primary_key_insert_only" in warnings  # public.log: reported, not fatal
     assert leftovers == []
     assert target_db.execute("SELECT count(*) FROM sales.orders") == [(0,)]
+
+
+DOCS = "CREATE TABLE docs (id int PRIMARY KEY, body text, blob bytea, meta jsonb)"
+
+
+def _fingerprint(db: Database) -> list[tuple]:
+    """The docs table as the test sees it, independently of pg2rds's own comparison."""
+    return db.execute("SELECT id, md5(body), md5(blob), md5(meta::text) FROM docs ORDER BY id")
+
+
+def test_lobs_longer_than_the_limit_fail_before_the_load_and_an_unset_limit_is_sized(
+    source_db: Database, target_db: Database
+) -> None:
+    for db in (source_db, target_db):
+        db.execute(DOCS)
+    source_db.execute(
+        "INSERT INTO docs SELECT i, repeat('x', 100), '\\x01'::bytea, '{}' FROM generate_series(1, 20) i;"
+        "INSERT INTO docs VALUES (21, repeat(md5('a'), 3200), decode(repeat('ab', 41 * 1024), 'hex'),"
+        " jsonb_build_object('k', repeat('y', 50 * 1024)))"
+    )
+    limited = {"migration_id": "lobs", "task": {"lob_mode": "limited", "lob_max_size_kb": 32}}
+
+    view, leftovers = run_local(*_dsns(source_db, target_db), limited, timeout_seconds=90)
+
+    assert view.status == "FAILED", view.output
+    assert (view.failed_state, view.error) == ("Validate source", "SourceNotReady"), view.cause
+    for column in ("public.docs.body (100 KB", "public.docs.meta (51 KB", "public.docs.blob (41 KB"):
+        assert column in view.cause
+    assert leftovers == [] and target_db.execute("SELECT count(*) FROM docs") == [(0,)]
+
+    view, leftovers = run_local(*_dsns(source_db, target_db), {"migration_id": "lobs"}, timeout_seconds=120)
+
+    assert view.status == "SUCCEEDED", view.cause
+    assert view.output["source_report"]["lob_max_size_kb"] > 100
+    assert leftovers == []
+    assert _fingerprint(target_db) == _fingerprint(source_db)
+
+    target_db.execute("TRUNCATE docs")
+    full = {"migration_id": "lobs", "task": {"lob_mode": "full"}}
+    view, leftovers = run_local(*_dsns(source_db, target_db), full, timeout_seconds=120)
+    assert view.status == "SUCCEEDED", view.cause
+    assert leftovers == []
+    assert _fingerprint(target_db) == _fingerprint(source_db)

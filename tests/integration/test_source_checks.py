@@ -284,10 +284,57 @@ def test_what_dms_would_lose_is_named_before_the_load(validate: Validate, source
     assert named("unconstrained_numeric") == ("fatal", ["public.amounts.exact"])
     assert named("infinite_timestamps") == ("fatal", ["public.periods.valid_until"])
     assert only(report, "cdc_truncate_and_ddl").severity == "warning"
-    assert report.catalog_queries == 3
+    assert report.catalog_queries == 4  # three catalog queries and the bounded LOB measurement
 
     full_load = validate(migration_type="full-load", tables={"include": [{"table": "scratch"}]})
     assert findings_named(full_load, "unlogged_tables") == []
     assert only(full_load, "large_objects").severity == "warning"  # they exist, nothing selected uses them
     assert findings_named(full_load, "cdc_truncate_and_ddl") == []
     assert findings_named(full_load, "unconstrained_numeric") == []
+
+
+LOBS = (
+    "CREATE TABLE docs (id int PRIMARY KEY, body text, blob bytea, meta jsonb, title varchar(200));"
+    "INSERT INTO docs SELECT i, repeat('x', 1000), '\\x00'::bytea, '{}'::jsonb, 't' "
+    "FROM generate_series(1, 50) i;"
+    "INSERT INTO docs VALUES (51, repeat(md5('a'), 3200), decode(repeat('ab', 41 * 1024), 'hex'),"
+    " jsonb_build_object('k', repeat('y', 50 * 1024)), 't')"
+)
+
+
+def test_lob_columns_over_the_limit_are_fatal_and_an_unset_limit_is_sized(
+    validate: Validate, source_db: Database
+) -> None:
+    source_db.execute(LOBS)
+
+    limited = validate(task={"lob_mode": "limited", "lob_max_size_kb": 32})
+    finding = only(limited, "lob_truncation")
+    assert finding.severity == "fatal" and finding.object_count == 3
+    assert finding.objects == [
+        "public.docs.body (100 KB, exact)",
+        "public.docs.meta (51 KB, exact)",
+        "public.docs.blob (41 KB, exact)",
+    ]
+    assert limited.lob_max_size_kb == 32
+
+    sized = validate()
+    assert sized.fatal == []
+    assert sized.lob_max_size_kb > 100
+    assert "public.docs.body" in only(sized, "lob_max_size").message
+    assert "1 table(s) with LOB columns read whole, 0 sampled" in only(sized, "lob_max_size").message
+
+    full = validate(task={"lob_mode": "full"})
+    assert findings_named(full, "lob_max_size") == findings_named(full, "lob_truncation") == []
+    assert full.catalog_queries == 3  # nothing measured in full LOB mode
+    assert sized.catalog_queries == 4  # one bounded measuring statement in limited mode
+
+
+def test_big_tables_are_sampled_not_read_whole(
+    validate: Validate, source_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pg2rds.postgres import lob_sizes
+
+    source_db.execute(LOBS)
+    monkeypatch.setattr(lob_sizes, "EXACT_TABLE_PAGES", 0)  # every table counts as big
+    report = validate()
+    assert "0 table(s) with LOB columns read whole, 1 sampled" in only(report, "lob_max_size").message

@@ -120,3 +120,18 @@ def test_refuses_a_same_named_task_we_did_not_create(dms, engine) -> None:
     with pytest.raises(ResourceConflict, match="replication task pg2rds-orders already exists"):
         ensure_task_started(dms, spec, instance, endpoints, None)
     assert engine.started == []
+
+
+@pytest.mark.parametrize(
+    ("spec_kb", "measured_kb", "expected"),
+    [(None, 130, 130), (64, 130, 64), (None, 0, 32)],
+)
+def test_lob_max_size_is_the_specs_or_the_one_validation_sized(aws, spec_kb, measured_kb, expected) -> None:
+    """start-task hands DMS the limit validate-source sized from the data when the spec sets none."""
+    from pg2rds.phases import _with_sized_lobs
+    from pg2rds.state import MigrationState
+
+    task = {"lob_mode": "limited"} | ({} if spec_kb is None else {"lob_max_size_kb": spec_kb})
+    report = SourceReport(server_version="16", server_version_num=160000, lob_max_size_kb=measured_kb)
+    state = MigrationState(spec=make_spec(task=task), source_report=report)
+    assert task_settings(_with_sized_lobs(state))["TargetMetadata"]["LobMaxSize"] == expected

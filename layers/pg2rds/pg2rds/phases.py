@@ -21,6 +21,7 @@ from pg2rds.postgres.slots import current_wal_lsn, slot_has_confirmed
 from pg2rds.postgres.source_checks import validate_source as check_source
 from pg2rds.postgres.target_prep import prepare_target
 from pg2rds.secrets import get_credentials
+from pg2rds.spec import MigrationSpec
 from pg2rds.state import (
     CleanupState,
     ConnectionsState,
@@ -108,7 +109,17 @@ def test_connections(state: MigrationState) -> ConnectionsState:
 
 def start_task(state: MigrationState) -> TaskState:
     assert state.instance is not None and state.endpoints is not None
-    return ensure_task_started(client("dms"), state.spec, state.instance, state.endpoints, state.task)
+    spec = _with_sized_lobs(state)
+    return ensure_task_started(client("dms"), spec, state.instance, state.endpoints, state.task)
+
+
+def _with_sized_lobs(state: MigrationState) -> MigrationSpec:
+    """The spec with ``task.lob_max_size_kb`` filled in from validate-source's measurement when the user
+    left it out (AWS: limited LOB mode with a limit above the largest LOB)."""
+    spec, measured = state.spec, state.source_report.lob_max_size_kb if state.source_report else 0
+    if spec.task.lob_max_size_kb is not None or not measured:
+        return spec
+    return spec.model_copy(update={"task": spec.task.model_copy(update={"lob_max_size_kb": measured})})
 
 
 def poll_task(state: MigrationState) -> Progress:

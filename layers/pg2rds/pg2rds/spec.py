@@ -93,7 +93,9 @@ class CdcSpec(_Strict):
 class TaskOptions(_Strict):
     target_table_prep_mode: Literal["DO_NOTHING", "TRUNCATE_BEFORE_LOAD", "DROP_AND_CREATE"] = "DO_NOTHING"
     lob_mode: Literal["limited", "full"] = "limited"
-    lob_max_size_kb: int = Field(default=32, ge=1)
+    #: LobMaxSize in limited mode; unset, validate-source sizes it above the largest LOB it measures.
+    #: At most 102400 (100 MB), AWS's recommended maximum: beyond it use full LOB mode.
+    lob_max_size_kb: int | None = Field(default=None, ge=1, le=102400)
     max_full_load_subtasks: int = Field(default=8, ge=1, le=49)
     disable_target_triggers: bool = Field(
         default=True,

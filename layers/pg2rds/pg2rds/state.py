@@ -62,6 +62,8 @@ class SourceReport(DatabaseReport):
     tables_selected: int = 0
     schemas_selected: list[str] = Field(default_factory=list)
     catalog_queries: int = 0
+    #: The LobMaxSize the task uses in limited LOB mode: the spec's, or sized from what was measured.
+    lob_max_size_kb: int = 0
 
 
 class TargetReport(DatabaseReport):

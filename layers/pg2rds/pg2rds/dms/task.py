@@ -35,11 +35,17 @@ _LOG_COMPONENTS = [
 ]
 
 
+#: LobMaxSize when neither the spec nor validate-source's measurement gives one.
+DEFAULT_LOB_MAX_SIZE_KB = 32
+
+
 def task_settings(spec: MigrationSpec) -> dict[str, Any]:
     """ReplicationTaskSettings: DMS's defaults made explicit, plus the choices pg2rds makes.
 
     - Full LOB mode copies LOBs of any size (slow); limited mode would truncate above ``lob_max_size_kb``,
       but the source endpoint sets ``FailTasksOnLobTruncation``, so the task fails instead (endpoints.py).
+      Without ``lob_max_size_kb`` in the spec, start-task fills in what validate-source sized from the
+      data (:func:`pg2rds.phases.start_task`); DMS's console default otherwise.
     - A table error stops the task (``TableErrorPolicy: STOP_TASK``): a migration with a missing table is
       not a migration, and suspending the table would let the task report success.
     - The full load never stops on cached changes (``StopTaskCachedChanges*``): cutover is the operator's.
@@ -53,7 +59,7 @@ def task_settings(spec: MigrationSpec) -> dict[str, Any]:
             "FullLobMode": full_lob,
             "LobChunkSize": 64 if full_lob else 0,
             "LimitedSizeLobMode": not full_lob,
-            "LobMaxSize": 0 if full_lob else options.lob_max_size_kb,
+            "LobMaxSize": 0 if full_lob else options.lob_max_size_kb or DEFAULT_LOB_MAX_SIZE_KB,
             "InlineLobMaxSize": 0,
             "LoadMaxFileSize": 0,
             "ParallelLoadThreads": 0,

@@ -13,6 +13,7 @@ must be typed in SQL, so an operator can paste them into the suggested fix.
 from dataclasses import dataclass
 
 from pg2rds.postgres.connection import connect
+from pg2rds.postgres.lob_sizes import LobSizes, measure_lob_sizes
 from pg2rds.postgres.selection import SELECTED_TABLES_CTE, selection_params
 from pg2rds.postgres.sqltext import CountingCursor, one_row, quote_ident
 from pg2rds.secrets import Credentials
@@ -659,6 +660,79 @@ def check_cdc_truncate_and_ddl(spec: MigrationSpec) -> list[Finding]:
     ]
 
 
+#: LobMaxSize when nothing could be measured (DMS's console default), and AWS's recommended maximum.
+DEFAULT_LOB_MAX_SIZE_KB = 32
+MAX_LIMITED_LOB_KB = 102400
+#: Room above the largest LOB measured: sampled maxima are lower bounds.
+LOB_SIZE_MARGIN = 1.25
+
+
+def check_lob_sizes(spec: MigrationSpec, sizes: LobSizes | None) -> tuple[list[Finding], int]:
+    """Limited LOB mode: the findings about LOB sizes, and the LobMaxSize (KB) the task is to use."""
+    limit = spec.task.lob_max_size_kb
+    if sizes is None:
+        return [
+            Finding(
+                name="lob_sizes",
+                severity="warning",
+                message=(
+                    "the selected tables' LOB sizes could not be measured within the time allowed; "
+                    f"LobMaxSize is {limit or DEFAULT_LOB_MAX_SIZE_KB} KB and a longer LOB fails the task "
+                    "(FailTasksOnLobTruncation)"
+                ),
+                fix="set task.lob_max_size_kb above your largest LOB, or task.lob_mode to full",
+            )
+        ], limit or DEFAULT_LOB_MAX_SIZE_KB
+    if limit is not None:
+        if not sizes.oversized:
+            return [], limit
+        return [
+            Finding(
+                name="lob_truncation",
+                severity="fatal",
+                message=(
+                    f"{sizes.oversized} selected LOB column(s) hold values longer than task.lob_max_size_kb "
+                    f"= {limit} KB (the largest: {sizes.largest_kb} KB, {sizes.how}); in limited LOB mode "
+                    "DMS cuts them, and with FailTasksOnLobTruncation, which pg2rds sets, the task fails"
+                ),
+                fix=(
+                    f"raise task.lob_max_size_kb above {sizes.largest_kb}, or leave it out so pg2rds sizes "
+                    "it from the data, or set task.lob_mode to full (slower, any size)"
+                ),
+                objects=sizes.oversized_names,
+                object_count=sizes.oversized,
+            )
+        ], limit
+    sized = max(DEFAULT_LOB_MAX_SIZE_KB, int(sizes.largest_kb * LOB_SIZE_MARGIN) + 1)
+    if sized > MAX_LIMITED_LOB_KB:
+        return [
+            Finding(
+                name="lob_max_size",
+                severity="fatal",
+                message=(
+                    f"the largest LOB is {sizes.largest_kb} KB ({sizes.largest_column}; {sizes.how}), "
+                    "more than limited LOB mode is meant for (AWS recommends LobMaxSize up to "
+                    f"{MAX_LIMITED_LOB_KB} KB)"
+                ),
+                fix="set task.lob_mode to full, which moves LOBs of any size in chunks",
+                objects=[sizes.largest_column],
+                object_count=1,
+            )
+        ], MAX_LIMITED_LOB_KB
+    if not sizes.largest_bytes:
+        return [], sized
+    return [
+        Finding(
+            name="lob_max_size",
+            severity="info",
+            message=(
+                f"LobMaxSize sized to {sized} KB, above the largest LOB ({sizes.largest_kb} KB in "
+                f"{sizes.largest_column}; {sizes.how}); a longer one fails the task instead of being cut"
+            ),
+        )
+    ], sized
+
+
 # -- the phase ---------------------------------------------------------------------------------------------
 
 
@@ -690,7 +764,14 @@ def validate_source(spec: MigrationSpec, credentials: Credentials) -> SourceRepo
             *check_infinite_timestamps(tables),
             *check_cdc_truncate_and_ddl(spec),
         ]
-        return _report(facts, findings, tables, cur.queries, credentials)
+        lob_max_size_kb = 0
+        if spec.task.lob_mode == "limited" and tables.selected:
+            sizes = measure_lob_sizes(cur, spec, spec.task.lob_max_size_kb)
+            lob_findings, lob_max_size_kb = check_lob_sizes(spec, sizes)
+            findings += lob_findings
+        report = _report(facts, findings, tables, cur.queries, credentials)
+        report.lob_max_size_kb = lob_max_size_kb
+        return report
 
 
 def _report(
