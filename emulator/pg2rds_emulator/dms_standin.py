@@ -34,6 +34,9 @@ It connects to the PostgreSQL servers named by a task's endpoints and behaves as
   load restarts from the new snapshot); a ``cdc`` start reuses it. Starting a stopped CDC task again
   resumes streaming from the slot without reloading (DMS's resume-processing).
 
+- **Recoverable errors**: a lost connection during CDC is retried as the task's ``ErrorBehavior`` says
+  (``RecoverableErrorCount``/``RecoverableErrorInterval``), resuming from the slot's confirmed position.
+
 The slot's confirmed position advances after each applied commit and, when idle, to the position the
 server's keepalives report. Known gaps: values are applied in text form, so REPLICA IDENTITY FULL rows
 are matched on ``col::text``; sequences, DDL and large-object settings are ignored.
@@ -192,6 +195,15 @@ class _Task:
         self.slot = info.source.postgres_settings.get("SlotName") or default_slot_name(info.identifier)
         self.publication = self.slot
         self.uses_cdc = info.migration_type in ("full-load-and-cdc", "cdc")
+        errors = settings.get("ErrorBehavior") or {}
+        #: DMS's defaults: retry a recoverable error for ever, 5 s apart.
+        self.recoverable_count = int(errors.get("RecoverableErrorCount", -1))
+        self.recoverable_interval = float(errors.get("RecoverableErrorInterval", 5))
+        #: The end of the last source transaction committed on the target: a resumed stream replays what
+        #: the slot had not confirmed yet, and those transactions must not be applied twice.
+        self.applied_lsn = 0
+        #: Since when the stream is down (a recoverable error): the latency grows meanwhile, as with DMS.
+        self.outage_since: float | None = None
         # a stopped CDC task that finished its full load resumes streaming only (resume-processing)
         self.resume = bool(previous and previous.uses_cdc and previous.full_load_finished and self.uses_cdc)
 
@@ -246,6 +258,7 @@ class _Task:
             loaded = states.count("Table completed")
             total = len(states)
             percent = 100 if self.full_load_finished else (loaded * 100 // total if total else 0)
+            outage = round(time.time() - self.outage_since) if self.outage_since is not None else 0
             return TaskRuntime(
                 status=self.status,
                 stop_reason=self.stop_reason if self.status in ("stopped", "failed") else "",
@@ -257,8 +270,8 @@ class _Task:
                 tables_errored=states.count("Table error"),
                 elapsed_millis=int(((self.ended or time.monotonic()) - self.started) * 1000),
                 full_load_finished=self.full_load_finished,
-                cdc_latency_source_seconds=self.latency_source,
-                cdc_latency_target_seconds=self.latency_target,
+                cdc_latency_source_seconds=_at_least(self.latency_source, outage),
+                cdc_latency_target_seconds=_at_least(self.latency_target, outage),
                 tables=[replace(stats) for stats in self.tables.values()],
             )
 
@@ -343,7 +356,7 @@ class _Task:
                     self.stop_reason = FULL_LOAD_ONLY_FINISHED
                     self.ended = time.monotonic()
             if self.uses_cdc and repl is not None:
-                self._stream(repl)
+                self._replicate(repl)
         except _Stopped:
             pass
         except Exception as error:
@@ -441,6 +454,42 @@ class _Task:
             self._fail(f"Failed to load table '{meta.name.schema}'.'{meta.name.table}': {message}")
 
     # -- CDC ---------------------------------------------------------------------------------------------
+    def _replicate(self, repl: Any) -> None:
+        """Stream the slot until stopped. A lost connection (a source or target restart, a network cut) is a
+        recoverable error, as DMS's ``ErrorBehavior`` says: after ``RecoverableErrorInterval`` seconds the
+        stream resumes from the slot's confirmed position, up to ``RecoverableErrorCount`` times in a row
+        (-1: for ever). Anything else fails the task."""
+        failures = 0
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    if repl is None:
+                        repl = connect(self.info.source, "pg2rds-dms-standin-cdc", replication=True)
+                    self._stream(repl)
+                    return
+                except psycopg2.Error as error:
+                    if self.stop_event.is_set():
+                        return
+                    if not _connection_lost(error, repl):
+                        raise
+                    failures += 1
+                    if 0 <= self.recoverable_count < failures:
+                        raise
+                    log.warning(
+                        "task %s: recoverable error (retry %s in %ss): %s", self.info.identifier, failures,
+                        self.recoverable_interval, server_message(error, self.info.source.password),
+                    )  # fmt: skip
+                    with self.lock:
+                        self.outage_since = self.outage_since or time.time()
+                    with contextlib.suppress(Exception):
+                        repl.close()
+                    repl = None
+                    self.stop_event.wait(self.recoverable_interval)
+        finally:
+            if repl is not None:
+                with contextlib.suppress(Exception):
+                    repl.close()
+
     def _stream(self, repl: Any) -> None:
         cur = repl.cursor()
         cur.start_replication(
@@ -455,6 +504,8 @@ class _Task:
             try:
                 while not self.stop_event.is_set():
                     message = cur.read_message()
+                    with self.lock:
+                        self.outage_since = None  # streaming again
                     if message is None:
                         if not applier.in_transaction and cur.wal_end > applier.flushed:
                             # idle: the server's keepalives carry how far it has decoded; every commit
@@ -470,6 +521,8 @@ class _Task:
                     last_message = time.monotonic()
                     try:
                         flushed = applier.handle(decode(message.payload))
+                    except _RECOVERABLE:
+                        raise  # the target's connection is gone: retried like the source's
                     except psycopg2.Error as error:
                         where = applier.current or ("?", "?")
                         self._fail(
@@ -516,6 +569,8 @@ class _Applier:
         self.received = 0.0
         self.counts: dict[tuple[str, str], list[int]] = {}
         self.flushed = 0
+        #: A replayed transaction the target already holds (see ``_Task.applied_lsn``): not applied again.
+        self.skipping = False
         #: (schema, table) of the change being applied, for failure messages
         self.current: tuple[str, str] | None = None
 
@@ -530,12 +585,17 @@ class _Applier:
     def handle(self, message: Any) -> int | None:
         """Apply one message; returns the LSN to confirm after a commit."""
         if isinstance(message, Begin):
+            self.skipping = message.final_lsn < self.task.applied_lsn
             self.in_transaction = True
             self.commit_time = message.commit_time
             self.received = time.time()
             self.counts = {}
         elif isinstance(message, Relation):
             self.relations[message.oid] = message
+        elif isinstance(message, Commit):
+            return self._commit(message)
+        elif self.skipping:
+            return None
         elif isinstance(message, Insert):
             relation = self._relation(message.relation_oid)
             columns = [c.name for c in relation.columns]
@@ -582,13 +642,31 @@ class _Applier:
                 statement += sql.SQL(" CASCADE")
             with self.conn.cursor() as cur:
                 cur.execute(statement)
-        elif isinstance(message, Commit):
-            self.conn.commit()
-            self.in_transaction = False
-            self.task.record_commit(self.counts, message.commit_time, self.received)
-            self.flushed = message.end_lsn
-            return message.end_lsn
         return None
+
+    def _commit(self, message: Commit) -> int:
+        if not self.skipping:
+            self.conn.commit()
+            self.task.record_commit(self.counts, message.commit_time, self.received)
+            self.task.applied_lsn = message.end_lsn
+        self.in_transaction = self.skipping = False
+        self.flushed = message.end_lsn
+        return message.end_lsn
+
+
+#: What a lost connection raises: the server went away (restart, network) or the COPY stream broke with it.
+_RECOVERABLE = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+def _connection_lost(error: psycopg2.Error, repl: Any) -> bool:
+    """Whether ``error`` means the replication connection went away (then DMS retries), not bad data. When
+    the server ends a session the walsender's COPY ends with it: psycopg2 then says "no COPY in progress"."""
+    closed = repl is None or bool(getattr(repl, "closed", 0))
+    return isinstance(error, _RECOVERABLE) or closed or "no COPY in progress" in str(error)
+
+
+def _at_least(latency: int | None, outage_seconds: int) -> int | None:
+    return max(latency or 0, outage_seconds) if outage_seconds else latency
 
 
 def _ident(relation: Relation) -> sql.Identifier:

@@ -56,10 +56,14 @@ def make_task(
     script: str | None = REPLICA_SCRIPT,
     include: list[TableRule] | None = None,
     exclude: list[TableRule] | None = None,
+    error_behavior: dict | None = None,
 ) -> TaskInfo:
     slot = "pg2rds_t" + uuid.uuid4().hex[:8]
     target_settings = {"AfterConnectScript": script} if script else {}
-    settings = {"FullLoadSettings": {"TargetTablePrepMode": prep_mode, "MaxFullLoadSubTasks": subtasks}}
+    settings = {
+        "FullLoadSettings": {"TargetTablePrepMode": prep_mode, "MaxFullLoadSubTasks": subtasks},
+        "ErrorBehavior": error_behavior or {},
+    }
     selection = TableSelection(include=include or [TableRule()], exclude=exclude or [])
     return TaskInfo(
         arn=f"arn:aws:dms:us-east-1:123456789012:task:{uuid.uuid4().hex[:12]}",
@@ -460,6 +464,81 @@ def test_full_load_and_cdc_keeps_the_target_in_step(engine: StandInEngine, sourc
     assert slot in _slots(source_db)  # DMS leaves the slot behind; pg2rds's cleanup drops it
     assert source_db.execute("SELECT count(*) FROM pg_publication WHERE pubname = %s", (slot,)) == [(1,)]
     source_db.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+class Inserter(threading.Thread):
+    """The application: one insert per transaction into accounts, riding out a server restart."""
+
+    def __init__(self, db, first_id: int) -> None:
+        super().__init__(daemon=True)
+        self.db, self.next_id, self.stop = db, first_id, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.db.execute("INSERT INTO public.accounts VALUES (%s, 'live')", (self.next_id,))
+                self.next_id += 1
+            except psycopg2.OperationalError:
+                time.sleep(0.1)  # the server is restarting
+            time.sleep(0.005)
+
+
+@pytest.mark.parametrize("backlog", [False, True], ids=["caught-up", "behind"])
+def test_a_source_restart_during_cdc_is_retried_from_the_slot(
+    engine: StandInEngine, source_db, target_db, backlog: bool
+) -> None:
+    """pg_ctl restart -m fast cuts the replication connection: DMS retries (ErrorBehavior's recoverable
+    errors) and resumes from the slot. Behind: changes applied on the target but not yet confirmed to the
+    slot when it went down come again, and must not be applied twice."""
+    _cdc_setup(source_db, target_db, rows=1000)
+    task = make_task(
+        source_db,
+        target_db,
+        migration_type="full-load-and-cdc",
+        error_behavior={"RecoverableErrorInterval": 1},
+    )
+    engine.start_task(task)
+    wait_for(engine, task, lambda r: r.full_load_finished or finished(r))
+    writer = Inserter(source_db, 100000)
+    writer.start()
+    try:
+        time.sleep(0.5)
+        if backlog:
+            blocker = target_db.connect()
+            blocker.autocommit = False
+            blocker.cursor().execute("LOCK TABLE public.accounts IN ACCESS EXCLUSIVE MODE")
+            time.sleep(0.5)
+        restart = threading.Thread(target=source_db.cluster.restart)
+        restart.start()
+        if backlog:  # a fast shutdown waits for its walsenders to be confirmed: let the apply go on
+            time.sleep(1)
+            blocker.rollback()
+            blocker.close()
+        restart.join()
+        time.sleep(1.5)
+    finally:
+        writer.stop.set()
+        writer.join()
+    until(lambda: _same_everywhere(source_db, target_db), timeout=60)
+    runtime = engine.task_runtime(task.arn)
+    assert runtime.status == "running", runtime.last_failure_message
+    assert writer.next_id > 100050
+    engine.delete_task(task.arn)
+
+
+def test_recoverable_errors_beyond_the_count_fail_the_task(
+    engine: StandInEngine, source_db, target_db
+) -> None:
+    _cdc_setup(source_db, target_db, rows=100)
+    task = make_task(
+        source_db, target_db, migration_type="full-load-and-cdc",
+        error_behavior={"RecoverableErrorCount": 0, "RecoverableErrorInterval": 1},
+    )  # fmt: skip
+    engine.start_task(task)
+    wait_for(engine, task, lambda r: r.full_load_finished or finished(r))
+    source_db.cluster.restart()
+    runtime = wait_for(engine, task, finished, timeout=30)
+    assert runtime.status == "failed" and runtime.last_failure_message, runtime
 
 
 def test_stop_task_stops_applying(engine: StandInEngine, source_db, target_db) -> None:
