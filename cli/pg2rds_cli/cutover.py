@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pg2rds_cli.executions import history
+from pg2rds_cli.executions import history, is_watcher_state
 
 WAITING_STATE = "Wait for cutover decision"
 
@@ -28,8 +28,12 @@ def pending_token(sfn: Any, execution_arn: str) -> str:
         )
     for event in reversed(history(sfn, execution_arn)):
         kind = event["type"]
-        if kind.endswith("StateEntered") and event["stateEnteredEventDetails"]["name"] != WAITING_STATE:
-            break  # the newest state is another one: not waiting
+        if kind.endswith(("StateEntered", "StateExited")):
+            details = event.get("stateEnteredEventDetails") or event.get("stateExitedEventDetails") or {}
+            if is_watcher_state(details["name"]):
+                continue  # the watcher runs alongside the wait
+            if kind.endswith("StateExited") or details["name"] != WAITING_STATE:
+                break  # the wait is over, or the newest state is another one: not waiting
         if kind == "TaskScheduled":
             parameters = json.loads(event["taskScheduledEventDetails"]["parameters"])
             message = parameters["Message"]

@@ -15,6 +15,12 @@ from typing import Any
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 _FAILURES = {"LambdaFunctionFailed", "TaskFailed", "LambdaFunctionTimedOut", "TaskTimedOut"}
+#: The states of the branch that watches the task while the cutover decision is awaited, alongside it.
+WATCHER_PREFIX = "Watch the task"
+
+
+def is_watcher_state(name: str) -> bool:
+    return name.startswith(WATCHER_PREFIX)
 
 
 @dataclass
@@ -68,7 +74,8 @@ def _apply_event(view: ExecutionView, event: dict[str, Any], scheduled: Counter)
     kind = event["type"]
     if kind.endswith("StateEntered"):
         details = event["stateEnteredEventDetails"]
-        view.current_state = details["name"]
+        if not is_watcher_state(details["name"]):  # the watcher runs alongside the cutover wait
+            view.current_state = details["name"]
         view.states.append(details["name"])
         scheduled.clear()
         if kind == "WaitStateEntered":

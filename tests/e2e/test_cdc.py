@@ -335,6 +335,121 @@ def test_a_write_just_before_the_decision_reaches_the_target_before_the_task_sto
     assert source_objects(source) == ([], []) and leftovers == []
 
 
+def subscribe(aws: EmbeddedAws) -> str:
+    """An SQS queue subscribed to the notification topic, as an operator's mailbox."""
+    sqs = aws.client("sqs")
+    url = sqs.create_queue(QueueName="operator")["QueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns = aws.client("sns")
+    sns.subscribe(TopicArn=sns.list_topics()["Topics"][0]["TopicArn"], Protocol="sqs", Endpoint=queue)
+    return url
+
+
+def notifications(aws: EmbeddedAws, url: str) -> list[tuple[str, dict]]:
+    """(subject, message) of everything the topic received so far."""
+    sqs, received = aws.client("sqs"), []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            body = json.loads(message["Body"])
+            received.append((body["Subject"], json.loads(body["Message"])))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return received
+
+
+def wait_until(aws: EmbeddedAws, arn: str, condition, timeout: float = 120) -> ExecutionView:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = read_execution(aws.client("stepfunctions"), arn)
+        if condition(view) or view.done:
+            return view
+        time.sleep(0.2)
+    raise TimeoutError(
+        f"condition not met: in {view.current_state!r}, progress {view.record.get('progress')}"
+    )
+
+
+def test_a_task_failing_during_the_cutover_wait_ends_it_at_once_with_a_notification(
+    fake_aws, one_table
+) -> None:
+    aws, engine = fake_aws
+    source, target = one_table
+    mailbox = subscribe(aws)
+    spec = spec_for(
+        source, target, migration_id="failwait", migration_type="full-load-and-cdc", polling=CDC_POLLING
+    )
+    arn = start(aws, spec)
+    assert wait_for_state(aws, arn, WAITING_STATE).current_state == WAITING_STATE
+    engine.fail_task("Last Error Replication task out of memory. Stop Reason FATAL_ERROR")
+
+    view = finish(aws, arn)
+    assert view.status == "FAILED" and view.error == "TaskFailed", (view.error, view.cause)
+    assert "out of memory" in view.cause
+    assert view.states.count(WAITING_STATE) == 1  # never offered again
+    subjects = [subject for subject, _ in notifications(aws, mailbox)]
+    assert subjects == ["pg2rds: ready for cutover", "pg2rds: migration failed, do not cut over"]
+    assert dms_leftovers(aws, "failwait") == [] and source_objects(source) == ([], [])
+
+
+def test_falling_behind_during_the_wait_withdraws_the_offer_until_caught_up_again(
+    fake_aws, one_table
+) -> None:
+    from pg2rds_cli.cutover import NotWaitingForCutover
+
+    aws, engine = fake_aws
+    source, target = one_table
+    mailbox = subscribe(aws)
+    spec = spec_for(
+        source, target, migration_id="behind", migration_type="full-load-and-cdc", polling=CDC_POLLING,
+        cdc={"max_latency_seconds": 30},
+    )  # fmt: skip
+    arn = start(aws, spec)
+    assert wait_for_state(aws, arn, WAITING_STATE).current_state == WAITING_STATE
+    engine.set_latency(600)
+    view = wait_until(aws, arn, lambda v: "Withdraw the cutover offer" in v.states)
+    assert not view.done and view.current_state != WAITING_STATE, (view.status, view.cause)
+    with pytest.raises(NotWaitingForCutover):
+        send_decision(aws.client("stepfunctions"), arn)
+    subjects = [subject for subject, _ in notifications(aws, mailbox)]
+    assert subjects == ["pg2rds: ready for cutover", "pg2rds: cutover no longer offered"]
+
+    engine.set_latency(0)  # CloudWatch's per-minute maximum drops in the next minute
+    view = wait_until(
+        aws, arn, lambda v: v.states.count(WAITING_STATE) == 2 and v.current_state == WAITING_STATE
+    )
+    send_decision(aws.client("stepfunctions"), arn)
+    view = finish(aws, arn)
+    assert view.status == "SUCCEEDED", (view.error, view.cause)
+    assert [subject for subject, _ in notifications(aws, mailbox)] == ["pg2rds: ready for cutover"]
+
+
+def test_a_source_restart_during_the_cutover_wait_is_ridden_out(one_table) -> None:
+    """pg_ctl restart -m fast while the cutover is offered (a maintenance reboot): the stand-in retries as
+    the task's ErrorBehavior says and resumes from the slot; the cutover then ends with the target equal."""
+    source, target = one_table
+    engine = StandInEngine()
+    with EmbeddedAws(engine, time_scale=0.01) as aws:
+        spec = spec_for(
+            source, target, migration_id="restart", migration_type="full-load-and-cdc", polling=CDC_POLLING
+        )
+        arn = start(aws, spec)
+        assert wait_for_state(aws, arn, WAITING_STATE).current_state == WAITING_STATE
+        source.execute("INSERT INTO t VALUES (1)")
+        source.cluster.restart()
+        source.execute("INSERT INTO t VALUES (2)")
+        deadline = time.monotonic() + 60
+        while target.execute("SELECT count(*) FROM t") != [(2,)] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        view = wait_for_state(aws, arn, WAITING_STATE)
+        assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
+        send_decision(aws.client("stepfunctions"), arn)
+        view = finish(aws, arn)
+        leftovers = dms_leftovers(aws, "restart")
+    engine.shutdown()
+    assert view.status == "SUCCEEDED", (view.error, view.cause)
+    assert target.execute("SELECT id FROM t ORDER BY id") == [(1,), (2,)]
+    assert source_objects(source) == ([], []) and leftovers == []
+
+
 def test_cli_cutover_command_sends_the_decision(fake_aws, one_table, capsys) -> None:
     from pg2rds_cli import main as cli
 

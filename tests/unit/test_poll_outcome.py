@@ -117,9 +117,9 @@ CASES = [
         True,
     ),
     (
-        "caught up wins over the execution's poll budget",
+        "caught up at the poll budget continues too (the cutover wait's watcher polls on while caught up)",
         PollFacts("cdc", "running", full_load_done=True, execution_polls=2500),
-        "cdc-caught-up",
+        "continue",
         False,
         False,
     ),

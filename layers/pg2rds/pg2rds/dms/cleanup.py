@@ -221,7 +221,7 @@ def _timed_out_at_cutover(state: MigrationState) -> bool:
     error = state.error or {}
     progress = state.progress
     return (
-        error.get("Error") == "States.Timeout"
+        error.get("Error") in ("States.Timeout", "CutoverTimedOut")
         and state.cutover is None
         and progress is not None
         and progress.outcome == "cdc-caught-up"

@@ -90,7 +90,8 @@ def decide_poll_outcome(facts: PollFacts) -> PollDecision:
       (unknown latency counts as caught up: the operator decides, and verification compares the data);
     - CDC after the decision: never back to the cutover wait; ``stopped`` once the task stopped, and the
       task is stopped only once the slot has confirmed the decision's WAL position;
-    - a still-running poll loop hands over to a new execution after ``polls_per_execution`` polls.
+    - a still-running poll loop, or the watcher of a long cutover wait, hands over to a new execution after
+      ``polls_per_execution`` polls.
     """
     failure = _failure(facts)
     if failure:
@@ -109,6 +110,6 @@ def decide_poll_outcome(facts: PollFacts) -> PollDecision:
             and max(known, default=0) <= facts.max_latency_seconds
         )
         outcome = "cdc-caught-up" if caught_up else "running"
-    if outcome == "running" and facts.execution_polls >= facts.polls_per_execution:
+    if outcome in ("running", "cdc-caught-up") and facts.execution_polls >= facts.polls_per_execution:
         outcome = "continue"
     return PollDecision(outcome, stop_task=stop_task)

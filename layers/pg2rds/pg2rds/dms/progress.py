@@ -20,7 +20,7 @@ from pg2rds.dms.poll_outcome import PollDecision, PollFacts, decide_poll_outcome
 from pg2rds.dms.tags import find
 from pg2rds.errors import TaskFailed
 from pg2rds.naming import ResourceNames
-from pg2rds.polling import POLLS_PER_EXECUTION, check_timeout, poll_fields
+from pg2rds.polling import POLLS_PER_EXECUTION, check_timeout, next_wait, poll_fields
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import MAX_OBJECTS_PER_FINDING, Progress, TableProgress, TaskState
 
@@ -202,6 +202,9 @@ def progress_of(
     previous: Progress | None,
 ) -> Progress:
     stats = observed.stats
+    fields = poll_fields(spec, previous, decision.ready)
+    if decision.outcome == "cdc-caught-up":  # the cutover wait keeps watching the task, with the same backoff
+        fields["wait_seconds"] = next_wait(spec.polling, fields["polls"] - 1)
     return Progress(
         outcome=decision.outcome,
         task_status="stopping" if decision.stop_task else observed.status,
@@ -216,7 +219,7 @@ def progress_of(
         cdc_latency_target_seconds=facts.latency_target_seconds,
         tables=_tables(observed.rows),
         execution_polls=facts.execution_polls,
-        **poll_fields(spec, previous, decision.ready),
+        **fields,
     )
 
 
