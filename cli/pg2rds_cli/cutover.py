@@ -26,23 +26,32 @@ def pending_token(sfn: Any, execution_arn: str) -> str:
         raise NotWaitingForCutover(
             f"the execution is {described['status']}, not waiting for a cutover decision"
         )
-    for event in reversed(history(sfn, execution_arn)):
-        kind = event["type"]
-        if kind.endswith(("StateEntered", "StateExited")):
-            details = event.get("stateEnteredEventDetails") or event.get("stateExitedEventDetails") or {}
-            if is_watcher_state(details["name"]):
-                continue  # the watcher runs alongside the wait
-            if kind.endswith("StateExited") or details["name"] != WAITING_STATE:
-                break  # the wait is over, or the newest state is another one: not waiting
-        if kind == "TaskScheduled":
-            parameters = json.loads(event["taskScheduledEventDetails"]["parameters"])
-            message = parameters["Message"]
-            if isinstance(message, str):
-                message = json.loads(message)
-            return message["task_token"]
+    token = _waiting_token(history(sfn, execution_arn))
+    if token:
+        return token
     raise NotWaitingForCutover(
         "the execution is not waiting for a cutover decision (it has not caught up yet)"
     )
+
+
+def _waiting_token(events: list[dict[str, Any]]) -> str | None:
+    """The token of the wait the history is in now, if it is in one. Read forwards: the watcher branch's
+    states interleave with the wait's and are skipped; any other state entered ends the wait."""
+    waiting, token = False, None
+    for event in events:
+        kind = event["type"]
+        if kind.endswith("StateEntered"):
+            name = event["stateEnteredEventDetails"]["name"]
+            if not is_watcher_state(name):
+                waiting, token = name == WAITING_STATE, None
+        elif kind.endswith("StateExited") and event["stateExitedEventDetails"]["name"] == WAITING_STATE:
+            waiting, token = False, None
+        elif kind == "TaskScheduled" and waiting and token is None:
+            message = json.loads(event["taskScheduledEventDetails"]["parameters"]).get("Message")
+            if isinstance(message, str):
+                message = json.loads(message)
+            token = (message or {}).get("task_token")
+    return token if waiting else None
 
 
 def send_decision(sfn: Any, execution_arn: str, abort: bool = False, reason: str = "") -> str:
