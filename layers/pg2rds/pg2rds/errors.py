@@ -89,8 +89,28 @@ class CutoverAborted(Pg2RdsError):
     """The operator aborted the migration at the cutover decision."""
 
 
+class CutoverDecided(Pg2RdsError):
+    """Never raised: the Error of the "Decision received" Fail state, which ends the cutover wait's
+    Parallel (and so its watcher branch) carrying the operator's decision, as JSON, in its cause."""
+
+
+class CutoverWithdrawn(Pg2RdsError):
+    """Never raised: the Error of the watcher's Fail state when the task falls behind during the cutover
+    wait; the Parallel's Catch notifies the topic and polling resumes."""
+
+
+class ContinueNeeded(Pg2RdsError):
+    """Never raised: the Error of the watcher's Fail state when the execution's poll budget is spent during
+    the cutover wait; the Parallel's Catch continues in a new execution, which offers the cutover again."""
+
+
 #: Errors the state machine retries (the ASL's ``Retry`` rules name exactly these; tests/unit/
 #: test_error_names.py checks both ways). Everything else goes through cleanup to ``Fail``.
 TRANSIENT: tuple[type[Pg2RdsError], ...] = (AwsThrottled, ResourceBusy, SourceUnreachable, TargetUnreachable)
 #: Errors a ``Catch`` names on their own, because they take another path than cleanup (nothing to clean).
-CAUGHT_BY_NAME: tuple[type[Pg2RdsError], ...] = (SpecInvalid,)
+CAUGHT_BY_NAME: tuple[type[Pg2RdsError], ...] = (
+    SpecInvalid,
+    CutoverDecided,
+    CutoverWithdrawn,
+    ContinueNeeded,
+)
