@@ -46,8 +46,15 @@ class Resolver:
     """Resolves the intrinsics of a translated template for given parameter values (what CloudFormation
     does at deploy time), so policies can be evaluated or created in moto as AWS would hold them."""
 
-    def __init__(self, template: dict[str, Any], parameters: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        template: dict[str, Any],
+        parameters: dict[str, Any],
+        physical_names: dict[str, str] | None = None,
+    ) -> None:
         self.template = template
+        #: Logical id → the name a resource was created with, where not ``<stack>-<logical id>``.
+        self.physical_names = physical_names or {}
         self.parameters = {
             name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()
         } | parameters
@@ -58,6 +65,9 @@ class Resolver:
             "AWS::StackName": STACK_NAME,
             "AWS::URLSuffix": "amazonaws.com",
         }
+
+    def name_of(self, logical_id: str) -> str:
+        return self.physical_names.get(logical_id, f"{STACK_NAME}-{logical_id}")
 
     def condition(self, name: str) -> bool:
         return bool(self.resolve(self.template["Conditions"][name]))
@@ -76,16 +86,16 @@ class Resolver:
             return self.arn(name)
         if "Name" in resource.get("Properties", {}):
             return self.resolve(resource["Properties"]["Name"])
-        return f"{STACK_NAME}-{name}"
+        return self.name_of(name)
 
     def arn(self, name: str) -> str:
         """The ARN CloudFormation would give resource ``name`` (physical names derived from the logical)."""
         kind = self.template["Resources"][name]["Type"]
         service = {
-            "AWS::IAM::Role": f"arn:aws:iam::{ACCOUNT_ID}:role/{STACK_NAME}-{name}",
-            "AWS::IAM::ManagedPolicy": f"arn:aws:iam::{ACCOUNT_ID}:policy/{STACK_NAME}-{name}",
-            "AWS::Lambda::Function": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{STACK_NAME}-{name}",
-            "AWS::SNS::Topic": f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{STACK_NAME}-{name}",
+            "AWS::IAM::Role": f"arn:aws:iam::{ACCOUNT_ID}:role/{self.name_of(name)}",
+            "AWS::IAM::ManagedPolicy": f"arn:aws:iam::{ACCOUNT_ID}:policy/{self.name_of(name)}",
+            "AWS::Lambda::Function": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.name_of(name)}",
+            "AWS::SNS::Topic": f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{self.name_of(name)}",
             "AWS::KMS::Key": f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{name}",
             "AWS::Logs::LogGroup": f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}:*",
             "AWS::StepFunctions::StateMachine": f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:"
@@ -106,7 +116,7 @@ class Resolver:
             if key == "Fn::GetAtt":
                 resource, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
                 if attribute == "TopicName":
-                    return f"{STACK_NAME}-{resource}"
+                    return self.name_of(resource)
                 assert attribute == "Arn", arg
                 return self.arn(resource)
             if key == "Fn::Sub":

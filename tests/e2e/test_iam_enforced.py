@@ -7,6 +7,7 @@ not allow fails with AccessDenied, as in AWS. moto evaluates actions and (for DM
 resource ARNs, not conditions: those are left out here and checked by tests/unit/test_iam_policies.py.
 """
 
+import contextlib
 import copy
 import json
 import time
@@ -20,7 +21,7 @@ from conftest import REGION, Database, spec_for
 from moto.core import set_initial_no_auth_action_count
 from sam_translated import PARAMETERS, Resolver, managed_policy_documents, role_documents, translate
 
-from pg2rds_cli.cutover import WAITING_STATE, send_decision
+from pg2rds_cli.cutover import WAITING_STATE, NotWaitingForCutover, send_decision
 from pg2rds_cli.executions import ExecutionView, read_execution, watch
 from pg2rds_emulator import function_roles
 from pg2rds_emulator.dms_engine import DmsEngine
@@ -32,39 +33,55 @@ from pg2rds_emulator.moto_dms import FakeEngine
 ROWS = 500
 
 
-def role_policies(template: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Per function logical id: its role's identity policies (inline and the template's own managed ones;
-    the AWS managed ones SAM attaches cover logs, ENIs and X-Ray, which nothing here calls), conditions
-    left out."""
-    resolver = Resolver(template, PARAMETERS)
+#: What assumes a role, and where the translated template names it.
+CALLERS = {"AWS::Lambda::Function": "Role", "AWS::StepFunctions::StateMachine": "RoleArn"}
+STATE_MACHINE = "MigrationStateMachine"
+
+
+def deployed_names(aws: EmbeddedAws) -> dict[str, str]:
+    """The names the embedded account gave what the policies name by name (the others are
+    ``pg2rds-<logical id>`` in both)."""
+    [topic] = aws.client("sns").list_topics()["Topics"]
+    return {"NotificationTopic": topic["TopicArn"].rsplit(":", 1)[-1]}
+
+
+def role_policies(template: dict[str, Any], names: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Per function and state machine (logical id): its role's identity policies (inline and the
+    template's own managed ones; the AWS managed ones SAM attaches cover logs, ENIs and X-Ray, which
+    nothing here calls), conditions left out."""
+    resolver = Resolver(template, PARAMETERS, names)
     managed = managed_policy_documents(template, resolver)
     policies = {}
     for logical_id, resource in template["Resources"].items():
-        if resource["Type"] != "AWS::Lambda::Function":
+        if resource["Type"] not in CALLERS:
             continue
-        role = role_documents(template, resolver, resource["Properties"]["Role"]["Fn::GetAtt"][0])
+        role_id = resource["Properties"][CALLERS[resource["Type"]]]["Fn::GetAtt"][0]
+        role = role_documents(template, resolver, role_id)
         documents = role["inline"] + [
             copy.deepcopy(managed[arn]) for arn in role["managed"] if arn in managed
         ]
         for document in documents:
+            # SAM's policy templates name no version, which IAM accepts and moto refuses; none uses a
+            # policy variable, the one thing the version changes
+            document.setdefault("Version", "2012-10-17")
             for statement in document["Statement"]:
                 statement.pop("Condition", None)
         policies[logical_id] = documents
     return policies
 
 
-def without(policies: dict[str, list[dict]], function: str, action: str) -> dict[str, list[dict]]:
-    """``policies`` with ``action`` taken out of ``function``'s role (and only its role)."""
+def without(policies: dict[str, list[dict]], caller: str, action: str) -> dict[str, list[dict]]:
+    """``policies`` with ``action`` taken out of ``caller``'s role (and only its role)."""
     changed = copy.deepcopy(policies)
     removed = 0
-    for document in changed[function]:
+    for document in changed[caller]:
         for statement in document["Statement"]:
             actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
             removed += action in actions
             statement["Action"] = [a for a in actions if a != action]
         document["Statement"] = [s for s in document["Statement"] if s["Action"]]
-    assert removed, f"{function}'s role does not grant {action}"
-    changed[function] = [d for d in changed[function] if d["Statement"]]
+    assert removed, f"{caller}'s role does not grant {action}"
+    changed[caller] = [d for d in changed[caller] if d["Statement"]]
     return changed
 
 
@@ -74,14 +91,14 @@ def _credentials(response: dict[str, Any]) -> ReadOnlyCredentials:
 
 
 def grant_roles(aws: EmbeddedAws, policies: dict[str, list[dict]]) -> None:
-    """Create each function's role, assume it, and make its handler sign with those credentials; the
-    operator (and the state machine's interpreter) sign as an administrator user."""
+    """Create each function's and the state machine's role, assume it, and make the handler (or the
+    interpreter) sign with those credentials; the operator signs as an administrator user."""
     iam, sts = aws.client("iam"), aws.client("sts")
     trust = {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
     }
-    by_function = {}
+    assumed_by = {}
     for logical_id, documents in policies.items():
         role = iam.create_role(
             RoleName=f"pg2rds-{logical_id}Role", AssumeRolePolicyDocument=json.dumps(trust)
@@ -93,18 +110,19 @@ def grant_roles(aws: EmbeddedAws, policies: dict[str, list[dict]]) -> None:
                 PolicyDocument=json.dumps(document),
             )
         assumed = sts.assume_role(RoleArn=role["Role"]["Arn"], RoleSessionName=logical_id)
-        by_function[f"pg2rds-{logical_id}"] = _credentials(assumed)
+        assumed_by[logical_id] = _credentials(assumed)
     iam.create_user(UserName="operator")
     everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
     iam.put_user_policy(UserName="operator", PolicyName="admin", PolicyDocument=json.dumps(everything))
     operator = _credentials(iam.create_access_key(UserName="operator"))
+    state_machine = assumed_by.pop(STATE_MACHINE)
     function_roles.install()
-    function_roles.assign(operator, by_function)
+    function_roles.assign(operator, {f"pg2rds-{k}": v for k, v in assumed_by.items()}, state_machine)
 
 
 @pytest.fixture(scope="module")
-def policies() -> dict[str, list[dict[str, Any]]]:
-    return role_policies(translate())
+def template() -> dict[str, Any]:
+    return translate()
 
 
 def enforced(run: Callable[[], ExecutionView]) -> ExecutionView:
@@ -131,10 +149,17 @@ def under_prefix(aws: EmbeddedAws, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def migrate(
-    engine: DmsEngine, policies: dict[str, list[dict]], source: Database, target: Database, **spec: Any
+    engine: DmsEngine,
+    template: dict[str, Any],
+    source: Database,
+    target: Database,
+    remove: tuple[str, str] | None = None,
+    **spec: Any,
 ) -> tuple[ExecutionView, list[str]]:
+    """One migration under enforcement; ``remove`` = (caller, action) takes that action out of its role."""
     with EmbeddedAws(engine, time_scale=0.02) as aws:
-        grant_roles(aws, policies)
+        policies = role_policies(template, deployed_names(aws))
+        grant_roles(aws, without(policies, *remove) if remove else policies)
         execution_input = under_prefix(aws, spec_for(source, target, **spec))
 
         def run() -> ExecutionView:
@@ -148,7 +173,8 @@ def migrate(
                     time.sleep(0.2)
                     view = read_execution(sfn, arn)
                 if not view.done:
-                    send_decision(sfn, arn, reason="caught up")
+                    with contextlib.suppress(NotWaitingForCutover):  # it failed before we decided
+                        send_decision(sfn, arn, reason="caught up")
             return watch(sfn, arn, lambda v: None, interval_seconds=0.2, timeout_seconds=180)
 
         try:
@@ -162,13 +188,13 @@ def migrate(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("migration_type", ["full-load", "full-load-and-cdc"])
-def test_a_migration_succeeds_with_each_function_under_its_own_role(
-    policies: dict[str, list[dict]], tables: tuple[Database, Database], migration_type: str
+def test_a_migration_succeeds_with_each_function_and_the_state_machine_under_its_own_role(
+    template: dict[str, Any], tables: tuple[Database, Database], migration_type: str
 ) -> None:
     source, target = tables
     view, leftovers = migrate(
         StandInEngine(),
-        policies,
+        template,
         source,
         target,
         migration_type=migration_type,
@@ -183,21 +209,25 @@ def test_a_migration_succeeds_with_each_function_under_its_own_role(
 
 
 @pytest.mark.parametrize(
-    ("function", "action"),
+    ("caller", "action", "migration_type"),
     [
-        ("ValidateSourceFunction", "secretsmanager:GetSecretValue"),
-        ("CreateInstanceFunction", "dms:DescribeReplicationInstances"),
-        ("CreateEndpointsFunction", "dms:CreateEndpoint"),
-        ("StartTaskFunction", "dms:StartReplicationTask"),
-        ("PollTaskFunction", "dms:DescribeTableStatistics"),
-        ("CleanupFunction", "dms:DeleteEndpoint"),
+        (STATE_MACHINE, "lambda:InvokeFunction", "full-load"),
+        (STATE_MACHINE, "sns:Publish", "full-load-and-cdc"),  # the cutover notification
+        ("ValidateSourceFunction", "secretsmanager:GetSecretValue", "full-load"),
+        ("CreateInstanceFunction", "dms:DescribeReplicationInstances", "full-load"),
+        ("CreateEndpointsFunction", "dms:CreateEndpoint", "full-load"),
+        ("StartTaskFunction", "dms:StartReplicationTask", "full-load"),
+        ("PollTaskFunction", "dms:DescribeTableStatistics", "full-load"),
+        ("CleanupFunction", "dms:DeleteEndpoint", "full-load"),
     ],
 )
-def test_without_any_one_of_its_actions_a_function_is_denied_and_the_run_says_which(
-    policies: dict[str, list[dict]], tables: tuple[Database, Database], function: str, action: str
+def test_without_any_one_of_its_actions_a_role_is_denied_and_the_run_says_which(
+    template: dict[str, Any], tables: tuple[Database, Database], caller: str, action: str, migration_type: str
 ) -> None:
     source, target = tables
-    view, _ = migrate(FakeEngine(), without(policies, function, action), source, target)
+    view, _ = migrate(
+        FakeEngine(), template, source, target, remove=(caller, action), migration_type=migration_type
+    )
     assert view.status == "FAILED"
     text = f"{view.error} {view.cause}"
     assert "AccessDenied" in text and action in text, text

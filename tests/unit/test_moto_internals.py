@@ -1,6 +1,7 @@
-"""The emulator patches moto's private internals (emulator/pg2rds_emulator/embedded.py, moto_dms.py); they
-may change in any release. pyproject.toml bounds moto to the releases checked here, and this test fails
-with a clear message when the installed moto is outside them or an internal we patch has moved."""
+"""The emulator patches moto's private internals (emulator/pg2rds_emulator/embedded.py, moto_dms.py,
+function_roles.py); they may change in any release. pyproject.toml bounds moto to the releases checked
+here, and this test fails with a clear message when the installed moto is outside them or an internal we
+patch has moved."""
 
 import inspect
 import tomllib
@@ -58,6 +59,13 @@ PATCHED = [
         "delete_replication_instance",
         ["self", "replication_instance_arn"],
     ),
+    # function_roles.py
+    (
+        "moto.iam.access_control:IAMRequestBase",
+        "__init__",
+        ["self", "account_id", "method", "path", "data", "body", "headers", "action"],
+    ),
+    ("moto.core.exceptions:AccessDeniedError", "__init__", ["self", "user_arn", "action"]),
 ]
 
 
@@ -81,3 +89,15 @@ def test_the_retrier_still_reads_time_from_its_module() -> None:
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
     assert hasattr(retrier_decl, "time"), "retrier_decl no longer uses time.sleep: local retries not scaled"
+
+
+def test_the_interpreter_still_signs_with_its_fixed_key_and_responses_still_name_their_resource() -> None:
+    """function_roles tells the state machine's calls by the interpreter's key, and gives moto the
+    resource of a request through the hook its authorization reads."""
+    from moto.core.responses import BaseResponse
+    from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+
+    from pg2rds_emulator.function_roles import INTERPRETER_ACCESS_KEY
+
+    assert f'aws_access_key_id="{INTERPRETER_ACCESS_KEY}"' in inspect.getsource(boto_client_for)
+    assert "_determine_resource" in inspect.getsource(BaseResponse.call_action)
