@@ -2,8 +2,9 @@
 
 It connects to the PostgreSQL servers named by a task's endpoints and behaves as DMS does towards them:
 
-- **Full load**: the task's ``TableMappings`` select the source's tables (the same catalog query pg2rds
-  validates with). Each table is one ``COPY (SELECT cols FROM ONLY t) TO STDOUT`` on the source streamed
+- **Full load**: the task's ``TableMappings`` select the source's tables by DMS's rules, not pg2rds's
+  (:mod:`standin_selection`: DMS's wildcards, partitioned parents selectable). Each table is one
+  ``COPY (SELECT cols FROM ONLY t) TO STDOUT`` (a partitioned parent without ONLY) on the source streamed
   through a bounded pipe into ``COPY t (cols) FROM STDIN`` on the target (binary when both servers share
   a major version), in one target transaction per table, up to ``MaxFullLoadSubTasks`` tables at once
   (capped at :data:`LOCAL_MAX_SUBTASKS`). Every target session first runs the endpoint's
@@ -60,8 +61,7 @@ import psycopg2.extensions
 import psycopg2.extras
 from psycopg2 import sql
 
-from pg2rds.dms.table_mappings import selection_from_mappings
-from pg2rds.postgres.selection import TableName, select_tables
+from pg2rds.postgres.selection import TableName
 from pg2rds.postgres.sqltext import quote_ident, server_message
 from pg2rds_emulator.dms_engine import EndpointInfo, TableStats, TaskInfo, TaskRuntime
 from pg2rds_emulator.standin_copy import (
@@ -85,6 +85,7 @@ from pg2rds_emulator.standin_pgoutput import (
     Value,
     decode,
 )
+from pg2rds_emulator.standin_selection import dms_selected_tables
 
 log = logging.getLogger(__name__)
 
@@ -320,10 +321,9 @@ class _Task:
     def _run(self) -> None:
         repl = None
         try:
-            selection = selection_from_mappings(self.info.table_mappings)
             with self._connection(self.info.source, "metadata") as src:
                 src.autocommit = True
-                tables = select_tables(src, selection)
+                tables = dms_selected_tables(src, self.info.table_mappings)
                 metadata = table_metadata(src, tables)
                 source_major = src.server_version // 10000
                 if self.uses_cdc:

@@ -29,7 +29,8 @@ SELECT n.nspname::text, c.relname::text,
        coalesce((SELECT array_agg(pa.attname::text ORDER BY array_position(i.indkey::int2[], pa.attnum))
                  FROM pg_index i
                  JOIN pg_attribute pa ON pa.attrelid = i.indrelid AND pa.attnum = ANY (i.indkey::int2[])
-                 WHERE i.indrelid = c.oid AND i.indisprimary), '{}')
+                 WHERE i.indrelid = c.oid AND i.indisprimary), '{}'),
+       c.relkind = 'p'
 FROM unnest(%s::text[], %s::text[]) AS wanted(schema_name, table_name)
 JOIN pg_namespace n ON n.nspname = wanted.schema_name
 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = wanted.table_name
@@ -47,6 +48,8 @@ class TableMeta:
     types: tuple[str, ...] = ()
     not_null: tuple[bool, ...] = ()
     primary_key: tuple[str, ...] = field(default=())
+    #: A partitioned parent: it has no rows of its own, DMS reads its partitions' rows through it.
+    partitioned: bool = False
 
     @property
     def ident(self) -> sql.Identifier:
@@ -63,9 +66,9 @@ def table_metadata(conn: Any, tables: list[TableName]) -> dict[TableName, TableM
         finally:
             cur.execute("RESET search_path")
     found = {}
-    for schema, table, columns, types, not_null, pk in rows:
+    for schema, table, columns, types, not_null, pk, partitioned in rows:
         name = TableName(schema, table)
-        found[name] = TableMeta(name, tuple(columns), tuple(types), tuple(not_null), tuple(pk))
+        found[name] = TableMeta(name, tuple(columns), tuple(types), tuple(not_null), tuple(pk), partitioned)
     return found
 
 
@@ -74,9 +77,13 @@ def column_list(columns: tuple[str, ...]) -> sql.Composable:
 
 
 def copy_out_statement(meta: TableMeta, binary: bool) -> sql.Composed:
-    """``ONLY``: a table with inheritance children must not also yield its children's rows."""
-    return sql.SQL("COPY (SELECT {} FROM ONLY {}) TO STDOUT{}").format(
-        column_list(meta.columns), meta.ident, sql.SQL(" (FORMAT binary)" if binary else "")
+    """``ONLY``: a table with inheritance children must not also yield its children's rows. A partitioned
+    parent is read whole, as DMS reads a selected parent: every row of its partitions."""
+    return sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT{}").format(
+        column_list(meta.columns),
+        sql.SQL("" if meta.partitioned else "ONLY "),
+        meta.ident,
+        sql.SQL(" (FORMAT binary)" if binary else ""),
     )
 
 

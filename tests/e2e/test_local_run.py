@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import Database, spec_for
 
-from pg2rds.postgres.selection import select_tables
+from pg2rds.postgres.selection import TableName, select_tables
 from pg2rds.postgres.verify import compare_tables
 from pg2rds.spec import TableSelection
 from pg2rds_cli import main as cli
@@ -24,6 +24,7 @@ from pg2rds_emulator.embedded import EmbeddedAws
 from pg2rds_emulator.local_run import copy_schema, dms_leftovers, run_local
 from pg2rds_emulator.moto_dms import FakeEngine
 from pg2rds_emulator.sample import load_pagila
+from pg2rds_emulator.standin_selection import selection_rules, selects
 
 SERVER_AUTH_MESSAGE = 'password authentication failed for user "postgres"'
 
@@ -347,3 +348,85 @@ def test_status_and_graph_commands_read_an_embedded_execution(
     assert FAILED_FILL not in ok_svg
     assert "FAILED" in bad_svg and "TargetNotReady" in bad_svg
     assert f'fill="{FAILED_FILL}"' in svg_node(bad_svg, "Prepare target")
+
+
+# -- 5. table mappings: DMS selects exactly what pg2rds checked ---------------------------------------------
+SELECTION_SCHEMA = """
+CREATE TABLE public.order_items (id int PRIMARY KEY, sku text);
+CREATE TABLE public."orderXitems" (id int PRIMARY KEY, sku text);
+CREATE TABLE public.measurements (id int, taken date NOT NULL, PRIMARY KEY (id, taken))
+    PARTITION BY RANGE (taken);
+CREATE TABLE public.measurements_2023 PARTITION OF public.measurements
+    FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+CREATE TABLE public.measurements_2024 PARTITION OF public.measurements
+    FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+"""
+
+
+class RecordingStandIn(StandInEngine):
+    """The stand-in, noting the TableMappings each task arrives with (what DMS receives)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mappings: list[str] = []
+
+    def start_task(self, task) -> None:
+        self.mappings.append(task.table_mappings)
+        super().start_task(task)
+
+
+def fingerprint(db: Database, table: str) -> list[tuple]:
+    """Independent of pg2rds's comparison: count and md5 of the ordered rows' text."""
+    return db.execute(
+        f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
+    )
+
+
+def test_mappings_select_only_the_named_table_and_partitions_not_parents(
+    source_db: Database, target_db: Database
+) -> None:
+    for db in (source_db, target_db):
+        db.execute(SELECTION_SCHEMA)
+    source_db.execute(
+        "INSERT INTO public.order_items SELECT g, 'sku-' || g FROM generate_series(1, 40) g;"
+        """INSERT INTO public."orderXitems" SELECT g, 'source' FROM generate_series(1, 9) g;"""
+        "INSERT INTO public.measurements SELECT g, date '2023-03-01' + g FROM generate_series(1, 600) g;"
+    )
+    target_db.execute(
+        """INSERT INTO public."orderXitems" SELECT g, 'the target''s own' FROM generate_series(1, 4) g"""
+    )
+    untouched = fingerprint(target_db, 'public."orderXitems"')
+    spec = {
+        "migration_id": "lookalikes",
+        "tables": {"include": [{"table": "order_items"}, {"schema": "public", "table": "measurements%"}]},
+        "task": {"target_table_prep_mode": "TRUNCATE_BEFORE_LOAD"},
+    }
+    engine = RecordingStandIn()
+
+    view, leftovers = run_local(
+        source_db.cluster.dsn(source_db.name),
+        target_db.cluster.dsn(target_db.name),
+        spec,
+        engine,
+        timeout_seconds=120,
+    )
+
+    assert view.status == "SUCCEEDED", (view.failed_state, view.error, view.cause)
+    assert leftovers == []
+    assert fingerprint(target_db, 'public."orderXitems"') == untouched
+    for table in ("public.order_items", "public.measurements_2023", "public.measurements_2024"):
+        assert fingerprint(target_db, table) == fingerprint(source_db, table), table
+    assert fingerprint(target_db, "public.measurements")[0][0] == 600  # not loaded twice through the parent
+    [mappings] = engine.mappings
+    rules = selection_rules(mappings)
+    source_tables = [
+        TableName(s, t)
+        for s, t in source_db.execute(
+            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = 'public'"
+        )
+    ]
+    assert sorted(str(t) for t in source_tables if selects(rules, t)) == [
+        "public.measurements_2023",
+        "public.measurements_2024",
+        "public.order_items",
+    ]

@@ -14,7 +14,7 @@ import pytest
 from psycopg2 import sql
 
 from pg2rds.dms.table_mappings import table_mappings
-from pg2rds.postgres.selection import TableName
+from pg2rds.postgres.selection import TableName, partitioned_parents
 from pg2rds.spec import TableRule, TableSelection
 from pg2rds_emulator.dms_engine import EndpointInfo, TaskInfo, TaskRuntime
 from pg2rds_emulator.dms_standin import FULL_LOAD_ONLY_FINISHED, StandInEngine
@@ -57,19 +57,28 @@ def make_task(
     include: list[TableRule] | None = None,
     exclude: list[TableRule] | None = None,
     error_behavior: dict | None = None,
+    mappings: str | None = None,
 ) -> TaskInfo:
+    """A task as pg2rds creates it: the spec's selection written as pg2rds writes it (its partitioned
+    parents excluded), unless ``mappings`` gives the document DMS receives verbatim."""
     slot = "pg2rds_t" + uuid.uuid4().hex[:8]
     target_settings = {"AfterConnectScript": script} if script else {}
     settings = {
         "FullLoadSettings": {"TargetTablePrepMode": prep_mode, "MaxFullLoadSubTasks": subtasks},
         "ErrorBehavior": error_behavior or {},
     }
-    selection = TableSelection(include=include or [TableRule()], exclude=exclude or [])
+    if mappings is None:
+        selection = TableSelection(include=include or [TableRule()], exclude=exclude or [])
+        conn = source_db.connect()
+        try:
+            mappings = table_mappings(selection, partitioned_parents(conn, selection))
+        finally:
+            conn.close()
     return TaskInfo(
         arn=f"arn:aws:dms:us-east-1:123456789012:task:{uuid.uuid4().hex[:12]}",
         identifier=f"pg2rds-t{uuid.uuid4().hex[:6]}",
         migration_type=migration_type,
-        table_mappings=table_mappings(selection),
+        table_mappings=mappings,
         settings=json.dumps(settings),
         source=endpoint(source_db, "source", SlotName=slot),
         target=endpoint(target_db, "target", **target_settings),
@@ -262,6 +271,110 @@ def test_table_mappings_select_what_is_copied(engine: StandInEngine, source_db, 
     assert fingerprint(target_db, "public", "measurements_2023") == fingerprint(
         source_db, "public", "measurements_2023"
     )
+
+
+LOOKALIKES_DDL = """
+CREATE TABLE public.order_items (id int PRIMARY KEY, sku text);
+CREATE TABLE public."orderXitems" (id int PRIMARY KEY, sku text);
+"""
+
+
+def _lookalikes(source_db, target_db) -> None:
+    source_db.execute(LOOKALIKES_DDL)
+    source_db.execute("INSERT INTO public.order_items SELECT g, 'sku-' || g FROM generate_series(1, 50) g")
+    source_db.execute("""INSERT INTO public."orderXitems" SELECT g, 'src' FROM generate_series(1, 7) g""")
+    target_db.execute(LOOKALIKES_DDL)
+    target_db.execute("""INSERT INTO public."orderXitems" SELECT g, 'keep me' FROM generate_series(1, 3) g""")
+
+
+def test_an_underscore_in_a_rule_selects_only_that_table(engine: StandInEngine, source_db, target_db) -> None:
+    _lookalikes(source_db, target_db)
+    before = fingerprint(target_db, "public", "orderXitems")
+    task = make_task(
+        source_db,
+        target_db,
+        prep_mode="TRUNCATE_BEFORE_LOAD",
+        include=[TableRule(schema="public", table="order_items")],
+    )
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+
+    assert runtime.status == "stopped", runtime.last_failure_message
+    assert [(t.schema_name, t.table_name) for t in runtime.tables] == [("public", "order_items")]
+    assert fingerprint(target_db, "public", "order_items") == fingerprint(source_db, "public", "order_items")
+    assert fingerprint(target_db, "public", "orderXitems") == before
+
+
+def test_dms_reads_an_unescaped_underscore_as_any_character(
+    engine: StandInEngine, source_db, target_db
+) -> None:
+    """What DMS does with the mappings pg2rds used to write: the look-alike is truncated and overwritten."""
+    _lookalikes(source_db, target_db)
+    unescaped = {
+        "rules": [
+            {
+                "rule-type": "selection",
+                "rule-id": "1",
+                "rule-name": "include-1",
+                "object-locator": {"schema-name": "public", "table-name": "order_items"},
+                "rule-action": "include",
+            }
+        ]
+    }
+    task = make_task(source_db, target_db, prep_mode="TRUNCATE_BEFORE_LOAD", mappings=json.dumps(unescaped))
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+
+    assert runtime.status == "stopped", runtime.last_failure_message
+    assert sorted((t.schema_name, t.table_name) for t in runtime.tables) == [
+        ("public", "orderXitems"),
+        ("public", "order_items"),
+    ]
+    assert target_db.execute('SELECT DISTINCT sku FROM public."orderXitems"') == [("src",)]
+
+
+def test_a_percent_rule_loads_partitions_and_not_their_parent(
+    engine: StandInEngine, source_db, target_db
+) -> None:
+    _awkward(source_db, target_db)
+    task = make_task(source_db, target_db, include=[TableRule(schema="public", table="measurements%")])
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+
+    assert runtime.status == "stopped", runtime.last_failure_message
+    assert [(t.schema_name, t.table_name) for t in runtime.tables] == [
+        ("public", "measurements_2023"),
+        ("public", "measurements_2024"),
+    ]
+    for table in ("measurements_2023", "measurements_2024"):
+        assert fingerprint(target_db, "public", table) == fingerprint(source_db, "public", table)
+    assert target_db.execute("SELECT count(*) FROM public.measurements") == [(2000,)]
+
+
+def test_dms_loads_a_selected_parent_again_through_its_partitions(
+    engine: StandInEngine, source_db, target_db
+) -> None:
+    """A `%` rule without the parent excluded, as DMS reads it: the parent's rows arrive twice."""
+    _awkward(source_db, target_db)
+    target_db.execute("ALTER TABLE public.measurements DROP CONSTRAINT measurements_pkey")
+    everything = {
+        "rules": [
+            {
+                "rule-type": "selection",
+                "rule-id": "1",
+                "rule-name": "include-1",
+                "object-locator": {"schema-name": "public", "table-name": "measurements%"},
+                "rule-action": "include",
+            }
+        ]
+    }
+    task = make_task(source_db, target_db, mappings=json.dumps(everything))
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+
+    assert runtime.status == "stopped", runtime.last_failure_message
+    assert ("public", "measurements") in [(t.schema_name, t.table_name) for t in runtime.tables]
+    assert target_db.execute("SELECT count(*) FROM public.measurements") == [(4000,)]
 
 
 def _load_pagila(db, with_data: bool) -> None:

@@ -7,8 +7,8 @@ import psycopg2.extensions
 import pytest
 from conftest import Database
 
-from pg2rds.dms.table_mappings import selection_from_mappings, table_mappings
-from pg2rds.postgres.selection import TableName, select_tables
+from pg2rds.dms.table_mappings import table_mappings
+from pg2rds.postgres.selection import TableName, partitioned_parents, select_tables
 from pg2rds.spec import TableRule, TableSelection
 
 Conn = psycopg2.extensions.connection
@@ -116,7 +116,7 @@ def test_unusual_characters_survive_selection(conn: Conn, source_db: Database) -
     assert name == TableName('Sales "EU"', "Bestellungen Größe")
 
 
-def test_table_mappings_round_trip() -> None:
+def test_table_mappings_are_readable_and_escaped() -> None:
     selection = TableSelection(
         include=rules(("app_%", "%"), ('Sales "EU"', "Bestellungen Größe")),
         exclude=rules(("%", "tmp%")),
@@ -127,36 +127,36 @@ def test_table_mappings_round_trip() -> None:
 
     assert [rule["rule-action"] for rule in document["rules"]] == ["include", "include", "exclude"]
     assert [rule["rule-id"] for rule in document["rules"]] == ["1", "2", "3"]
+    assert document["rules"][0]["object-locator"] == {"schema-name": "app[_]%", "table-name": "%"}
     assert document["rules"][1]["object-locator"] == {
         "schema-name": 'Sales "EU"',
         "table-name": "Bestellungen Größe",
     }
     assert "Größe" in mappings  # kept readable, not \u-escaped
-    assert selection_from_mappings(mappings) == selection
 
 
-def test_mappings_without_selection_rules_select_everything() -> None:
-    other_rules = {
-        "rules": [
-            {
-                "rule-type": "transformation",
-                "rule-id": "1",
-                "rule-name": "lower",
-                "rule-target": "schema",
-                "object-locator": {"schema-name": "%"},
-                "rule-action": "convert-lowercase",
-            },
-            {
-                "rule-type": "selection",
-                "rule-id": "2",
-                "rule-name": "no-tmp",
-                "object-locator": {"schema-name": "%", "table-name": "tmp%"},
-                "rule-action": "exclude",
-            },
-        ]
-    }
+def test_partitioned_parents_the_rules_reach(conn, source_db: Database) -> None:
+    for statement in (
+        "CREATE SCHEMA other",
+        "CREATE TABLE events (id int, at date, region text) PARTITION BY RANGE (at)",
+        "CREATE TABLE events_2023 PARTITION OF events FOR VALUES FROM ('2023-01-01') TO ('2024-01-01')",
+        "CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')"
+        " PARTITION BY LIST (region)",
+        "CREATE TABLE events_2024_eu PARTITION OF events_2024 FOR VALUES IN ('eu')",
+        "CREATE TABLE other.logs (id int) PARTITION BY HASH (id)",
+        "CREATE TABLE other.logs_0 PARTITION OF other.logs FOR VALUES WITH (MODULUS 1, REMAINDER 0)",
+        "CREATE TABLE plain (id int)",
+    ):
+        source_db.execute(statement)
 
-    selection = selection_from_mappings(json.dumps(other_rules))
+    def parents(include, exclude=()) -> list[str]:
+        selection = TableSelection(include=include, exclude=list(exclude))
+        return [str(name) for name in partitioned_parents(conn, selection)]
 
-    assert selection.include == [TableRule()]
-    assert selection.exclude == rules(("%", "tmp%"))
+    assert parents(rules(("%", "%"))) == ["other.logs", "public.events", "public.events_2024"]
+    assert parents(rules(("public", "%"))) == ["public.events", "public.events_2024"]
+    assert parents(rules(("%", "%")), exclude=rules(("other", "%"))) == [
+        "public.events",
+        "public.events_2024",
+    ]
+    assert parents(rules(("public", "plain"))) == []

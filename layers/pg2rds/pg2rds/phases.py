@@ -13,10 +13,13 @@ from pg2rds.dms.connections import test_connections as dms_test_connections
 from pg2rds.dms.endpoints import ensure_endpoints
 from pg2rds.dms.instance import ensure_instance
 from pg2rds.dms.progress import poll_task as dms_poll_task
+from pg2rds.dms.table_mappings import table_mappings
 from pg2rds.dms.task import ensure_task_started
 from pg2rds.errors import SourceNotReady, TargetNotReady, VerificationFailed
 from pg2rds.naming import ResourceNames
+from pg2rds.postgres.connection import connect
 from pg2rds.postgres.finalize import finish_target as finish_on_target
+from pg2rds.postgres.selection import partitioned_parents
 from pg2rds.postgres.slots import current_wal_lsn, slot_has_confirmed
 from pg2rds.postgres.source_checks import validate_source as check_source
 from pg2rds.postgres.target_prep import prepare_target
@@ -110,7 +113,14 @@ def test_connections(state: MigrationState) -> ConnectionsState:
 def start_task(state: MigrationState) -> TaskState:
     assert state.instance is not None and state.endpoints is not None
     spec = _with_sized_lobs(state)
-    return ensure_task_started(client("dms"), spec, state.instance, state.endpoints, state.task)
+
+    def mappings() -> str:
+        # read when the task is created, so the partitioned tables excluded are those DMS will see
+        credentials = get_credentials(spec.source, "source")
+        with connect(spec.source, credentials, "source", application_name="pg2rds-start-task") as conn:
+            return table_mappings(spec.tables, partitioned_parents(conn, spec.tables))
+
+    return ensure_task_started(client("dms"), spec, state.instance, state.endpoints, state.task, mappings)
 
 
 def _with_sized_lobs(state: MigrationState) -> MigrationSpec:

@@ -1,40 +1,46 @@
-"""The spec's table selection as DMS table mappings, and back.
+"""The spec's table selection as DMS table mappings that select exactly what pg2rds selected.
 
-The round trip matters locally: the DMS stand-in reads the task's ``TableMappings`` exactly as DMS would,
-so what it copies is decided by what we sent to DMS, not by the spec.
+Two differences between pg2rds's rules and DMS's are closed here (AWS pages "Wildcards in table mapping"
+and "Using a PostgreSQL database as an AWS DMS source"):
+
+- DMS reads ``_`` as any one character and ``[...]`` as a set; pg2rds means both literally, so every
+  pattern is written with them escaped (:func:`pg2rds.dms.wildcards.to_dms_pattern`). Unescaped,
+  ``include public.order_items`` would also select ``public.orderXitems``, a table pg2rds never checked.
+- DMS selects partitioned parents as well as their partitions, and for PostgreSQL → PostgreSQL that loads
+  every row twice (once through the parent); pg2rds selects the leaf partitions, so each partitioned table
+  the include rules reach is excluded by name.
 """
 
 import json
+from collections.abc import Sequence
 
-from pg2rds.spec import TableRule, TableSelection
+from pg2rds.dms.wildcards import dms_literal, to_dms_pattern
+from pg2rds.postgres.selection import TableName
+from pg2rds.spec import TableSelection
 
 
-def _rule(rule_id: int, action: str, rule: TableRule) -> dict:
+def _rule(rule_id: int, action: str, schema_pattern: str, table_pattern: str) -> dict:
     return {
         "rule-type": "selection",
         "rule-id": str(rule_id),
         "rule-name": f"{action}-{rule_id}",
-        "object-locator": {"schema-name": rule.schema_name, "table-name": rule.table_name},
+        "object-locator": {"schema-name": schema_pattern, "table-name": table_pattern},
         "rule-action": action,
     }
 
 
-def table_mappings(selection: TableSelection) -> str:
-    """JSON for ``CreateReplicationTask(TableMappings=...)``."""
-    rules = [_rule(i, "include", rule) for i, rule in enumerate(selection.include, start=1)]
-    offset = len(rules)
-    rules += [_rule(offset + i, "exclude", rule) for i, rule in enumerate(selection.exclude, start=1)]
+def table_mappings(selection: TableSelection, partitioned_parents: Sequence[TableName] = ()) -> str:
+    """JSON for ``CreateReplicationTask(TableMappings=...)``.
+
+    ``partitioned_parents`` are the partitioned tables on the source that the include rules reach
+    (:func:`pg2rds.postgres.selection.partitioned_parents`); each gets an exclude rule naming it exactly.
+    """
+    locators = [
+        ("include", to_dms_pattern(r.schema_name), to_dms_pattern(r.table_name)) for r in selection.include
+    ]
+    locators += [
+        ("exclude", to_dms_pattern(r.schema_name), to_dms_pattern(r.table_name)) for r in selection.exclude
+    ]
+    locators += [("exclude", dms_literal(p.schema), dms_literal(p.table)) for p in partitioned_parents]
+    rules = [_rule(i, *locator) for i, locator in enumerate(locators, start=1)]
     return json.dumps({"rules": rules}, ensure_ascii=False)
-
-
-def selection_from_mappings(mappings: str) -> TableSelection:
-    """The include/exclude selection rules of a DMS table-mappings document (other rule types ignored)."""
-    include: list[TableRule] = []
-    exclude: list[TableRule] = []
-    for rule in json.loads(mappings).get("rules", []):
-        if rule.get("rule-type") != "selection":
-            continue
-        locator = rule["object-locator"]
-        parsed = TableRule(schema=locator["schema-name"], table=locator.get("table-name", "%"))
-        (include if rule.get("rule-action") == "include" else exclude).append(parsed)
-    return TableSelection(include=include or [TableRule()], exclude=exclude)

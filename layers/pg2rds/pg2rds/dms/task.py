@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -133,12 +133,17 @@ def task_settings(spec: MigrationSpec) -> dict[str, Any]:
     }
 
 
+#: Builds the task's TableMappings; called only when the task is created (it may read the source).
+MappingsBuilder = Callable[[], str]
+
+
 def _create(
     dms: DatabaseMigrationServiceClient,
     spec: MigrationSpec,
     identifier: str,
     instance: InstanceState,
     endpoints: EndpointsState,
+    mappings: MappingsBuilder,
 ):
     return dms.create_replication_task(
         ReplicationTaskIdentifier=identifier,
@@ -146,7 +151,7 @@ def _create(
         TargetEndpointArn=endpoints.target_arn,
         ReplicationInstanceArn=instance.arn,
         MigrationType=spec.migration_type,
-        TableMappings=table_mappings(spec.tables),
+        TableMappings=mappings(),
         ReplicationTaskSettings=json.dumps(task_settings(spec)),
         Tags=resource_tags(spec),
     )["ReplicationTask"]
@@ -157,12 +162,13 @@ def _own_task(
     spec: MigrationSpec,
     instance: InstanceState,
     endpoints: EndpointsState,
+    mappings: MappingsBuilder,
 ) -> Mapping[str, Any]:
     identifier = ResourceNames(spec.migration_id).task
     task = find(dms, "task", "replication-task-id", identifier)
     if task is None:
         try:
-            return _create(dms, spec, identifier, instance, endpoints)
+            return _create(dms, spec, identifier, instance, endpoints, mappings)
         except ClientError as error:
             if error_code(error) != "ResourceAlreadyExistsFault":
                 raise
@@ -186,9 +192,14 @@ def ensure_task_started(
     instance: InstanceState,
     endpoints: EndpointsState,
     previous: TaskState | None,
+    mappings: MappingsBuilder | None = None,
 ) -> TaskState:
-    """Create (or find) the task and start it once it is ``ready``; ``ready`` once it has been started."""
-    task = _own_task(dms, spec, instance, endpoints)
+    """Create (or find) the task and start it once it is ``ready``; ``ready`` once it has been started.
+
+    ``mappings`` builds the TableMappings when the task is created; by default from the spec alone (no
+    partitioned parents to exclude, see :func:`pg2rds.dms.table_mappings.table_mappings`).
+    """
+    task = _own_task(dms, spec, instance, endpoints, mappings or (lambda: table_mappings(spec.tables)))
     identifier, arn = task["ReplicationTaskIdentifier"], task["ReplicationTaskArn"]
     status = task.get("Status", "")
     if status == "failed":
