@@ -14,10 +14,9 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.utils.py27hash_fix import undo_mark_unicode_str_in_template
 
-from pg2rds_emulator.embedded import ACCOUNT_ID, REGION, TEMPLATE
+from pg2rds_emulator.embedded import ACCOUNT_ID, REGION, STACK_NAME, TEMPLATE
 
 PARTITION = "aws"
-STACK_NAME = "pg2rds"
 
 #: Parameter values for the translation: the required ones, and a customer-managed secrets key.
 PARAMETERS: dict[str, Any] = {

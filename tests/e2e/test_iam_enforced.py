@@ -39,10 +39,14 @@ STATE_MACHINE = "MigrationStateMachine"
 
 
 def deployed_names(aws: EmbeddedAws) -> dict[str, str]:
-    """The names the embedded account gave what the policies name by name (the others are
-    ``pg2rds-<logical id>`` in both)."""
-    [topic] = aws.client("sns").list_topics()["Topics"]
-    return {"NotificationTopic": topic["TopicArn"].rsplit(":", 1)[-1]}
+    """The names the embedded account gave the topics (the policies name them by name; functions and the
+    state machine are ``pg2rds-<logical id>`` and the fixed name in both)."""
+    arns = aws.resource_arns
+    return {
+        logical_id: arn.rsplit(":", 1)[-1]
+        for logical_id, arn in arns.items()
+        if arn.startswith("arn:aws:sns:")
+    }
 
 
 def role_policies(template: dict[str, Any], names: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
