@@ -14,10 +14,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg2
 from botocore.exceptions import ClientError
 from psycopg2.extensions import parse_dsn
 
@@ -27,6 +28,7 @@ from pg2rds_cli.executions import ExecutionView, watch
 from pg2rds_emulator import LOCAL_TIME_SCALE
 from pg2rds_emulator.dms_engine import DmsEngine
 from pg2rds_emulator.embedded import EmbeddedAws, database_secret
+from pg2rds_emulator.passfile import password_env, without_password
 from pg2rds_emulator.pgcluster import find_bindir
 
 #: Local polling: short intervals (the clock is compressed too), same backoff logic as in AWS.
@@ -71,8 +73,19 @@ def secret_of(dsn: str) -> dict[str, Any]:
         port=int(parts.get("port", 5432)),
         dbname=parts.get("dbname", user),
         username=user,
-        password=parts.get("password", ""),
+        password=password_of(dsn),
     )
+
+
+def password_of(dsn: str) -> str:
+    """The DSN's password or, when it has none, the one libpq finds for it (``PGPASSWORD``, ``~/.pgpass``,
+    ``PGPASSFILE``), read back from a connection: a DSN given on pg2rds's own command line need not carry
+    a password for every local user to read."""
+    password = parse_dsn(dsn).get("password")
+    if password is not None:
+        return password
+    with closing(psycopg2.connect(dsn, connect_timeout=10)) as conn:
+        return conn.info.password or ""
 
 
 def database_ref(dsn: str, secret_arn: str) -> dict[str, Any]:
@@ -100,21 +113,30 @@ def build_spec(
 
 
 def copy_schema(source_dsn: str, target_dsn: str) -> None:
-    """``pg_dump --schema-only | psql``: the runbook's way to create the target schema before DMS loads."""
+    """``pg_dump --schema-only | psql``: the runbook's way to create the target schema before DMS loads.
+
+    The DSNs go on the command lines without their passwords, which reach libpq through a password file
+    (:mod:`pg2rds_emulator.passfile`): a command line is readable by every local user."""
     bindir = find_bindir()
     pg_dump = shutil.which("pg_dump", path=str(bindir)) or "pg_dump"
     psql = shutil.which("psql", path=str(bindir)) or "psql"
-    dump = subprocess.run(
-        [pg_dump, "--schema-only", "--no-owner", "--no-privileges", "-d", source_dsn],
-        capture_output=True,
-        check=True,
-    )
-    subprocess.run(
-        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target_dsn],
-        input=dump.stdout,
-        capture_output=True,
-        check=True,
-    )
+    source, source_password = without_password(source_dsn)
+    target, target_password = without_password(target_dsn)
+    with password_env(source_password) as env:
+        dump = subprocess.run(
+            [pg_dump, "--schema-only", "--no-owner", "--no-privileges", "-d", source],
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+    with password_env(target_password) as env:
+        subprocess.run(
+            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target],
+            env=env,
+            input=dump.stdout,
+            capture_output=True,
+            check=True,
+        )
 
 
 def run_local(

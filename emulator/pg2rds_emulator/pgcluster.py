@@ -20,6 +20,8 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
+from pg2rds_emulator.passfile import password_env
+
 SUPERUSER = "postgres"  # pg_dump files (pagila too) say OWNER TO postgres
 DEFAULT_PASSWORD = "local-only-password"
 
@@ -210,8 +212,8 @@ class Cluster:
         """Load a SQL file with psql; stops at the first error and raises with psql's message."""
         command = [str(self.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
                    "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-f", str(path)]  # fmt: skip
-        env = {**os.environ, "PGPASSWORD": self.password}
-        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        with password_env(self.password) as env:
+            result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"psql -f {path} failed ({result.returncode}): {result.stderr.strip()}")
 

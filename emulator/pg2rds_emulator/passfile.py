@@ -1,0 +1,44 @@
+"""Passwords for libpq's command-line tools without putting them on a command line.
+
+Every local user can read any process's command line (``/proc/PID/cmdline``, ``ps``), so ``pg_dump -d
+postgresql://user:password@host/db`` shows the password to all of them, and to any traceback that prints
+the command. libpq reads it from a password file instead (``PGPASSFILE``, "The Password File" in the
+PostgreSQL documentation): one written here for one command, readable only by us, removed afterwards.
+"""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from psycopg2.extensions import make_dsn, parse_dsn
+
+
+def without_password(dsn: str) -> tuple[str, str | None]:
+    """The DSN with its password removed (as key=value pairs), and the password (None if it had none)."""
+    parts = parse_dsn(dsn)
+    password = parts.pop("password", None)
+    return make_dsn(**parts), password
+
+
+def _escape(field: str) -> str:
+    return field.replace("\\", "\\\\").replace(":", "\\:")
+
+
+@contextmanager
+def password_env(password: str | None) -> Iterator[dict[str, str]]:
+    """The environment for one libpq tool: ``PGPASSFILE`` holds ``password`` for any server (the command
+    names exactly one). Without a password the environment is ours, so libpq looks the password up as
+    usual (``PGPASSWORD``, ``~/.pgpass``)."""
+    if password is None:
+        yield dict(os.environ)
+        return
+    # PGPASSWORD would win over the file
+    env = {key: value for key, value in os.environ.items() if key != "PGPASSWORD"}
+    descriptor, path = tempfile.mkstemp(prefix="pg2rds-", suffix=".pgpass")  # mode 0600, as libpq requires
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"*:*:*:*:{_escape(password)}\n")
+        yield {**env, "PGPASSFILE": path}
+    finally:
+        os.unlink(path)

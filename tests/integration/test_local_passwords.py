@@ -1,0 +1,99 @@
+"""Local mode keeps passwords out of process lists: every local user can read ``/proc/PID/cmdline``.
+
+A watcher reads every process's command line while ``copy_schema`` runs ``pg_dump`` and ``psql``; it must
+see both (so it would have seen a password) and no command line may hold either password.
+"""
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Database
+from psycopg2 import sql
+
+from pg2rds_emulator.local_run import copy_schema, password_of, secret_of
+
+TABLES = 300  # enough schema for pg_dump and psql to run for a while
+
+
+class CommandLines:
+    """Reads ``/proc/*/cmdline`` in a loop on a thread until stopped; keeps each distinct command line."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            for path in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    line = path.read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                except OSError:  # the process ended meanwhile
+                    continue
+                if line:
+                    self.seen.add(line)
+
+    def __enter__(self) -> "CommandLines":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def own_login(db: Database, side: str) -> Iterator[tuple[str, str]]:
+    name, password = f"pg2rds_{side}_{uuid.uuid4().hex[:6]}", f"{side}-password-{uuid.uuid4().hex}"
+    create = sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}")
+    db.execute(create.format(sql.Identifier(name), sql.Literal(password)))
+    yield name, password
+    db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+    db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def source_login(source_db: Database) -> Iterator[tuple[str, str]]:
+    yield from own_login(source_db, "source")
+
+
+@pytest.fixture
+def target_login(target_db: Database) -> Iterator[tuple[str, str]]:
+    yield from own_login(target_db, "target")
+
+
+def test_copy_schema_puts_no_password_on_a_command_line(
+    source_db: Database, target_db: Database, source_login, target_login
+) -> None:
+    for i in range(TABLES):
+        source_db.execute(f"CREATE TABLE t{i} (id int PRIMARY KEY, note text)")
+    source_dsn = source_db.cluster.dsn(source_db.name, *source_login)
+    target_dsn = target_db.cluster.dsn(target_db.name, *target_login)
+
+    with CommandLines() as watcher:
+        copy_schema(source_dsn, target_dsn)
+
+    tools = [line for line in watcher.seen if "pg_dump" in line or "psql" in line]
+    assert any("pg_dump" in line for line in tools) and any("psql" in line for line in tools), tools
+    for _, password in (source_login, target_login):
+        assert [line for line in watcher.seen if password in line] == []
+    tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+    assert target_db.execute(tables) == [(TABLES,)]
+
+
+def test_a_dsn_without_password_takes_it_from_the_password_file(
+    source_db: Database, source_login, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What lets ``pg2rds run --local`` take DSNs without passwords on its own command line."""
+    user, password = source_login
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"127.0.0.1:{source_db.cluster.port}:*:{user}:{password}\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    dsn = f"postgresql://{user}@127.0.0.1:{source_db.cluster.port}/{source_db.name}"
+
+    assert password_of(dsn) == password
+    assert secret_of(dsn)["password"] == password
