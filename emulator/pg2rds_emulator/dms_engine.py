@@ -29,6 +29,9 @@ class EndpointInfo:
     username: str
     password: str = field(repr=False)
     ssl_mode: str = "none"
+    #: The PEM of the endpoint's CertificateArn (ImportCertificate), which verify-ca/verify-full check
+    #: the server against; "" without one.
+    certificate_pem: str = ""
     #: The endpoint's PostgreSQLSettings as given to CreateEndpoint (SlotName, AfterConnectScript, ...).
     postgres_settings: dict[str, Any] = field(default_factory=dict)
 

@@ -44,16 +44,20 @@ are matched on ``col::text``; sequences, DDL and large-object settings are ignor
 """
 
 import contextlib
+import hashlib
 import json
 import logging
+import os
 import re
 import select
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -122,9 +126,23 @@ def connect(
         "sslmode": SSL_MODES.get(endpoint.ssl_mode, "prefer"),
         "application_name": application_name,
     }
+    if endpoint.ssl_mode in ("verify-ca", "verify-full") and endpoint.certificate_pem:
+        # DMS verifies the server with the endpoint's certificate (CertificateArn) and nothing else
+        kwargs["sslrootcert"] = _certificate_file(endpoint.certificate_pem)
     if replication:
         kwargs["connection_factory"] = psycopg2.extras.LogicalReplicationConnection
     return psycopg2.connect(**kwargs)
+
+
+def _certificate_file(pem: str) -> str:
+    """An imported certificate as the file libpq reads, written once per process, named by its digest."""
+    digest = hashlib.sha256(pem.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"pg2rds-dms-cert-{digest}.pem"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        partial.write_text(pem)
+        partial.replace(path)
+    return str(path)
 
 
 def default_slot_name(identifier: str) -> str:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -97,6 +98,16 @@ def database_ref(dsn: str, secret_arn: str) -> dict[str, Any]:
     }
 
 
+def store_ca_bundle(aws: EmbeddedAws, dsn: str, name: str) -> dict[str, str]:
+    """A verifying DSN's CA bundle (its ``sslrootcert``, else libpq's ``~/.postgresql/root.crt``) where
+    the deployed app takes it: in a secret for the functions, imported into DMS for the endpoint."""
+    path = Path(parse_dsn(dsn).get("sslrootcert") or Path.home() / ".postgresql" / "root.crt")
+    pem = path.read_text()
+    secret = aws.client("secretsmanager").create_secret(Name=f"pg2rds/{name}-ca", SecretString=pem)
+    imported = aws.client("dms").import_certificate(CertificateIdentifier=f"{name}-ca", CertificatePem=pem)
+    return {"ssl_root_cert": secret["ARN"], "certificate_arn": imported["Certificate"]["CertificateArn"]}
+
+
 def build_spec(
     aws: EmbeddedAws, source_dsn: str, target_dsn: str, spec: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -107,6 +118,8 @@ def build_spec(
     for side, dsn in (("source", source_dsn), ("target", target_dsn)):
         arn = aws.put_secret(f"pg2rds/{spec['migration_id']}/{side}", secret_of(dsn))
         refs[side] = database_ref(dsn, arn)
+        if refs[side]["ssl_mode"] in ("verify-ca", "verify-full"):
+            refs[side].update(store_ca_bundle(aws, dsn, f"{spec['migration_id']}-{side}"))
     spec["source"], spec["target"] = refs["source"], refs["target"]
     spec.setdefault("polling", LOCAL_POLLING)
     return spec

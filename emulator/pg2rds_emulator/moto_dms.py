@@ -6,6 +6,10 @@ patches moto's DMS backend and response classes (process-wide, idempotent) so th
 
 - CreateEndpoint with ``SecretsManagerSecretId`` and any of UserName, Password, ServerName, Port raises
   ``InvalidParameterCombinationException`` (the API reference: "You can't specify both").
+- ImportCertificate (which moto lacks) keeps PEM X.509 certificates and bundles (anything else is
+  ``InvalidCertificateFault``); CreateEndpoint with an unknown ``CertificateArn`` is
+  ``ResourceNotFoundFault``; the engine gets the certificate's PEM, so a verify-ca/verify-full endpoint
+  verifies the server with it.
 - CreateEndpoint / CreateReplicationInstance / CreateReplicationTask with an existing identifier raise
   ``ResourceAlreadyExistsFault``; endpoints are ``active``; a replication instance is ``creating`` in the
   create response and ``available`` from its next describe; a task goes ``creating`` → ``ready`` on its
@@ -29,6 +33,7 @@ patches moto's DMS backend and response classes (process-wide, idempotent) so th
 """
 
 import contextlib
+import hashlib
 import json
 import threading
 from dataclasses import dataclass, field, replace
@@ -36,11 +41,13 @@ from typing import Any
 
 import psycopg2
 import psycopg2.errors
+from cryptography import x509
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core.utils import utcnow
 from moto.dms import models as dms_models
 from moto.dms import responses as dms_responses
 from moto.dms.exceptions import (
+    DmsClientError,
     InvalidParameterCombinationException,
     InvalidResourceStateFault,
     ResourceAlreadyExistsFault,
@@ -295,6 +302,7 @@ def _endpoint_info(backend: _Backend, endpoint: Any) -> tuple[EndpointInfo, str]
         username=username,
         password=password,
         ssl_mode=endpoint.ssl_mode or "none",
+        certificate_pem=_certificate_pem(backend, endpoint.certificate_arn),
         postgres_settings=settings,
     )
     return info, problem
@@ -392,6 +400,9 @@ _CLEAR_TEXT = {"Username": "username", "Password": "password", "ServerName": "se
 
 def _create_endpoint(self: _Backend, endpoint_identifier: str, *args: Any, **kwargs: Any) -> Any:
     _refuse_secret_with_clear_text(kwargs)
+    certificate_arn = kwargs.get("certificate_arn")
+    if certificate_arn and certificate_arn not in _certificates(self):
+        raise ResourceNotFoundFault(f"Certificate {certificate_arn} not found")
     if endpoint_identifier in self.endpoints:
         raise ResourceAlreadyExistsFault("The resource you are attempting to create already exists.")
     endpoint = _original["create_endpoint"](self, endpoint_identifier, *args, **kwargs)
@@ -634,6 +645,59 @@ def _table_statistics(self: _Backend, replication_task_arn: str, filters: list[d
     ]
 
 
+# ------------------------------------------------------------------------------------- certificates
+
+
+class InvalidCertificateFault(DmsClientError):
+    def __init__(self, message: str) -> None:
+        super().__init__("InvalidCertificateFault", message)
+
+
+def _certificates(backend: _Backend) -> dict[str, dict[str, Any]]:
+    """The backend's imported certificates by ARN (moto's DMS has none)."""
+    if not hasattr(backend, "_pg2rds_certificates"):
+        backend._pg2rds_certificates = {}
+    return backend._pg2rds_certificates
+
+
+def _certificate_pem(backend: _Backend, certificate_arn: str | None) -> str:
+    return _certificates(backend).get(certificate_arn or "", {}).get("CertificatePem", "")
+
+
+def import_certificate(backend: _Backend, identifier: str, pem: str) -> dict[str, Any]:
+    """ImportCertificate (DMS API Reference): a PEM X.509 certificate or bundle under a new identifier;
+    anything else is ``InvalidCertificateFault``."""
+    if any(c["CertificateIdentifier"] == identifier for c in _certificates(backend).values()):
+        raise ResourceAlreadyExistsFault("The resource you are attempting to create already exists.")
+    try:
+        bundle = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        raise InvalidCertificateFault("The certificate is not a valid PEM X.509 certificate.") from None
+    first = bundle[0]
+    digest = hashlib.sha256(identifier.encode()).hexdigest()[:26].upper()
+    certificate = {
+        "CertificateIdentifier": identifier,
+        "CertificateArn": f"arn:aws:dms:{backend.region_name}:{backend.account_id}:cert:{digest}",
+        "CertificateCreationDate": utcnow().timestamp(),
+        "CertificatePem": pem,
+        "CertificateOwner": backend.account_id,
+        "ValidFromDate": first.not_valid_before_utc.timestamp(),
+        "ValidToDate": first.not_valid_after_utc.timestamp(),
+        "SigningAlgorithm": first.signature_hash_algorithm.name if first.signature_hash_algorithm else "",
+        "KeyLength": getattr(first.public_key(), "key_size", 0),
+    }
+    _certificates(backend)[certificate["CertificateArn"]] = certificate
+    return certificate
+
+
+def _response_import_certificate(self: Any) -> str:
+    params = json.loads(self.body or "{}")
+    certificate = import_certificate(
+        self.dms_backend, params.get("CertificateIdentifier", ""), params.get("CertificatePem") or ""
+    )
+    return json.dumps({"Certificate": certificate})
+
+
 # ---------------------------------------------------------------------------------- response methods
 
 
@@ -689,6 +753,7 @@ def _patch() -> None:
     response = dms_responses.DatabaseMigrationServiceResponse
     response.start_replication_task = _response_start_replication_task
     response.describe_table_statistics = _response_describe_table_statistics
+    response.import_certificate = _response_import_certificate
     # "creating" in the create response, "available" from the next describe (tests may override this
     # with state_manager.set_transition("dms::replicationinstance", ...)).
     state_manager.register_default_transition(

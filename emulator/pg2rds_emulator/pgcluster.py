@@ -93,6 +93,8 @@ class Cluster:
     port: int = 0
     base_dir: Path | None = None
     bindir: Path = field(default_factory=find_bindir)
+    #: ``(certificate PEM, key PEM)``: serve TLS (``ssl = on``) with this certificate.
+    tls: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         self.user = _service_user()
@@ -148,12 +150,24 @@ class Cluster:
             "max_connections": "60",
             **self.settings,
         }
+        if self.tls:
+            settings.update(self._install_tls(*self.tls))
         with open(self.data_dir / "postgresql.conf", "a") as conf:
             for key, value in settings.items():
                 conf.write(f"{key} = {value}\n")
         with open(self.data_dir / "pg_hba.conf", "a") as hba:
             hba.write("host replication all 127.0.0.1/32 scram-sha-256\n")
         return self
+
+    def _install_tls(self, certificate: str, key: str) -> dict[str, str]:
+        """The server's certificate and key in the data directory (the key private to the server's user,
+        as PostgreSQL requires), and the settings that serve them."""
+        for name, content in (("server.crt", certificate), ("server.key", key)):
+            path = self.data_dir / name
+            path.write_text(content)
+            path.chmod(0o600)
+            self._give_to_service_user(path)
+        return {"ssl": "on", "ssl_cert_file": "'server.crt'", "ssl_key_file": "'server.key'"}
 
     def start(self) -> "Cluster":
         self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60", "start")
@@ -226,11 +240,17 @@ LOGICAL_SOURCE_SETTINGS = {
 }
 
 
-def start_cluster(name: str, settings: dict[str, str] | None = None, retries: int = 3) -> Cluster:
-    """Init and start a cluster, retrying on a port taken between choosing and binding it."""
+def start_cluster(
+    name: str,
+    settings: dict[str, str] | None = None,
+    retries: int = 3,
+    tls: tuple[str, str] | None = None,
+) -> Cluster:
+    """Init and start a cluster, retrying on a port taken between choosing and binding it; ``tls`` is a
+    certificate and its key (PEM) to serve TLS with."""
     last: Exception | None = None
     for _ in range(retries):
-        cluster = Cluster(name=name, settings=dict(settings or {}))
+        cluster = Cluster(name=name, settings=dict(settings or {}), tls=tls)
         try:
             return cluster.init().start()
         except RuntimeError as error:

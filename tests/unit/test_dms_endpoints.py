@@ -6,10 +6,10 @@ import json
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import REGION, make_secret
+from conftest import REGION, LocalCa, make_secret
 
 from pg2rds.dms.endpoints import ensure_endpoints
-from pg2rds.errors import ResourceConflict
+from pg2rds.errors import ResourceConflict, SpecInvalid
 from pg2rds.naming import OWNER_TAG, ResourceNames
 from pg2rds.spec import parse_spec
 from pg2rds.state import SourceReport, TargetReport
@@ -36,7 +36,25 @@ def sent(dms) -> list[dict]:
     return calls
 
 
-def make_spec(migration_type: str = "full-load-and-cdc", migration_id: str = "orders"):
+@pytest.fixture(scope="module")
+def ca_pem() -> str:
+    return LocalCa.make("pg2rds unit-test CA").pem
+
+
+@pytest.fixture
+def certificate_arn(dms, ca_pem: str) -> str:
+    """The source's CA imported into (the local) DMS, as the operator does once."""
+    imported = dms.import_certificate(CertificateIdentifier="source-ca", CertificatePem=ca_pem)
+    return imported["Certificate"]["CertificateArn"]
+
+
+CA_BUNDLE_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:pg2rds/ca-AbCdEf"
+
+
+def make_spec(migration_type: str = "full-load-and-cdc", migration_id: str = "orders", certificate_arn=None):
+    """A verify-full source (when a certificate is given) and a require target."""
+    verify = {"ssl_mode": "verify-full", "ssl_root_cert": CA_BUNDLE_SECRET}
+    verify["certificate_arn"] = certificate_arn
     return parse_spec(
         {
             "migration_id": migration_id,
@@ -44,7 +62,7 @@ def make_spec(migration_type: str = "full-load-and-cdc", migration_id: str = "or
             "source": {
                 "secret_arn": make_secret("src_user", "src-secret-password", host="src.example", port=5433),
                 "database": "shop",
-                "ssl_mode": "verify-full",
+                **(verify if certificate_arn else {}),
             },
             "target": {
                 "secret_arn": make_secret(
@@ -76,8 +94,8 @@ def endpoints_by_type(dms) -> dict[str, dict]:
     return {e["EndpointType"].lower(): e for e in dms.describe_endpoints()["Endpoints"]}
 
 
-def test_creates_both_endpoints_with_secrets_and_no_password(dms, sent) -> None:
-    spec = make_spec()
+def test_creates_both_endpoints_with_secrets_and_no_password(dms, sent, certificate_arn) -> None:
+    spec = make_spec(certificate_arn=certificate_arn)
     state = ensure_endpoints(dms, spec, *report(), ROLE)
 
     names = ResourceNames("orders")
@@ -89,6 +107,7 @@ def test_creates_both_endpoints_with_secrets_and_no_password(dms, sent) -> None:
     assert (source["EngineName"], source["DatabaseName"]) == ("postgres", "shop")
     assert target["DatabaseName"] == "shop_rds"
     assert source["SslMode"] == "verify-full" and target["SslMode"] == "require"
+    assert source["CertificateArn"] == certificate_arn and "CertificateArn" not in target
     assert source["PostgreSQLSettings"] == {
         "SecretsManagerSecretId": spec.source.secret_arn,
         "SecretsManagerAccessRoleArn": ROLE,
@@ -181,3 +200,51 @@ def test_local_dms_refuses_a_secret_with_clear_text_values(dms, clear_text) -> N
     assert raised.value.response["Error"]["Code"] == "InvalidParameterCombinationException"
     assert next(iter(clear_text)) in raised.value.response["Error"]["Message"]
     assert dms.describe_endpoints()["Endpoints"] == []
+
+
+def test_local_dms_imports_only_pem_certificates_and_endpoints_need_an_imported_one(dms, ca_pem) -> None:
+    """ImportCertificate: "The certificate was not valid" is InvalidCertificateFault; an endpoint naming a
+    certificate DMS does not have is refused."""
+    with pytest.raises(ClientError) as raised:
+        dms.import_certificate(CertificateIdentifier="junk", CertificatePem="not a certificate")
+    assert raised.value.response["Error"]["Code"] == "InvalidCertificateFault"
+    imported = dms.import_certificate(CertificateIdentifier="ca", CertificatePem=ca_pem)["Certificate"]
+    assert imported["CertificateArn"].startswith("arn:aws:dms:us-east-1:123456789012:cert:")
+    assert imported["CertificatePem"] == ca_pem and imported["CertificateIdentifier"] == "ca"
+    with pytest.raises(ClientError) as raised:
+        dms.import_certificate(CertificateIdentifier="ca", CertificatePem=ca_pem)
+    assert raised.value.response["Error"]["Code"] == "ResourceAlreadyExistsFault"
+    with pytest.raises(ClientError) as raised:
+        dms.create_endpoint(
+            EndpointIdentifier="x",
+            EndpointType="source",
+            EngineName="postgres",
+            DatabaseName="app",
+            SslMode="verify-full",
+            CertificateArn=imported["CertificateArn"] + "X",
+            PostgreSQLSettings={
+                "SecretsManagerSecretId": make_secret("a", "b"),
+                "SecretsManagerAccessRoleArn": ROLE,
+            },
+        )
+    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundFault"
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"ssl_mode": "verify-full"}, "ssl_mode verify-full needs ssl_root_cert"),
+        ({"ssl_mode": "verify-ca", "ssl_root_cert": "bundle.pem"}, "needs ssl_root_cert"),
+        ({"ssl_mode": "require", "ssl_root_cert": "bundle.pem"}, "apply only with ssl_mode verify"),
+        ({"certificate_arn": "arn:aws:dms:us-east-1:123456789012:cert:ABC"}, "apply only with ssl_mode"),
+        ({"ssl_mode": "verify-full", "ssl_root_cert": "x", "certificate_arn": "arn:aws:acm:x"}, "pattern"),
+    ],
+)
+def test_verifying_needs_a_ca_for_the_functions_and_for_dms(aws, fields, problem) -> None:
+    data = {
+        "migration_id": "orders",
+        "source": {"secret_arn": CA_BUNDLE_SECRET, **fields},
+        "target": {"secret_arn": CA_BUNDLE_SECRET},
+    }
+    with pytest.raises(SpecInvalid, match=problem):
+        parse_spec(data)

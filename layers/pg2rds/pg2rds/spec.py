@@ -12,6 +12,7 @@ from pg2rds.errors import SpecInvalid
 
 MigrationType = Literal["full-load", "full-load-and-cdc", "cdc"]
 SECRET_ARN_PATTERN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$"
+DMS_CERTIFICATE_ARN_PATTERN = r"^arn:aws[a-z-]*:dms:[a-z0-9-]+:\d{12}:cert:[A-Za-z0-9-]+$"
 
 
 class _Strict(BaseModel):
@@ -32,6 +33,24 @@ class DatabaseRef(_Strict):
     port: int | None = Field(default=None, ge=1, le=65535)
     database: str | None = Field(default=None, min_length=1, max_length=63)
     ssl_mode: Literal["none", "require", "verify-ca", "verify-full"] = "require"
+    #: With verify-ca/verify-full, the CA bundle the functions verify the server with: the ARN of a secret
+    #: holding the PEM, or the name of a file in the layer's ``pg2rds/certs/`` (see :mod:`pg2rds.tls`).
+    ssl_root_cert: str | None = Field(default=None, min_length=1, max_length=2048)
+    #: With verify-ca/verify-full, the same CA imported into DMS (ImportCertificate), for the endpoint.
+    certificate_arn: str | None = Field(default=None, pattern=DMS_CERTIFICATE_ARN_PATTERN, max_length=2048)
+
+    @model_validator(mode="after")
+    def _verifying_needs_the_ca(self) -> "DatabaseRef":
+        """Verifying needs the CA on both paths to the server: the functions' connections and DMS's."""
+        given = [name for name in ("ssl_root_cert", "certificate_arn") if getattr(self, name) is not None]
+        if self.ssl_mode in ("verify-ca", "verify-full") and len(given) < 2:
+            raise ValueError(
+                f"ssl_mode {self.ssl_mode} needs ssl_root_cert (the CA bundle the functions verify with) and "
+                "certificate_arn (the same CA imported into DMS with ImportCertificate)"
+            )
+        if self.ssl_mode not in ("verify-ca", "verify-full") and given:
+            raise ValueError(f"{' and '.join(given)} apply only with ssl_mode verify-ca or verify-full")
+        return self
 
     @property
     def libpq_sslmode(self) -> str:

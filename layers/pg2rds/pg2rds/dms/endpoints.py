@@ -89,6 +89,7 @@ def _ensure(
                 SslMode=ref.ssl_mode,
                 PostgreSQLSettings=settings,
                 Tags=resource_tags(spec),
+                **({"CertificateArn": ref.certificate_arn} if ref.certificate_arn else {}),
             )
             return created["Endpoint"]["EndpointArn"]
         except ClientError as error:

@@ -14,6 +14,7 @@ import psycopg2.extensions
 from pg2rds.errors import SourceUnreachable, TargetUnreachable
 from pg2rds.secrets import Credentials
 from pg2rds.spec import DatabaseRef
+from pg2rds.tls import root_cert_file
 
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -33,6 +34,7 @@ def connect(
             user=credentials.username,
             password=credentials.password,
             sslmode=ref.libpq_sslmode,
+            sslrootcert=root_cert_file(ref, side),  # None (left out) unless verifying
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             application_name=application_name,
         )

@@ -1,0 +1,54 @@
+"""The CA bundle the functions verify a server's certificate with (``ssl_mode`` verify-ca or verify-full).
+
+libpq verifies against ``sslrootcert``; without one it looks in ``~/.postgresql/root.crt``, which a Lambda
+function does not have. The operator gives the bundle (for RDS, Amazon's ``global-bundle.pem``) either as a
+file shipped in the layer (``layers/pg2rds/pg2rds/certs/NAME``, named ``NAME`` in the spec) or as a Secrets
+Manager secret whose value is the PEM text (named by ARN, under the secrets prefix the functions may read).
+A secret's bundle is written once per warm container to the temporary directory, named by its digest.
+"""
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from aws_lambda_powertools.utilities import parameters
+
+from pg2rds.errors import SecretUnusable, SpecInvalid
+from pg2rds.spec import DatabaseRef
+
+#: Where bundles shipped in the layer live (``/opt/python/pg2rds/certs`` in Lambda).
+CERTS_DIR = Path(__file__).parent / "certs"
+VERIFYING_MODES = ("verify-ca", "verify-full")
+
+
+def root_cert_file(ref: DatabaseRef, side: str) -> str | None:
+    """The ``sslrootcert`` for ``ref``'s connections: None unless its ``ssl_mode`` verifies the server."""
+    if ref.ssl_mode not in VERIFYING_MODES or ref.ssl_root_cert is None:
+        return None
+    if ref.ssl_root_cert.startswith("arn:"):
+        return _from_secret(ref.ssl_root_cert)
+    path = Path(ref.ssl_root_cert)
+    if not path.is_absolute():
+        path = CERTS_DIR / path
+    if not path.is_file():
+        raise SpecInvalid(
+            f"invalid migration spec: {side}.ssl_root_cert: no CA bundle at {path} (a name is looked up in "
+            "the layer's pg2rds/certs/; or give the ARN of a secret holding the PEM)"
+        )
+    return str(path)
+
+
+def _from_secret(secret_arn: str) -> str:
+    try:
+        pem = parameters.get_secret(secret_arn, max_age=300)
+    except Exception as error:  # powertools wraps every botocore error in GetParameterError
+        raise SecretUnusable(f"cannot read the CA bundle secret {secret_arn}: {error}") from None
+    if not isinstance(pem, str) or "-----BEGIN CERTIFICATE-----" not in pem:
+        raise SecretUnusable(f"secret {secret_arn} must hold a PEM CA bundle (-----BEGIN CERTIFICATE-----)")
+    path = Path(tempfile.gettempdir()) / f"pg2rds-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(pem)
+        partial.replace(path)
+    return str(path)
