@@ -8,6 +8,7 @@ name roles and servers, and connection errors carry the server's message, which 
 the password.
 """
 
+from pathlib import Path
 from typing import Any
 
 from psycopg2.extensions import parse_dsn
@@ -20,6 +21,7 @@ from pg2rds.state import SourceReport, TargetReport
 
 #: Valid by the spec's pattern and never read: the check connects with the DSNs' credentials.
 PLACEHOLDER_SECRET = "arn:aws:secretsmanager:local:000000000000:secret:pg2rds-check-{side}"
+PLACEHOLDER_CERTIFICATE = "arn:aws:dms:local:000000000000:cert:pg2rds-check"
 
 
 def credentials_from_dsn(dsn: str) -> Credentials:
@@ -48,7 +50,16 @@ def check_spec(source_dsn: str, target_dsn: str, spec: dict[str, Any] | None) ->
     data["mode"] = "check"
     for side, dsn in (("source", source_dsn), ("target", target_dsn)):
         data[side] = {"secret_arn": PLACEHOLDER_SECRET.format(side=side), "ssl_mode": _ssl_mode(dsn)}
+        if data[side]["ssl_mode"] in ("verify-ca", "verify-full"):
+            data[side].update(_ca_bundle(dsn))
     return parse_spec(data)
+
+
+def _ca_bundle(dsn: str) -> dict[str, str]:
+    """A verifying DSN's CA bundle, as libpq finds it (``sslrootcert``, else ``~/.postgresql/root.crt``);
+    the DMS certificate is a placeholder, since the check creates no endpoint."""
+    bundle = parse_dsn(dsn).get("sslrootcert") or str(Path.home() / ".postgresql" / "root.crt")
+    return {"ssl_root_cert": str(Path(bundle).absolute()), "certificate_arn": PLACEHOLDER_CERTIFICATE}
 
 
 def run_check(

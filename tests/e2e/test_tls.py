@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import Database, LocalCa, spec_for
 
+from pg2rds.errors import SourceUnreachable
+from pg2rds_cli.check import run_check
 from pg2rds_cli.executions import ExecutionView, watch
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.embedded import EmbeddedAws
@@ -142,3 +144,19 @@ def test_run_local_takes_the_ca_bundle_from_a_verifying_dsn(
     assert view.output["spec"]["source"]["certificate_arn"].startswith("arn:aws:dms:")
     assert target_db.execute("SELECT count(*) FROM orders") == [(50,)]
     assert leftovers == []
+
+
+def test_check_verifies_with_the_dsns_ca_bundle(
+    tls_source: Database, target_db: Database, ca: LocalCa, tmp_path: Path
+) -> None:
+    """``pg2rds check`` with a verifying DSN uses its ``sslrootcert``; another CA's bundle is refused."""
+    target_db.execute(TABLE)
+    target_dsn = target_db.cluster.dsn(target_db.name)
+    for name, pem in (("right.pem", ca.pem), ("wrong.pem", LocalCa.make("a stranger").pem)):
+        (tmp_path / name).write_text(pem)
+    dsn = tls_source.cluster.dsn(tls_source.name) + "?sslmode=verify-full&sslrootcert="
+
+    source_report, _ = run_check(dsn + str(tmp_path / "right.pem"), target_dsn, None)
+    assert source_report.tables_selected == 1
+    with pytest.raises(SourceUnreachable, match="certificate verify failed"):
+        run_check(dsn + str(tmp_path / "wrong.pem"), target_dsn, None)
