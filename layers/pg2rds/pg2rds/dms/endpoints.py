@@ -23,7 +23,7 @@ from pg2rds.state import DatabaseReport, EndpointsState, SourceReport, TargetRep
 
 if TYPE_CHECKING:
     from mypy_boto3_dms import DatabaseMigrationServiceClient
-    from mypy_boto3_dms.type_defs import PostgreSQLSettingsTypeDef
+    from mypy_boto3_dms.type_defs import CreateEndpointMessageTypeDef, PostgreSQLSettingsTypeDef
 
 #: WAL heartbeat interval (minutes) on a CDC source: keeps the slot's restart_lsn moving on an idle source.
 HEARTBEAT_MINUTES = 5
@@ -81,16 +81,18 @@ def _ensure(
     existing = find(dms, "endpoint", "endpoint-id", identifier)
     if existing is None:
         try:
-            created = dms.create_endpoint(
-                EndpointIdentifier=identifier,
-                EndpointType=endpoint_type,
-                EngineName="postgres",
-                DatabaseName=report.database,
-                SslMode=ref.ssl_mode,
-                PostgreSQLSettings=settings,
-                Tags=resource_tags(spec),
-                **({"CertificateArn": ref.certificate_arn} if ref.certificate_arn else {}),
-            )
+            request: CreateEndpointMessageTypeDef = {
+                "EndpointIdentifier": identifier,
+                "EndpointType": endpoint_type,
+                "EngineName": "postgres",
+                "DatabaseName": report.database,
+                "SslMode": ref.ssl_mode,
+                "PostgreSQLSettings": settings,
+                "Tags": resource_tags(spec),
+            }
+            if ref.certificate_arn:  # the CA DMS verifies the server with (verify-ca, verify-full)
+                request["CertificateArn"] = ref.certificate_arn
+            created = dms.create_endpoint(**request)
             return created["Endpoint"]["EndpointArn"]
         except ClientError as error:
             if error_code(error) != "ResourceAlreadyExistsFault":
