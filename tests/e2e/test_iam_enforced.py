@@ -18,6 +18,7 @@ import boto3
 import pytest
 from botocore.credentials import ReadOnlyCredentials
 from conftest import REGION, Database, spec_for
+from judge import account_dms_resources
 from moto.core import set_initial_no_auth_action_count
 from sam_translated import PARAMETERS, Resolver, managed_policy_documents, role_documents, translate
 
@@ -27,7 +28,6 @@ from pg2rds_emulator import function_roles
 from pg2rds_emulator.dms_engine import DmsEngine
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.embedded import EmbeddedAws
-from pg2rds_emulator.local_run import dms_leftovers
 from pg2rds_emulator.moto_dms import FakeEngine
 
 ROWS = 500
@@ -187,7 +187,7 @@ def migrate(
             shutdown = getattr(engine, "shutdown", None)
             if shutdown:
                 shutdown()
-        return view, dms_leftovers(aws, execution_input["migration_id"])
+        return view, account_dms_resources(aws)
 
 
 @pytest.mark.slow

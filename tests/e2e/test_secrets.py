@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from conftest import Database, spec_for
+from judge import account_dms_resources
 
 from pg2rds_cli.executions import ExecutionView, watch
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.embedded import EmbeddedAws
-from pg2rds_emulator.local_run import dms_leftovers
 from pg2rds_emulator.pgcluster import Cluster, start_cluster
 
 TABLE = "CREATE TABLE crown_jewels (id int PRIMARY KEY, what text)"
@@ -60,7 +60,7 @@ def test_a_spec_pointing_a_secret_at_another_server_is_refused_before_any_connec
         # keep the side's secret, name the bystander's server and database instead of the secret's
         spec[side].update(port=bystander.port, database="crown")
         view = run(aws, spec)
-        leftovers = dms_leftovers(aws, spec["migration_id"])
+        leftovers = account_dms_resources(aws)
 
     assert view.status == "FAILED"
     assert (view.failed_state, view.error) == ("Validate source", "SpecInvalid"), view.cause

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from conftest import REGION, Database, secret_for, spec_for
+from judge import account_dms_resources
 from psycopg2 import sql
 
 from pg2rds.naming import ResourceNames
 from pg2rds_cli.executions import ExecutionView, watch
 from pg2rds_emulator.embedded import EmbeddedAws
-from pg2rds_emulator.local_run import dms_leftovers
 from pg2rds_emulator.moto_dms import FakeEngine
 
 TABLE = 'CREATE TABLE "Order Items" (id int PRIMARY KEY, "Größe" text)'
@@ -88,7 +88,7 @@ def test_full_load_succeeds_and_leaves_nothing_behind(embedded, databases) -> No
         "Clean up",
         "Migration complete",
     }
-    assert dms_leftovers(embedded, "happy") == []
+    assert account_dms_resources(embedded) == []
     assert slots(source) == []
 
 
@@ -155,7 +155,7 @@ def assert_failed_and_clean(
     assert view.error == error, view.cause
     assert view.failed_state == state
     assert "Clean up after failure" in view.states
-    assert dms_leftovers(aws, migration_id) == []
+    assert account_dms_resources(aws) == []
 
 
 def test_source_not_ready_names_the_setting_and_fix(embedded, replica_source_db, target_db) -> None:

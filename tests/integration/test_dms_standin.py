@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 import psycopg2
 import psycopg2.errors
 import pytest
+from judge import table_fingerprint as fingerprint
+from judge import tables as user_tables
 from psycopg2 import sql
 
 from pg2rds.dms.table_mappings import table_mappings
@@ -113,23 +115,6 @@ def until(condition: Callable[[], bool], timeout: float = 30) -> None:
 
 def table_ident(schema: str, table: str) -> sql.Identifier:
     return sql.Identifier(schema, table)
-
-
-def fingerprint(db, schema: str, table: str) -> tuple[int, str]:
-    """Row count and an md5 over every row's text, ordered: equal on both sides means equal data."""
-    query = sql.SQL(
-        "SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ONLY {} t"
-    )
-    ((count, digest),) = db.execute(query.format(table_ident(schema, table)))
-    return count, digest
-
-
-def user_tables(db) -> list[tuple[str, str]]:
-    return db.execute(
-        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-        "AND n.nspname NOT LIKE 'pg\\_toast%%' ORDER BY 1, 2"
-    )
 
 
 # -- test_connection ----------------------------------------------------------------------------------------
