@@ -133,13 +133,15 @@ tables AS (
            END AS identified,
            coalesce(k.has_pk OR k.has_unique, false) AS has_key,
            has_table_privilege(s.oid, 'SELECT') AS readable,
-           c.relpersistence = 'u' AS unlogged,
-           coalesce(st.n_tup_upd + st.n_tup_del, 0) > 0 AS changed,
-           count(*) OVER (PARTITION BY lower(s.schema_name), lower(s.table_name)) > 1 AS case_twin
+           c.relpersistence = 'u' AS unlogged
     FROM selected s
     JOIN pg_class c ON c.oid = s.oid
     LEFT JOIN keys k ON k.indrelid = s.oid
-    LEFT JOIN pg_stat_user_tables st ON st.relid = s.oid
+),
+case_keys AS (
+    SELECT format('%%I.%%I', lower(schema_name), lower(table_name)) AS case_key, display, schema_name,
+           table_name
+    FROM tables
 ),
 columns AS (
     SELECT t.oid, t.schema_name, t.table_name, t.has_key, a.attname,
@@ -152,11 +154,12 @@ columns AS (
     JOIN pg_type ty ON ty.oid = a.atttypid
 ),
 flagged AS (
-    SELECT 'selected' AS kind, display, schema_name, table_name, '' AS column_name FROM tables
+    SELECT DISTINCT ON (schema_name) 'schema' AS kind, schema_name AS display, schema_name, '' AS table_name,
+           '' AS column_name
+    FROM tables
     UNION ALL
-    SELECT DISTINCT ON (schema_name) 'schema', schema_name, schema_name, '', '' FROM tables
-    UNION ALL
-    SELECT CASE WHEN changed THEN 'unidentified_changed' ELSE 'unidentified_insert_only' END,
+    SELECT CASE WHEN pg_stat_get_tuples_updated(oid) + pg_stat_get_tuples_deleted(oid) > 0
+                THEN 'unidentified_changed' ELSE 'unidentified_insert_only' END,
            display, schema_name, table_name, ''
     FROM tables WHERE NOT identified
     UNION ALL
@@ -164,7 +167,10 @@ flagged AS (
     UNION ALL
     SELECT 'unlogged', display, schema_name, table_name, '' FROM tables WHERE unlogged
     UNION ALL
-    SELECT 'case_twin', display, schema_name, table_name, '' FROM tables WHERE case_twin
+    SELECT 'case_twin', display, schema_name, table_name, ''
+    FROM case_keys
+    WHERE case_key = ANY ((SELECT array_agg(case_key) FROM (SELECT case_key FROM case_keys GROUP BY 1
+                                                             HAVING count(*) > 1) twins)::text[])
     UNION ALL
     SELECT DISTINCT ON (oid) 'array_without_key', format('%%I.%%I', schema_name, table_name),
            schema_name, table_name, ''
@@ -194,6 +200,8 @@ SELECT kind, count(*),
                 [1:CASE kind WHEN 'schema' THEN %(max_schemas)s ELSE %(max_objects)s END], '{{}}')
 FROM flagged
 GROUP BY kind
+UNION ALL
+SELECT 'selected', count(*), '{{}}' FROM tables
 """
 
 
