@@ -70,13 +70,17 @@ from pg2rds.postgres.sqltext import quote_ident, server_message
 from pg2rds_emulator.dms_engine import EndpointInfo, TableStats, TaskInfo, TaskRuntime
 from pg2rds_emulator.standin_copy import (
     TableMeta,
+    binary_possible,
     copy_in_statement,
     copy_out_statement,
     drop_and_create_statements,
+    first_oversized,
+    oversized_lobs_statement,
     piped_copy,
     table_metadata,
     truncate_statement,
 )
+from pg2rds_emulator.standin_lobs import LobSettings, LobTruncation
 from pg2rds_emulator.standin_pgoutput import (
     UNCHANGED,
     Begin,
@@ -209,6 +213,9 @@ class _Task:
         settings = json.loads(info.settings or "{}") or {}
         full_load = settings.get("FullLoadSettings") or {}
         self.prep_mode = full_load.get("TargetTablePrepMode") or "DO_NOTHING"
+        self.lobs = LobSettings.of_task(settings, info.source.postgres_settings)
+        #: The selected tables' columns (with their LOB kinds), read when the task starts.
+        self.metadata: dict[TableName, TableMeta] = {}
         wanted = int(full_load.get("MaxFullLoadSubTasks") or DEFAULT_MAX_SUBTASKS)
         self.subtasks = max(1, min(wanted, max_subtasks))
         self.slot = info.source.postgres_settings.get("SlotName") or default_slot_name(info.identifier)
@@ -343,6 +350,7 @@ class _Task:
                 src.autocommit = True
                 tables = dms_selected_tables(src, self.info.table_mappings)
                 metadata = table_metadata(src, tables)
+                self.metadata = metadata
                 source_major = src.server_version // 10000
                 if self.uses_cdc:
                     self._ensure_publication(src, tables)
@@ -391,6 +399,14 @@ class _Task:
             cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (self.publication,))
             if cur.fetchone():
                 return
+            # an UNLOGGED table writes no WAL, so no decoding plugin ever sees its changes (PostgreSQL
+            # refuses to publish one): the full load copies it, CDC never changes it
+            cur.execute(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relpersistence = 'u'"
+            )
+            unlogged = {TableName(schema, table) for schema, table in cur.fetchall()}
+            tables = [name for name in tables if name not in unlogged]
             statement = sql.SQL("CREATE PUBLICATION {}").format(sql.Identifier(self.publication))
             if tables:
                 statement += sql.SQL(" FOR TABLE {}").format(
@@ -449,14 +465,19 @@ class _Task:
                     )
                     with src.cursor() as cur:
                         cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+                self._check_lob_sizes(src, meta)
                 with tgt.cursor() as cur:
                     if self.prep_mode == "TRUNCATE_BEFORE_LOAD":
                         cur.execute(truncate_statement(meta))
                     elif self.prep_mode == "DROP_AND_CREATE":
                         for statement in drop_and_create_statements(meta):
                             cur.execute(statement)
+                binary = self.binary and binary_possible(meta, self.lobs)
                 rows = piped_copy(
-                    src, copy_out_statement(meta, self.binary), tgt, copy_in_statement(meta, self.binary)
+                    src,
+                    copy_out_statement(meta, binary, self.lobs),
+                    tgt,
+                    copy_in_statement(meta, binary, self.lobs),
                 )
                 if self.stop_event.is_set():
                     raise _Stopped()
@@ -470,6 +491,30 @@ class _Task:
             self._set_table(meta.name, state="Table error")
             message = server_message(error, self.info.target.password)
             self._fail(f"Failed to load table '{meta.name.schema}'.'{meta.name.table}': {message}")
+
+    def _check_lob_sizes(self, src: Any, meta: TableMeta) -> None:
+        """Limited LOB mode with FailTasksOnLobTruncation: a LOB above LobMaxSize fails the table (and so
+        the task) before anything of it is written, naming the column."""
+        statement = oversized_lobs_statement(meta, self.lobs)
+        if statement is None:
+            return
+        with src.cursor() as cur:
+            cur.execute(statement)
+            message = first_oversized(meta, self.lobs, tuple(cur.fetchone()))
+        if message:
+            raise LobTruncation(message)
+
+    def lob_value(self, schema: str, table: str, column: str, value: Any) -> Any:
+        """A changed column's value as the task's LOB mode writes it (cut, or LobTruncation raised)."""
+        meta = self.metadata.get(TableName(schema, table))
+        kind = meta.lob_kind(column) if meta else ""
+        where = f"'{column}' of table '{schema}'.'{table}'"
+        return self.lobs.apply_to_text(where, kind, value) if isinstance(value, str) else value
+
+    def lob_copied(self, schema: str, table: str, column: str) -> bool:
+        """False for a LOB column when the task was created without LOB support (SupportLobs false)."""
+        meta = self.metadata.get(TableName(schema, table))
+        return self.lobs.copies(meta.lob_kind(column) if meta else "")
 
     # -- CDC ---------------------------------------------------------------------------------------------
     def _replicate(self, repl: Any) -> None:
@@ -541,7 +586,7 @@ class _Task:
                         flushed = applier.handle(decode(message.payload))
                     except _RECOVERABLE:
                         raise  # the target's connection is gone: retried like the source's
-                    except psycopg2.Error as error:
+                    except (psycopg2.Error, LobTruncation) as error:
                         where = applier.current or ("?", "?")
                         self._fail(
                             f"Failed to apply changes to table '{where[0]}'.'{where[1]}': "
@@ -597,6 +642,15 @@ class _Applier:
         self.current = (relation.namespace, relation.name)
         return relation
 
+    def _written(self, relation: Relation, pairs: list[tuple[str, Value]]) -> list[tuple[str, Value]]:
+        """(column, value) as the task writes them: LOB columns cut, refused or left out by its LOB mode."""
+        schema, table = relation.namespace, relation.name
+        return [
+            (name, self.task.lob_value(schema, table, name, value))
+            for name, value in pairs
+            if self.task.lob_copied(schema, table, name)
+        ]
+
     def _count(self, relation: Relation, index: int) -> None:
         self.counts.setdefault((relation.namespace, relation.name), [0, 0, 0])[index] += 1
 
@@ -616,23 +670,33 @@ class _Applier:
             return None
         elif isinstance(message, Insert):
             relation = self._relation(message.relation_oid)
-            columns = [c.name for c in relation.columns]
+            pairs = self._written(
+                relation, [(c.name, v) for c, v in zip(relation.columns, message.new, strict=True)]
+            )
             with self.conn.cursor() as cur:
                 cur.execute(
                     sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
                         _ident(relation),
-                        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                        sql.SQL(", ").join(sql.Placeholder() for _ in columns),
+                        sql.SQL(", ").join(sql.Identifier(n) for n, _ in pairs),
+                        sql.SQL(", ").join(sql.Placeholder() for _ in pairs),
                     ),
-                    message.new,
+                    [v for _, v in pairs],
                 )
             self._count(relation, 0)
         elif isinstance(message, Update):
             relation = self._relation(message.relation_oid)
-            assignments = [
-                (c.name, v) for c, v in zip(relation.columns, message.new, strict=True) if v is not UNCHANGED
-            ]
+            assignments = self._written(
+                relation,
+                [
+                    (c.name, v)
+                    for c, v in zip(relation.columns, message.new, strict=True)
+                    if v is not UNCHANGED
+                ],
+            )
             where, params = _identity(relation, message.old_kind, message.old if message.old else message.new)
+            if not assignments:  # only LOB columns changed, and the task migrates none
+                self._count(relation, 1)
+                return None
             with self.conn.cursor() as cur:
                 cur.execute(
                     sql.SQL("UPDATE {} SET {} WHERE {}").format(

@@ -14,28 +14,32 @@ from typing import Any
 from psycopg2 import sql
 
 from pg2rds.postgres.selection import TableName
+from pg2rds_emulator.standin_lobs import FULL_LOBS, LOB_KIND_SQL, LobSettings
 
 #: Bytes per read/write between the two COPYs (and each side's file buffer).
 CHUNK = 256 * 1024
 
 #: One query for every selected table's columns and primary key. ``search_path`` is emptied first so
 #: ``format_type`` schema-qualifies every type that is not in pg_catalog (as DMS's DDL would need).
-TABLE_METADATA_QUERY = """
+TABLE_METADATA_QUERY = f"""
 SELECT n.nspname::text, c.relname::text,
-       coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum IS NOT NULL), '{}'),
+       coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum IS NOT NULL), '{{}}'),
        coalesce(array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
-                FILTER (WHERE a.attnum IS NOT NULL), '{}'),
-       coalesce(array_agg(a.attnotnull ORDER BY a.attnum) FILTER (WHERE a.attnum IS NOT NULL), '{}'),
+                FILTER (WHERE a.attnum IS NOT NULL), '{{}}'),
+       coalesce(array_agg(a.attnotnull ORDER BY a.attnum) FILTER (WHERE a.attnum IS NOT NULL), '{{}}'),
        coalesce((SELECT array_agg(pa.attname::text ORDER BY array_position(i.indkey::int2[], pa.attnum))
                  FROM pg_index i
                  JOIN pg_attribute pa ON pa.attrelid = i.indrelid AND pa.attnum = ANY (i.indkey::int2[])
-                 WHERE i.indrelid = c.oid AND i.indisprimary), '{}'),
-       c.relkind = 'p'
+                 WHERE i.indrelid = c.oid AND i.indisprimary), '{{}}'),
+       c.relkind = 'p',
+       coalesce(array_agg({LOB_KIND_SQL} ORDER BY a.attnum) FILTER (WHERE a.attnum IS NOT NULL), '{{}}')
 FROM unnest(%s::text[], %s::text[]) AS wanted(schema_name, table_name)
 JOIN pg_namespace n ON n.nspname = wanted.schema_name
 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = wanted.table_name
 LEFT JOIN pg_attribute a
        ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+LEFT JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
 GROUP BY n.nspname, c.relname, c.oid
 """
 
@@ -50,6 +54,17 @@ class TableMeta:
     primary_key: tuple[str, ...] = field(default=())
     #: A partitioned parent: it has no rows of its own, DMS reads its partitions' rows through it.
     partitioned: bool = False
+    #: Per column: '' (not a LOB), 'binary' (bytea) or 'text' (the other types DMS treats as LOBs).
+    lob_kinds: tuple[str, ...] = ()
+
+    def lob_kind(self, column: str) -> str:
+        kinds = dict(zip(self.columns, self.lob_kinds, strict=False))
+        return kinds.get(column, "")
+
+    def copied(self, lobs: LobSettings) -> tuple[tuple[str, str], ...]:
+        """(column, LOB kind) of the columns the task migrates (no LOB columns without LOB support)."""
+        kinds = self.lob_kinds or ("",) * len(self.columns)
+        return tuple((c, k) for c, k in zip(self.columns, kinds, strict=True) if lobs.copies(k))
 
     @property
     def ident(self) -> sql.Identifier:
@@ -66,9 +81,11 @@ def table_metadata(conn: Any, tables: list[TableName]) -> dict[TableName, TableM
         finally:
             cur.execute("RESET search_path")
     found = {}
-    for schema, table, columns, types, not_null, pk, partitioned in rows:
+    for schema, table, columns, types, not_null, pk, partitioned, lob_kinds in rows:
         name = TableName(schema, table)
-        found[name] = TableMeta(name, tuple(columns), tuple(types), tuple(not_null), tuple(pk), partitioned)
+        found[name] = TableMeta(
+            name, tuple(columns), tuple(types), tuple(not_null), tuple(pk), partitioned, tuple(lob_kinds)
+        )
     return found
 
 
@@ -76,22 +93,54 @@ def column_list(columns: tuple[str, ...]) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
 
 
-def copy_out_statement(meta: TableMeta, binary: bool) -> sql.Composed:
+def _from(meta: TableMeta) -> sql.Composed:
     """``ONLY``: a table with inheritance children must not also yield its children's rows. A partitioned
     parent is read whole, as DMS reads a selected parent: every row of its partitions."""
-    return sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT{}").format(
-        column_list(meta.columns),
-        sql.SQL("" if meta.partitioned else "ONLY "),
-        meta.ident,
-        sql.SQL(" (FORMAT binary)" if binary else ""),
+    return sql.SQL("{}{}").format(sql.SQL("" if meta.partitioned else "ONLY "), meta.ident)
+
+
+def copy_out_statement(meta: TableMeta, binary: bool, lobs: LobSettings = FULL_LOBS) -> sql.Composed:
+    """The source side of a table's full load: the migrated columns, LOBs as the task's LOB mode has them."""
+    expressions = [lobs.select_sql(column, kind) for column, kind in meta.copied(lobs)]
+    return sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT{}").format(
+        sql.SQL(", ").join(expressions), _from(meta), sql.SQL(" (FORMAT binary)" if binary else "")
     )
 
 
-def copy_in_statement(meta: TableMeta, binary: bool) -> sql.Composed:
-    columns = sql.SQL(" ({})").format(column_list(meta.columns)) if meta.columns else sql.SQL("")
+def copy_in_statement(meta: TableMeta, binary: bool, lobs: LobSettings = FULL_LOBS) -> sql.Composed:
+    copied = tuple(column for column, _ in meta.copied(lobs))
+    columns = sql.SQL(" ({})").format(column_list(copied)) if copied else sql.SQL("")
     return sql.SQL("COPY {}{} FROM STDIN{}").format(
         meta.ident, columns, sql.SQL(" (FORMAT binary)" if binary else "")
     )
+
+
+def binary_possible(meta: TableMeta, lobs: LobSettings) -> bool:
+    """A cut LOB travels as text, which only the text format turns back into the column's type."""
+    return not any(lobs.cuts(kind) for _, kind in meta.copied(lobs))
+
+
+def oversized_lobs_statement(meta: TableMeta, lobs: LobSettings) -> sql.Composed | None:
+    """The largest value of each LOB column the task must not cut (limited mode failing on truncation),
+    or None when there is none to measure."""
+    measured = [(column, kind) for column, kind in meta.copied(lobs) if lobs.checks(kind)]
+    if not measured:
+        return None
+    return sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(
+            sql.SQL("coalesce(max({}), 0)").format(lobs.size_sql(column, kind)) for column, kind in measured
+        ),
+        _from(meta),
+    )
+
+
+def first_oversized(meta: TableMeta, lobs: LobSettings, sizes: tuple[int, ...]) -> str | None:
+    """The failure message for the first measured column above LobMaxSize, if any."""
+    measured = [column for column, kind in meta.copied(lobs) if lobs.checks(kind)]
+    for column, size in zip(measured, sizes, strict=True):
+        if size > lobs.max_bytes:
+            return lobs.message(f"'{column}' of table '{meta.name.schema}'.'{meta.name.table}'", size)
+    return None
 
 
 def drop_and_create_statements(meta: TableMeta) -> list[sql.Composed]:
