@@ -165,7 +165,10 @@ def pg2rds_run(source: Cluster, target: Cluster) -> dict[str, Any]:
         "phases": captured.get("phases", {}),
         "leftovers": leftovers,
         "execution": view.duration_seconds,
-        "verification": (view.output or {}).get("finish", {}),
+        "verification": {
+            **(view.output or {}).get("finish", {}),
+            **(view.output or {}).get("verification", {}),
+        },
     }
 
 
@@ -238,8 +241,9 @@ def main() -> int:
     print(table(["part of the pg2rds run", "wall"], grouped, title="Where the pg2rds run's time goes"))
     print()
     print(
-        f"finish-target: verification {finish.get('verification')}, {finish.get('tables_checked')} tables "
-        f"checked, mismatched {finish.get('mismatched')}; DMS leftovers {run['leftovers'] or 'none'}"
+        f"verification {finish.get('verification')}: {finish.get('tables_checked')} tables in "
+        f"{finish.get('chunks_checked')} chunks, {finish.get('mismatch_count')} differ; "
+        f"DMS leftovers {run['leftovers'] or 'none'}"
     )
     if run["status"] != "SUCCEEDED":
         print(f"pg2rds run did not succeed: {run['cause'][:500]}")

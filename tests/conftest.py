@@ -154,6 +154,19 @@ def secret_for(db: Database, username: str = SUPERUSER, password: str | None = N
     )
 
 
+def verify_in_chunks(state):
+    """The state machine's verification loop in process: Plan verification, then verify-chunk for each
+    chunk of the round (the Map), until done; returns the summary or raises VerificationFailed."""
+    from pg2rds import phases
+
+    while True:
+        summary = phases.plan_verification(state)
+        if summary.done:
+            return summary
+        results = [phases.verify_chunk(state.model_copy(update={"chunk": c})) for c in summary.chunks]
+        state = state.model_copy(update={"verification": summary.model_copy(update={"results": results})})
+
+
 def spec_for(source: Database, target: Database, migration_id: str | None = None, **overrides) -> dict:
     """A migration spec (as JSON data) for two test databases; needs the ``aws`` fixture.
 

@@ -92,10 +92,12 @@ def _after_load(console: Console, record: dict[str, Any]) -> None:
     finish = record.get("finish")
     if finish:
         violations = finish.get("foreign_key_violations") or []
-        checked = finish.get("tables_checked", 0)
+        verification = record.get("verification") or {}
+        differ = verification.get("mismatch_count", 0) + len(finish.get("mismatched") or [])
         compared = (
-            f"{checked} tables compared ({finish.get('verification')}): "
-            + ("all equal" if not finish.get("mismatched") else f"{len(finish['mismatched'])} differ")
+            f"{verification.get('tables_checked', 0)} tables compared in "
+            f"{verification.get('chunks_checked', 0)} chunks ({finish.get('verification')}): "
+            + ("all equal" if not differ else f"{differ} differ")
             if finish.get("verification") != "none"
             else "no verification (spec.verification = none)"
         )

@@ -74,7 +74,7 @@ def test_full_load_succeeds_and_leaves_nothing_behind(embedded, databases) -> No
     assert output["source_report"]["tables_selected"] == 1
     assert output["target_report"]["after_connect_script"].startswith("SET session_replication_role")
     assert output["progress"]["outcome"] == "full-load-complete"
-    assert output["finish"]["tables_checked"] == 1 and output["finish"]["mismatched"] == []
+    assert output["verification"]["tables_checked"] == 1 and output["verification"]["mismatch_count"] == 0
     assert output["cleanup"]["ready"] is True
     assert set(view.states) >= {
         "Validate source",
@@ -252,8 +252,25 @@ def test_verification_failure_names_the_table(embedded, databases) -> None:
     source, target = databases
     source.execute("""INSERT INTO "Order Items" VALUES (1, 'XL')""")  # the fake engine copies nothing
     view = run(embedded, spec_for(source, target, migration_id="differs"))
-    assert_failed_and_clean(embedded, view, "VerificationFailed", "Finish the target", "differs")
-    assert "public.Order Items (1 rows on the source, 0 on the target)" in view.cause
+    assert_failed_and_clean(embedded, view, "VerificationFailed", "Plan verification", "differs")
+    assert "public.Order Items id in [-inf, +inf): 1 rows on the source, 0 on the target" in view.cause
+
+
+def test_verification_runs_chunk_by_chunk_through_the_map_and_names_the_range(embedded, databases) -> None:
+    source, target = databases
+    # the fake engine copies nothing (nor truncates): the rows are on both sides already, as if loaded
+    for db in (source, target):
+        db.execute("""INSERT INTO "Order Items" SELECT g, 'M' FROM generate_series(1, 10) g""")
+    target.execute("""UPDATE "Order Items" SET "Größe" = 'XL' WHERE id = 7""")
+    spec = spec_for(
+        source, target, migration_id="chunks", verification_chunk_rows=3, verification_concurrency=2,
+        task={"target_table_prep_mode": "TRUNCATE_BEFORE_LOAD"},
+    )  # fmt: skip
+    view = run(embedded, spec)
+    assert_failed_and_clean(embedded, view, "VerificationFailed", "Plan verification", "chunks")
+    assert "public.Order Items id in [7, 10): same 3 rows, different content" in view.cause
+    assert "[4, 7)" not in view.cause and "[10, +inf)" not in view.cause
+    assert view.states.count("Verify a chunk") == 4  # [-inf, 4), [4, 7), [7, 10), [10, +inf)
 
 
 def test_cleanup_drops_our_slot_after_failure_and_keeps_others(embedded, engine, databases) -> None:

@@ -137,6 +137,8 @@ def test_secrets_are_readable_only_under_the_prefix_and_decryptable_only_when_a_
         "StartTaskFunctionRole",  # reads the source's partitioned tables for the table mappings
         "PollTaskFunctionRole",
         "FinishTargetFunctionRole",
+        "PlanVerificationFunctionRole",
+        "VerifyChunkFunctionRole",
         "CleanupFunctionRole",
     }
     for name in readers:

@@ -17,6 +17,7 @@ from pg2rds.dms.table_mappings import table_mappings
 from pg2rds.dms.task import ensure_task_started
 from pg2rds.errors import SourceNotReady, TargetNotReady, VerificationFailed
 from pg2rds.naming import ResourceNames
+from pg2rds.postgres.chunks import check_chunk, plan_next
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.finalize import finish_target as finish_on_target
 from pg2rds.postgres.selection import partitioned_parents
@@ -26,6 +27,8 @@ from pg2rds.postgres.target_prep import prepare_target
 from pg2rds.secrets import get_credentials
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import (
+    MAX_OBJECTS_PER_FINDING,
+    ChunkCheck,
     CleanupState,
     ConnectionsState,
     DatabaseReport,
@@ -37,6 +40,7 @@ from pg2rds.state import (
     SourceReport,
     TargetReport,
     TaskState,
+    VerificationState,
 )
 
 #: The role DMS assumes to read the two secrets; the template passes it to the functions that need it.
@@ -172,6 +176,62 @@ def finish_target(state: MigrationState) -> FinishReport:
             "source) and that the target tables were empty; then run the migration again."
         )
     return report
+
+
+#: Chunks one round hands to the Map state: bounds the state (and the Map's output) per round.
+MAX_CHUNKS_PER_ROUND = 100
+
+
+def plan_verification(state: MigrationState) -> VerificationState:
+    """Take in the last round's chunk results, then plan the next round from the cursor; once every table
+    is planned and checked, fail with the differences named (table and key range), if any."""
+    spec = state.spec
+    previous = state.verification or VerificationState()
+    summary = _take_in(previous)
+    summary.concurrency = spec.verification_concurrency
+    if spec.verification == "none":
+        summary.done = True
+        return summary
+    summary.chunks, summary.next_table, summary.next_chunk, summary.tables_checked = plan_next(
+        spec, get_credentials(spec.source, "source"), previous.next_table, previous.next_chunk,
+        MAX_CHUNKS_PER_ROUND,
+    )  # fmt: skip
+    summary.done = not summary.chunks
+    if summary.done and summary.mismatch_count:
+        more = summary.mismatch_count - len(summary.mismatched)
+        raise VerificationFailed(
+            f"the target does not match the source: {summary.mismatch_count} chunk(s) differ: "
+            + "; ".join(summary.mismatched)
+            + (f"; and {more} more" if more > 0 else "")
+            + ". Fix: check that nothing wrote to the target, and that nothing wrote to the source during "
+            "a full-load-only migration (use full-load-and-cdc for a live source); then run the migration "
+            "again."
+        )
+    return summary
+
+
+def _take_in(previous: VerificationState) -> VerificationState:
+    """The running totals with the last round's results added (and no chunks or results left over)."""
+    summary = previous.model_copy(
+        update={"chunks": [], "results": [], "mismatched": list(previous.mismatched)}
+    )
+    for check in previous.results:
+        summary.chunks_checked += 1
+        summary.rows_checked += check.source_rows
+        if not check.matches:
+            summary.mismatch_count += 1
+            if len(summary.mismatched) < MAX_OBJECTS_PER_FINDING:
+                summary.mismatched.append(check.render())
+    return summary
+
+
+def verify_chunk(state: MigrationState) -> ChunkCheck:
+    """One Map item: the chunk's rows compared on both sides (a bounded amount of work)."""
+    spec, chunk = state.spec, state.chunk
+    assert chunk is not None
+    return check_chunk(
+        spec, get_credentials(spec.source, "source"), get_credentials(spec.target, "target"), chunk
+    )
 
 
 def cleanup(state: MigrationState) -> CleanupState:

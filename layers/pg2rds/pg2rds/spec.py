@@ -138,6 +138,10 @@ class MigrationSpec(_Strict):
     #: After the load: compare every table's row count and content checksum ("checksums"), row counts only
     #: ("counts", for tables too large to read twice within a Lambda's 15 minutes), or nothing.
     verification: Literal["checksums", "counts", "none"] = "checksums"
+    #: Rows per verification chunk (a range of the primary key): one Lambda invocation checks one chunk.
+    verification_chunk_rows: int = Field(default=1_000_000, ge=1, le=50_000_000)
+    #: Chunks checked at once (the Map state's MaxConcurrency): load on both servers grows with it.
+    verification_concurrency: int = Field(default=4, ge=1, le=40)
     tags: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("tags")

@@ -161,6 +161,59 @@ class FinishReport(_Result):
     tables: list[TableCheck] = Field(default_factory=list)
 
 
+class Chunk(_Result):
+    """One bounded piece of a table to verify: ``key`` in ``[lower, upper)`` (``None``: open), or the whole
+    table when ``key`` is ``None`` (no integer primary key)."""
+
+    schema_name: str
+    table_name: str
+    key: str | None = None
+    lower: int | None = None
+    upper: int | None = None
+
+    def describe(self) -> str:
+        table = f"{self.schema_name}.{self.table_name}"
+        if self.key is None:
+            return f"{table} (whole table)"
+        lower = "-inf" if self.lower is None else str(self.lower)
+        upper = "+inf" if self.upper is None else str(self.upper)
+        return f"{table} {self.key} in [{lower}, {upper})"
+
+
+class ChunkCheck(_Result):
+    """What verify-chunk found for one chunk (one item of the Map's result)."""
+
+    chunk: str
+    source_rows: int
+    target_rows: int
+    matches: bool
+
+    def render(self) -> str:
+        if self.source_rows != self.target_rows:
+            return f"{self.chunk}: {self.source_rows} rows on the source, {self.target_rows} on the target"
+        return f"{self.chunk}: same {self.source_rows} rows, different content"
+
+
+class VerificationState(_Result):
+    """Chunked verification, round by round: the next round's chunks (the Map's items), the cursor after
+    them, and running totals. Bounded whatever the database's size: at most ``MAX_CHUNKS_PER_ROUND``
+    chunks and ``MAX_OBJECTS_PER_FINDING`` named differences."""
+
+    done: bool = False
+    #: The Map's MaxConcurrency (spec.verification_concurrency, here because the raw spec may omit it).
+    concurrency: int = 1
+    next_table: int = 0
+    next_chunk: int = 0
+    chunks: list[Chunk] = Field(default_factory=list)
+    #: The Map's output for ``chunks``, written by the state machine (ResultPath), read by the next round.
+    results: list[ChunkCheck] = Field(default_factory=list)
+    tables_checked: int = 0
+    chunks_checked: int = 0
+    rows_checked: int = 0
+    mismatch_count: int = 0
+    mismatched: list[str] = Field(default_factory=list)
+
+
 class Failure(_Result):
     error: str
     cause: str
@@ -187,6 +240,9 @@ class MigrationState(_Result):
     #: The operator's decision (``pg2rds cutover``), as sent with SendTaskSuccess.
     cutover: dict[str, Any] | None = None
     finish: FinishReport | None = None
+    verification: VerificationState | None = None
+    #: The one chunk a verify-chunk invocation checks (set by the Map's ItemSelector).
+    chunk: Chunk | None = None
     cleanup: CleanupState | None = None
     #: Set by the ``Catch`` of any failed state: ``{"Error": ..., "Cause": ...}``.
     error: dict[str, Any] | None = None

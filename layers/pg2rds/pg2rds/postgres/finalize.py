@@ -7,9 +7,9 @@
   not a reset to the start.
 - Foreign keys: the load ran with ``session_replication_role = replica``, so no foreign key was checked.
   Each constraint on a selected table is checked with one anti-join; violations are reported by name.
-- Verification: row counts and content checksums, table by table (:mod:`pg2rds.postgres.verify`), and,
-  when selected columns hold large-object oids, the large objects they point at (count and content): DMS
-  never moves them, so rows equal on both sides can still point at nothing on the target.
+- Large objects: when selected columns hold large-object oids, the large objects they point at (count and
+  content): DMS never moves them, so rows equal on both sides can still point at nothing on the target.
+  The tables themselves are verified after this, in bounded chunks (:mod:`pg2rds.postgres.chunks`).
 """
 
 from typing import Any, NamedTuple
@@ -23,7 +23,6 @@ from pg2rds.postgres.verify import (
     LARGE_OBJECTS,
     TableComparison,
     compare_large_objects,
-    compare_tables,
     large_object_columns,
 )
 from pg2rds.secrets import Credentials
@@ -222,11 +221,7 @@ def finish_target(
         tables = select_tables(source, spec.tables)
         sequences = sync_sequences(source, target, tables)
         violations = foreign_key_violations(target, tables)
-        comparisons = (
-            []
-            if spec.verification == "none"
-            else compare_tables(source, target, tables, checksums=spec.verification == "checksums")
-        )
+        comparisons: list[TableComparison] = []  # tables: verified next, in chunks (pg2rds.postgres.chunks)
         oid_columns = large_object_columns(source, tables) if spec.verification != "none" else []
         if oid_columns:
             comparisons.append(compare_large_objects(source, target, oid_columns))
