@@ -39,8 +39,10 @@ It connects to the PostgreSQL servers named by a task's endpoints and behaves as
   (``RecoverableErrorCount``/``RecoverableErrorInterval``), resuming from the slot's confirmed position.
 
 The slot's confirmed position advances after each applied commit and, when idle, to the position the
-server's keepalives report. Known gaps: values are applied in text form, so REPLICA IDENTITY FULL rows
-are matched on ``col::text``; sequences, DDL and large-object settings are ignored.
+server's keepalives report. LOB modes follow the task's settings (:mod:`standin_lobs`), apply and table
+errors its ``ErrorBehavior`` (:mod:`standin_errors`); large objects are never moved and UNLOGGED tables'
+changes never replicated, as with DMS. Known gaps: values are applied in text form, so REPLICA IDENTITY
+FULL rows are matched on ``col::text``; sequences and DDL are ignored.
 """
 
 import contextlib
@@ -80,6 +82,7 @@ from pg2rds_emulator.standin_copy import (
     table_metadata,
     truncate_statement,
 )
+from pg2rds_emulator.standin_errors import ApplyStopped, ErrorPolicies
 from pg2rds_emulator.standin_lobs import LobSettings, LobTruncation
 from pg2rds_emulator.standin_pgoutput import (
     UNCHANGED,
@@ -214,6 +217,10 @@ class _Task:
         full_load = settings.get("FullLoadSettings") or {}
         self.prep_mode = full_load.get("TargetTablePrepMode") or "DO_NOTHING"
         self.lobs = LobSettings.of_task(settings, info.source.postgres_settings)
+        self.errors = ErrorPolicies.of_task(settings)
+        #: Apply errors so far per table (for ApplyErrorEscalationCount), and the tables suspended.
+        self.apply_errors: dict[tuple[str, str], int] = {}
+        self.suspended: set[tuple[str, str]] = set()
         #: The selected tables' columns (with their LOB kinds), read when the task starts.
         self.metadata: dict[TableName, TableMeta] = {}
         wanted = int(full_load.get("MaxFullLoadSubTasks") or DEFAULT_MAX_SUBTASKS)
@@ -490,7 +497,11 @@ class _Task:
                 return
             self._set_table(meta.name, state="Table error")
             message = server_message(error, self.info.target.password)
-            self._fail(f"Failed to load table '{meta.name.schema}'.'{meta.name.table}': {message}")
+            message = f"Failed to load table '{meta.name.schema}'.'{meta.name.table}': {message}"
+            if self.errors.table_error_stops:
+                self._fail(message)
+            else:  # TableErrorPolicy SUSPEND_TABLE: the other tables go on
+                log.warning("task %s: %s (table suspended)", self.info.identifier, message)
 
     def _check_lob_sizes(self, src: Any, meta: TableMeta) -> None:
         """Limited LOB mode with FailTasksOnLobTruncation: a LOB above LobMaxSize fails the table (and so
@@ -510,6 +521,27 @@ class _Task:
         kind = meta.lob_kind(column) if meta else ""
         where = f"'{column}' of table '{schema}'.'{table}'"
         return self.lobs.apply_to_text(where, kind, value) if isinstance(value, str) else value
+
+    def apply_error(self, table: tuple[str, str], operation: str, message: str) -> None:
+        """An apply error on ``table``, answered as the task's ErrorBehavior says: ApplyStopped raised (the
+        task fails with the message), the table suspended, or the change skipped and counted."""
+        with self.lock:
+            count = self.apply_errors[table] = self.apply_errors.get(table, 0) + 1
+        decision = self.errors.decide(operation, count)
+        policy = f"ApplyError{operation.title()}Policy {self.errors.for_change(operation)}"
+        if decision == "stop":
+            raise ApplyStopped(f"{message} ({policy}, {count} apply error(s) on the table)")
+        log.warning("task %s: %s.%s: %s (%s: %s)", self.info.identifier, *table, message, policy, decision)
+        if decision == "suspend":
+            with self.lock:
+                self.suspended.add(table)
+                stats = self.tables.get(TableName(*table))
+                if stats is not None:
+                    stats.state = "Table error"
+
+    def is_suspended(self, table: tuple[str, str]) -> bool:
+        with self.lock:
+            return table in self.suspended
 
     def lob_copied(self, schema: str, table: str, column: str) -> bool:
         """False for a LOB column when the task was created without LOB support (SupportLobs false)."""
@@ -586,7 +618,7 @@ class _Task:
                         flushed = applier.handle(decode(message.payload))
                     except _RECOVERABLE:
                         raise  # the target's connection is gone: retried like the source's
-                    except (psycopg2.Error, LobTruncation) as error:
+                    except (psycopg2.Error, LobTruncation, ApplyStopped) as error:
                         where = applier.current or ("?", "?")
                         self._fail(
                             f"Failed to apply changes to table '{where[0]}'.'{where[1]}': "
@@ -642,6 +674,35 @@ class _Applier:
         self.current = (relation.namespace, relation.name)
         return relation
 
+    def _change(self, relation: Relation, operation: str, statement: sql.Composable, params: list) -> None:
+        """Run one change as DMS applies it: a failure, or an UPDATE/DELETE that finds no row on the target
+        (DMS's "zero rows affected"), is an apply error the task's ErrorBehavior answers. Unless the policy
+        stops the task, the change runs under a savepoint so that skipping it keeps its transaction."""
+        table = (relation.namespace, relation.name)
+        if self.task.is_suspended(table):
+            return
+        guarded = not self.task.errors.stops_at_once(operation)
+        with self.conn.cursor() as cur:
+            try:
+                cur.execute(sql.SQL("SAVEPOINT dms_change; ") + statement if guarded else statement, params)
+            except _RECOVERABLE:
+                raise
+            except psycopg2.Error as error:
+                if not guarded:
+                    raise
+                cur.execute("ROLLBACK TO SAVEPOINT dms_change")
+                self.task.apply_error(table, operation, server_message(error, self.task.info.target.password))
+                return
+            missing = operation != "INSERT" and cur.rowcount == 0
+            if guarded:
+                cur.execute("RELEASE SAVEPOINT dms_change")
+        if missing:
+            self.task.apply_error(
+                table, operation, f"{operation} affected no row: the row is missing on the target"
+            )
+            return
+        self._count(relation, ("INSERT", "UPDATE", "DELETE").index(operation))
+
     def _written(self, relation: Relation, pairs: list[tuple[str, Value]]) -> list[tuple[str, Value]]:
         """(column, value) as the task writes them: LOB columns cut, refused or left out by its LOB mode."""
         schema, table = relation.namespace, relation.name
@@ -673,16 +734,12 @@ class _Applier:
             pairs = self._written(
                 relation, [(c.name, v) for c, v in zip(relation.columns, message.new, strict=True)]
             )
-            with self.conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-                        _ident(relation),
-                        sql.SQL(", ").join(sql.Identifier(n) for n, _ in pairs),
-                        sql.SQL(", ").join(sql.Placeholder() for _ in pairs),
-                    ),
-                    [v for _, v in pairs],
-                )
-            self._count(relation, 0)
+            statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                _ident(relation),
+                sql.SQL(", ").join(sql.Identifier(n) for n, _ in pairs),
+                sql.SQL(", ").join(sql.Placeholder() for _ in pairs),
+            )
+            self._change(relation, "INSERT", statement, [v for _, v in pairs])
         elif isinstance(message, Update):
             relation = self._relation(message.relation_oid)
             assignments = self._written(
@@ -697,24 +754,17 @@ class _Applier:
             if not assignments:  # only LOB columns changed, and the task migrates none
                 self._count(relation, 1)
                 return None
-            with self.conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL("UPDATE {} SET {} WHERE {}").format(
-                        _ident(relation),
-                        sql.SQL(", ").join(
-                            sql.SQL("{} = %s").format(sql.Identifier(n)) for n, _ in assignments
-                        ),
-                        where,
-                    ),
-                    [v for _, v in assignments] + params,
-                )
-            self._count(relation, 1)
+            statement = sql.SQL("UPDATE {} SET {} WHERE {}").format(
+                _ident(relation),
+                sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(n)) for n, _ in assignments),
+                where,
+            )
+            self._change(relation, "UPDATE", statement, [v for _, v in assignments] + params)
         elif isinstance(message, Delete):
             relation = self._relation(message.relation_oid)
             where, params = _identity(relation, message.old_kind, message.old)
-            with self.conn.cursor() as cur:
-                cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(_ident(relation), where), params)
-            self._count(relation, 2)
+            statement = sql.SQL("DELETE FROM {} WHERE {}").format(_ident(relation), where)
+            self._change(relation, "DELETE", statement, params)
         elif isinstance(message, Truncate):
             names = [_ident(self.relations[oid]) for oid in message.relation_oids]
             statement = sql.SQL("TRUNCATE ONLY {}").format(sql.SQL(", ").join(names))

@@ -484,3 +484,28 @@ def test_local_run_asks_for_the_decision_and_sends_it(one_table) -> None:
     assert asked == [WAITING_STATE, WAITING_STATE]
     assert view.status == "FAILED" and view.error == "CutoverAborted" and "decided locally" in view.cause
     assert leftovers == [] and source_objects(source) == ([], [])
+
+
+def test_an_apply_error_during_cdc_fails_the_migration_with_the_targets_message(one_table) -> None:
+    """A constraint the target has and the source lacks: pg2rds's task settings stop the task (STOP_TASK)
+    instead of DMS's default of logging the row and going on without it."""
+    source, target = one_table
+    target.execute("ALTER TABLE t ADD CONSTRAINT small_ids CHECK (id < 1000)")
+    engine = StandInEngine()
+    with EmbeddedAws(engine, time_scale=0.01) as aws:
+        spec = spec_for(
+            source,
+            target,
+            migration_id="apply-error",
+            migration_type="full-load-and-cdc",
+            polling=CDC_POLLING,
+        )
+        arn = start(aws, spec)
+        assert wait_for_state(aws, arn, WAITING_STATE).current_state == WAITING_STATE
+        source.execute("INSERT INTO t VALUES (5000)")
+        view = finish(aws, arn)
+        leftovers = account_dms_resources(aws)
+    engine.shutdown()
+    assert view.status == "FAILED" and view.error == "TaskFailed", (view.error, view.cause)
+    assert "'public'.'t'" in view.cause and "small_ids" in view.cause
+    assert source_objects(source) == ([], []) and leftovers == []

@@ -702,11 +702,18 @@ def test_cdc_only_streams_changes_made_after_the_start(engine: StandInEngine, so
     assert engine.task_runtime(task.arn).status == "stopped"
 
 
+STOP_TASK = {
+    "ApplyErrorInsertPolicy": "STOP_TASK",
+    "ApplyErrorUpdatePolicy": "STOP_TASK",
+    "ApplyErrorDeletePolicy": "STOP_TASK",
+}
+
+
 def test_a_failing_cdc_apply_fails_the_task_naming_the_table(
     engine: StandInEngine, source_db, target_db
 ) -> None:
     _cdc_setup(source_db, target_db, rows=10)
-    task = make_task(source_db, target_db, migration_type="full-load-and-cdc")
+    task = make_task(source_db, target_db, migration_type="full-load-and-cdc", error_behavior=STOP_TASK)
     engine.start_task(task)
     wait_for(engine, task, lambda r: r.full_load_finished or finished(r))
     target_db.execute("ALTER TABLE public.accounts ADD CHECK (balance < 1000)")
@@ -715,6 +722,48 @@ def test_a_failing_cdc_apply_fails_the_task_naming_the_table(
     assert runtime.status == "failed"
     assert "'public'.'accounts'" in runtime.last_failure_message
     assert "check constraint" in runtime.last_failure_message
+    assert "ApplyErrorInsertPolicy STOP_TASK" not in runtime.last_failure_message  # the server's own error
+    engine.delete_task(task.arn)
+
+
+def test_with_dms_default_error_handling_a_failing_change_is_skipped(
+    engine: StandInEngine, source_db, target_db
+) -> None:
+    """DMS's defaults (LOG_ERROR inserts, IGNORE_RECORD deletes): the change is lost, the task goes on."""
+    _cdc_setup(source_db, target_db, rows=10)
+    task = make_task(source_db, target_db, migration_type="full-load-and-cdc")
+    engine.start_task(task)
+    wait_for(engine, task, lambda r: r.full_load_finished or finished(r))
+    target_db.execute("ALTER TABLE public.accounts ADD CHECK (balance < 1000)")
+    target_db.execute("DELETE FROM public.accounts WHERE id = 1")
+    source_db.execute(
+        "BEGIN; INSERT INTO public.accounts VALUES (5000, 'rich', 5000);"
+        " INSERT INTO public.accounts VALUES (6000, 'poor', 1);"
+        " DELETE FROM public.accounts WHERE id = 1; COMMIT"
+    )
+    until(lambda: target_db.execute("SELECT count(*) FROM public.accounts WHERE id = 6000") == [(1,)])
+    runtime = engine.task_runtime(task.arn)
+
+    assert runtime.status == "running", runtime.last_failure_message
+    assert target_db.execute("SELECT count(*) FROM public.accounts WHERE id = 5000") == [(0,)]
+    engine.delete_task(task.arn)
+
+
+def test_a_delete_finding_no_row_stops_a_task_whose_policy_says_so(
+    engine: StandInEngine, source_db, target_db
+) -> None:
+    _cdc_setup(source_db, target_db, rows=10)
+    task = make_task(source_db, target_db, migration_type="full-load-and-cdc", error_behavior=STOP_TASK)
+    engine.start_task(task)
+    wait_for(engine, task, lambda r: r.full_load_finished or finished(r))
+    target_db.execute("DELETE FROM public.accounts WHERE id = 1")
+    source_db.execute("DELETE FROM public.accounts WHERE id = 1")
+    runtime = wait_for(engine, task, finished)
+
+    assert runtime.status == "failed"
+    assert "'public'.'accounts'" in runtime.last_failure_message
+    assert "DELETE affected no row" in runtime.last_failure_message
+    assert "ApplyErrorDeletePolicy STOP_TASK" in runtime.last_failure_message
     engine.delete_task(task.arn)
 
 

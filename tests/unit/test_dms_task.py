@@ -9,7 +9,7 @@ from pg2rds.dms.endpoints import ensure_endpoints
 from pg2rds.dms.instance import ensure_instance
 from pg2rds.dms.table_mappings import table_mappings
 from pg2rds.dms.task import ensure_task_started, task_settings
-from pg2rds.errors import ResourceConflict, TaskFailed
+from pg2rds.errors import ResourceConflict, SpecInvalid, TaskFailed
 from pg2rds.naming import OWNER_TAG
 from pg2rds.spec import parse_spec
 from pg2rds.state import SourceReport, TargetReport
@@ -135,3 +135,19 @@ def test_lob_max_size_is_the_specs_or_the_one_validation_sized(aws, spec_kb, mea
     report = SourceReport(server_version="16", server_version_num=160000, lob_max_size_kb=measured_kb)
     state = MigrationState(spec=make_spec(task=task), source_report=report)
     assert task_settings(_with_sized_lobs(state))["TargetMetadata"]["LobMaxSize"] == expected
+
+
+def test_apply_and_data_errors_stop_the_task_unless_the_spec_asks_for_dms_defaults(aws) -> None:
+    policies = (
+        "DataErrorPolicy", "DataTruncationErrorPolicy", "ApplyErrorInsertPolicy", "ApplyErrorUpdatePolicy",
+        "ApplyErrorDeletePolicy", "ApplyErrorEscalationPolicy", "TableErrorPolicy",
+    )  # fmt: skip
+    stop = task_settings(make_spec())["ErrorBehavior"]
+    assert {name: stop[name] for name in policies} == dict.fromkeys(policies, "STOP_TASK")
+    logged = task_settings(make_spec(task={"on_error": "log"}))["ErrorBehavior"]
+    assert (logged["ApplyErrorInsertPolicy"], logged["ApplyErrorDeletePolicy"]) == (
+        "LOG_ERROR",
+        "IGNORE_RECORD",
+    )
+    with pytest.raises(SpecInvalid, match="on_error"):
+        make_spec(task={"on_error": "ignore"})

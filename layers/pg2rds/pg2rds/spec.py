@@ -116,6 +116,9 @@ class TaskOptions(_Strict):
     #: At most 102400 (100 MB), AWS's recommended maximum: beyond it use full LOB mode.
     lob_max_size_kb: int | None = Field(default=None, ge=1, le=102400)
     max_full_load_subtasks: int = Field(default=8, ge=1, le=49)
+    #: What an apply or data error does: "stop" fails the task with DMS's message (STOP_TASK); "log" keeps
+    #: DMS's defaults (the row is logged and skipped, and the verification after the load finds it).
+    on_error: Literal["stop", "log"] = "stop"
     disable_target_triggers: bool = Field(
         default=True,
         description="Run the target endpoint's sessions with session_replication_role = replica.",

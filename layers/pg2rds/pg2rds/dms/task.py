@@ -51,6 +51,10 @@ def task_settings(spec: MigrationSpec) -> dict[str, Any]:
     - The full load never stops on cached changes (``StopTaskCachedChanges*``): cutover is the operator's.
     """
     options = spec.task
+    # fail fast (spec task.on_error "stop"): an apply or data error stops the task with DMS's message
+    # instead of a row logged and skipped (DMS's defaults, kept with "log")
+    stop = options.on_error == "stop"
+    row_error = "STOP_TASK" if stop else "LOG_ERROR"
     full_lob = options.lob_mode == "full"
     return {
         "TargetMetadata": {
@@ -110,9 +114,9 @@ def task_settings(spec: MigrationSpec) -> dict[str, Any]:
             "HandleSourceTableAltered": True,
         },
         "ErrorBehavior": {
-            "DataErrorPolicy": "LOG_ERROR",
-            "DataTruncationErrorPolicy": "LOG_ERROR",
-            "DataErrorEscalationPolicy": "SUSPEND_TABLE",
+            "DataErrorPolicy": row_error,
+            "DataTruncationErrorPolicy": row_error,
+            "DataErrorEscalationPolicy": "STOP_TASK" if stop else "SUSPEND_TABLE",
             "DataErrorEscalationCount": 0,
             "TableErrorPolicy": "STOP_TASK",
             "TableErrorEscalationPolicy": "STOP_TASK",
@@ -121,10 +125,10 @@ def task_settings(spec: MigrationSpec) -> dict[str, Any]:
             "RecoverableErrorInterval": 5,
             "RecoverableErrorThrottling": True,
             "RecoverableErrorThrottlingMax": 1800,
-            "ApplyErrorDeletePolicy": "IGNORE_RECORD",
-            "ApplyErrorInsertPolicy": "LOG_ERROR",
-            "ApplyErrorUpdatePolicy": "LOG_ERROR",
-            "ApplyErrorEscalationPolicy": "LOG_ERROR",
+            "ApplyErrorDeletePolicy": "STOP_TASK" if stop else "IGNORE_RECORD",
+            "ApplyErrorInsertPolicy": row_error,
+            "ApplyErrorUpdatePolicy": row_error,
+            "ApplyErrorEscalationPolicy": row_error,
             "ApplyErrorEscalationCount": 0,
             "FullLoadIgnoreConflicts": True,
             "FailOnTransactionConsistencyBreached": False,
