@@ -69,7 +69,8 @@ def make_task(
     target_settings = {"AfterConnectScript": script} if script else {}
     settings = {
         "FullLoadSettings": {"TargetTablePrepMode": prep_mode, "MaxFullLoadSubTasks": subtasks},
-        "ErrorBehavior": error_behavior or {},
+        # a table error stops the task, as pg2rds's settings say (DMS's default suspends the table)
+        "ErrorBehavior": {"TableErrorPolicy": "STOP_TASK", **(error_behavior or {})},
         **(task_settings or {}),
     }
     if mappings is None:
