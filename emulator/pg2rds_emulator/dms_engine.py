@@ -45,6 +45,17 @@ class TaskInfo:
     settings: str  # ReplicationTaskSettings JSON
     source: EndpointInfo
     target: EndpointInfo
+    #: CreateReplicationTask's CdcStartPosition ("" if none): for PostgreSQL, an LSN in the endpoint's slot.
+    cdc_start_position: str = ""
+
+
+def missing_slot_message(slot: str, database: str) -> str:
+    """Why a CDC task fails when its source endpoint's SlotName names no slot: DMS "verifies that the
+    specified logical replication slot exists" and "raises an error" (API Reference, PostgreSQLSettings)."""
+    return (
+        f"Replication slot '{slot}' does not exist in the source database '{database}': the endpoint's "
+        "PostgreSQLSettings.SlotName must name a previously created logical replication slot"
+    )
 
 
 @dataclass

@@ -14,26 +14,35 @@ It connects to the PostgreSQL servers named by a task's endpoints and behaves as
   types, NOT NULL and primary key only; ``DROP ... CASCADE`` like DMS; generated columns are not
   recreated since they are not copied). A failing table stops the task with a failure naming the table.
 
-- **CDC** (``full-load-and-cdc``, ``cdc``): like DMS with the pgoutput plugin, the stand-in creates a
-  publication named after the slot for the selected tables (DMS's one write on the source besides the
-  slot: it makes UPDATE/DELETE fail on source tables without a replica identity, exactly as DMS's does),
-  then creates the slot ``SlotName`` over a replication connection with ``EXPORT_SNAPSHOT``; the full load
-  reads that snapshot (``SET TRANSACTION SNAPSHOT`` in REPEATABLE READ), so changes after it arrive through
-  the slot exactly once. After the load the same connection streams the slot (pgoutput protocol 1); the
-  messages are decoded (:mod:`standin_pgoutput`) and applied as SQL on one target session (with the
-  AfterConnectScript) in one target transaction per source transaction; the slot's flush position is
-  confirmed after each commit.
+- **CDC** (``full-load-and-cdc``, ``cdc``): like DMS given ``SlotName`` and ``PluginName=test-decoding``,
+  the stand-in reads the slot pg2rds created before the task, and creates nothing on the source: no slot
+  (a ``SlotName`` that does not exist in the source database fails the task, as DMS "verifies that the
+  specified logical replication slot exists"), no publication (test_decoding needs none). Only a task
+  without ``SlotName`` gets a slot made by the stand-in, as DMS makes its own. A ``cdc`` task's
+  ``CdcStartPosition`` (an LSN) is where streaming starts (or the slot's confirmed position, if later).
 
-  Why decode pgoutput instead of a native SUBSCRIPTION on the target: it is DMS's architecture (the
-  target never connects to the source, which an RDS target could not), it needs no superuser on the
+  The slot exists before the full load, so its stream holds changes the load copies too. DMS copies each
+  table and then applies the changes captured while it loaded ("cached changes"), ignoring the conflicts
+  the overlap causes (``FullLoadIgnoreConflicts``). The stand-in draws that line exactly: each table is
+  copied in a REPEATABLE READ transaction whose snapshot (``pg_current_snapshot()``) is kept, and a
+  streamed change is applied to a table only if its transaction is not in that snapshot (see
+  :class:`~pg2rds_emulator.standin_testdecoding.LoadSnapshot`), so every change lands exactly once.
+
+  After the load a replication connection streams the slot (``START_REPLICATION`` with test_decoding's
+  ``include-xids``/``include-timestamp``); its text is parsed (:mod:`standin_testdecoding`) and applied as
+  SQL on one target session (with the AfterConnectScript) in one target transaction per source
+  transaction; the slot's flush position is confirmed after each commit. UPDATE and DELETE on a table
+  without a replica identity are ignored, as DMS ignores them (no before-image in the WAL).
+
+  Why decode in the stand-in instead of a native SUBSCRIPTION on the target: it is DMS's architecture
+  (the target never connects to the source, which an RDS target could not), it needs no superuser on the
   target, it runs the AfterConnectScript on the apply session like DMS, and it yields what
   DescribeTableStatistics reports (per-table inserts/updates/deletes) and CDC latency from the source
   commit timestamps. Stopping is just closing our connection: no subscription to dismantle.
 
-- **Stop / delete**: the slot and the publication stay on the source, as DMS leaves them; pg2rds's cleanup
-  phase drops the slot. A full-load-and-cdc start on an existing, inactive slot recreates it (the full
-  load restarts from the new snapshot); a ``cdc`` start reuses it. Starting a stopped CDC task again
-  resumes streaming from the slot without reloading (DMS's resume-processing).
+- **Stop / delete**: the slot stays on the source, as DMS leaves it; pg2rds's cleanup phase drops it.
+  Starting a task again reads the same slot from where it was confirmed; a stopped CDC task that had
+  finished its full load resumes streaming without reloading (DMS's resume-processing).
 
 - **Recoverable errors**: a lost connection during CDC is retried as the task's ``ErrorBehavior`` says
   (``RecoverableErrorCount``/``RecoverableErrorInterval``), resuming from the slot's confirmed position.
@@ -68,8 +77,19 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from pg2rds.postgres.selection import TableName
-from pg2rds.postgres.sqltext import quote_ident, server_message
-from pg2rds_emulator.dms_engine import EndpointInfo, TableStats, TaskInfo, TaskRuntime
+from pg2rds.postgres.sqltext import server_message
+from pg2rds_emulator.dms_engine import EndpointInfo, TableStats, TaskInfo, TaskRuntime, missing_slot_message
+from pg2rds_emulator.standin_changes import (
+    UNCHANGED,
+    Begin,
+    Commit,
+    Delete,
+    Insert,
+    Relation,
+    Truncate,
+    Update,
+    Value,
+)
 from pg2rds_emulator.standin_copy import (
     TableMeta,
     binary_possible,
@@ -84,19 +104,15 @@ from pg2rds_emulator.standin_copy import (
 )
 from pg2rds_emulator.standin_errors import ApplyStopped, ErrorPolicies
 from pg2rds_emulator.standin_lobs import LobSettings, LobTruncation
-from pg2rds_emulator.standin_pgoutput import (
-    UNCHANGED,
-    Begin,
-    Commit,
-    Delete,
-    Insert,
-    Relation,
-    Truncate,
-    Update,
-    Value,
-    decode,
-)
 from pg2rds_emulator.standin_selection import dms_selected_tables
+from pg2rds_emulator.standin_testdecoding import (
+    PLUGIN_OPTIONS,
+    LoadSnapshot,
+    Translator,
+    UnknownColumns,
+    parse,
+    table_shapes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +170,11 @@ def _certificate_file(pem: str) -> str:
 
 def default_slot_name(identifier: str) -> str:
     return ("dms_" + re.sub(r"[^a-z0-9_]", "_", identifier.lower()))[:63]
+
+
+#: The plugin the stand-in decodes: what ``PluginName=test-decoding`` names.
+PLUGIN = "test_decoding"
+_LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 
 
 class StandInEngine:
@@ -225,15 +246,15 @@ class _Task:
         self.metadata: dict[TableName, TableMeta] = {}
         wanted = int(full_load.get("MaxFullLoadSubTasks") or DEFAULT_MAX_SUBTASKS)
         self.subtasks = max(1, min(wanted, max_subtasks))
-        self.slot = info.source.postgres_settings.get("SlotName") or default_slot_name(info.identifier)
-        self.publication = self.slot
+        self.given_slot = info.source.postgres_settings.get("SlotName") or ""
+        self.slot = self.given_slot or default_slot_name(info.identifier)
         self.uses_cdc = info.migration_type in ("full-load-and-cdc", "cdc")
         errors = settings.get("ErrorBehavior") or {}
         #: DMS's defaults: retry a recoverable error for ever, 5 s apart.
         self.recoverable_count = int(errors.get("RecoverableErrorCount", -1))
         self.recoverable_interval = float(errors.get("RecoverableErrorInterval", 5))
-        #: The end of the last source transaction committed on the target: a resumed stream replays what
-        #: the slot had not confirmed yet, and those transactions must not be applied twice.
+        #: The end of the last source transaction committed on the target: a resumed stream starts there,
+        #: not where the slot last confirmed, so no transaction is applied twice.
         self.applied_lsn = 0
         #: Since when the stream is down (a recoverable error): the latency grows meanwhile, as with DMS.
         self.outage_since: float | None = None
@@ -251,8 +272,12 @@ class _Task:
         self.started = time.monotonic()
         self.ended: float | None = None
         self.tables: dict[TableName, TableStats] = {}
+        #: The snapshot each table was copied in: its changes from transactions in it are not applied.
+        self.snapshots: dict[TableName, LoadSnapshot] = {}
         if self.resume and previous is not None:
             self.tables = {name: replace(stats) for name, stats in previous.runtime_tables().items()}
+            self.snapshots = dict(previous.snapshots)
+            self.applied_lsn = previous.applied_lsn
         self._connections: set[Any] = set()
         self.binary = False
         self.thread = threading.Thread(target=self._run, name=f"standin-{info.identifier}", daemon=True)
@@ -351,7 +376,6 @@ class _Task:
 
     # -- the task's main thread --------------------------------------------------------------------------
     def _run(self) -> None:
-        repl = None
         try:
             with self._connection(self.info.source, "metadata") as src:
                 src.autocommit = True
@@ -359,23 +383,17 @@ class _Task:
                 metadata = table_metadata(src, tables)
                 self.metadata = metadata
                 source_major = src.server_version // 10000
-                if self.uses_cdc:
-                    self._ensure_publication(src, tables)
+                if self.uses_cdc and not self._check_slot(src):
+                    return
             with self._connection(self.info.target, "metadata") as tgt:
                 self.binary = source_major == tgt.server_version // 10000
             with self.lock:
                 for name in tables:
                     self.tables.setdefault(name, TableStats(schema_name=name.schema, table_name=name.table))
-            snapshot = None
-            if self.uses_cdc:
-                repl = connect(self.info.source, "pg2rds-dms-standin-cdc", replication=True)
-                export = self.info.migration_type == "full-load-and-cdc" and not self.resume
-                snapshot = self._ensure_slot(repl, export)
-            with self.lock:
                 if self.status == "starting":
                     self.status = "running"
             if self.info.migration_type != "cdc" and not self.resume:
-                self._full_load([metadata[name] for name in tables if name in metadata], snapshot)
+                self._full_load([metadata[name] for name in tables if name in metadata])
             if self.stop_event.is_set():
                 return
             with self.lock:
@@ -388,67 +406,61 @@ class _Task:
                     self.status = "stopped"
                     self.stop_reason = FULL_LOAD_ONLY_FINISHED
                     self.ended = time.monotonic()
-            if self.uses_cdc and repl is not None:
-                self._replicate(repl)
+            if self.uses_cdc:
+                self._replicate(tables)
         except _Stopped:
             pass
         except Exception as error:
             if not self.stop_event.is_set():
                 log.exception("task %s", self.info.identifier)
                 self._fail(server_message(error, self.info.source.password))
-        finally:
-            if repl is not None:
-                with contextlib.suppress(Exception):
-                    repl.close()
 
-    def _ensure_publication(self, src: Any, tables: list[TableName]) -> None:
-        with src.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (self.publication,))
-            if cur.fetchone():
-                return
-            # an UNLOGGED table writes no WAL, so no decoding plugin ever sees its changes (PostgreSQL
-            # refuses to publish one): the full load copies it, CDC never changes it
-            cur.execute(
-                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.relpersistence = 'u'"
+    def _check_slot(self, src: Any) -> bool:
+        """The slot must exist in the source database with our plugin (DMS checks the endpoint's slot
+        before a CDC load); without ``SlotName`` DMS makes its own, and so does the stand-in. A
+        ``CdcStartPosition`` later than the slot's confirmed position moves the slot there. False after
+        failing the task."""
+        start = self.info.cdc_start_position
+        if start and not _LSN.match(start):
+            self._fail(
+                f"Invalid CdcStartPosition '{start}': for a PostgreSQL source it must be a log sequence "
+                "number such as 0/16B3748"
             )
-            unlogged = {TableName(schema, table) for schema, table in cur.fetchall()}
-            tables = [name for name in tables if name not in unlogged]
-            statement = sql.SQL("CREATE PUBLICATION {}").format(sql.Identifier(self.publication))
-            if tables:
-                statement += sql.SQL(" FOR TABLE {}").format(
-                    sql.SQL(", ").join(sql.Identifier(t.schema, t.table) for t in tables)
-                )
-            cur.execute(statement)
-
-    def _ensure_slot(self, repl: Any, export: bool) -> str | None:
-        """Create the slot (returning its exported snapshot for a full load) or reuse an existing one."""
-        with self._connection(self.info.source, "slot") as src:
-            src.autocommit = True
+            return False
+        with src.cursor() as cur:
+            cur.execute(
+                "SELECT plugin FROM pg_replication_slots "
+                "WHERE slot_name = %s AND database = current_database()",
+                (self.slot,),
+            )
+            row = cur.fetchone()
+            if row is None and not self.given_slot:
+                cur.execute("SELECT pg_create_logical_replication_slot(%s, %s)", (self.slot, PLUGIN))
+                row = (PLUGIN,)
+        if row is None:
+            self._fail(missing_slot_message(self.slot, self.info.source.database_name))
+            return False
+        if row[0] != PLUGIN:
+            self._fail(
+                f"Replication slot '{self.slot}' uses the output plugin '{row[0]}', but the endpoint's "
+                f"PluginName is test-decoding ({PLUGIN})"
+            )
+            return False
+        if start:
+            # START_REPLICATION at a later LSN still sends the transactions between the slot's confirmed
+            # position and it; confirming up to the start position first is how a consumer skips them
             with src.cursor() as cur:
                 cur.execute(
-                    "SELECT active FROM pg_replication_slots "
-                    "WHERE slot_name = %s AND database = current_database()",
-                    (self.slot,),
+                    "SELECT pg_replication_slot_advance(slot_name, %s::pg_lsn) FROM pg_replication_slots "
+                    "WHERE slot_name = %s AND confirmed_flush_lsn < %s::pg_lsn",
+                    (start, self.slot, start),
                 )
-                row = cur.fetchone()
-                if row is not None and not export:
-                    return None
-                if row is not None:
-                    # a full load restarts from scratch: the old slot's position is of no use
-                    cur.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
-        cur = repl.cursor()
-        cur.execute(
-            f"CREATE_REPLICATION_SLOT {quote_ident(self.slot)} LOGICAL pgoutput "
-            + ("EXPORT_SNAPSHOT" if export else "NOEXPORT_SNAPSHOT")
-        )
-        _, _, snapshot, _ = cur.fetchone()
-        return snapshot if export else None
+        return True
 
     # -- full load ---------------------------------------------------------------------------------------
-    def _full_load(self, tables: list[TableMeta], snapshot: str | None) -> None:
+    def _full_load(self, tables: list[TableMeta]) -> None:
         with ThreadPoolExecutor(self.subtasks, thread_name_prefix=f"standin-{self.info.identifier}") as pool:
-            for future in [pool.submit(self._load_table, meta, snapshot) for meta in tables]:
+            for future in [pool.submit(self._load_table, meta) for meta in tables]:
                 future.result()
 
     def _set_table(self, name: TableName, **changes: Any) -> None:
@@ -457,7 +469,7 @@ class _Task:
             for key, value in changes.items():
                 setattr(stats, key, value)
 
-    def _load_table(self, meta: TableMeta, snapshot: str | None) -> None:
+    def _load_table(self, meta: TableMeta) -> None:
         if self.stop_event.is_set():
             return
         self._set_table(meta.name, state="Table loading", full_load_rows=0)
@@ -466,12 +478,14 @@ class _Task:
                 self._connection(self.info.source, "load") as src,
                 self._connection(self.info.target, "load") as tgt,
             ):
-                if snapshot:
+                if self.uses_cdc:
+                    # one snapshot for the copy and for telling which streamed changes it already holds
                     src.set_session(
                         isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True
                     )
                     with src.cursor() as cur:
-                        cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+                        cur.execute("SELECT pg_current_snapshot()::text")
+                        snapshot = LoadSnapshot.parse(cur.fetchone()[0])
                 self._check_lob_sizes(src, meta)
                 with tgt.cursor() as cur:
                     if self.prep_mode == "TRUNCATE_BEFORE_LOAD":
@@ -490,7 +504,11 @@ class _Task:
                     raise _Stopped()
                 tgt.commit()
                 src.rollback()
-            self._set_table(meta.name, state="Table completed", full_load_rows=rows)
+            with self.lock:
+                if self.uses_cdc:
+                    self.snapshots[meta.name] = snapshot
+                self.tables[meta.name].state = "Table completed"
+                self.tables[meta.name].full_load_rows = rows
         except Exception as error:
             if self.stop_event.is_set():
                 self._set_table(meta.name, state="Before load", full_load_rows=0)
@@ -549,18 +567,19 @@ class _Task:
         return self.lobs.copies(meta.lob_kind(column) if meta else "")
 
     # -- CDC ---------------------------------------------------------------------------------------------
-    def _replicate(self, repl: Any) -> None:
+    def _replicate(self, tables: list[TableName]) -> None:
         """Stream the slot until stopped. A lost connection (a source or target restart, a network cut) is a
         recoverable error, as DMS's ``ErrorBehavior`` says: after ``RecoverableErrorInterval`` seconds the
-        stream resumes from the slot's confirmed position, up to ``RecoverableErrorCount`` times in a row
+        stream resumes from the last transaction applied, up to ``RecoverableErrorCount`` times in a row
         (-1: for ever). Anything else fails the task."""
         failures = 0
+        repl = None
         try:
             while not self.stop_event.is_set():
                 try:
                     if repl is None:
                         repl = connect(self.info.source, "pg2rds-dms-standin-cdc", replication=True)
-                    self._stream(repl)
+                    self._stream(repl, tables)
                     return
                 except psycopg2.Error as error:
                     if self.stop_event.is_set():
@@ -585,55 +604,75 @@ class _Task:
                 with contextlib.suppress(Exception):
                     repl.close()
 
-    def _stream(self, repl: Any) -> None:
-        cur = repl.cursor()
-        cur.start_replication(
-            slot_name=self.slot,
-            decode=False,
-            options={"proto_version": "1", "publication_names": quote_ident(self.publication)},
-            status_interval=10,
-        )
-        with self._connection(self.info.target, "cdc-apply") as tgt:
-            applier = _Applier(tgt, self)
-            last_message = time.monotonic()
-            try:
-                while not self.stop_event.is_set():
-                    message = cur.read_message()
-                    with self.lock:
-                        self.outage_since = None  # streaming again
-                    if message is None:
-                        if not applier.in_transaction and cur.wal_end > applier.flushed:
-                            # idle: the server's keepalives carry how far it has decoded; every commit
-                            # before that was sent and applied, so the slot may move on (pg_recvlogical
-                            # does the same), and WAL of unpublished tables is not retained for ever
-                            applier.flushed = cur.wal_end
-                            cur.send_feedback(flush_lsn=applier.flushed)
-                        if not applier.in_transaction and time.monotonic() - last_message > IDLE_SECONDS:
-                            with self.lock:
-                                self.latency_source = self.latency_target = 0
-                        select.select([cur], [], [], POLL_SECONDS)
-                        continue
-                    last_message = time.monotonic()
-                    try:
-                        flushed = applier.handle(decode(message.payload))
-                    except _RECOVERABLE:
-                        raise  # the target's connection is gone: retried like the source's
-                    except (psycopg2.Error, LobTruncation, ApplyStopped) as error:
-                        where = applier.current or ("?", "?")
-                        self._fail(
-                            f"Failed to apply changes to table '{where[0]}'.'{where[1]}': "
-                            + server_message(error, self.info.target.password)
-                        )
-                        return
-                    if flushed:
-                        cur.send_feedback(flush_lsn=flushed)
-            finally:
-                if applier.in_transaction:
-                    with contextlib.suppress(Exception):
-                        tgt.rollback()
-                if applier.flushed:
-                    with contextlib.suppress(Exception):
-                        cur.send_feedback(flush_lsn=applier.flushed, force=True)
+    def _stream(self, repl: Any, tables: list[TableName]) -> None:
+        """Stream the slot from the end of the last transaction committed on the target: after a lost
+        connection the slot may not have confirmed it yet, and START_REPLICATION skips every transaction
+        committed before the position it is given, so none is applied twice."""
+        with (
+            self._connection(self.info.source, "catalog") as catalog,
+            self._connection(self.info.target, "cdc-apply") as tgt,
+        ):
+            catalog.autocommit = True
+            translator = Translator(table_shapes(catalog, tables), self.snapshots)
+            cur = repl.cursor()
+            cur.start_replication(
+                slot_name=self.slot,
+                decode=False,
+                start_lsn=self.applied_lsn,
+                options=PLUGIN_OPTIONS,
+                status_interval=10,
+            )
+            self._apply_stream(cur, _Applier(tgt, self), translator, catalog, tables)
+
+    def _apply_stream(
+        self, cur: Any, applier: "_Applier", translator: Translator, catalog: Any, tables: list[TableName]
+    ) -> None:
+        last_message = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                message = cur.read_message()
+                with self.lock:
+                    self.outage_since = None  # streaming again
+                if message is None:
+                    if not applier.in_transaction and cur.wal_end > applier.flushed:
+                        # idle: the server's keepalives carry how far it has decoded; every commit
+                        # before that was sent and applied, so the slot may move on (pg_recvlogical
+                        # does the same), and WAL of tables not selected is not retained for ever
+                        applier.flushed = cur.wal_end
+                        cur.send_feedback(flush_lsn=applier.flushed)
+                    if not applier.in_transaction and time.monotonic() - last_message > IDLE_SECONDS:
+                        with self.lock:
+                            self.latency_source = self.latency_target = 0
+                    select.select([cur], [], [], POLL_SECONDS)
+                    continue
+                last_message = time.monotonic()
+                event = parse(bytes(message.payload).decode("utf-8"))
+                try:
+                    changes = translator.messages(event, message.data_start)
+                except UnknownColumns:
+                    translator.refresh(table_shapes(catalog, tables))  # a column added meanwhile
+                    changes = translator.messages(event, message.data_start)
+                try:
+                    for change in changes:
+                        flushed = applier.handle(change)
+                        if flushed:
+                            cur.send_feedback(flush_lsn=flushed)
+                except _RECOVERABLE:
+                    raise  # the target's connection is gone: retried like the source's
+                except (psycopg2.Error, LobTruncation, ApplyStopped) as error:
+                    where = applier.current or ("?", "?")
+                    self._fail(
+                        f"Failed to apply changes to table '{where[0]}'.'{where[1]}': "
+                        + server_message(error, self.info.target.password)
+                    )
+                    return
+        finally:
+            if applier.in_transaction:
+                with contextlib.suppress(Exception):
+                    applier.conn.rollback()
+            if applier.flushed:
+                with contextlib.suppress(Exception):
+                    cur.send_feedback(flush_lsn=applier.flushed, force=True)
 
     def record_commit(
         self, counts: dict[tuple[str, str], list[int]], commit_time: datetime, received: float
@@ -653,19 +692,16 @@ class _Task:
 
 
 class _Applier:
-    """Applies decoded pgoutput messages as SQL on one target session, a transaction per source one."""
+    """Applies the slot's changes as SQL on one target session, a transaction per source one."""
 
     def __init__(self, conn: Any, task: _Task) -> None:
         self.conn = conn
         self.task = task
         self.relations: dict[int, Relation] = {}
         self.in_transaction = False
-        self.commit_time: datetime | None = None
         self.received = 0.0
         self.counts: dict[tuple[str, str], list[int]] = {}
         self.flushed = 0
-        #: A replayed transaction the target already holds (see ``_Task.applied_lsn``): not applied again.
-        self.skipping = False
         #: (schema, table) of the change being applied, for failure messages
         self.current: tuple[str, str] | None = None
 
@@ -718,17 +754,13 @@ class _Applier:
     def handle(self, message: Any) -> int | None:
         """Apply one message; returns the LSN to confirm after a commit."""
         if isinstance(message, Begin):
-            self.skipping = message.final_lsn < self.task.applied_lsn
             self.in_transaction = True
-            self.commit_time = message.commit_time
             self.received = time.time()
             self.counts = {}
         elif isinstance(message, Relation):
             self.relations[message.oid] = message
         elif isinstance(message, Commit):
             return self._commit(message)
-        elif self.skipping:
-            return None
         elif isinstance(message, Insert):
             relation = self._relation(message.relation_oid)
             pairs = self._written(
@@ -777,11 +809,10 @@ class _Applier:
         return None
 
     def _commit(self, message: Commit) -> int:
-        if not self.skipping:
-            self.conn.commit()
-            self.task.record_commit(self.counts, message.commit_time, self.received)
-            self.task.applied_lsn = message.end_lsn
-        self.in_transaction = self.skipping = False
+        self.conn.commit()
+        self.task.record_commit(self.counts, message.commit_time, self.received)
+        self.task.applied_lsn = message.end_lsn
+        self.in_transaction = False
         self.flushed = message.end_lsn
         return message.end_lsn
 

@@ -56,7 +56,14 @@ from moto.dms.exceptions import (
 from moto.moto_api import state_manager
 from moto.secretsmanager.models import secretsmanager_backends
 
-from pg2rds_emulator.dms_engine import DmsEngine, EndpointInfo, TableStats, TaskInfo, TaskRuntime
+from pg2rds_emulator.dms_engine import (
+    DmsEngine,
+    EndpointInfo,
+    TableStats,
+    TaskInfo,
+    TaskRuntime,
+    missing_slot_message,
+)
 
 FULL_LOAD_FINISHED = "Stop Reason FULL_LOAD_ONLY_FINISHED"
 STOPPED_NORMALLY = "Stop Reason NORMAL"
@@ -76,20 +83,23 @@ class _FakeTask:
     migration_type: str
     stopped: bool = False
     slot: "_FakeSlot | None" = None
+    #: Why the task failed at start (its source endpoint names a slot that does not exist).
+    failure: str = ""
 
 
 @dataclass
 class _FakeSlot:
-    """The source's replication slot, as DMS would hold it for a CDC task: created at start, and (since
-    the fake engine "applies" every change at once) advanced to the source's WAL position on each describe,
-    unless the engine holds it back (a DMS that lags behind while its latency metric still says 0), so
-    pg2rds's cutover check (slot confirmed up to the decision's LSN) sees what it would with DMS.
-    Only where the source is a reachable PostgreSQL server; unit tests with made-up hosts get no slot."""
+    """The source's replication slot a CDC task reads (pg2rds creates it before the task): checked at
+    start like DMS checks it, and (since the fake engine "applies" every change at once) advanced to the
+    source's WAL position on each describe, unless the engine holds it back (a DMS that lags behind while
+    its latency metric still says 0), so pg2rds's cutover check (slot confirmed up to the decision's LSN)
+    sees what it would with DMS. Only where the source is a reachable PostgreSQL server; unit tests with
+    made-up hosts have no slot to check."""
 
     endpoint: EndpointInfo
     name: str
 
-    def _run(self, statement: str) -> None:
+    def _run(self, statement: str) -> list[tuple]:
         conn = psycopg2.connect(
             host=self.endpoint.server_name, port=self.endpoint.port, dbname=self.endpoint.database_name,
             user=self.endpoint.username, password=self.endpoint.password, connect_timeout=3,
@@ -98,22 +108,30 @@ class _FakeSlot:
             conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute(statement, (self.name,))
+                return cur.fetchall() if cur.description else []
         finally:
             conn.close()
 
+    def _exists(self) -> bool:
+        return bool(
+            self._run(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()"
+            )
+        )
+
     @classmethod
-    def create(cls, endpoint: EndpointInfo) -> "_FakeSlot | None":
+    def find(cls, endpoint: EndpointInfo) -> tuple["_FakeSlot | None", str]:
+        """The endpoint's slot, and why the task must fail ("" if it need not)."""
         name = endpoint.postgres_settings.get("SlotName")
         if not name:
-            return None
+            return None, ""
         slot = cls(endpoint, name)
         try:
-            slot._run("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')")
-        except psycopg2.errors.DuplicateObject:
-            pass  # a restarted task keeps its slot, as with DMS
+            if not slot._exists():
+                return None, missing_slot_message(name, endpoint.database_name)
         except psycopg2.Error:
-            return None
-        return slot
+            return None, ""  # no server there (unit tests): nothing to check
+        return slot, ""
 
     def advance(self) -> None:
         with contextlib.suppress(psycopg2.Error):  # dropped or in use: nothing to advance
@@ -167,8 +185,8 @@ class FakeEngine:
 
     def start_task(self, task: TaskInfo) -> None:
         self.started.append(task)
-        slot = _FakeSlot.create(task.source) if task.migration_type != "full-load" else None
-        self._tasks[task.arn] = _FakeTask(task.migration_type, slot=slot)
+        slot, failure = _FakeSlot.find(task.source) if task.migration_type != "full-load" else (None, "")
+        self._tasks[task.arn] = _FakeTask(task.migration_type, slot=slot, failure=failure)
 
     def stop_task(self, task_arn: str) -> None:
         if task_arn in self._tasks:
@@ -185,6 +203,8 @@ class FakeEngine:
         for table in tables:
             table.state = "Table completed"
         count = len(tables)
+        if task.failure:
+            return TaskRuntime(status="failed", stop_reason=FATAL_ERROR, last_failure_message=task.failure)
         if self.task_failure is not None:
             errored = 0
             for table in tables:
@@ -354,6 +374,8 @@ def _publish_latency(task: Any, runtime: TaskRuntime) -> None:
 
 def _task_to_dict(self: Any) -> dict[str, Any]:
     data = _original["task_to_dict"](self)
+    if getattr(self, "_pg2rds_cdc_start_position", ""):
+        data["CdcStartPosition"] = self._pg2rds_cdc_start_position
     runtime = current_engine().task_runtime(self.arn) if getattr(self, "_pg2rds_started", False) else None
     if runtime is None:
         if not getattr(self, "_pg2rds_started", False):
@@ -557,6 +579,7 @@ def _task_info(self: _Backend, task: Any) -> TaskInfo:
         settings=task.replication_task_settings or "{}",
         source=source,
         target=target,
+        cdc_start_position=getattr(task, "_pg2rds_cdc_start_position", ""),
     )
 
 
@@ -701,6 +724,21 @@ def _response_import_certificate(self: Any) -> str:
 # ---------------------------------------------------------------------------------- response methods
 
 
+def _response_create_replication_task(self: Any) -> str:
+    """moto drops CreateReplicationTask's CdcStartPosition: keep it on the task and show it, as DMS does."""
+    start = self._get_param("CdcStartPosition") or ""
+    if start and self._get_param("CdcStartTime"):
+        raise InvalidParameterCombinationException(
+            "Specifying both CdcStartPosition and CdcStartTime is not allowed"
+        )
+    body = json.loads(_original["response_create_replication_task"](self))
+    if start:
+        task = self.dms_backend.replication_tasks[body["ReplicationTask"]["ReplicationTaskArn"]]
+        task._pg2rds_cdc_start_position = start
+        body["ReplicationTask"]["CdcStartPosition"] = start
+    return json.dumps(body)
+
+
 def _response_start_replication_task(self: Any) -> str:
     task = self.dms_backend.start_replication_task(
         replication_task_arn=self._get_param("ReplicationTaskArn"),
@@ -751,6 +789,8 @@ def _patch() -> None:
     backend.stop_replication_task = _stop_replication_task
     backend.delete_replication_task = _delete_replication_task
     response = dms_responses.DatabaseMigrationServiceResponse
+    _original["response_create_replication_task"] = response.create_replication_task
+    response.create_replication_task = _response_create_replication_task
     response.start_replication_task = _response_start_replication_task
     response.describe_table_statistics = _response_describe_table_statistics
     response.import_certificate = _response_import_certificate

@@ -9,6 +9,7 @@ from pg2rds.dms.endpoints import ensure_endpoints
 from pg2rds.dms.instance import ensure_instance
 from pg2rds.dms.task import ensure_task_started
 from pg2rds.naming import ResourceNames
+from pg2rds.postgres.slots import ensure_slot
 from pg2rds.secrets import get_credentials
 from pg2rds.spec import parse_spec
 from pg2rds.state import CleanupState, MigrationState, SourceReport, TargetReport
@@ -24,9 +25,12 @@ def migrate(dms, data: dict) -> MigrationState:
     source = SourceReport(database=get_credentials(spec.source, "source").database, **found)
     target = TargetReport(database=get_credentials(spec.target, "target").database, **found)
     endpoints = ensure_endpoints(dms, spec, source, target, ROLE)
-    task = ensure_task_started(dms, spec, instance, endpoints, None)
-    task = ensure_task_started(dms, spec, instance, endpoints, task)
-    return MigrationState(spec=spec, instance=instance, endpoints=endpoints, task=task)
+    slot = None
+    if spec.uses_cdc:
+        slot = ensure_slot(spec.source, get_credentials(spec.source, "source"), endpoints.slot_name)
+    task = ensure_task_started(dms, spec, instance, endpoints, None, slot=slot)
+    task = ensure_task_started(dms, spec, instance, endpoints, task, slot=slot)
+    return MigrationState(spec=spec, instance=instance, endpoints=endpoints, slot=slot, task=task)
 
 
 def run_cleanup(dms, state: MigrationState, max_passes: int = 10) -> list[CleanupState]:
@@ -66,7 +70,7 @@ def test_removes_ours_and_leaves_another_migrations_resources_and_slot(dms, sour
     ours = migrate(dms, spec_for(source_db, target_db, "orders", migration_type="full-load-and-cdc"))
     migrate(dms, spec_for(source_db, target_db, "billing", migration_type="full-load-and-cdc"))
     names = ResourceNames("orders")
-    # the fake engine created both tasks' slots on the source, as DMS would
+    # each migration created its slot on the source before its task
     assert slots(source_db) == {names.slot, ResourceNames("billing").slot}
 
     passes = run_cleanup(dms, ours)

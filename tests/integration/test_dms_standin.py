@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import psycopg2
 import psycopg2.errors
@@ -62,10 +63,14 @@ def make_task(
     mappings: str | None = None,
     task_settings: dict | None = None,
     source_settings: dict | None = None,
+    cdc_start_position: str = "",
 ) -> TaskInfo:
     """A task as pg2rds creates it: the spec's selection written as pg2rds writes it (its partitioned
-    parents excluded), unless ``mappings`` gives the document DMS receives verbatim."""
+    parents excluded), unless ``mappings`` gives the document DMS receives verbatim; for CDC, its slot
+    exists on the source before the task starts."""
     slot = "pg2rds_t" + uuid.uuid4().hex[:8]
+    if migration_type != "full-load":
+        source_db.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (slot,))
     target_settings = {"AfterConnectScript": script} if script else {}
     settings = {
         "FullLoadSettings": {"TargetTablePrepMode": prep_mode, "MaxFullLoadSubTasks": subtasks},
@@ -86,8 +91,11 @@ def make_task(
         migration_type=migration_type,
         table_mappings=mappings,
         settings=json.dumps(settings),
-        source=endpoint(source_db, "source", SlotName=slot, **(source_settings or {})),
+        source=endpoint(
+            source_db, "source", SlotName=slot, PluginName="test-decoding", **(source_settings or {})
+        ),
         target=endpoint(target_db, "target", **target_settings),
+        cdc_start_position=cdc_start_position,
     )
 
 
@@ -515,6 +523,9 @@ def test_full_load_and_cdc_keeps_the_target_in_step(engine: StandInEngine, sourc
             source_db.execute("INSERT INTO public.accounts VALUES (%s, 'during', 0, '\\x01')", (100000 + n,))
             source_db.execute("UPDATE public.accounts SET balance = balance + 1 WHERE id = %s", (n,))
             source_db.execute("DELETE FROM public.accounts WHERE id = %s", (10000 + n,))
+            # a keyless table (REPLICA IDENTITY FULL): a change applied twice would show as a duplicate
+            source_db.execute("INSERT INTO public.events VALUES (now(), %s)", (f"during {n}",))
+            source_db.execute("UPDATE public.events SET what = what || '!' WHERE what = %s", (f"boot {n}",))
             time.sleep(0.005)
 
     engine.start_task(task)
@@ -564,7 +575,7 @@ def test_full_load_and_cdc_keeps_the_target_in_step(engine: StandInEngine, sourc
     engine.delete_task(task.arn)
     assert engine.task_runtime(task.arn) is None
     assert slot in _slots(source_db)  # DMS leaves the slot behind; pg2rds's cleanup drops it
-    assert source_db.execute("SELECT count(*) FROM pg_publication WHERE pubname = %s", (slot,)) == [(1,)]
+    assert source_db.execute("SELECT count(*) FROM pg_publication") == [(0,)]  # test_decoding needs none
     source_db.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
 
 
@@ -643,6 +654,80 @@ def test_recoverable_errors_beyond_the_count_fail_the_task(
     source_db.cluster.restart()
     runtime = wait_for(engine, task, finished, timeout=30)
     assert runtime.status == "failed" and runtime.last_failure_message, runtime
+
+
+def test_a_cdc_task_whose_slot_does_not_exist_fails_as_dms_does(
+    engine: StandInEngine, source_db, target_db
+) -> None:
+    _cdc_setup(source_db, target_db, rows=10)
+    task = make_task(source_db, target_db, migration_type="full-load-and-cdc")
+    slot = task.source.postgres_settings["SlotName"]
+    source_db.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+    assert (runtime.status, runtime.stop_reason) == ("failed", "Stop Reason FATAL_ERROR")
+    assert f"Replication slot '{slot}' does not exist in the source database" in runtime.last_failure_message
+    assert _slots(source_db) == [] and target_db.execute("SELECT count(*) FROM public.accounts") == [(0,)]
+    assert source_db.execute("SELECT count(*) FROM pg_publication") == [(0,)]
+
+
+def test_a_slot_with_another_plugin_is_refused(engine: StandInEngine, source_db, target_db) -> None:
+    _cdc_setup(source_db, target_db, rows=10)
+    task = make_task(source_db, target_db, migration_type="cdc")
+    slot = task.source.postgres_settings["SlotName"]
+    source_db.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    source_db.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+    assert runtime.status == "failed"
+    assert "uses the output plugin 'pgoutput'" in runtime.last_failure_message
+    source_db.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def test_cdc_only_starts_at_its_cdc_start_position(engine: StandInEngine, source_db, target_db) -> None:
+    _cdc_setup(source_db, target_db, rows=10)
+    task = make_task(source_db, target_db, migration_type="cdc")  # the slot starts here
+    source_db.execute("INSERT INTO public.accounts VALUES (501, 'before the start position')")
+    source_db.execute("SELECT pg_switch_wal()")  # a position certainly past that commit
+    ((position,),) = source_db.execute("SELECT pg_current_wal_insert_lsn()::text")
+    source_db.execute("INSERT INTO public.accounts VALUES (502, 'after it')")
+    task = replace(task, cdc_start_position=position)
+    engine.start_task(task)
+    until(lambda: target_db.execute("SELECT id FROM public.accounts") == [(502,)])
+    engine.stop_task(task.arn)
+
+    bad = make_task(source_db, target_db, migration_type="cdc", cdc_start_position="yesterday")
+    engine.start_task(bad)
+    runtime = wait_for(engine, bad, finished)
+    assert (
+        runtime.status == "failed" and "Invalid CdcStartPosition 'yesterday'" in runtime.last_failure_message
+    )
+    for slot in (task.source.postgres_settings["SlotName"], bad.source.postgres_settings["SlotName"]):
+        source_db.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def test_without_replica_identity_updates_and_deletes_are_ignored_like_dms(
+    engine: StandInEngine, source_db, target_db
+) -> None:
+    """No publication, so the source accepts the UPDATE and DELETE; the WAL has no before-image, and DMS
+    ignores them (validate-source reports such tables as fatal for CDC)."""
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE public.loose (id int, v text)")
+    task = make_task(source_db, target_db, migration_type="cdc")
+    engine.start_task(task)
+    wait_for(engine, task, lambda r: r.status == "running" or finished(r))
+    source_db.execute("INSERT INTO public.loose VALUES (1, 'a'), (2, 'b')")
+    source_db.execute("UPDATE public.loose SET v = 'changed'")
+    source_db.execute("DELETE FROM public.loose WHERE id = 2")
+    source_db.execute("INSERT INTO public.loose VALUES (3, 'c')")
+    until(lambda: target_db.execute("SELECT count(*) FROM public.loose") == [(3,)])
+    assert target_db.execute("SELECT id, v FROM public.loose ORDER BY id") == [(1, "a"), (2, "b"), (3, "c")]
+    runtime = engine.task_runtime(task.arn)
+    assert runtime.status == "running"
+    [stats] = [t for t in runtime.tables if t.table_name == "loose"]
+    assert (stats.inserts, stats.updates, stats.deletes) == (3, 0, 0)
+    engine.stop_task(task.arn)
+    source_db.execute("SELECT pg_drop_replication_slot(%s)", (task.source.postgres_settings["SlotName"],))
 
 
 def test_stop_task_stops_applying(engine: StandInEngine, source_db, target_db) -> None:

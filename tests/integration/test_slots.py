@@ -1,4 +1,5 @@
-"""drop_slot on a real source: only our slot, only in our database, never while a walsender holds it."""
+"""The migration's slot on a real source: created by pg2rds with test_decoding, reused only when it is
+ours, and dropped only when it is ours (our name, our database) and no walsender holds it."""
 
 import time
 import uuid
@@ -9,7 +10,8 @@ import psycopg2.extras
 import pytest
 from conftest import Database
 
-from pg2rds.postgres.slots import drop_slot
+from pg2rds.errors import ResourceConflict
+from pg2rds.postgres.slots import SLOT_PLUGIN, drop_slot, ensure_slot
 from pg2rds.secrets import Credentials
 from pg2rds.spec import DatabaseRef
 from pg2rds_emulator.pgcluster import SUPERUSER
@@ -26,8 +28,8 @@ def credentials(db: Database) -> Credentials:
     return Credentials("127.0.0.1", db.cluster.port, db.name, SUPERUSER, db.cluster.password)
 
 
-def create_slot(db: Database, name: str) -> None:
-    db.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (name,))
+def create_slot(db: Database, name: str, plugin: str = "test_decoding") -> None:
+    db.execute("SELECT pg_create_logical_replication_slot(%s, %s)", (name, plugin))
 
 
 def slots(db: Database) -> dict[str, bool]:
@@ -87,12 +89,10 @@ def test_slot_of_another_database_is_left_alone(source_db: Database, other_datab
 
 def stream_from(db: Database, slot: str) -> psycopg2.extensions.connection:
     """Hold ``slot`` with a walsender, as DMS does while its task runs; returns the replication connection."""
-    db.execute("CREATE PUBLICATION pg2rds_pub FOR ALL TABLES")
     conn = psycopg2.connect(
         db.cluster.dsn(db.name), connection_factory=psycopg2.extras.LogicalReplicationConnection
     )
-    options = {"proto_version": "1", "publication_names": "pg2rds_pub"}
-    conn.cursor().start_replication(slot_name=slot, decode=False, options=options)
+    conn.cursor().start_replication(slot_name=slot, decode=False)
     wait_for_activity(db, slot, active=True)
     return conn
 
@@ -114,3 +114,49 @@ def test_active_slot_is_not_dropped_until_released(source_db: Database) -> None:
 
     assert drop_slot(ref_for(source_db), credentials(source_db), "pg2rds_busy") == "dropped"
     assert "pg2rds_busy" not in slots(source_db)
+
+
+# -- ensure_slot: the create-slot phase ----------------------------------------------------------------------
+
+
+def slot_row(db: Database, name: str) -> tuple | None:
+    rows = db.execute(
+        "SELECT plugin::text, database::text, confirmed_flush_lsn::text FROM pg_replication_slots "
+        "WHERE slot_name = %s",
+        (name,),
+    )
+    return rows[0] if rows else None
+
+
+def test_creates_our_slot_with_test_decoding_then_reuses_it(source_db: Database) -> None:
+    created = ensure_slot(ref_for(source_db), credentials(source_db), "pg2rds_mine")
+    assert created.created and created.name == "pg2rds_mine" and created.plugin == SLOT_PLUGIN
+    plugin, database, confirmed = slot_row(source_db, "pg2rds_mine")
+    assert (plugin, database, confirmed) == ("test_decoding", source_db.name, created.lsn)
+
+    again = ensure_slot(ref_for(source_db), credentials(source_db), "pg2rds_mine")  # a retried phase
+    assert not again.created and (again.name, again.lsn) == ("pg2rds_mine", created.lsn)
+    assert [name for name in slots(source_db) if name == "pg2rds_mine"] == ["pg2rds_mine"]
+    assert source_db.execute("SELECT count(*) FROM pg_publication") == [(0,)]
+
+
+def test_a_slot_in_use_is_never_taken_over(source_db: Database) -> None:
+    create_slot(source_db, "pg2rds_live")
+    conn = stream_from(source_db, "pg2rds_live")
+    try:
+        with pytest.raises(ResourceConflict, match="is being read .*another execution of this migration"):
+            ensure_slot(ref_for(source_db), credentials(source_db), "pg2rds_live")
+    finally:
+        release(source_db, "pg2rds_live", conn)
+
+
+def test_a_slot_with_another_plugin_or_in_another_database_is_not_ours(
+    source_db: Database, other_database: Database
+) -> None:
+    create_slot(source_db, "pg2rds_old", plugin="pgoutput")
+    with pytest.raises(ResourceConflict, match="plugin 'pgoutput', not 'test_decoding'"):
+        ensure_slot(ref_for(source_db), credentials(source_db), "pg2rds_old")
+    create_slot(other_database, "pg2rds_elsewhere")
+    with pytest.raises(ResourceConflict, match=f"in database '{other_database.name}'"):
+        ensure_slot(ref_for(source_db), credentials(source_db), "pg2rds_elsewhere")
+    assert slot_row(source_db, "pg2rds_old")[0] == "pgoutput"  # left exactly as it was

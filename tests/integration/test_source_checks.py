@@ -1,8 +1,11 @@
 """validate_source against real PostgreSQL clusters: each finding provoked by a real catalog state."""
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
+import psycopg2
+import psycopg2.extras
 import pytest
 from conftest import Database, secret_for, spec_for
 from psycopg2 import sql
@@ -217,6 +220,36 @@ def test_query_count_does_not_grow_with_tables(validate: Validate, source_db: Da
     assert few.catalog_queries == many.catalog_queries <= 5
     assert only(many, "primary_key").object_count == 300
     assert len(only(many, "primary_key").objects) == 20
+
+
+def test_this_migrations_slot_in_use_is_a_warning(validate: Validate, source_db: Database) -> None:
+    """Another execution of the same migration is reading the slot: say so before anything is created."""
+    source_db.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+    slot = "pg2rds_busy_" + uuid.uuid4().hex[:6]
+    source_db.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (slot,))
+    assert findings_named(validate(migration_id=slot[7:].replace("_", "-")), "slot_in_use") == []  # idle
+
+    def wait_until(active: bool) -> None:
+        query = "SELECT active FROM pg_replication_slots WHERE slot_name = %s"
+        for _ in range(200):
+            if source_db.execute(query, (slot,)) == [(active,)]:
+                return
+            time.sleep(0.05)
+
+    reader = psycopg2.connect(
+        source_db.cluster.dsn(source_db.name), connection_factory=psycopg2.extras.LogicalReplicationConnection
+    )
+    try:
+        reader.cursor().start_replication(slot_name=slot, decode=False)
+        wait_until(active=True)
+        report = validate(migration_id=slot[7:].replace("_", "-"), migration_type="full-load-and-cdc")
+    finally:
+        reader.close()
+        wait_until(active=False)
+    finding = only(report, "slot_in_use")
+    assert finding.severity == "warning" and finding.objects == [slot]
+    assert "already exists on the source and is active" in finding.message
+    assert report.fatal == []
 
 
 def test_wrong_password_raises_source_unreachable_without_the_password(

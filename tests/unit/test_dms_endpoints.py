@@ -117,7 +117,7 @@ def test_creates_both_endpoints_with_secrets_and_no_password(dms, sent, certific
         "FailTasksOnLobTruncation": True,
         "HeartbeatEnable": True,
         "HeartbeatFrequency": 5,
-        "PluginName": "no-preference",
+        "PluginName": "test-decoding",
     }
     assert target["PostgreSQLSettings"] == {
         "SecretsManagerSecretId": spec.target.secret_arn,
@@ -138,11 +138,13 @@ def test_creates_both_endpoints_with_secrets_and_no_password(dms, sent, certific
         assert {t["Key"]: t["Value"] for t in tags} == {OWNER_TAG: "orders", "cost-center": "42"}
 
 
-def test_full_load_source_has_no_heartbeat_and_empty_script_is_omitted(dms) -> None:
-    ensure_endpoints(dms, make_spec("full-load"), *report(script=""), ROLE)
+def test_full_load_source_has_no_slot_no_heartbeat_and_empty_script_is_omitted(dms) -> None:
+    state = ensure_endpoints(dms, make_spec("full-load"), *report(script=""), ROLE)
     found = endpoints_by_type(dms)
     assert "HeartbeatEnable" not in found["source"]["PostgreSQLSettings"]
-    assert found["source"]["PostgreSQLSettings"]["SlotName"] == "pg2rds_orders"
+    assert "SlotName" not in found["source"]["PostgreSQLSettings"]
+    assert "PluginName" not in found["source"]["PostgreSQLSettings"]
+    assert state.slot_name == ""
     assert found["source"]["PostgreSQLSettings"]["FailTasksOnLobTruncation"] is True
     assert "AfterConnectScript" not in found["target"]["PostgreSQLSettings"]
 

@@ -12,7 +12,7 @@ from pg2rds.dms.task import ensure_task_started, task_settings
 from pg2rds.errors import ResourceConflict, SpecInvalid, TaskFailed
 from pg2rds.naming import OWNER_TAG
 from pg2rds.spec import parse_spec
-from pg2rds.state import SourceReport, TargetReport
+from pg2rds.state import SlotState, SourceReport, TargetReport
 
 ROLE = "arn:aws:iam::123456789012:role/pg2rds-dms-secrets-access"
 
@@ -69,6 +69,31 @@ def test_creates_the_task_with_our_mappings_settings_and_tags(dms, engine) -> No
     tags = dms.list_tags_for_resource(ResourceArn=state.arn)["TagList"]
     assert {t["Key"]: t["Value"] for t in tags} == {OWNER_TAG: "orders", "team": "data"}
     assert engine.started == []  # not started while DMS is still creating it
+
+
+SLOT = SlotState(name="pg2rds_orders", plugin="test_decoding", lsn="0/1A2B3C8", created=True)
+
+
+def test_a_cdc_only_task_starts_at_the_slots_position(dms, engine) -> None:
+    spec = make_spec(migration_type="cdc")
+    instance, endpoints = prepare(dms, spec)
+    state = ensure_task_started(dms, spec, instance, endpoints, None, slot=SLOT)
+    ensure_task_started(dms, spec, instance, endpoints, state, slot=SLOT)
+
+    [task] = dms.describe_replication_tasks()["ReplicationTasks"]
+    assert task["CdcStartPosition"] == "0/1A2B3C8"
+    [started] = engine.started
+    assert started.cdc_start_position == "0/1A2B3C8"
+    assert started.source.postgres_settings["SlotName"] == "pg2rds_orders"
+    assert started.source.postgres_settings["PluginName"] == "test-decoding"
+
+
+def test_a_full_load_and_cdc_task_reads_the_slot_from_its_start(dms) -> None:
+    spec = make_spec(migration_type="full-load-and-cdc")
+    instance, endpoints = prepare(dms, spec)
+    ensure_task_started(dms, spec, instance, endpoints, None, slot=SLOT)
+    [task] = dms.describe_replication_tasks()["ReplicationTasks"]
+    assert "CdcStartPosition" not in task
 
 
 def test_full_lob_mode_settings(aws) -> None:

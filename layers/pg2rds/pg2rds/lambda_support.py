@@ -2,7 +2,7 @@
 
 Tracing is X-Ray's at the Lambda and Step Functions level (``Tracing: Active`` in the template). The
 powertools Tracer would add subsegments but needs aws-xray-sdk, which drags botocore into the layer
-(+21 MB, and slower cold starts) though the runtime already has it: not worth it for nine small functions.
+(+21 MB, and slower cold starts) though the runtime already has it: not worth it for ten small functions.
 
 A handler is one line: ``handler = phase_handler("validate-source", phases.validate_source)``. The event
 is parsed into :class:`MigrationState` first, so a bad spec fails every phase the same way

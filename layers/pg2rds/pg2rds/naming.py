@@ -38,5 +38,6 @@ class ResourceNames:
 
     @property
     def publication(self) -> str:
-        """Publication DMS creates for pgoutput; named after the slot so cleanup can find it too."""
+        """Publication an older pg2rds's local stand-in created to decode pgoutput (nothing creates one
+        now: the slot uses test_decoding); named after the slot, so cleanup still removes leftovers."""
         return self.slot

@@ -1,4 +1,4 @@
-"""The nine phases, each a function of the migration state.
+"""The ten phases, each a function of the migration state.
 
 This is the glue between the state machine's view (one state in, one result out) and the domain modules,
 which take only what they need. Anything a phase decides about failure is decided here, so the rules
@@ -15,13 +15,13 @@ from pg2rds.dms.instance import ensure_instance
 from pg2rds.dms.progress import poll_task as dms_poll_task
 from pg2rds.dms.table_mappings import table_mappings
 from pg2rds.dms.task import ensure_task_started
-from pg2rds.errors import SourceNotReady, TargetNotReady, VerificationFailed
+from pg2rds.errors import SourceNotReady, SpecInvalid, TargetNotReady, VerificationFailed
 from pg2rds.naming import ResourceNames
 from pg2rds.postgres.chunks import check_chunk, plan_next
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.finalize import finish_target as finish_on_target
 from pg2rds.postgres.selection import partitioned_parents
-from pg2rds.postgres.slots import current_wal_lsn, slot_has_confirmed
+from pg2rds.postgres.slots import current_wal_lsn, ensure_slot, slot_has_confirmed
 from pg2rds.postgres.source_checks import validate_source as check_source
 from pg2rds.postgres.target_prep import prepare_target
 from pg2rds.secrets import get_credentials
@@ -37,6 +37,7 @@ from pg2rds.state import (
     InstanceState,
     MigrationState,
     Progress,
+    SlotState,
     SourceReport,
     TargetReport,
     TaskState,
@@ -114,8 +115,20 @@ def test_connections(state: MigrationState) -> ConnectionsState:
     )
 
 
+def create_slot(state: MigrationState) -> SlotState:
+    """The slot DMS will read, created by its owner before the task: only CDC migrations have one."""
+    spec = state.spec
+    if not spec.uses_cdc:
+        raise SpecInvalid(f"a {spec.migration_type} migration replicates no changes and needs no slot")
+    return ensure_slot(
+        spec.source, get_credentials(spec.source, "source"), ResourceNames(spec.migration_id).slot
+    )
+
+
 def start_task(state: MigrationState) -> TaskState:
     assert state.instance is not None and state.endpoints is not None
+    if state.spec.uses_cdc and state.slot is None:
+        raise SourceNotReady("a CDC task needs this migration's replication slot; run create-slot first")
     spec = _with_sized_lobs(state)
 
     def mappings() -> str:
@@ -124,7 +137,9 @@ def start_task(state: MigrationState) -> TaskState:
         with connect(spec.source, credentials, "source", application_name="pg2rds-start-task") as conn:
             return table_mappings(spec.tables, partitioned_parents(conn, spec.tables))
 
-    return ensure_task_started(client("dms"), spec, state.instance, state.endpoints, state.task, mappings)
+    return ensure_task_started(
+        client("dms"), spec, state.instance, state.endpoints, state.task, mappings, slot=state.slot
+    )
 
 
 def _with_sized_lobs(state: MigrationState) -> MigrationSpec:

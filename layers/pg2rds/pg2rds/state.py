@@ -95,7 +95,21 @@ class InstanceState(Waiting):
 class EndpointsState(_Result):
     source_arn: str
     target_arn: str
+    #: The source endpoint's SlotName ("" for a full load, which reads no slot).
     slot_name: str
+
+
+class SlotState(_Result):
+    """The logical replication slot pg2rds created on the source for a CDC migration (or found there,
+    already its own), handed to DMS as the source endpoint's ``SlotName``."""
+
+    name: str
+    plugin: str
+    #: Where the slot's stream begins (its consistent point, or how far a reused slot has confirmed):
+    #: a CDC-only task starts there (``CdcStartPosition``).
+    lsn: str
+    #: True when this execution created it; False when a previous attempt of this migration had.
+    created: bool
 
 
 class ConnectionsState(Waiting):
@@ -235,6 +249,8 @@ class MigrationState(_Result):
     instance: InstanceState | None = None
     endpoints: EndpointsState | None = None
     connections: ConnectionsState | None = None
+    #: Set by "Create replication slot" (CDC migrations only).
+    slot: SlotState | None = None
     task: TaskState | None = None
     progress: Progress | None = None
     #: The operator's decision (``pg2rds cutover``), as sent with SendTaskSuccess.

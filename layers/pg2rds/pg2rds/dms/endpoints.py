@@ -27,15 +27,15 @@ if TYPE_CHECKING:
 
 #: WAL heartbeat interval (minutes) on a CDC source: keeps the slot's restart_lsn moving on an idle source.
 HEARTBEAT_MINUTES = 5
-#: The service model allows no-preference | test-decoding | pglogical; "no-preference" lets DMS pick the
-#: plugin available on the source (pgoutput on PostgreSQL 10+ without pglogical).
-PLUGIN_NAME: Final = "no-preference"
+#: The service model allows no-preference | test-decoding | pglogical. pg2rds creates the slot itself
+#: (create-slot phase) with test_decoding, which every PostgreSQL ships, and tells DMS so: with
+#: test_decoding DMS needs no publication on the source.
+PLUGIN_NAME: Final = "test-decoding"
 
 
 def source_settings(spec: MigrationSpec, access_role_arn: str) -> PostgreSQLSettingsTypeDef:
     names = ResourceNames(spec.migration_id)
     settings = _secret_settings(spec.source, access_role_arn)
-    settings["SlotName"] = names.slot
     # DMS would otherwise create a DDL audit table and event triggers on the source: the source stays
     # untouched but for our slot, and the schema is created on the target before the load anyway.
     settings["CaptureDdls"] = False
@@ -43,9 +43,11 @@ def source_settings(spec: MigrationSpec, access_role_arn: str) -> PostgreSQLSett
     # task fails instead, naming the table and column, so no value is ever truncated silently.
     settings["FailTasksOnLobTruncation"] = True
     if spec.uses_cdc:
+        # the slot pg2rds created before the task ("a previously created logical replication slot")
+        settings["SlotName"] = names.slot
+        settings["PluginName"] = PLUGIN_NAME
         settings["HeartbeatEnable"] = True
         settings["HeartbeatFrequency"] = HEARTBEAT_MINUTES
-        settings["PluginName"] = PLUGIN_NAME
     return settings
 
 
@@ -130,4 +132,5 @@ def ensure_endpoints(
         target_report,
         target_settings(spec, target_report, access_role_arn),
     )
-    return EndpointsState(source_arn=source_arn, target_arn=target_arn, slot_name=names.slot)
+    slot_name = names.slot if spec.uses_cdc else ""
+    return EndpointsState(source_arn=source_arn, target_arn=target_arn, slot_name=slot_name)

@@ -15,7 +15,7 @@ from pg2rds.errors import ResourceConflict, TaskFailed
 from pg2rds.naming import ResourceNames
 from pg2rds.polling import check_timeout, poll_fields
 from pg2rds.spec import MigrationSpec
-from pg2rds.state import EndpointsState, InstanceState, TaskState
+from pg2rds.state import EndpointsState, InstanceState, SlotState, TaskState
 
 if TYPE_CHECKING:
     from mypy_boto3_dms import DatabaseMigrationServiceClient
@@ -148,7 +148,11 @@ def _create(
     instance: InstanceState,
     endpoints: EndpointsState,
     mappings: MappingsBuilder,
+    slot: SlotState | None,
 ):
+    """A CDC-only task starts where our slot begins (``CdcStartPosition``, DMS's native start point: DMS
+    then checks that the endpoint's slot exists). A full load with CDC reads the slot from its start."""
+    start = {"CdcStartPosition": slot.lsn} if spec.migration_type == "cdc" and slot else {}
     return dms.create_replication_task(
         ReplicationTaskIdentifier=identifier,
         SourceEndpointArn=endpoints.source_arn,
@@ -158,6 +162,7 @@ def _create(
         TableMappings=mappings(),
         ReplicationTaskSettings=json.dumps(task_settings(spec)),
         Tags=resource_tags(spec),
+        **start,
     )["ReplicationTask"]
 
 
@@ -167,12 +172,13 @@ def _own_task(
     instance: InstanceState,
     endpoints: EndpointsState,
     mappings: MappingsBuilder,
+    slot: SlotState | None,
 ) -> Mapping[str, Any]:
     identifier = ResourceNames(spec.migration_id).task
     task = find(dms, "task", "replication-task-id", identifier)
     if task is None:
         try:
-            return _create(dms, spec, identifier, instance, endpoints, mappings)
+            return _create(dms, spec, identifier, instance, endpoints, mappings, slot)
         except ClientError as error:
             if error_code(error) != "ResourceAlreadyExistsFault":
                 raise
@@ -197,13 +203,17 @@ def ensure_task_started(
     endpoints: EndpointsState,
     previous: TaskState | None,
     mappings: MappingsBuilder | None = None,
+    *,
+    slot: SlotState | None = None,
 ) -> TaskState:
     """Create (or find) the task and start it once it is ``ready``; ``ready`` once it has been started.
 
     ``mappings`` builds the TableMappings when the task is created; by default from the spec alone (no
-    partitioned parents to exclude, see :func:`pg2rds.dms.table_mappings.table_mappings`).
+    partitioned parents to exclude, see :func:`pg2rds.dms.table_mappings.table_mappings`). ``slot`` is the
+    slot create-slot made (CDC): a ``cdc`` task starts at its position.
     """
-    task = _own_task(dms, spec, instance, endpoints, mappings or (lambda: table_mappings(spec.tables)))
+    mappings = mappings or (lambda: table_mappings(spec.tables))
+    task = _own_task(dms, spec, instance, endpoints, mappings, slot)
     identifier, arn = task["ReplicationTaskIdentifier"], task["ReplicationTaskArn"]
     status = task.get("Status", "")
     if status == "failed":

@@ -1,20 +1,102 @@
-"""Dropping the one replication slot this migration owns on the source.
+"""The one replication slot this migration owns on the source: created before the task, dropped after.
 
-This is the only write pg2rds ever makes to the source. DMS leaves its slot behind when a task is
-deleted, and a forgotten slot makes the source keep WAL forever until its disk fills, so cleanup must drop
-it; but only the slot named for this migration, never another, and never one still in use.
+Creating and dropping it are the only writes pg2rds ever makes to the source. pg2rds creates the slot
+itself (DMS's ``SlotName`` names "a previously created logical replication slot") so that it is ours from
+the first moment: recorded in the state, named for the migration, and handed to DMS on the source
+endpoint. DMS leaves the slot behind when a task is deleted, and a forgotten slot makes the source keep
+WAL until its disk fills, so cleanup must drop it; but only the slot named for this migration, in this
+database, never another, and never one still in use.
 """
 
 from typing import Literal
 
+import psycopg2.errors
 from psycopg2 import sql
 
+from pg2rds.errors import ResourceBusy, ResourceConflict
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.sqltext import one_row
 from pg2rds.secrets import Credentials
 from pg2rds.spec import DatabaseRef
+from pg2rds.state import SlotState
 
 SlotOutcome = Literal["dropped", "absent", "active"]
+
+#: The output plugin DMS decodes a PostgreSQL source with when it is given ``PluginName=test-decoding``
+#: (the API's other choice, pglogical, is an extension the source may not have; pgoutput is not offered).
+SLOT_PLUGIN = "test_decoding"
+#: Creating a logical slot waits for every transaction open on the source to end (it needs a consistent
+#: point). A Lambda must not wait for ever: give up after this long and let the state machine retry.
+CREATE_TIMEOUT_MS = 60_000
+
+_SLOT_QUERY = (
+    "SELECT plugin::text, database::text, database = current_database(), active, active_pid, "
+    "confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s"
+)
+
+
+def ensure_slot(ref: DatabaseRef, credentials: Credentials, slot_name: str) -> SlotState:
+    """Create this migration's logical slot with :data:`SLOT_PLUGIN`, or reuse it if it is already ours.
+
+    Ours means: our name, in our database, with our plugin, and no process reading it. A slot of that
+    name anywhere else, with another plugin or in use is refused (:class:`ResourceConflict`), never
+    adopted: it belongs to something else, or to an execution of this migration that is still running.
+    """
+    with (
+        connect(ref, credentials, "source", application_name="pg2rds-create-slot") as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute(_SLOT_QUERY, (slot_name,))
+        row = cur.fetchone()
+        if row is None:
+            cur.execute("SET statement_timeout = %s", (CREATE_TIMEOUT_MS,))
+            try:
+                cur.execute(
+                    "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s)",
+                    (slot_name, SLOT_PLUGIN),
+                )
+                return SlotState(name=slot_name, plugin=SLOT_PLUGIN, lsn=cur.fetchone()[0], created=True)
+            except psycopg2.errors.QueryCanceled:
+                raise ResourceBusy(
+                    f"creating the replication slot {slot_name} on the source waits for the transactions "
+                    "open there to end, and did not get a consistent point within "
+                    f"{CREATE_TIMEOUT_MS // 1000} s. Fix: end long-running transactions on the source "
+                    "(pg_stat_activity: state 'idle in transaction' or an old xact_start); the migration "
+                    "retries by itself"
+                ) from None
+            except psycopg2.errors.DuplicateObject:
+                cur.execute("RESET statement_timeout")
+                cur.execute(_SLOT_QUERY, (slot_name,))
+                row = cur.fetchone()
+                if row is None:
+                    raise
+        return _reuse(slot_name, row)
+
+
+def _reuse(slot_name: str, row: tuple) -> SlotState:
+    plugin, database, ours, active, pid, lsn = row
+    fix = (
+        "if no migration with this migration_id runs any more, run its cleanup (or drop the slot: "
+        f"SELECT pg_drop_replication_slot('{slot_name}')), then start again; otherwise use another "
+        "migration_id"
+    )
+    if not ours:
+        raise ResourceConflict(
+            f"a replication slot named {slot_name} already exists on the source cluster, in database "
+            f"{database!r}: slot names are per cluster, and it is not this migration's. Fix: {fix}"
+        )
+    if plugin != SLOT_PLUGIN:
+        raise ResourceConflict(
+            f"the replication slot {slot_name} already exists on the source with the plugin {plugin!r}, "
+            f"not {SLOT_PLUGIN!r} (left by an older pg2rds or made by someone else). Fix: {fix}"
+        )
+    if active:
+        raise ResourceConflict(
+            f"the replication slot {slot_name} already exists on the source and is being read (pid {pid}): "
+            "another execution of this migration is replicating. Fix: let it finish or abort it; never "
+            "drop a slot in use"
+        )
+    return SlotState(name=slot_name, plugin=plugin, lsn=lsn, created=False)
 
 
 def drop_slot(ref: DatabaseRef, credentials: Credentials, slot_name: str) -> SlotOutcome:
@@ -43,7 +125,8 @@ def drop_slot(ref: DatabaseRef, credentials: Credentials, slot_name: str) -> Slo
 
 
 def drop_publication(ref: DatabaseRef, credentials: Credentials, name: str) -> Literal["dropped", "absent"]:
-    """Drop the publication named for this migration, if a pgoutput-based replication created one.
+    """Drop the publication named for this migration, left by an older pg2rds whose local DMS stand-in
+    decoded pgoutput (which needs one). Nothing creates it any more; cleanup still removes such leftovers.
 
     Only the exact name derived from the migration id is touched; a publication is no use once its slot
     is gone, and leaving it would be the one trace of the migration on the source.

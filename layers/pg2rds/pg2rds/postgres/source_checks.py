@@ -12,6 +12,7 @@ must be typed in SQL, so an operator can paste them into the suggested fix.
 
 from dataclasses import dataclass
 
+from pg2rds.naming import ResourceNames
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.lob_sizes import LobSizes, measure_lob_sizes
 from pg2rds.postgres.selection import SELECTED_TABLES_CTE, selection_params
@@ -51,6 +52,8 @@ class ReplicationUsage:
     slots_used: int
     slot_names: list[str]
     senders_used: int
+    #: This migration's slot: None if it does not exist, else whether a process is reading it.
+    own_slot_active: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,8 @@ WHERE r.rolname = current_user
 USAGE_QUERY = """
 SELECT (SELECT count(*) FROM pg_replication_slots),
        ARRAY(SELECT slot_name::text FROM pg_replication_slots ORDER BY 1 LIMIT %(limit)s),
-       (SELECT count(*) FROM pg_stat_replication)
+       (SELECT count(*) FROM pg_stat_replication),
+       (SELECT active FROM pg_replication_slots WHERE slot_name = %(own_slot)s)
 """
 
 #: One pass over the selected tables and their columns, answering every per-object rule at once: one row
@@ -219,10 +223,15 @@ def _server_facts(cur: CountingCursor) -> ServerFacts:
     )
 
 
-def _replication_usage(cur: CountingCursor) -> ReplicationUsage:
-    cur.execute(USAGE_QUERY, {"limit": MAX_OBJECTS_PER_FINDING})
-    slots_used, slot_names, senders_used = one_row(cur)
-    return ReplicationUsage(slots_used=slots_used, slot_names=list(slot_names), senders_used=senders_used)
+def _replication_usage(cur: CountingCursor, own_slot: str) -> ReplicationUsage:
+    cur.execute(USAGE_QUERY, {"limit": MAX_OBJECTS_PER_FINDING, "own_slot": own_slot})
+    slots_used, slot_names, senders_used, own_active = one_row(cur)
+    return ReplicationUsage(
+        slots_used=slots_used,
+        slot_names=list(slot_names),
+        senders_used=senders_used,
+        own_slot_active=own_active,
+    )
 
 
 def _table_facts(cur: CountingCursor, spec: MigrationSpec) -> TableFacts:
@@ -347,6 +356,30 @@ def check_replication_capacity(
             )
         )
     return findings
+
+
+def check_own_slot(spec: MigrationSpec, usage: ReplicationUsage | None) -> list[Finding]:
+    """This migration's slot already exists and something reads it: another execution of the same
+    migration is replicating. Create-slot refuses to take it over; say so before anything is created."""
+    if usage is None or not usage.own_slot_active:
+        return []
+    slot = ResourceNames(spec.migration_id).slot
+    return [
+        Finding(
+            name="slot_in_use",
+            severity="warning",
+            message=(
+                f"this migration's replication slot {slot} already exists on the source and is active: "
+                "another execution of this migration is probably replicating, and this one cannot use it"
+            ),
+            fix=(
+                "check the running executions of this migration_id (pg2rds status EXECUTION); let the "
+                "other one finish or abort it, or give this migration another migration_id"
+            ),
+            objects=[slot],
+            object_count=1,
+        )
+    ]
 
 
 def check_wal_sender_timeout(spec: MigrationSpec, facts: ServerFacts) -> list[Finding]:
@@ -754,13 +787,14 @@ def validate_source(spec: MigrationSpec, credentials: Credentials) -> SourceRepo
         version = check_version(facts)
         if version.severity == "fatal":
             return _report(facts, [version], None, cur.queries, credentials)
-        usage = _replication_usage(cur)
+        usage = _replication_usage(cur, ResourceNames(spec.migration_id).slot)
         tables = _table_facts(cur, spec)
         findings = [
             version,
             *check_selection(spec, tables, credentials.database),
             *check_wal_level(spec, facts),
             *check_replication_capacity(spec, facts, usage),
+            *check_own_slot(spec, usage),
             *check_wal_sender_timeout(spec, facts),
             *check_privileges(spec, facts, tables),
             *check_primary_keys(spec, tables),
