@@ -134,6 +134,7 @@ def test_secrets_are_readable_only_under_the_prefix_and_decryptable_only_when_a_
         "DmsSecretsAccessRole",
         "ValidateSourceFunctionRole",
         "PrepTargetFunctionRole",
+        "CreateSlotFunctionRole",  # creates the migration's slot on the source
         "StartTaskFunctionRole",  # reads the source's partitioned tables for the table mappings
         "PollTaskFunctionRole",
         "FinishTargetFunctionRole",
