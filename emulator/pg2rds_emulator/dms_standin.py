@@ -32,7 +32,9 @@ It connects to the PostgreSQL servers named by a task's endpoints and behaves as
   ``include-xids``/``include-timestamp``); its text is parsed (:mod:`standin_testdecoding`) and applied as
   SQL on one target session (with the AfterConnectScript) in one target transaction per source
   transaction; the slot's flush position is confirmed after each commit. UPDATE and DELETE on a table
-  without a replica identity are ignored, as DMS ignores them (no before-image in the WAL).
+  without a replica identity are ignored, as DMS ignores them (no before-image in the WAL), and so is
+  TRUNCATE, which DMS does not capture during CDC (both: "Using a PostgreSQL database as an AWS DMS
+  source", limitations).
 
   Why decode in the stand-in instead of a native SUBSCRIPTION on the target: it is DMS's architecture
   (the target never connects to the source, which an RDS target could not), it needs no superuser on the
@@ -86,7 +88,6 @@ from pg2rds_emulator.standin_changes import (
     Delete,
     Insert,
     Relation,
-    Truncate,
     Update,
     Value,
 )
@@ -797,15 +798,6 @@ class _Applier:
             where, params = _identity(relation, message.old_kind, message.old)
             statement = sql.SQL("DELETE FROM {} WHERE {}").format(_ident(relation), where)
             self._change(relation, "DELETE", statement, params)
-        elif isinstance(message, Truncate):
-            names = [_ident(self.relations[oid]) for oid in message.relation_oids]
-            statement = sql.SQL("TRUNCATE ONLY {}").format(sql.SQL(", ").join(names))
-            if message.restart_identity:
-                statement += sql.SQL(" RESTART IDENTITY")
-            if message.cascade:
-                statement += sql.SQL(" CASCADE")
-            with self.conn.cursor() as cur:
-                cur.execute(statement)
         return None
 
     def _commit(self, message: Commit) -> int:

@@ -72,11 +72,4 @@ class Delete:
     old: list[Value]
 
 
-@dataclass(frozen=True)
-class Truncate:
-    relation_oids: list[int]
-    cascade: bool
-    restart_identity: bool
-
-
-Message = Begin | Commit | Relation | Insert | Update | Delete | Truncate
+Message = Begin | Commit | Relation | Insert | Update | Delete

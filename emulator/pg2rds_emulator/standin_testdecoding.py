@@ -39,7 +39,6 @@ from pg2rds_emulator.standin_changes import (
     Insert,
     Message,
     Relation,
-    Truncate,
     Update,
     Value,
 )
@@ -324,9 +323,11 @@ class Translator:
     """Turns test_decoding events into applier messages for the selected tables, dropping what the
     table's load already holds and what DMS does not apply.
 
-    DMS ignores UPDATE and DELETE on a table without a replica identity (the WAL holds no before-image);
-    so does this. ``shapes`` must hold every selected table; :meth:`refresh` reloads them when a row
-    names a column the catalog did not have (a column added during the migration)."""
+    DMS ignores UPDATE and DELETE on a table without a replica identity (the WAL holds no before-image),
+    and does not capture TRUNCATE during CDC (User Guide, "Using a PostgreSQL database as an AWS DMS
+    source", limitations; pre-flight warns of both); so does this, and ``ignored`` counts them.
+    ``shapes`` must hold every selected table; :meth:`refresh` reloads them when a row names a column the
+    catalog did not have (a column added during the migration)."""
 
     def __init__(self, shapes: dict[TableName, TableShape], snapshots: dict[TableName, LoadSnapshot]) -> None:
         self.shapes = shapes
@@ -342,12 +343,8 @@ class Translator:
         if isinstance(event, TxCommit):
             return [Commit(event.xid, end_lsn, event.commit_time or datetime.now(UTC))]
         if isinstance(event, TruncateChange):
-            shapes = [self.shapes[t] for t in event.tables if t in self.shapes and not self._seen(t)]
-            if not shapes:
-                return []
-            out = self._announce(shapes)
-            oids = [shape.relation.oid for shape in shapes]
-            return [*out, Truncate(oids, event.cascade, event.restart_identity)]
+            self.ignored += any(t in self.shapes for t in event.tables)  # DMS does not capture TRUNCATE
+            return []
         if isinstance(event, RowChange):
             shape = self.shapes.get(event.table)
             if shape is None or self._seen(event.table):

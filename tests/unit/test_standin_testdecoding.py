@@ -142,3 +142,11 @@ def test_full_identity_old_rows_omit_nulls_and_tables_without_identity_lose_upda
     assert nothing.messages(RowChange("UPDATE", table, None, {"id": "1", "v": "y"}), 0) == []
     assert nothing.messages(RowChange("DELETE", table, None, None), 0) == []
     assert nothing.ignored == 2
+
+
+def test_truncate_is_not_captured_during_cdc_like_dms() -> None:
+    table = TableName("public", "t")
+    translator = Translator({table: shape()}, {})
+    translator.messages(TxBegin(1), 0)
+    assert translator.messages(TruncateChange([table], cascade=True, restart_identity=False), 0) == []
+    assert translator.ignored == 1
