@@ -55,7 +55,8 @@ def ensure_slot(ref: DatabaseRef, credentials: Credentials, slot_name: str) -> S
                     "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s)",
                     (slot_name, SLOT_PLUGIN),
                 )
-                return SlotState(name=slot_name, plugin=SLOT_PLUGIN, lsn=cur.fetchone()[0], created=True)
+                (lsn,) = one_row(cur)
+                return SlotState(name=slot_name, plugin=SLOT_PLUGIN, lsn=lsn, created=True)
             except psycopg2.errors.QueryCanceled:
                 raise ResourceBusy(
                     f"creating the replication slot {slot_name} on the source waits for the transactions "
