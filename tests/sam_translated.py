@@ -97,9 +97,13 @@ class Resolver:
             "AWS::SNS::Topic": f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{self.name_of(name)}",
             "AWS::KMS::Key": f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{name}",
             "AWS::Logs::LogGroup": f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}:*",
-            "AWS::StepFunctions::StateMachine": f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:"
-            f"{self.parameters['StateMachineName']}",
+            "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{STACK_NAME}-{name}",
         }
+        if kind == "AWS::StepFunctions::StateMachine":
+            machine = self.template["Resources"][name]["Properties"].get("StateMachineName")
+            return f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:" + (
+                self.resolve(machine) if machine else self.parameters["StateMachineName"]
+            )
         return service[kind]
 
     def resolve(self, value: Any) -> Any:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import threading
 import traceback
 import uuid
 from dataclasses import dataclass
@@ -29,10 +30,13 @@ from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.responses import ActionResult, EmptyResult
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+from moto.stepfunctions.parser.asl.component.program.program import Program
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
     StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.utils import TMP_THREADS
 from moto.stepfunctions.responses import StepFunctionResponse
 
 from pg2rds_emulator import event_delivery, function_roles, moto_dms
@@ -172,6 +176,18 @@ class _ScaledTime:
         time.sleep(seconds * _time_scale)
 
 
+def _scaled_program_eval(self: Program, env: Any) -> None:
+    """moto's ``Program.eval`` with the execution's ``TimeoutSeconds`` on the compressed clock."""
+    timeout = self.timeout_seconds.timeout_seconds * _time_scale if self.timeout_seconds else None
+    env.next_state_name = self.start_at.start_at_name
+    worker = threading.Thread(target=EvalComponent.eval, args=(self, env), daemon=True)
+    TMP_THREADS.append(worker)
+    worker.start()
+    worker.join(timeout=timeout)
+    if worker.is_alive():
+        env.set_timed_out()
+
+
 def set_time_scale(scale: float) -> None:
     global _time_scale
     _time_scale = scale
@@ -217,6 +233,7 @@ def _install_patches() -> None:
     LambdaSimpleBackend.invoke = _invoke_in_process  # type: ignore[method-assign]
     StepFunctionResponse.send_task_failure = _send_task_failure  # type: ignore[method-assign]
     WaitFunction._wait_interval = _scaled_wait_interval  # type: ignore[method-assign]
+    Program.eval = _scaled_program_eval  # type: ignore[method-assign]
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
     event_delivery.install()
 
@@ -302,6 +319,9 @@ class EmbeddedAws:
             self.function_arns[function.logical_id] = arn
         self.resource_arns.update(self.function_arns)
         resources = document["Resources"]
+        for logical_id, resource in _of_type(resources, "AWS::DynamoDB::Table"):
+            self._create_table(logical_id, self._resolve(resource["Properties"], document))
+        self._set_function_environment(document)
         for logical_id, _topic in _of_type(resources, "AWS::SNS::Topic"):
             name = "pg2rds-notifications" if logical_id == "NotificationTopic" else f"pg2rds-{logical_id}"
             self.resource_arns[logical_id] = self.client("sns").create_topic(Name=name)["TopicArn"]
@@ -314,6 +334,26 @@ class EmbeddedAws:
         self.state_machine_arn = self.resource_arns["MigrationStateMachine"]
         for logical_id, resource in resources.items():
             self._create_rules(logical_id, resource, document)
+
+    def _create_table(self, logical_id: str, props: dict[str, Any]) -> None:
+        name = f"pg2rds-{logical_id}"
+        self.client("dynamodb").create_table(
+            TableName=name,
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+        )
+        self.resource_names[logical_id] = name
+        self.resource_arns[logical_id] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
+
+    def _set_function_environment(self, document: dict) -> None:
+        """The functions' environment (Globals) that names resources of the account (handlers run in this
+        process, so it is this process's environment while the account exists)."""
+        function_globals = document.get("Globals", {}).get("Function", {})
+        variables = function_globals.get("Environment", {}).get("Variables", {})
+        for key, value in variables.items():
+            if isinstance(value, dict) and not key.startswith("POWERTOOLS_"):
+                self._set_env(**{key: str(self._resolve(value, document))})
 
     def _create_state_machine(
         self, logical_id: str, props: dict[str, Any], role_arn: str, document: dict

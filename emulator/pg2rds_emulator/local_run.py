@@ -279,7 +279,12 @@ def abort_and_clean(
     left (or ``ABORT_CLEANUP_SECONDS`` pass). Returns (removed, left)."""
     with suppress(ClientError):  # it may have ended already
         aws.client("stepfunctions").stop_execution(executionArn=arn, error="Interrupted", cause=reason)
-    state: dict[str, Any] = {"spec": spec, "error": {"Error": "Interrupted", "Cause": reason}}
+    # the execution is the first of its chain: its ARN is the lineage its resources are tagged with
+    state: dict[str, Any] = {
+        "spec": spec,
+        "lineage": arn,
+        "error": {"Error": "Interrupted", "Cause": reason},
+    }
     lam = aws.client("lambda")
     deadline = time.monotonic() + ABORT_CLEANUP_SECONDS
     while True:

@@ -379,7 +379,12 @@ def test_long_migration_continues_in_a_new_execution(fake_aws, one_table, monkey
         assert second.status == "SUCCEEDED" and second.states[-1] == "Continued in a new execution"
         second_arn = second.output["continuation"]["execution_arn"]
         second = wait_for_state(aws, second_arn, WAITING_STATE)
-    assert second.states[:3] == ["Is this a continuation?", "Resume polling", "Check task progress"]
+    assert second.states[:4] == [
+        "Is this a continuation?",
+        "Resume polling",
+        "Renew the migration lease",  # the chain keeps its lease and names its new live execution
+        "Check task progress",
+    ]
     assert "Create replication instance" not in second.states
     send_decision(aws.client("stepfunctions"), second_arn)
     second = finish(aws, second_arn)

@@ -70,6 +70,10 @@ def role_policies(template: dict[str, Any], names: dict[str, str]) -> dict[str, 
             document.setdefault("Version", "2012-10-17")
             for statement in document["Statement"]:
                 statement.pop("Condition", None)
+                actions = statement["Action"]
+                actions = actions if isinstance(actions, list) else [actions]
+                if all(action.startswith("dynamodb:") for action in actions):
+                    statement["Resource"] = "*"  # moto authorizes DynamoDB calls against "*", not the table
         policies[logical_id] = documents
     return policies
 

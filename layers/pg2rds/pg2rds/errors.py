@@ -43,6 +43,10 @@ class ResourceBusy(Pg2RdsError):
     """An AWS resource is in a transitional state that forbids the call; retried by the state machine."""
 
 
+class MigrationAlreadyRunning(Pg2RdsError):
+    """Another execution holds this migration id's lease: this one is refused before touching anything."""
+
+
 class ResourceConflict(Pg2RdsError):
     """A resource with our name exists but was not created by this migration, so we refuse to touch it."""
 

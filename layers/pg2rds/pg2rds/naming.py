@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 #: Tag carried by every AWS resource a migration creates; cleanup deletes only resources carrying it.
 OWNER_TAG = "pg2rds:migration-id"
+#: The first execution of the chain that created the resource (continuations keep it); cleanup deletes only
+#: what its own lineage created, so a duplicate start of the same spec cannot remove the live one's.
+LINEAGE_TAG = "pg2rds:lineage"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ which take only what they need. Anything a phase decides about failure is decide
 
 import os
 
+from pg2rds import lease
 from pg2rds.aws import client
 from pg2rds.dms import cleanup as dms_cleanup
 from pg2rds.dms.connections import test_connections as dms_test_connections
@@ -35,6 +36,7 @@ from pg2rds.state import (
     EndpointsState,
     FinishReport,
     InstanceState,
+    LeaseState,
     MigrationState,
     Progress,
     SlotState,
@@ -53,6 +55,14 @@ def _raise_on_fatal(report: DatabaseReport, side: str, error_class: type[Excepti
     if fatal:
         details = " | ".join(finding.render() for finding in fatal)
         raise error_class(f"{side} is not ready for this migration ({len(fatal)} fatal): {details}")
+
+
+def take_lease(state: MigrationState) -> LeaseState:
+    """The first state: this execution becomes the one live execution of its migration id, or is refused
+    (:class:`MigrationAlreadyRunning`, naming the live one) before anything is created or deleted."""
+    lineage = state.lineage or state.execution_arn
+    lease.take(state.spec.migration_id, lineage, state.execution_arn)
+    return LeaseState(lineage=lineage, execution_arn=state.execution_arn)
 
 
 def validate_source(state: MigrationState) -> SourceReport:
@@ -91,14 +101,19 @@ def check_outcome(source: SourceReport, target: TargetReport) -> tuple[int, str]
 
 
 def create_instance(state: MigrationState) -> InstanceState:
-    return ensure_instance(client("dms"), state.spec, state.instance)
+    return ensure_instance(client("dms"), state.spec, state.instance, state.lineage)
 
 
 def create_endpoints(state: MigrationState) -> EndpointsState:
     assert state.instance is not None and state.target_report is not None
     assert state.source_report is not None
     return ensure_endpoints(
-        client("dms"), state.spec, state.source_report, state.target_report, os.environ[ACCESS_ROLE_ENV]
+        client("dms"),
+        state.spec,
+        state.source_report,
+        state.target_report,
+        os.environ[ACCESS_ROLE_ENV],
+        state.lineage,
     )
 
 
@@ -138,7 +153,14 @@ def start_task(state: MigrationState) -> TaskState:
             return table_mappings(spec.tables, partitioned_parents(conn, spec.tables))
 
     return ensure_task_started(
-        client("dms"), spec, state.instance, state.endpoints, state.task, mappings, slot=state.slot
+        client("dms"),
+        spec,
+        state.instance,
+        state.endpoints,
+        state.task,
+        mappings,
+        slot=state.slot,
+        lineage=state.lineage,
     )
 
 

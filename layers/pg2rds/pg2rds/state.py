@@ -228,6 +228,13 @@ class VerificationState(_Result):
     mismatched: list[str] = Field(default_factory=list)
 
 
+class LeaseState(_Result):
+    """The migration id's lease, as taken by this execution."""
+
+    lineage: str
+    execution_arn: str
+
+
 class Failure(_Result):
     error: str
     cause: str
@@ -244,6 +251,10 @@ class MigrationState(_Result):
     """The whole state as a handler receives it; later phases read earlier phases' results from it."""
 
     spec: MigrationSpec
+    #: The first execution of this chain (its ARN; continuations carry it): tags what the chain creates.
+    lineage: str = ""
+    #: The execution handling this state now (set for the lease, which names it to a refused duplicate).
+    execution_arn: str = ""
     source_report: SourceReport | None = None
     target_report: TargetReport | None = None
     instance: InstanceState | None = None

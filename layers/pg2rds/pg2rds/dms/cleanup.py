@@ -1,9 +1,14 @@
 """Removing everything this migration owns, after success or failure.
 
 Resources are found by their derived names (a failure may come before an ARN was recorded) and deleted
-only if they carry our ownership tag. The order is DMS's: stop the task, delete it, then the endpoints and
-the instance it used, then the replication slot DMS left on the source. Each call does what it can now and
-returns; the state machine calls again after ``wait_seconds`` until nothing remains.
+only if they carry our ownership tags: this migration id and this execution chain's lineage, so the cleanup
+of a refused duplicate (or of any other chain of the same spec) removes nothing the live chain owns. The
+slot carries no tag; it is dropped only by the lineage that holds the migration's lease (or when nobody
+does), and the lease is given back once nothing is left.
+
+The order is DMS's: stop the task, delete it, then the endpoints and the instance it used, then the
+replication slot DMS left on the source. Each call does what it can now and returns; the state machine
+calls again after ``wait_seconds`` until nothing remains.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from pg2rds import lease
 from pg2rds.aws import error_code, error_message
 from pg2rds.dms.tags import NOT_FOUND, find, find_tasks_using, is_owned
 from pg2rds.naming import ResourceNames
@@ -55,14 +61,16 @@ class _Ledger:
             self.removed.append(item)
 
 
-def _task(dms: DatabaseMigrationServiceClient, spec_id: str, names: ResourceNames, ledger: _Ledger) -> bool:
+def _task(
+    dms: DatabaseMigrationServiceClient, spec_id: str, lineage: str, names: ResourceNames, ledger: _Ledger
+) -> bool:
     """Stop and delete our task; True when no task of ours is left."""
     task = find(dms, "task", "replication-task-id", names.task)
     label = f"task {names.task}"
     if task is None:
         return True
     arn = task["ReplicationTaskArn"]
-    if not is_owned(dms, arn, spec_id):
+    if not is_owned(dms, arn, spec_id, lineage):
         ledger.kept.append(f"{label} (not tagged for this migration)")
         return True
     status = task.get("Status", "")
@@ -90,13 +98,15 @@ def _task(dms: DatabaseMigrationServiceClient, spec_id: str, names: ResourceName
     return False
 
 
-def _endpoint(dms: DatabaseMigrationServiceClient, spec_id: str, identifier: str, ledger: _Ledger) -> None:
+def _endpoint(
+    dms: DatabaseMigrationServiceClient, spec_id: str, lineage: str, identifier: str, ledger: _Ledger
+) -> None:
     endpoint = find(dms, "endpoint", "endpoint-id", identifier)
     label = f"endpoint {identifier}"
     if endpoint is None:
         return
     arn = endpoint["EndpointArn"]
-    if not is_owned(dms, arn, spec_id):
+    if not is_owned(dms, arn, spec_id, lineage):
         ledger.kept.append(f"{label} (not tagged for this migration)")
         return
     users = [task["ReplicationTaskIdentifier"] for task in find_tasks_using(dms, "endpoint-arn", arn)]
@@ -135,7 +145,7 @@ def _instance(
     if instance is None:
         return
     arn = instance["ReplicationInstanceArn"]
-    if not is_owned(dms, arn, spec.migration_id):
+    if not is_owned(dms, arn, spec.migration_id, state.lineage):
         ledger.kept.append(f"{label} (not tagged for this migration)")
         return
     status = instance.get("ReplicationInstanceStatus", "")
@@ -161,6 +171,9 @@ def _instance(
 def _slot(state: MigrationState, names: ResourceNames, ledger: _Ledger) -> None:
     spec = state.spec
     label = f"slot {names.slot} on source"
+    if not lease.owned_by(spec.migration_id, state.lineage):
+        ledger.kept.append(f"{label} (another execution of this migration holds its lease)")
+        return
     try:
         outcome = drop_slot(spec.source, get_credentials(spec.source, "source"), names.slot)
     except Exception as error:
@@ -188,10 +201,11 @@ def cleanup(dms: DatabaseMigrationServiceClient, state: MigrationState) -> Clean
         # a check created nothing, and a migration with the same id may be running: touch nothing
         return CleanupState(failure=_failure(state, ledger, False), **poll_fields(spec, previous, True))
 
-    task_gone = _task(dms, spec.migration_id, names, ledger)
+    lineage = state.lineage
+    task_gone = _task(dms, spec.migration_id, lineage, names, ledger)
     if task_gone:
-        _endpoint(dms, spec.migration_id, names.source_endpoint, ledger)
-        _endpoint(dms, spec.migration_id, names.target_endpoint, ledger)
+        _endpoint(dms, spec.migration_id, lineage, names.source_endpoint, ledger)
+        _endpoint(dms, spec.migration_id, lineage, names.target_endpoint, ledger)
         _instance(dms, state, names, ledger)
         _slot(state, names, ledger)
     else:
@@ -207,6 +221,8 @@ def cleanup(dms: DatabaseMigrationServiceClient, state: MigrationState) -> Clean
         and elapsed_seconds(previous.started_at) > spec.polling.instance_timeout_minutes * 60
     )
     ready = not ledger.remaining or timed_out
+    if not ledger.remaining and not ledger.stuck:
+        lease.release(spec.migration_id, lineage)
     failure = _failure(state, ledger, timed_out)
     return CleanupState(
         removed=ledger.removed,

@@ -78,6 +78,7 @@ def _ensure(
     ref: DatabaseRef,
     report: DatabaseReport,
     settings: PostgreSQLSettingsTypeDef,
+    lineage: str,
 ) -> str:
     """Create the endpoint or reuse ours; returns its ARN."""
     existing = find(dms, "endpoint", "endpoint-id", identifier)
@@ -90,7 +91,7 @@ def _ensure(
                 "DatabaseName": report.database,
                 "SslMode": ref.ssl_mode,
                 "PostgreSQLSettings": settings,
-                "Tags": resource_tags(spec),
+                "Tags": resource_tags(spec, lineage),
             }
             if ref.certificate_arn:  # the CA DMS verifies the server with (verify-ca, verify-full)
                 request["CertificateArn"] = ref.certificate_arn
@@ -102,7 +103,7 @@ def _ensure(
             existing = find(dms, "endpoint", "endpoint-id", identifier)
             if existing is None:
                 raise
-    require_owned(dms, existing["EndpointArn"], spec, f"{endpoint_type} endpoint {identifier}")
+    require_owned(dms, existing["EndpointArn"], spec, f"{endpoint_type} endpoint {identifier}", lineage)
     return existing["EndpointArn"]
 
 
@@ -112,6 +113,7 @@ def ensure_endpoints(
     source_report: SourceReport,
     target_report: TargetReport,
     access_role_arn: str,
+    lineage: str = "",
 ) -> EndpointsState:
     names = ResourceNames(spec.migration_id)
     source_arn = _ensure(
@@ -122,6 +124,7 @@ def ensure_endpoints(
         spec.source,
         source_report,
         source_settings(spec, access_role_arn),
+        lineage,
     )
     target_arn = _ensure(
         dms,
@@ -131,6 +134,7 @@ def ensure_endpoints(
         spec.target,
         target_report,
         target_settings(spec, target_report, access_role_arn),
+        lineage,
     )
     slot_name = names.slot if spec.uses_cdc else ""
     return EndpointsState(source_arn=source_arn, target_arn=target_arn, slot_name=slot_name)

@@ -33,7 +33,9 @@ FAILED_STATUSES = {
 }
 
 
-def _create(dms: DatabaseMigrationServiceClient, spec: MigrationSpec, identifier: str) -> Mapping[str, Any]:
+def _create(
+    dms: DatabaseMigrationServiceClient, spec: MigrationSpec, identifier: str, lineage: str
+) -> Mapping[str, Any]:
     settings = spec.instance
     params: dict[str, Any] = {
         "ReplicationInstanceIdentifier": identifier,
@@ -42,7 +44,7 @@ def _create(dms: DatabaseMigrationServiceClient, spec: MigrationSpec, identifier
         "MultiAZ": settings.multi_az,
         "PubliclyAccessible": settings.publicly_accessible,
         "AutoMinorVersionUpgrade": True,
-        "Tags": resource_tags(spec),
+        "Tags": resource_tags(spec, lineage),
     }
     if settings.engine_version:
         params["EngineVersion"] = settings.engine_version
@@ -53,12 +55,14 @@ def _create(dms: DatabaseMigrationServiceClient, spec: MigrationSpec, identifier
     return dms.create_replication_instance(**params)["ReplicationInstance"]
 
 
-def _own_instance(dms: DatabaseMigrationServiceClient, spec: MigrationSpec) -> Mapping[str, Any]:
+def _own_instance(
+    dms: DatabaseMigrationServiceClient, spec: MigrationSpec, lineage: str
+) -> Mapping[str, Any]:
     identifier = ResourceNames(spec.migration_id).instance
     instance = find(dms, "instance", "replication-instance-id", identifier)
     if instance is None:
         try:
-            return _create(dms, spec, identifier)
+            return _create(dms, spec, identifier, lineage)
         except ClientError as error:
             if error_code(error) != "ResourceAlreadyExistsFault":
                 raise
@@ -66,14 +70,20 @@ def _own_instance(dms: DatabaseMigrationServiceClient, spec: MigrationSpec) -> M
             instance = find(dms, "instance", "replication-instance-id", identifier)
             if instance is None:
                 raise
-    require_owned(dms, instance["ReplicationInstanceArn"], spec, f"replication instance {identifier}")
+    require_owned(
+        dms, instance["ReplicationInstanceArn"], spec, f"replication instance {identifier}", lineage
+    )
     return instance
 
 
 def ensure_instance(
-    dms: DatabaseMigrationServiceClient, spec: MigrationSpec, previous: InstanceState | None
+    dms: DatabaseMigrationServiceClient,
+    spec: MigrationSpec,
+    previous: InstanceState | None,
+    lineage: str = "",
 ) -> InstanceState:
-    """Create or reuse the replication instance; ``ready`` once it is ``available``."""
+    """Create or reuse the replication instance (ours: tagged with this lineage); ``ready`` once it is
+    ``available``."""
     existing_arn = spec.instance.existing_arn
     if existing_arn:
         instance = find(dms, "instance", "replication-instance-arn", existing_arn)
@@ -84,7 +94,7 @@ def ensure_instance(
                 "pg2rds create one."
             )
     else:
-        instance = _own_instance(dms, spec)
+        instance = _own_instance(dms, spec, lineage)
     identifier = instance["ReplicationInstanceIdentifier"]
     status = instance.get("ReplicationInstanceStatus", "")
     if status in FAILED_STATUSES:

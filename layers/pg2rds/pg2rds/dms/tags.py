@@ -1,7 +1,8 @@
 """What every DMS module shares: ownership tags and finding a resource by its derived name.
 
-A resource is ours only if it carries ``OWNER_TAG`` with this migration's id. A resource with our name but
-without the tag was made by someone else (or another tool): we neither reuse nor delete it.
+A resource is ours only if it carries ``OWNER_TAG`` with this migration's id and ``LINEAGE_TAG`` with this
+execution chain's lineage. A resource with our name but without them was made by someone else (another
+tool, or another execution of the same spec): we neither reuse nor delete it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from pg2rds.aws import error_code
 from pg2rds.errors import ResourceConflict
-from pg2rds.naming import OWNER_TAG
+from pg2rds.naming import LINEAGE_TAG, OWNER_TAG
 from pg2rds.spec import MigrationSpec
 
 if TYPE_CHECKING:
@@ -30,9 +31,11 @@ _DESCRIBE = {
 }
 
 
-def resource_tags(spec: MigrationSpec) -> list[TagTypeDef]:
-    """Tags for everything we create: the ownership tag first, then the spec's own tags."""
+def resource_tags(spec: MigrationSpec, lineage: str = "") -> list[TagTypeDef]:
+    """Tags for everything we create: the ownership tags first, then the spec's own tags."""
     tags: list[TagTypeDef] = [{"Key": OWNER_TAG, "Value": spec.migration_id}]
+    if lineage:
+        tags.append({"Key": LINEAGE_TAG, "Value": lineage})
     return tags + [{"Key": key, "Value": value} for key, value in spec.tags.items()]
 
 
@@ -41,14 +44,25 @@ def tags_of(dms: DatabaseMigrationServiceClient, arn: str) -> dict[str, str]:
     return {tag["Key"]: tag.get("Value", "") for tag in response.get("TagList", [])}
 
 
-def is_owned(dms: DatabaseMigrationServiceClient, arn: str, migration_id: str) -> bool:
-    return tags_of(dms, arn).get(OWNER_TAG) == migration_id
+def _owns(tags: Mapping[str, str], migration_id: str, lineage: str) -> bool:
+    """Tagged for this migration, and (when the caller has a lineage) by this lineage."""
+    return tags.get(OWNER_TAG) == migration_id and (not lineage or tags.get(LINEAGE_TAG) == lineage)
 
 
-def require_owned(dms: DatabaseMigrationServiceClient, arn: str, spec: MigrationSpec, what: str) -> None:
-    owner = tags_of(dms, arn).get(OWNER_TAG)
-    if owner != spec.migration_id:
-        by = f"tagged for migration {owner!r}" if owner else f"without the {OWNER_TAG} tag"
+def is_owned(dms: DatabaseMigrationServiceClient, arn: str, migration_id: str, lineage: str = "") -> bool:
+    return _owns(tags_of(dms, arn), migration_id, lineage)
+
+
+def require_owned(
+    dms: DatabaseMigrationServiceClient, arn: str, spec: MigrationSpec, what: str, lineage: str = ""
+) -> None:
+    tags = tags_of(dms, arn)
+    if not _owns(tags, spec.migration_id, lineage):
+        owner = tags.get(OWNER_TAG)
+        if owner == spec.migration_id:
+            by = f"by another execution of this migration ({tags.get(LINEAGE_TAG) or 'no lineage'})"
+        else:
+            by = f"tagged for migration {owner!r}" if owner else f"without the {OWNER_TAG} tag"
         raise ResourceConflict(
             f"{what} already exists {by} ({arn}); pg2rds will not reuse or delete a resource it did not "
             f"create for migration {spec.migration_id!r}. Fix: delete or rename that resource, or use "

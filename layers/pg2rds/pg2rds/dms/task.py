@@ -149,6 +149,7 @@ def _create(
     endpoints: EndpointsState,
     mappings: MappingsBuilder,
     slot: SlotState | None,
+    lineage: str,
 ):
     """A CDC-only task starts where our slot begins (``CdcStartPosition``, DMS's native start point: DMS
     then checks that the endpoint's slot exists). A full load with CDC reads the slot from its start."""
@@ -161,7 +162,7 @@ def _create(
         MigrationType=spec.migration_type,
         TableMappings=mappings(),
         ReplicationTaskSettings=json.dumps(task_settings(spec)),
-        Tags=resource_tags(spec),
+        Tags=resource_tags(spec, lineage),
         **start,
     )["ReplicationTask"]
 
@@ -173,19 +174,20 @@ def _own_task(
     endpoints: EndpointsState,
     mappings: MappingsBuilder,
     slot: SlotState | None,
+    lineage: str,
 ) -> Mapping[str, Any]:
     identifier = ResourceNames(spec.migration_id).task
     task = find(dms, "task", "replication-task-id", identifier)
     if task is None:
         try:
-            return _create(dms, spec, identifier, instance, endpoints, mappings, slot)
+            return _create(dms, spec, identifier, instance, endpoints, mappings, slot, lineage)
         except ClientError as error:
             if error_code(error) != "ResourceAlreadyExistsFault":
                 raise
             task = find(dms, "task", "replication-task-id", identifier)
             if task is None:
                 raise
-    require_owned(dms, task["ReplicationTaskArn"], spec, f"replication task {identifier}")
+    require_owned(dms, task["ReplicationTaskArn"], spec, f"replication task {identifier}", lineage)
     wired = (task.get("SourceEndpointArn"), task.get("TargetEndpointArn"), task.get("ReplicationInstanceArn"))
     if wired != (endpoints.source_arn, endpoints.target_arn, instance.arn):
         raise ResourceConflict(
@@ -205,15 +207,17 @@ def ensure_task_started(
     mappings: MappingsBuilder | None = None,
     *,
     slot: SlotState | None = None,
+    lineage: str = "",
 ) -> TaskState:
     """Create (or find) the task and start it once it is ``ready``; ``ready`` once it has been started.
 
     ``mappings`` builds the TableMappings when the task is created; by default from the spec alone (no
     partitioned parents to exclude, see :func:`pg2rds.dms.table_mappings.table_mappings`). ``slot`` is the
-    slot create-slot made (CDC): a ``cdc`` task starts at its position.
+    slot create-slot made (CDC): a ``cdc`` task starts at its position. What it creates is tagged with
+    ``lineage``.
     """
     mappings = mappings or (lambda: table_mappings(spec.tables))
-    task = _own_task(dms, spec, instance, endpoints, mappings, slot)
+    task = _own_task(dms, spec, instance, endpoints, mappings, slot, lineage)
     identifier, arn = task["ReplicationTaskIdentifier"], task["ReplicationTaskArn"]
     status = task.get("Status", "")
     if status == "failed":

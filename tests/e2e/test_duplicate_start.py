@@ -1,0 +1,131 @@
+"""One live execution per migration id, through the served embedded AWS as an operator meets it: a CDC
+migration waits for its cutover; the same spec is started twice more (``pg2rds start`` and a raw
+``StartExecution`` with another name). Both duplicates are refused, naming the live execution, and their
+cleanup (the end-of-execution rule's) touches nothing of it; the live one then cuts over and ends
+SUCCEEDED with the target equal and nothing left behind."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from conftest import Database
+
+from pg2rds_cli.cutover import WAITING_STATE
+from pg2rds_cli.executions import read_execution
+from pg2rds_emulator.pgcluster import free_port
+
+PG2RDS = [sys.executable, "-m", "pg2rds_cli.main"]
+
+
+def pg2rds(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([*PG2RDS, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def eventually(check, what: str, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def slots(db: Database) -> list[tuple]:
+    return db.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (db.name,))
+
+
+def dms_resources(dms) -> list[str]:
+    return (
+        [t["ReplicationTaskIdentifier"] for t in dms.describe_replication_tasks()["ReplicationTasks"]]
+        + [e["EndpointIdentifier"] for e in dms.describe_endpoints()["Endpoints"]]
+        + [
+            i["ReplicationInstanceIdentifier"]
+            for i in dms.describe_replication_instances()["ReplicationInstances"]
+        ]
+    )
+
+
+def ended(sfn, arn: str):
+    view = read_execution(sfn, arn)
+    return view if view.done else None
+
+
+def finished(sfn, machine: str, count: int) -> list[dict] | None:
+    runs = sfn.list_executions(stateMachineArn=machine)["executions"]
+    done = [run for run in runs if run["status"] != "RUNNING"]
+    return done if len(done) >= count else None
+
+
+@pytest.mark.slow
+def test_duplicate_starts_are_refused_and_leave_the_live_migration_alone(
+    source_db: Database, target_db: Database, tmp_path: Path
+) -> None:
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
+    source_db.execute("INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 1000) g")
+    (tmp_path / "in.json").write_text(
+        json.dumps({"migration_id": "dup", "migration_type": "full-load-and-cdc"})
+    )
+    spec_path = tmp_path / "spec.json"
+    server = subprocess.Popen(
+        [*PG2RDS, "serve", "--local", "--port", str(free_port()), "--spec", str(tmp_path / "in.json"),
+         "--spec-out", str(spec_path), "--source-dsn", source_db.cluster.dsn(source_db.name),
+         "--target-dsn", target_db.cluster.dsn(target_db.name)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        ready = json.loads(server.stdout.readline())
+        env = {
+            **os.environ, "AWS_ENDPOINT_URL": ready["endpoint_url"], "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+            "PG2RDS_STATE_MACHINE_ARN": ready["state_machine_arn"],
+        }  # fmt: skip
+        client = {"endpoint_url": ready["endpoint_url"], "region_name": "us-east-1",
+                  "aws_access_key_id": "local", "aws_secret_access_key": "local"}  # fmt: skip
+        sfn, dms = boto3.client("stepfunctions", **client), boto3.client("dms", **client)
+        cleanup_machine = ready["state_machine_arn"] + "-cleanup"
+
+        started = pg2rds("start", str(spec_path), env=env)
+        assert started.returncode == 0, started.stderr
+        live = started.stdout.strip()
+        eventually(lambda: read_execution(sfn, live).current_state == WAITING_STATE, "the cutover wait")
+        owned = sorted(dms_resources(dms))
+        assert owned and slots(source_db) == [("pg2rds_dup",)]
+
+        time.sleep(1.1)  # `pg2rds start` names executions to the second
+        again = pg2rds("start", str(spec_path), env=env)
+        assert again.returncode == 0, again.stderr
+        raw = sfn.start_execution(
+            stateMachineArn=ready["state_machine_arn"], name="dup-by-hand", input=spec_path.read_text()
+        )["executionArn"]
+        for duplicate in (again.stdout.strip(), raw):
+            view = eventually(lambda d=duplicate: ended(sfn, d), f"{duplicate} to end")
+            assert view.status == "FAILED"
+            assert view.error == "MigrationAlreadyRunning", view.cause
+            assert live in view.cause
+            assert "Validate source" not in view.states and "Clean up after failure" not in view.states
+        # the end-of-execution rule ran the cleanup of both duplicates' lineages
+        cleanups = eventually(lambda: finished(sfn, cleanup_machine, 2), "the duplicates' cleanups")
+        assert [e["status"] for e in cleanups] == ["SUCCEEDED", "SUCCEEDED"]
+        assert read_execution(sfn, live).current_state == WAITING_STATE
+        assert sorted(dms_resources(dms)) == owned
+        assert slots(source_db) == [("pg2rds_dup",)]
+
+        source_db.execute("INSERT INTO items VALUES (1001, 'after the duplicates')")
+        time.sleep(2)
+        decided = pg2rds("cutover", live, env=env)
+        assert decided.returncode == 0, decided.stderr
+        watched = pg2rds("watch", live, env=env)
+        assert "Migration SUCCEEDED" in watched.stderr, watched.stderr
+        assert dms_resources(dms) == []
+    finally:
+        server.terminate()
+        assert server.wait(timeout=30) == 0
+    assert target_db.execute("SELECT count(*), sum(id) FROM items") == [(1001, 501501)]
+    assert slots(source_db) == []
