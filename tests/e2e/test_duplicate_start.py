@@ -4,22 +4,17 @@ migration waits for its cutover; the same spec is started twice more (``pg2rds s
 cleanup (the end-of-execution rule's) touches nothing of it; the live one then cuts over and ends
 SUCCEEDED with the target equal and nothing left behind."""
 
-import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import boto3
 import pytest
 from conftest import Database
+from served import PG2RDS, operator_env, serve
 
 from pg2rds_cli.cutover import WAITING_STATE
 from pg2rds_cli.executions import read_execution
-from pg2rds_emulator.pgcluster import free_port
-
-PG2RDS = [sys.executable, "-m", "pg2rds_cli.main"]
 
 
 def pg2rds(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -69,23 +64,11 @@ def test_duplicate_starts_are_refused_and_leave_the_live_migration_alone(
     for db in (source_db, target_db):
         db.execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
     source_db.execute("INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 1000) g")
-    (tmp_path / "in.json").write_text(
-        json.dumps({"migration_id": "dup", "migration_type": "full-load-and-cdc"})
+    server, ready, spec_path = serve(
+        source_db, target_db, tmp_path, {"migration_id": "dup", "migration_type": "full-load-and-cdc"}
     )
-    spec_path = tmp_path / "spec.json"
-    server = subprocess.Popen(
-        [*PG2RDS, "serve", "--local", "--port", str(free_port()), "--spec", str(tmp_path / "in.json"),
-         "--spec-out", str(spec_path), "--source-dsn", source_db.cluster.dsn(source_db.name),
-         "--target-dsn", target_db.cluster.dsn(target_db.name)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
     try:
-        ready = json.loads(server.stdout.readline())
-        env = {
-            **os.environ, "AWS_ENDPOINT_URL": ready["endpoint_url"], "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
-            "PG2RDS_STATE_MACHINE_ARN": ready["state_machine_arn"],
-        }  # fmt: skip
+        env = operator_env(ready)
         client = {"endpoint_url": ready["endpoint_url"], "region_name": "us-east-1",
                   "aws_access_key_id": "local", "aws_secret_access_key": "local"}  # fmt: skip
         sfn, dms = boto3.client("stepfunctions", **client), boto3.client("dms", **client)

@@ -2,17 +2,12 @@
 other processes, unchanged, as they would against AWS (start, cutover, watch, status)."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import Database
-
-from pg2rds_emulator.pgcluster import free_port
-
-PG2RDS = [sys.executable, "-m", "pg2rds_cli.main"]
+from served import PG2RDS, operator_env, serve
 
 
 def pg2rds(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -25,23 +20,11 @@ def test_other_processes_migrate_through_the_served_endpoint(source_db: Database
     for db in (source_db, target_db):
         db.execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
     source_db.execute("INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 1000) g")
-    (tmp_path / "in.json").write_text(
-        json.dumps({"migration_id": "served", "migration_type": "full-load-and-cdc"})
+    server, ready, spec_path = serve(
+        source_db, target_db, tmp_path, {"migration_id": "served", "migration_type": "full-load-and-cdc"}
     )
-    spec_path = tmp_path / "spec.json"
-    server = subprocess.Popen(
-        [*PG2RDS, "serve", "--local", "--port", str(free_port()), "--spec", str(tmp_path / "in.json"),
-         "--spec-out", str(spec_path), "--source-dsn", source_db.cluster.dsn(source_db.name),
-         "--target-dsn", target_db.cluster.dsn(target_db.name)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
     try:
-        ready = json.loads(server.stdout.readline())
-        env = {
-            **os.environ, "AWS_ENDPOINT_URL": ready["endpoint_url"], "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
-            "PG2RDS_STATE_MACHINE_ARN": ready["state_machine_arn"],
-        }  # fmt: skip
+        env = operator_env(ready)
         spec = json.loads(spec_path.read_text())
         assert spec["source"]["secret_arn"].startswith("arn:aws:secretsmanager:")
         assert source_db.cluster.password not in spec_path.read_text()

@@ -5,17 +5,14 @@ detail-type, or the default bus) starts nothing."""
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import boto3
 import pytest
 from conftest import Database
+from served import PG2RDS, serve
 
-from pg2rds_emulator.pgcluster import free_port
-
-PG2RDS = [sys.executable, "-m", "pg2rds_cli.main"]
 ROWS = 300
 
 
@@ -30,16 +27,10 @@ def test_a_start_event_on_the_start_bus_runs_a_migration_and_nothing_else_starts
     for db in (source_db, target_db):
         db.execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
     source_db.execute(f"INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, {ROWS}) g")
-    (tmp_path / "in.json").write_text(json.dumps({"migration_id": "by-event", "migration_type": "full-load"}))
-    spec_path = tmp_path / "spec.json"
-    server = subprocess.Popen(
-        [*PG2RDS, "serve", "--local", "--port", str(free_port()), "--spec", str(tmp_path / "in.json"),
-         "--spec-out", str(spec_path), "--source-dsn", source_db.cluster.dsn(source_db.name),
-         "--target-dsn", target_db.cluster.dsn(target_db.name)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    server, ready, spec_path = serve(
+        source_db, target_db, tmp_path, {"migration_id": "by-event", "migration_type": "full-load"}
+    )
     try:
-        ready = json.loads(server.stdout.readline())
         session = boto3.Session(
             aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
         )
