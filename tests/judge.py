@@ -83,7 +83,11 @@ def differences(source: Any, target: Any, only: list[tuple[str, str]] | None = N
 
 def account_dms_resources(aws: Any) -> list[str]:
     """Every DMS resource in the (embedded) account, whoever created it and whatever its name."""
-    dms = aws.client("dms")
+    return dms_resources(aws.client("dms"))
+
+
+def dms_resources(dms: Any) -> list[str]:
+    """Every DMS resource a DMS client sees (for a served endpoint, a client made against it)."""
     found = [
         f"task {t['ReplicationTaskIdentifier']}" for t in dms.describe_replication_tasks()["ReplicationTasks"]
     ]
@@ -98,3 +102,8 @@ def account_dms_resources(aws: Any) -> list[str]:
         certificates = []
     found += [f"certificate {c['CertificateIdentifier']}" for c in certificates]
     return found
+
+
+def slots(db: Any) -> list[tuple]:
+    """Replication slots in ``db``'s database (the cluster is shared by parallel tests)."""
+    return db.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (db.name,))

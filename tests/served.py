@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +36,19 @@ def operator_env(ready: dict) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
         "PG2RDS_STATE_MACHINE_ARN": ready["state_machine_arn"],
     }  # fmt: skip
+
+
+def pg2rds(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The CLI in another process, as a shell in another window would run it."""
+    return subprocess.run([*PG2RDS, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+    """``check()``'s first truthy value within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout} s: {what}")

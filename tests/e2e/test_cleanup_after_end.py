@@ -4,10 +4,11 @@ delivered by the embedded AWS as in AWS) starts the cleanup state machine, which
 DMS resources of that execution's lineage and gives its lease back."""
 
 import json
-import time
 
 import pytest
 from conftest import Database, spec_for
+from judge import slots
+from served import eventually
 
 from pg2rds_cli.executions import read_execution
 from pg2rds_emulator.dms_standin import StandInEngine
@@ -15,20 +16,6 @@ from pg2rds_emulator.embedded import DEFINITION, EmbeddedAws
 from pg2rds_emulator.local_run import dms_leftovers
 
 EXECUTION_TIMEOUT = json.loads(DEFINITION.read_text())["TimeoutSeconds"]
-
-
-def eventually(check, what: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
-def slots(db: Database) -> list[tuple]:
-    return db.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (db.name,))
 
 
 def leases(aws: EmbeddedAws) -> list[dict]:

@@ -4,46 +4,17 @@ migration waits for its cutover; the same spec is started twice more (``pg2rds s
 cleanup (the end-of-execution rule's) touches nothing of it; the live one then cuts over and ends
 SUCCEEDED with the target equal and nothing left behind."""
 
-import subprocess
 import time
 from pathlib import Path
 
 import boto3
 import pytest
 from conftest import Database
-from served import PG2RDS, operator_env, serve
+from judge import dms_resources, slots
+from served import eventually, operator_env, pg2rds, serve
 
 from pg2rds_cli.cutover import WAITING_STATE
 from pg2rds_cli.executions import read_execution
-
-
-def pg2rds(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([*PG2RDS, *args], env=env, capture_output=True, text=True, timeout=120)
-
-
-def eventually(check, what: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
-def slots(db: Database) -> list[tuple]:
-    return db.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (db.name,))
-
-
-def dms_resources(dms) -> list[str]:
-    return (
-        [t["ReplicationTaskIdentifier"] for t in dms.describe_replication_tasks()["ReplicationTasks"]]
-        + [e["EndpointIdentifier"] for e in dms.describe_endpoints()["Endpoints"]]
-        + [
-            i["ReplicationInstanceIdentifier"]
-            for i in dms.describe_replication_instances()["ReplicationInstances"]
-        ]
-    )
 
 
 def ended(sfn, arn: str):

@@ -2,16 +2,11 @@
 other processes, unchanged, as they would against AWS (start, cutover, watch, status)."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import Database
-from served import PG2RDS, operator_env, serve
-
-
-def pg2rds(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([*PG2RDS, *args], env=env, capture_output=True, text=True, timeout=120)
+from served import operator_env, pg2rds, serve
 
 
 @pytest.mark.slow
