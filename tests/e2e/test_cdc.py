@@ -374,6 +374,9 @@ def test_long_migration_continues_in_a_new_execution(fake_aws, one_table, monkey
     second_arn = first.output["continuation"]["execution_arn"]
 
     engine.cdc_full_load_percent = 100
+    # the hand-off is proven; a budget of 3 polls would also end the cutover wait (its watcher polls too)
+    # before the decision arrives on a slow machine, so the rest of the chain gets the real budget
+    monkeypatch.setattr(progress, "POLLS_PER_EXECUTION", 2500)
     second = wait_for_state(aws, second_arn, WAITING_STATE)
     while second.done:  # it may have continued again before the latency dropped: follow the chain
         assert second.status == "SUCCEEDED" and second.states[-1] == "Continued in a new execution"
