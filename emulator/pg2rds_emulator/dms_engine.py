@@ -69,6 +69,14 @@ class TableStats:
     inserts: int = 0
     updates: int = 0
     deletes: int = 0
+    #: DMS data validation (DescribeTableStatistics' Validation* fields): "Not enabled" unless the task's
+    #: ValidationSettings enable it; the values are the API reference's (e.g. "Pending records",
+    #: "Mismatched records", "Suspended records", "No primary key", "Validated").
+    validation_state: str = "Not enabled"
+    validation_state_details: str = ""
+    validation_pending_records: int = 0
+    validation_failed_records: int = 0
+    validation_suspended_records: int = 0
 
 
 @dataclass

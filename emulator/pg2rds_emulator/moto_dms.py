@@ -155,6 +155,9 @@ class FakeEngine:
     started: list[TaskInfo] = field(default_factory=list)
     tested: list[EndpointInfo] = field(default_factory=list)
     _tasks: dict[str, _FakeTask] = field(default_factory=dict)
+    #: Held while a describe advances a slot, so :meth:`hold_slot` returns only once no advance is under
+    #: way: a write made after it is never confirmed by a describe that had already started.
+    _slot_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # scripting -----------------------------------------------------------------------------------
     def fail_connection(self, endpoint: str, message: str) -> None:
@@ -173,7 +176,8 @@ class FakeEngine:
     def hold_slot(self, held: bool = True) -> None:
         """Lag behind the source (slots stay put) while still reporting the scripted latency, as a DMS
         whose per-minute latency metric has not caught up with a burst of writes would."""
-        self.slot_held = held
+        with self._slot_lock:
+            self.slot_held = held
 
     # DmsEngine -----------------------------------------------------------------------------------
     def test_connection(self, endpoint: EndpointInfo) -> tuple[str, str]:
@@ -229,8 +233,9 @@ class FakeEngine:
                 status="stopped", stop_reason=FULL_LOAD_FINISHED, full_load_percent=100,
                 tables_loaded=count, full_load_finished=True, elapsed_millis=1000, tables=tables,
             )  # fmt: skip
-        if task.slot is not None and not self.slot_held:
-            task.slot.advance()
+        with self._slot_lock:
+            if task.slot is not None and not self.slot_held:
+                task.slot.advance()
         percent = self.cdc_full_load_percent
         return TaskRuntime(
             status="running", full_load_percent=percent, tables_loaded=count,
@@ -659,10 +664,11 @@ def _table_statistics(self: _Backend, replication_task_arn: str, filters: list[d
             "FullLoadReloaded": False,
             "LastUpdateTime": now,
             "TableState": t.state,
-            "ValidationPendingRecords": 0,
-            "ValidationFailedRecords": 0,
-            "ValidationSuspendedRecords": 0,
-            "ValidationState": "Not enabled",
+            "ValidationPendingRecords": t.validation_pending_records,
+            "ValidationFailedRecords": t.validation_failed_records,
+            "ValidationSuspendedRecords": t.validation_suspended_records,
+            "ValidationState": t.validation_state,
+            **({"ValidationStateDetails": t.validation_state_details} if t.validation_state_details else {}),
         }
         for t in tables
     ]
