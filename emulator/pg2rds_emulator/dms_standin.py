@@ -114,6 +114,7 @@ from pg2rds_emulator.standin_testdecoding import (
     parse,
     table_shapes,
 )
+from pg2rds_emulator.standin_validation import Key, ValidationSettings, Validator, control_schema
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,10 @@ STOP_NORMAL = "Stop Reason NORMAL"
 
 class _Stopped(Exception):
     """The task was asked to stop while this work was under way."""
+
+
+class _ValidateOnly(Exception):
+    """A validation-only task copies nothing: the table is validated as the target has it."""
 
 
 def connect(
@@ -222,6 +227,18 @@ class StandInEngine:
             runner = self._tasks.get(task_arn)
         return runner.runtime() if runner is not None else None
 
+    def reload_tables(self, task_arn: str, tables: list[tuple[str, str]], option: str) -> None:
+        """ReloadTables: ``validate-only`` validates the tables again in full (API reference: "applies only
+        when validation is enabled for the task"). ``data-reload`` is not modelled."""
+        with self._lock:
+            runner = self._tasks.get(task_arn)
+        if runner is None:
+            return
+        if option != "validate-only":
+            raise NotImplementedError("the DMS stand-in does not reload tables (ReloadOption data-reload)")
+        if runner.validation is not None:
+            runner.validation.revalidate([TableName(schema, table) for schema, table in tables])
+
     def shutdown(self) -> None:
         """Stop every task and wait for its threads (process exit)."""
         with self._lock:
@@ -261,6 +278,27 @@ class _Task:
         self.outage_since: float | None = None
         # a stopped CDC task that finished its full load resumes streaming only (resume-processing)
         self.resume = bool(previous and previous.uses_cdc and previous.full_load_finished and self.uses_cdc)
+        validation = ValidationSettings.of_task(settings)
+        #: DMS data validation (:mod:`standin_validation`), when the task's ValidationSettings enable it.
+        self.validation: Validator | None = (
+            Validator(
+                validation,
+                info.arn.rsplit(":", 1)[-1],
+                info.source,
+                info.target,
+                control_schema(settings),
+                self.lobs,
+                self.uses_cdc,
+                previous.validation if previous and self.resume else None,
+            )  # fmt: skip
+            if validation.enabled
+            else None
+        )
+        self.validation_only = validation.enabled and validation.validation_only
+        #: Up to where the source's changes are applied on the target (the end of the last applied commit,
+        #: or the server's WAL end while idle), and since when the stream is idle: validation waits for it.
+        self.replicated_lsn = 0
+        self.stream_idle_since: float | None = None
 
         self.lock = threading.RLock()
         self.stop_event = threading.Event()
@@ -279,6 +317,7 @@ class _Task:
             self.tables = {name: replace(stats) for name, stats in previous.runtime_tables().items()}
             self.snapshots = dict(previous.snapshots)
             self.applied_lsn = previous.applied_lsn
+            self.replicated_lsn = previous.replicated_lsn
         self._connections: set[Any] = set()
         self.binary = False
         self.thread = threading.Thread(target=self._run, name=f"standin-{info.identifier}", daemon=True)
@@ -302,6 +341,8 @@ class _Task:
             self.thread.join(STOP_TIMEOUT_SECONDS)
             if self.thread.is_alive():
                 log.warning("task %s did not stop within %ss", self.info.identifier, STOP_TIMEOUT_SECONDS)
+        if self.validation is not None and self.thread is not threading.current_thread():
+            self.validation.join(STOP_TIMEOUT_SECONDS)
         with self.lock:
             if self.status == "stopping":
                 self.status = "stopped"
@@ -331,8 +372,20 @@ class _Task:
                 full_load_finished=self.full_load_finished,
                 cdc_latency_source_seconds=_at_least(self.latency_source, outage),
                 cdc_latency_target_seconds=_at_least(self.latency_target, outage),
-                tables=[replace(stats) for stats in self.tables.values()],
+                tables=[self._rendered(stats) for stats in self.tables.values()],
             )
+
+    def _rendered(self, stats: TableStats) -> TableStats:
+        copy = replace(stats)
+        return self.validation.render(copy) if self.validation is not None else copy
+
+    # -- what the validator sees of the task (standin_validation.TaskView) ---------------------------------
+    def connection(self, endpoint: EndpointInfo, purpose: str) -> Any:
+        return self._connection(endpoint, purpose)
+
+    def replication_position(self) -> tuple[int, float | None]:
+        with self.lock:
+            return self.replicated_lsn, self.stream_idle_since
 
     def _fail(self, message: str) -> None:
         with self.lock:
@@ -386,6 +439,8 @@ class _Task:
                 source_major = src.server_version // 10000
                 if self.uses_cdc and not self._check_slot(src):
                     return
+                if self.validation is not None:
+                    self.validation.prepare(self, src, metadata)
             with self._connection(self.info.target, "metadata") as tgt:
                 self.binary = source_major == tgt.server_version // 10000
             with self.lock:
@@ -395,8 +450,17 @@ class _Task:
                     self.status = "running"
             if self.info.migration_type != "cdc" and not self.resume:
                 self._full_load([metadata[name] for name in tables if name in metadata])
+            elif self.validation is not None and not self.resume:
+                # a cdc task validates the rows already there before the changes (page "AWS DMS data
+                # validation")
+                for name in tables:
+                    self.validation.table_loaded(name, 0)
             if self.stop_event.is_set():
                 return
+            if self.validation is not None and not self.uses_cdc:
+                self.validation.wait_done(self.stop_event)  # a full-load task ends once it is validated
+                if self.stop_event.is_set():
+                    return
             with self.lock:
                 # a cdc-only task has no full load to finish (DMS reports no FullLoadFinishDate)
                 self.full_load_finished = self.info.migration_type != "cdc"
@@ -487,6 +551,10 @@ class _Task:
                     with src.cursor() as cur:
                         cur.execute("SELECT pg_current_snapshot()::text")
                         snapshot = LoadSnapshot.parse(cur.fetchone()[0])
+                if self.validation_only:
+                    # ValidationOnly: nothing is migrated, the target is validated as it is
+                    src.rollback()
+                    raise _ValidateOnly()
                 self._check_lob_sizes(src, meta)
                 with tgt.cursor() as cur:
                     if self.prep_mode == "TRUNCATE_BEFORE_LOAD":
@@ -510,11 +578,22 @@ class _Task:
                     self.snapshots[meta.name] = snapshot
                 self.tables[meta.name].state = "Table completed"
                 self.tables[meta.name].full_load_rows = rows
+            if self.validation is not None:
+                self.validation.table_loaded(meta.name, rows)
+        except _ValidateOnly:
+            with self.lock:
+                if self.uses_cdc:
+                    self.snapshots[meta.name] = snapshot
+                self.tables[meta.name].state = "Table completed"
+            if self.validation is not None:
+                self.validation.table_loaded(meta.name, 0)
         except Exception as error:
             if self.stop_event.is_set():
                 self._set_table(meta.name, state="Before load", full_load_rows=0)
                 return
             self._set_table(meta.name, state="Table error")
+            if self.validation is not None:
+                self.validation.table_failed(meta.name)
             message = server_message(error, self.info.target.password)
             message = f"Failed to load table '{meta.name.schema}'.'{meta.name.table}': {message}"
             if self.errors.table_error_stops:
@@ -641,12 +720,18 @@ class _Task:
                         # does the same), and WAL of tables not selected is not retained for ever
                         applier.flushed = cur.wal_end
                         cur.send_feedback(flush_lsn=applier.flushed)
+                    if not applier.in_transaction:
+                        with self.lock:
+                            self.replicated_lsn = max(self.replicated_lsn, applier.flushed)
+                            self.stream_idle_since = self.stream_idle_since or time.monotonic()
                     if not applier.in_transaction and time.monotonic() - last_message > IDLE_SECONDS:
                         with self.lock:
                             self.latency_source = self.latency_target = 0
                     select.select([cur], [], [], POLL_SECONDS)
                     continue
                 last_message = time.monotonic()
+                with self.lock:
+                    self.stream_idle_since = None
                 event = parse(bytes(message.payload).decode("utf-8"))
                 try:
                     changes = translator.messages(event, message.data_start)
@@ -705,6 +790,22 @@ class _Applier:
         self.flushed = 0
         #: (schema, table) of the change being applied, for failure messages
         self.current: tuple[str, str] | None = None
+        #: Keys of the rows this transaction changed, per table: pending validation once it commits.
+        self.changed: dict[TableName, list[Key]] = {}
+
+    def _mark(self, relation: Relation, values: list[Value] | None) -> None:
+        """Note the validation key of a changed row (DMS re-validates every row CDC changes)."""
+        validation = self.task.validation
+        if validation is None or values is None:
+            return
+        name = TableName(relation.namespace, relation.name)
+        columns = validation.key_columns(name)
+        if not columns:
+            return
+        row = dict(zip((c.name for c in relation.columns), values, strict=True))
+        key = [row.get(column) for column in columns]
+        if all(isinstance(value, str) for value in key):
+            self.changed.setdefault(name, []).append(tuple(str(value) for value in key))
 
     def _relation(self, oid: int) -> Relation:
         relation = self.relations[oid]
@@ -716,8 +817,8 @@ class _Applier:
         (DMS's "zero rows affected"), is an apply error the task's ErrorBehavior answers. Unless the policy
         stops the task, the change runs under a savepoint so that skipping it keeps its transaction."""
         table = (relation.namespace, relation.name)
-        if self.task.is_suspended(table):
-            return
+        if self.task.is_suspended(table) or self.task.validation_only:
+            return  # a validation-only task applies nothing
         guarded = not self.task.errors.stops_at_once(operation)
         with self.conn.cursor() as cur:
             try:
@@ -758,12 +859,14 @@ class _Applier:
             self.in_transaction = True
             self.received = time.time()
             self.counts = {}
+            self.changed = {}
         elif isinstance(message, Relation):
             self.relations[message.oid] = message
         elif isinstance(message, Commit):
             return self._commit(message)
         elif isinstance(message, Insert):
             relation = self._relation(message.relation_oid)
+            self._mark(relation, message.new)
             pairs = self._written(
                 relation, [(c.name, v) for c, v in zip(relation.columns, message.new, strict=True)]
             )
@@ -775,6 +878,9 @@ class _Applier:
             self._change(relation, "INSERT", statement, [v for _, v in pairs])
         elif isinstance(message, Update):
             relation = self._relation(message.relation_oid)
+            self._mark(relation, message.new)
+            if message.old:
+                self._mark(relation, message.old)  # the key may have changed
             assignments = self._written(
                 relation,
                 [
@@ -795,6 +901,7 @@ class _Applier:
             self._change(relation, "UPDATE", statement, [v for _, v in assignments] + params)
         elif isinstance(message, Delete):
             relation = self._relation(message.relation_oid)
+            self._mark(relation, message.old)
             where, params = _identity(relation, message.old_kind, message.old)
             statement = sql.SQL("DELETE FROM {} WHERE {}").format(_ident(relation), where)
             self._change(relation, "DELETE", statement, params)
@@ -804,6 +911,12 @@ class _Applier:
         self.conn.commit()
         self.task.record_commit(self.counts, message.commit_time, self.received)
         self.task.applied_lsn = message.end_lsn
+        with self.task.lock:
+            self.task.replicated_lsn = max(self.task.replicated_lsn, message.end_lsn)
+        if self.task.validation is not None:
+            for name, keys in self.changed.items():
+                self.task.validation.changed(name, keys)
+        self.changed = {}
         self.in_transaction = False
         self.flushed = message.end_lsn
         return message.end_lsn

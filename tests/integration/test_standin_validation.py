@@ -1,0 +1,263 @@
+"""DMS data validation in the stand-in, against real PostgreSQL: what DescribeTableStatistics reports and
+what lands in the failures table on the target.
+
+Pages: "AWS DMS data validation" (User Guide, CHAP_Validating), "Data validation task settings" (User
+Guide, CHAP_Tasks.CustomizingTasks.TaskSettings.DataValidation), "TableStatistics" and "ReloadTables"
+(API Reference).
+"""
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from test_dms_standin import engine as engine  # the fixture
+from test_dms_standin import finished, make_task, wait_for
+
+from pg2rds_emulator.dms_engine import TableStats, TaskInfo, TaskRuntime
+from pg2rds_emulator.dms_standin import FULL_LOAD_ONLY_FINISHED, StandInEngine
+
+DDL = """
+CREATE SCHEMA shop;
+CREATE TABLE shop.items (id integer PRIMARY KEY, name text NOT NULL, price numeric(10, 2),
+                         added timestamptz, tags text[]);
+CREATE TABLE shop.codes (code varchar(20) NOT NULL, region char(2) NOT NULL, label text,
+                         UNIQUE (region, code));
+CREATE TABLE shop.log (at timestamptz, what text);
+"""
+
+FAILURES = 'SELECT "TASK_NAME", "TABLE_OWNER", "TABLE_NAME", "KEY_TYPE", "KEY", "FAILURE_TYPE", "DETAILS" ' \
+    "FROM awsdms_control.awsdms_validation_failures_v1 ORDER BY \"FAILURE_TYPE\", \"KEY\""  # fmt: skip
+
+
+def validation(**settings) -> dict:
+    return {"ValidationSettings": {"EnableValidation": True, **settings}}
+
+
+def _shop(source_db, target_db, rows: int = 50) -> None:
+    source_db.execute(DDL)
+    target_db.execute(DDL)
+    source_db.execute(
+        "INSERT INTO shop.items SELECT g, 'item ' || g, g * 1.25, "
+        "'2024-01-01 00:00:00+00'::timestamptz + g * interval '1 hour', ARRAY['a', g::text] "
+        "FROM generate_series(1, %s) g",
+        (rows,),
+    )
+    source_db.execute(
+        "INSERT INTO shop.codes SELECT 'c' || g, CASE WHEN mod(g, 2) = 0 THEN 'EU' ELSE 'US' END, "
+        "'label ' || g FROM generate_series(1, 20) g"
+    )
+    source_db.execute("INSERT INTO shop.log SELECT now(), 'x' || g FROM generate_series(1, 10) g")
+
+
+def stats(runtime: TaskRuntime) -> dict[str, TableStats]:
+    return {f"{t.schema_name}.{t.table_name}": t for t in runtime.tables}
+
+
+def validated(names: list[str]) -> "callable":
+    def done(runtime: TaskRuntime) -> bool:
+        tables = stats(runtime)
+        return all(n in tables and tables[n].validation_state == "Validated" for n in names)
+
+    return done
+
+
+def state_of(name: str, state: str) -> "callable":
+    return lambda runtime: name in stats(runtime) and stats(runtime)[name].validation_state == state
+
+
+def failures(target_db) -> list[tuple]:
+    return target_db.execute(FAILURES)
+
+
+def task_name(task: TaskInfo) -> str:
+    return task.arn.rsplit(":", 1)[-1]
+
+
+@pytest.fixture
+def shop(source_db, target_db) -> Iterator[None]:
+    _shop(source_db, target_db)
+    yield
+
+
+# -- full load ----------------------------------------------------------------------------------------------
+
+
+def test_a_full_load_is_validated_table_by_table(source_db, target_db, shop, engine: StandInEngine) -> None:
+    """Validation begins right after each table's full load and compares every row by its primary key or
+    unique index; a table without one cannot be validated ("AWS DMS data validation"; ValidationState
+    values: API Reference, TableStatistics). The rows are read in partitions of PartitionSize ("Data
+    validation task settings"): 7 here, so 50 rows take several. The full-load task ends once validated."""
+    task = make_task(source_db, target_db, task_settings=validation(PartitionSize=7))
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+    assert runtime.status == "stopped" and runtime.stop_reason == FULL_LOAD_ONLY_FINISHED
+    tables = stats(runtime)
+    for name in ("shop.items", "shop.codes"):
+        assert tables[name].validation_state == "Validated", tables[name]
+        assert tables[name].validation_pending_records == 0
+        assert tables[name].validation_failed_records == 0
+        assert tables[name].validation_suspended_records == 0
+    assert tables["shop.log"].validation_state == "No primary key"
+    assert failures(target_db) == []  # created on the target, and empty
+
+
+def test_without_validation_settings_tables_are_not_enabled(
+    source_db, target_db, shop, engine: StandInEngine
+) -> None:
+    """EnableValidation defaults to false ("Data validation task settings"): every table is "Not
+    enabled" (TableStatistics), and no failures table is created."""
+    task = make_task(source_db, target_db)
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+    assert {t.validation_state for t in runtime.tables} == {"Not enabled"}
+    assert target_db.execute("SELECT to_regclass('awsdms_control.awsdms_validation_failures_v1')") == [
+        (None,)
+    ]
+
+
+def _tampering_trigger(target_db) -> None:
+    """On the target: the full load's row 2 gets another name and price, row 5 never lands, and a row 999
+    the source does not have is there already."""
+    target_db.execute(
+        """
+        CREATE FUNCTION shop.tamper() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.id = 2 THEN NEW.name := 'tampered'; NEW.price := 0; END IF;
+            IF NEW.id = 5 THEN RETURN NULL; END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER tamper BEFORE INSERT ON shop.items FOR EACH ROW EXECUTE FUNCTION shop.tamper();
+        INSERT INTO shop.items (id, name) VALUES (999, 'only on the target');
+        """
+    )
+
+
+def test_differences_after_a_full_load_are_failures_in_the_failures_table(
+    source_db, target_db, shop, engine: StandInEngine
+) -> None:
+    """A row missing on the target is MISSING_TARGET, one only on the target MISSING_SOURCE, a different
+    one RECORD_DIFF with the columns that differ in DETAILS; each is a row of
+    awsdms_control.awsdms_validation_failures_v1 on the target (TASK_NAME the last part of the task ARN,
+    KEY_TYPE 'Row', KEY like {"key": ["3451491"]}), and the table is "Mismatched records" ("AWS DMS data
+    validation", Troubleshooting; TableStatistics)."""
+    _tampering_trigger(target_db)
+    task = make_task(source_db, target_db, script=None, task_settings=validation(PartitionSize=7))
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+    items = stats(runtime)["shop.items"]
+    assert items.validation_state == "Mismatched records"
+    assert items.validation_failed_records == 3
+    assert items.validation_pending_records == 0
+    assert stats(runtime)["shop.codes"].validation_state == "Validated"
+    name = task_name(task)
+    rows = failures(target_db)
+    assert [row[:6] for row in rows] == [
+        (name, "shop", "items", "Row", '{"key": ["999"]}', "MISSING_SOURCE"),
+        (name, "shop", "items", "Row", '{"key": ["5"]}', "MISSING_TARGET"),
+        (name, "shop", "items", "Row", '{"key": ["2"]}', "RECORD_DIFF"),
+    ]
+    assert json.loads(rows[2][6]) == [
+        [{"name": "item 2"}, {"name": "tampered"}],
+        [{"price": "2.50"}, {"price": "0.00"}],
+    ]
+
+
+def test_over_table_failure_max_count_validation_of_the_table_is_suspended(
+    source_db, target_db, shop, engine: StandInEngine
+) -> None:
+    """TableFailureMaxCount: the number of rows in one table that can fail validation before validation
+    is suspended for the table ("Data validation task settings"). The rows left unchecked are suspended
+    records (TableStatistics: ValidationSuspendedRecords, "records that couldn't be validated")."""
+    target_db.execute(
+        "CREATE FUNCTION shop.drop_odd() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN IF mod(NEW.id, 2) = 1 THEN RETURN NULL; END IF; RETURN NEW; END $$; "
+        "CREATE TRIGGER drop_odd BEFORE INSERT ON shop.items FOR EACH ROW EXECUTE FUNCTION shop.drop_odd()"
+    )
+    settings = validation(PartitionSize=10, TableFailureMaxCount=3)
+    task = make_task(source_db, target_db, script=None, task_settings=settings)
+    engine.start_task(task)
+    runtime = wait_for(engine, task, finished)
+    items = stats(runtime)["shop.items"]
+    assert items.validation_failed_records == 4  # the fourth is more than 3
+    assert "TableFailureMaxCount (3)" in items.validation_state_details
+    assert items.validation_suspended_records > 0
+    assert len(failures(target_db)) == 4
+
+
+# -- during CDC ---------------------------------------------------------------------------------------------
+
+
+def _running(engine: StandInEngine, source_db, target_db, **settings) -> TaskInfo:
+    task = make_task(
+        source_db, target_db, migration_type="full-load-and-cdc", task_settings=validation(**settings)
+    )
+    engine.start_task(task)
+    wait_for(engine, task, validated(["shop.items", "shop.codes"]))
+    return task
+
+
+def test_revalidating_a_table_finds_what_was_done_to_the_target_and_its_fix(
+    source_db, target_db, shop, engine: StandInEngine
+) -> None:
+    """ReloadTables with ReloadOption validate-only re-validates the table (API Reference, ReloadTables):
+    a row changed and one deleted on the target after validation are then RECORD_DIFF and MISSING_TARGET
+    failures ("Mismatched records"); once the target is fixed, validating again finds it "Validated"."""
+    task = _running(engine, source_db, target_db)
+    target_db.execute("UPDATE shop.items SET name = 'changed' WHERE id = 7")
+    target_db.execute("DELETE FROM shop.items WHERE id = 8")
+
+    engine.reload_tables(task.arn, [("shop", "items")], "validate-only")
+    runtime = wait_for(engine, task, state_of("shop.items", "Mismatched records"))
+    assert stats(runtime)["shop.items"].validation_failed_records == 2
+    assert [(row[4], row[5]) for row in failures(target_db)] == [
+        ('{"key": ["8"]}', "MISSING_TARGET"),
+        ('{"key": ["7"]}', "RECORD_DIFF"),
+    ]
+    assert stats(runtime)["shop.codes"].validation_state == "Validated"  # not re-validated, still fine
+
+    target_db.execute("UPDATE shop.items SET name = 'item 7' WHERE id = 7")
+    target_db.execute("INSERT INTO shop.items SELECT * FROM (VALUES (8, 'item 8', 10.00, "
+                      "'2024-01-01 08:00:00+00'::timestamptz, ARRAY['a', '8'])) v")  # fmt: skip
+    engine.reload_tables(task.arn, [("shop", "items")], "validate-only")
+    runtime = wait_for(engine, task, validated(["shop.items"]))
+    items = stats(runtime)["shop.items"]
+    assert (items.validation_failed_records, items.validation_pending_records) == (0, 0)
+    engine.stop_task(task.arn)
+
+
+def test_rows_changed_on_the_source_are_validated_again(
+    source_db, target_db, shop, engine: StandInEngine
+) -> None:
+    """During CDC, DMS validates the changed rows again ("AWS DMS data validation"): each change makes its
+    row pending (ValidationPendingRecords) until it is compared, ValidationQueryCdcDelaySeconds after the
+    change (3 s here, "Data validation task settings"); then the table is "Validated" again."""
+    task = _running(engine, source_db, target_db, ValidationQueryCdcDelaySeconds=3)
+    source_db.execute("UPDATE shop.items SET price = price + 1 WHERE id <= 5")
+    source_db.execute("DELETE FROM shop.items WHERE id = 10")
+    source_db.execute("INSERT INTO shop.codes VALUES ('new', 'EU', 'added during CDC')")
+
+    runtime = wait_for(engine, task, lambda r: stats(r)["shop.items"].validation_pending_records == 6)
+    assert stats(runtime)["shop.items"].validation_state == "Pending records"
+    runtime = wait_for(engine, task, validated(["shop.items", "shop.codes"]))
+    assert stats(runtime)["shop.items"].validation_pending_records == 0
+    assert stats(runtime)["shop.codes"].validation_pending_records == 0
+    assert failures(target_db) == []
+    engine.stop_task(task.arn)
+
+
+def test_a_change_that_did_not_reach_the_target_fails_validation(
+    source_db, target_db, shop, engine: StandInEngine
+) -> None:
+    """A changed row compared again during CDC that still differs once the change is applied is a failure
+    ("AWS DMS data validation": CDC differences are retried before they are reported). Here the target
+    rejects the update (a CHECK constraint) and DMS's default error handling skips it (LOG_ERROR)."""
+    task = _running(engine, source_db, target_db)
+    target_db.execute("ALTER TABLE shop.items ADD CONSTRAINT cheap CHECK (price < 1000)")
+    source_db.execute("UPDATE shop.items SET price = 5000 WHERE id = 3")
+
+    runtime = wait_for(engine, task, state_of("shop.items", "Mismatched records"))
+    assert stats(runtime)["shop.items"].validation_failed_records == 1
+    assert [(row[4], row[5], json.loads(row[6])) for row in failures(target_db)] == [
+        ('{"key": ["3"]}', "RECORD_DIFF", [[{"price": "5000.00"}, {"price": "3.75"}]]),
+    ]
+    engine.stop_task(task.arn)
