@@ -74,3 +74,54 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "kernel": platform.release(),
     }
+
+
+def state_spans(
+    events: list[dict[str, Any]], since: float = 0.0, until: float = float("inf")
+) -> dict[str, list[float]]:
+    """Seconds from each state's entry to its exit, by state name, for states entered at or after ``since``
+    and before ``until`` (POSIX times). A state entered n times has n spans; entries and exits of one name
+    are paired in order, so the iterations of a Map and the states of parallel branches are measured each
+    on their own."""
+    entered: dict[str, list[float]] = {}
+    spans: dict[str, list[float]] = {}
+    for event in events:
+        kind, at = event["type"], event["timestamp"].timestamp()
+        if kind.endswith("StateEntered"):
+            entered.setdefault(event["stateEnteredEventDetails"]["name"], []).append(at)
+        elif kind.endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            start = entered.get(name, []).pop(0) if entered.get(name) else None
+            if start is not None and since <= start < until:
+                spans.setdefault(name, []).append(at - start)
+    return spans
+
+
+def first_entry(events: list[dict[str, Any]], state: str, since: float = 0.0) -> float | None:
+    """POSIX time ``state`` was first entered at or after ``since``."""
+    for event in events:
+        if event["type"].endswith("StateEntered") and event["stateEnteredEventDetails"]["name"] == state:
+            at = event["timestamp"].timestamp()
+            if at >= since:
+                return at
+    return None
+
+
+def pgbench(cluster: Any, database: str, *args: str, **popen: Any) -> subprocess.Popen:
+    """``pgbench <args>`` against ``database`` (password through the environment, never the command line)."""
+    from pg2rds_emulator.pgcluster import SUPERUSER, find_bindir
+
+    command = [str(find_bindir() / "pgbench"), *args, "-h", "127.0.0.1", "-p", str(cluster.port),
+               "-U", SUPERUSER, database]  # fmt: skip
+    env = {**os.environ, "PGPASSWORD": cluster.password}
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+
+
+def pgbench_init(cluster: Any, database: str, scale: int) -> float:
+    """``pgbench -i -q -s scale``; its wall time in seconds."""
+    started = time.perf_counter()
+    process = pgbench(cluster, database, "-i", "-q", "-s", str(scale))
+    _, err = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"pgbench -i failed: {err.decode()}")
+    return time.perf_counter() - started

@@ -12,7 +12,15 @@ from pathlib import Path
 from _common import machine, table
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["validation_catalog.py", "history_budget.py", "data_movement.py", "cold_start.py"]
+SCRIPTS = [
+    "validation_catalog.py",
+    "history_budget.py",
+    "data_movement.py",
+    "cold_start.py",
+    "cutover_downtime.py",
+    "verification_throughput.py",
+    "whole_run_peers.py",
+]
 
 
 def main() -> int:

@@ -1,0 +1,216 @@
+"""Cutover downtime: how long the application is stopped, at pgbench scale 4 and 40, in one run.
+
+For each scale, a fresh pair of databases on the same two clusters: ``pgbench -i -s N`` on the source, the
+schema copied to the target (``local_run.copy_schema``, as ``pg2rds run --local --copy-schema`` does), then
+a ``full-load-and-cdc`` migration through the real state machine in the embedded AWS with the DMS stand-in
+(the same code ``pg2rds serve --local`` serves), at the local clock (``LOCAL_TIME_SCALE``, Wait states
+compressed 100×) and the local polling (``LOCAL_POLLING``). A rate-limited pgbench writer
+(``pgbench -n -c 2 -R <rate>``) runs from before the start, through the full load and replication, and
+for a while once the cutover is offered; then the application stops (the writer is ended) and the
+operator decides (``send_decision``, as ``pg2rds cutover`` does).
+
+Downtime = that decision → "Clean up" entered (the history's clock and the bench's are the same process
+clock). What it consists of is read from the execution history: each state's entry → exit after the
+decision. Target: downtime at scale 40 ÷ downtime at scale 4 ≤ 1.5 (the downtime does not grow with the
+data). Both migrations must end SUCCEEDED with the target equal (row counts and the sum of balances are
+compared here too).
+"""
+
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from _common import first_entry, pgbench, pgbench_init, state_spans, table, verdict
+
+from pg2rds_cli.cutover import WAITING_STATE, send_decision
+from pg2rds_cli.executions import history, is_watcher_state, read_execution
+from pg2rds_emulator import LOCAL_TIME_SCALE
+from pg2rds_emulator.dms_standin import StandInEngine
+from pg2rds_emulator.embedded import EmbeddedAws
+from pg2rds_emulator.local_run import LOCAL_POLLING, build_spec, copy_schema
+from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, Cluster, start_cluster
+
+SCALES = (4, 40)
+TARGET_RATIO = 1.5
+#: Transactions per second of the writer (two clients); each is pgbench's TPC-B-like transaction (three
+#: updates, a select and an insert). The stand-in applies changes one statement at a time: on the shared
+#: 2-core machine it kept up with about 10 per second, and fell ever further behind at 50 (never caught up).
+WRITER_RATE = 5
+#: Seconds the writer keeps writing once the cutover is offered, before the application is stopped.
+WRITE_WHILE_OFFERED = 5.0
+#: States run inside the verification Map's iterations.
+INSIDE_MAP = {"Verify a chunk"}
+JUDGED = {
+    "pgbench_accounts": "count(*), sum(abalance)",
+    "pgbench_tellers": "count(*), sum(tbalance)",
+    "pgbench_branches": "count(*), sum(bbalance)",
+    "pgbench_history": "count(*), sum(delta)",
+}
+
+
+def fingerprint(cluster: Cluster, database: str) -> dict[str, tuple]:
+    return {t: tuple(cluster.execute(database, f"SELECT {what} FROM {t}")[0]) for t, what in JUDGED.items()}
+
+
+def wait_for(sfn: Any, arn: str, condition: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = read_execution(sfn, arn)
+        if condition(view) or view.done:
+            return view
+        time.sleep(0.25)
+    raise TimeoutError(f"execution still in {view.current_state!r} after {timeout} s")
+
+
+def migrate(source: Cluster, target: Cluster, scale: int) -> dict[str, Any]:
+    database = f"bench_cutover_s{scale}"
+    source.create_database(database)
+    target.create_database(database)
+    init = pgbench_init(source, database, scale)
+    copy_schema(source.dsn(database), target.dsn(database))
+    engine = StandInEngine()
+    result: dict[str, Any] = {"scale": scale, "init": init}
+    writer = pgbench(source, database, "-n", "-c", "2", "-j", "1", "-R", str(WRITER_RATE), "-T", "3600")
+    try:
+        with EmbeddedAws(engine, time_scale=LOCAL_TIME_SCALE) as aws:
+            spec = build_spec(
+                aws, source.dsn(database), target.dsn(database),
+                {"migration_id": f"bench-cutover-{scale}", "migration_type": "full-load-and-cdc"},
+            )  # fmt: skip
+            sfn = aws.client("stepfunctions")
+            started = time.time()
+            started_execution = sfn.start_execution(stateMachineArn=aws.state_machine_arn, input=_json(spec))
+            arn = started_execution["executionArn"]
+            view = wait_for(sfn, arn, lambda v: v.current_state == WAITING_STATE, timeout=900)
+            result["offered_after"] = time.time() - started
+            if view.done:
+                raise RuntimeError(f"migration ended before the cutover: {view.status} {view.cause[:500]}")
+            time.sleep(WRITE_WHILE_OFFERED)
+            writer.terminate()  # the application stops
+            writer.wait()
+            result["writes"] = source.execute(database, "SELECT count(*) FROM pgbench_history")[0][0]
+            decided = datetime.now(UTC).timestamp()
+            send_decision(sfn, arn)
+            view = wait_for(sfn, arn, lambda v: False, timeout=900)
+            events = history(sfn, arn)
+    finally:
+        if writer.poll() is None:
+            writer.terminate()
+            writer.wait()
+        engine.shutdown()
+    cleanup = first_entry(events, "Clean up", since=decided)
+    result.update(
+        status=view.status,
+        cause=view.cause,
+        downtime=(cleanup - decided) if cleanup else float("nan"),
+        spans=state_spans(events, since=decided, until=cleanup or float("inf")),
+        equal=fingerprint(source, database) == fingerprint(target, database),
+        rows=sum(v[0] for v in fingerprint(source, database).values()),
+        mismatched=(view.output or {}).get("finish", {}).get("mismatched"),
+        verification=(view.output or {}).get("verification", {}),
+        wait_seconds=_waits_after(events, decided, cleanup or float("inf")),
+    )
+    source.drop_database(database)
+    target.drop_database(database)
+    return result
+
+
+def _json(spec: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(spec)
+
+
+def _waits_after(events: list[dict[str, Any]], since: float, until: float) -> list[int]:
+    """Seconds each Wait state entered between ``since`` and ``until`` was told to wait (at AWS's clock);
+    the cutover wait's watcher is left out (it runs alongside, and is cancelled by the decision)."""
+    import json
+
+    told = []
+    for event in events:
+        details = event.get("stateEnteredEventDetails") or {}
+        at = event["timestamp"].timestamp()
+        if event["type"] != "WaitStateEntered" or is_watcher_state(details["name"]):
+            continue
+        if since <= at < until:
+            state = json.loads(details.get("input") or "{}")
+            for key in ("progress", "cleanup"):
+                if isinstance(state.get(key), dict) and "wait_seconds" in state[key]:
+                    told.append(int(state[key]["wait_seconds"]))
+                    break
+    return told
+
+
+def composition(result: dict[str, Any]) -> list[list[str]]:
+    """Each state entered between the decision and cleanup: how often, how long in all, the longest. The
+    cutover wait's watcher (cancelled by the decision) and the Map's iterations (inside "Verify chunks",
+    run several at once) overlap other states, so they are listed apart."""
+    rows, apart = [], []
+    for name, spans in sorted(result["spans"].items(), key=lambda item: -sum(item[1])):
+        row = [name, str(len(spans)), f"{sum(spans):.2f} s", f"{max(spans):.2f} s"]
+        if is_watcher_state(name) or name in INSIDE_MAP:
+            apart.append([f"  ({name}: overlaps the above)", *row[1:]])
+        else:
+            rows.append(row)
+    return rows + apart
+
+
+def show(r: dict[str, Any]) -> None:
+    """One scale's figures, printed as soon as it is done."""
+    print(
+        f"scale {r['scale']}: {r['rows']:,} rows, cutover offered {r['offered_after']:.1f} s after the "
+        f"start, {r['writes']} writer transactions, downtime {r['downtime']:.2f} s, {r['status']}, target "
+        + ("equal" if r["equal"] else "DIFFERENT")
+    )
+    title = f"scale {r['scale']}: what the {r['downtime']:.2f} s consisted of"
+    headers = ["state (entered after the decision)", "times", "total", "longest"]
+    print(table(headers, composition(r), title=title))
+    told = sum(r["wait_seconds"])
+    print(
+        f"  Wait states after the decision were told {r['wait_seconds']} s, {told} s in all, run at "
+        f"×{LOCAL_TIME_SCALE} ({told * LOCAL_TIME_SCALE:.2f} s here): at AWS's clock this downtime would be "
+        f"{r['downtime'] + told * (1 - LOCAL_TIME_SCALE):.0f} s with the local polling {LOCAL_POLLING}"
+    )
+    verification = r["verification"]
+    if verification:
+        print(
+            f"  verification: {verification.get('chunks_checked')} chunks, "
+            f"{verification.get('mismatch_count')} differ"
+        )
+    if r["status"] != "SUCCEEDED":
+        print(f"  did not succeed: {r['cause'][:800]}")
+    print(flush=True)
+
+
+def main() -> int:
+    source = start_cluster("bench-cutover-source", LOGICAL_SOURCE_SETTINGS)
+    target = start_cluster("bench-cutover-target", {})
+    results = []
+    try:
+        for scale in SCALES:
+            results.append(migrate(source, target, scale))
+            show(results[-1])
+    finally:
+        source.destroy()
+        target.destroy()
+    rows = [
+        [r["scale"], f"{r['rows']:,}", f"{r['init']:.1f} s", f"{r['offered_after']:.1f} s", r["writes"],
+         f"{r['downtime']:.2f} s", r["status"], "equal" if r["equal"] else "DIFFERENT"]
+        for r in results
+    ]  # fmt: skip
+    headers = ["scale", "source rows", "pgbench -i", "start → cutover offered", "writer transactions",
+               "downtime", "status", "target"]  # fmt: skip
+    print(table(headers, rows, title="Cutover downtime (decision → Clean up entered)"))
+    small, large = results[0]["downtime"], results[-1]["downtime"]
+    ratio = large / small
+    print()
+    print(
+        f"downtime ratio scale {SCALES[-1]} / scale {SCALES[0]}: {large:.2f} s / {small:.2f} s = {ratio:.2f} "
+        f"(target ≤ {TARGET_RATIO}: {verdict(ratio <= TARGET_RATIO)})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The whole local run against its peers: pgbench scale 10 and 50, the same two clusters, one run.
+
+For each scale the source gets ``pgbench -i -s N`` (pgbench_accounts: N × 100,000 rows, primary keys on
+the three keyed tables, pgbench_history empty); each tool copies the whole database into an empty
+database of its own on the target cluster, schema, data, primary keys and all:
+
+- ``pg_dump -Fc | pg_restore --no-owner`` (one stream, one session; indexes built after the data);
+- ``pgcopydb clone --no-owner`` (Debian package ``pgcopydb``; its defaults: 4 COPY jobs, 4 index jobs,
+  indexes after the data); skipped, and said so, when it is not installed;
+- pg2rds as ``pg2rds run --local --copy-schema`` runs it: ``copy_schema`` (pg_dump --schema-only | psql,
+  so the target tables have their primary keys while rows go in), then ``run_local`` with the DMS
+  stand-in (full-load) at the CLI's default clock (``LOCAL_TIME_SCALE``) and polling: validation, prep,
+  the DMS resources in moto, the full load, finish-target, chunked verification, cleanup.
+
+Where pg2rds's time goes comes from its execution history (each state's entry → exit, summed by name).
+Also measured, to see what building indexes after the data would bring (the product is unchanged): the
+same pg2rds run with only ``pg_dump --section=pre-data`` before it (tables without keys) and
+``--section=post-data`` (keys, indexes, constraints) after it.
+
+Every target is compared with the source (row counts and sums). Target: pg2rds ÷ pgcopydb ≤ 1.2.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from _common import pgbench_init, state_spans, table, verdict
+
+import pg2rds_emulator.local_run as local_run
+from pg2rds_cli.executions import history
+from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, find_bindir, start_cluster
+
+SCALES = (10, 50)
+TARGET_RATIO = 1.2
+PG2RDS = "pg2rds run --local --copy-schema"
+PG2RDS_INDEXES_AFTER = "pg2rds, indexes after the data"
+JUDGED = {
+    "pgbench_accounts": "count(*), sum(abalance), sum(aid)",
+    "pgbench_tellers": "count(*), sum(tid)",
+    "pgbench_branches": "count(*), sum(bid)",
+    "pgbench_history": "count(*)",
+}
+
+
+def fingerprint(cluster: Cluster, database: str) -> dict[str, tuple]:
+    return {t: tuple(cluster.execute(database, f"SELECT {what} FROM {t}")[0]) for t, what in JUDGED.items()}
+
+
+def constraints(cluster: Cluster, database: str) -> int:
+    """Primary keys and indexes on the target: every tool must have built them."""
+    query = "SELECT count(*) FROM pg_indexes WHERE starts_with(tablename, 'pgbench_')"
+    return cluster.execute(database, query)[0][0]
+
+
+def _env(cluster: Cluster) -> dict[str, str]:
+    return {**os.environ, "PGPASSWORD": cluster.password, "PATH": f"{find_bindir()}:{os.environ['PATH']}"}
+
+
+def _uri(cluster: Cluster, database: str) -> str:
+    return f"postgresql://{SUPERUSER}@127.0.0.1:{cluster.port}/{database}"  # password via PGPASSWORD
+
+
+def dump_restore(source: Cluster, target: Cluster, database: str, into: str) -> float:
+    dump = [str(find_bindir() / "pg_dump"), "-Fc", "-d", _uri(source, database)]
+    restore = [str(find_bindir() / "pg_restore"), "--no-owner", "-d", _uri(target, into)]
+    started = time.perf_counter()
+    producer = subprocess.Popen(dump, stdout=subprocess.PIPE, env=_env(source))
+    consumer = subprocess.run(restore, stdin=producer.stdout, env=_env(target), capture_output=True)
+    assert producer.stdout is not None
+    producer.stdout.close()
+    if producer.wait() != 0 or consumer.returncode != 0:
+        raise RuntimeError(f"pg_dump | pg_restore failed: {consumer.stderr.decode()[-2000:]}")
+    return time.perf_counter() - started
+
+
+def pgcopydb(source: Cluster, target: Cluster, database: str, into: str) -> float:
+    workdir = tempfile.mkdtemp(prefix="bench-pgcopydb-")
+    command = ["pgcopydb", "clone", "--no-owner", "--dir", workdir,
+               "--source", _uri(source, database), "--target", _uri(target, into)]  # fmt: skip
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(command, env=_env(source), capture_output=True)  # both clusters: one password
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"pgcopydb clone failed: {done.stderr.decode()[-2000:]}")
+    return time.perf_counter() - started
+
+
+def _section(source: Cluster, target: Cluster, database: str, into: str, section: str) -> None:
+    dump = subprocess.run([str(find_bindir() / "pg_dump"), f"--section={section}", "--no-owner",
+                           "--no-privileges", "-d", _uri(source, database)],
+                          env=_env(source), capture_output=True, check=True)  # fmt: skip
+    psql = [str(find_bindir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", _uri(target, into)]
+    subprocess.run(psql, input=dump.stdout, env=_env(target), capture_output=True, check=True)
+
+
+def pg2rds(source: Cluster, target: Cluster, database: str, into: str, indexes_after: bool) -> dict[str, Any]:
+    """The pg2rds run; with ``indexes_after``, pre-data before it and post-data after it (a bench variant)."""
+    captured: dict[str, Any] = {}
+    original_watch = local_run.watch
+
+    def watch(sfn: Any, arn: str, *args: Any, **kwargs: Any) -> Any:
+        view = original_watch(sfn, arn, *args, **kwargs)
+        captured["spans"] = state_spans(history(sfn, arn))
+        return view
+
+    local_run.watch = watch
+    parts: dict[str, float] = {}
+    try:
+        started = time.perf_counter()
+        if indexes_after:
+            _section(source, target, database, into, "pre-data")
+        else:
+            local_run.copy_schema(source.dsn(database), target.dsn(into))
+        parts["schema"] = time.perf_counter() - started
+        view, leftovers = local_run.run_local(
+            source.dsn(database), target.dsn(into), {"migration_id": "bench-" + into.replace("_", "-")},
+            notify=lambda m: None,
+        )  # fmt: skip
+        parts["run_local"] = time.perf_counter() - started - parts["schema"]
+        if indexes_after:
+            before = time.perf_counter()
+            _section(source, target, database, into, "post-data")
+            parts["post-data"] = time.perf_counter() - before
+        whole = time.perf_counter() - started
+    finally:
+        local_run.watch = original_watch
+    if view.status != "SUCCEEDED":
+        raise RuntimeError(f"pg2rds run {view.status}: {view.cause[:1000]}")
+    return {"whole": whole, "parts": parts, "spans": captured.get("spans", {}), "leftovers": leftovers,
+            "execution": view.duration_seconds}  # fmt: skip
+
+
+def pgcopydb_installed() -> bool:
+    return shutil.which("pgcopydb") is not None
+
+
+def one_scale(source: Cluster, target: Cluster, scale: int) -> dict[str, Any]:
+    database = f"bench_peers_s{scale}"
+    source.create_database(database)
+    init = pgbench_init(source, database, scale)
+    source.execute(database, "VACUUM ANALYZE")
+    expected = fingerprint(source, database)
+    indexes = constraints(source, database)
+    size = source.execute(database, "SELECT pg_database_size(current_database())")[0][0]
+    results: dict[str, Any] = {"scale": scale, "init": init, "size": size, "times": {}, "checks": {}}
+
+    def judged(name: str, into: str) -> None:
+        equal = fingerprint(target, into) == expected and constraints(target, into) == indexes
+        results["checks"][name] = "equal" if equal else "DIFFERENT"
+        target.drop_database(into)
+
+    runs = [("pg_dump -Fc | pg_restore", dump_restore)]
+    if pgcopydb_installed():
+        runs.append(("pgcopydb clone", pgcopydb))
+    for name, run in runs:
+        into = target.create_database(f"{database}_{len(results['times'])}")
+        results["times"][name] = run(source, target, database, into)
+        judged(name, into)
+    for name, after in ((PG2RDS, False), (PG2RDS_INDEXES_AFTER, True)):
+        into = target.create_database(f"{database}_{len(results['times'])}")
+        run = pg2rds(source, target, database, into, indexes_after=after)
+        results["times"][name] = run["whole"]
+        results[name] = run
+        judged(name, into)
+    source.drop_database(database)
+    return results
+
+
+GROUPS = {
+    "lease, validate, prep": ["Take the migration lease", "Validate source", "Prepare target"],
+    "instance, endpoints, connection tests (with waits)": [
+        "Create replication instance", "Is the instance available?", "Wait for the instance",
+        "Create endpoints", "Test connections", "Can DMS reach both databases?",
+        "Wait for the connection tests",
+    ],
+    "start task, full load, progress polls (with waits)": [
+        "Start replication task", "Has the task started?", "Wait for the task to be ready",
+        "Check task progress", "Is the load finished?", "Wait before checking again",
+    ],
+    "finish target (sequences, FKs, large objects)": ["Finish the target"],
+    "verification (plan + Map of chunks)": ["Plan verification", "Is everything verified?", "Verify chunks"],
+    "cleanup (with waits)": ["Clean up", "Is everything removed?", "Wait for resources to be deleted"],
+}  # fmt: skip
+
+
+def where_time_goes(run: dict[str, Any]) -> list[list[str]]:
+    spans = run["spans"]
+    rows, grouped = [], 0.0
+    for label, names in GROUPS.items():
+        seconds = sum(sum(spans.get(n, [])) for n in names)
+        grouped += seconds
+        rows.append([label, f"{seconds:.2f} s"])
+        chunks = spans.get("Verify a chunk", [])
+        if names == GROUPS["verification (plan + Map of chunks)"] and chunks:
+            invocations = f"{len(chunks)}, longest {max(chunks):.2f} s"
+            rows.append(["  of which verify-chunk invocations", invocations])
+    rows.append(["other states (choices, passes, lease renewal)", f"{run['execution'] - grouped:.2f} s"])
+    rows.append(["execution (start → end)", f"{run['execution']:.2f} s"])
+    rows.append(["schema before the run", f"{run['parts']['schema']:.2f} s"])
+    if "post-data" in run["parts"]:
+        rows.append(["post-data after the run (keys, indexes)", f"{run['parts']['post-data']:.2f} s"])
+    outside = run["parts"]["run_local"] - run["execution"]
+    rows.append(["outside the execution (moto, deploy, secrets)", f"{outside:.2f} s"])
+    return rows
+
+
+def main() -> int:
+    import pg2rds_emulator.embedded  # noqa: F401  (imported once here, so no pg2rds run pays it: a CLI run would)
+
+    if not pgcopydb_installed():
+        print("pgcopydb is not installed (Debian package pgcopydb): that peer is skipped")
+    source = start_cluster("bench-peers-source", LOGICAL_SOURCE_SETTINGS)
+    target = start_cluster("bench-peers-target", {})
+    try:
+        results = [one_scale(source, target, scale) for scale in SCALES]
+    finally:
+        source.destroy()
+        target.destroy()
+    verdicts = []
+    for r in results:
+        times = r["times"]
+        reference = times.get("pgcopydb clone") or times["pg_dump -Fc | pg_restore"]
+        rows = [[name, f"{seconds:.2f} s", f"{seconds / reference:.2f}", r["checks"][name]]
+                for name, seconds in times.items()]  # fmt: skip
+        print()
+        headers = ["tool", "wall", "÷ pgcopydb" if "pgcopydb clone" in times else "÷ pg_dump", "target"]
+        title = f"pgbench scale {r['scale']} ({r['size'] / 1e6:.0f} MB; pgbench -i {r['init']:.1f} s)"
+        print(table(headers, rows, title=title))
+        for name in (PG2RDS, PG2RDS_INDEXES_AFTER):
+            print()
+            print(table(["part", "wall"], where_time_goes(r[name]), title=f"  {name}: where the time goes"))
+        if "pgcopydb clone" in times:
+            ratio = times[PG2RDS] / times["pgcopydb clone"]
+            verdicts.append(
+                f"scale {r['scale']}: pg2rds / pgcopydb = {ratio:.2f} (target ≤ {TARGET_RATIO}: "
+                f"{verdict(ratio <= TARGET_RATIO)})"
+            )
+    print()
+    print("\n".join(verdicts) or "pgcopydb not installed: no ratio")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
