@@ -41,6 +41,13 @@ WRITER_RATE = 5
 WRITE_WHILE_OFFERED = 5.0
 #: States run inside the verification Map's iterations.
 INSIDE_MAP = {"Verify a chunk"}
+
+
+def overlapping(name: str) -> bool:
+    """States that run alongside others: the Map's iterations and the cutover wait's watcher."""
+    return name in INSIDE_MAP or is_watcher_state(name)
+
+
 JUDGED = {
     "pgbench_accounts": "count(*), sum(abalance)",
     "pgbench_tellers": "count(*), sum(tbalance)",
@@ -100,6 +107,7 @@ def migrate(source: Cluster, target: Cluster, scale: int) -> dict[str, Any]:
             writer.wait()
         engine.shutdown()
     cleanup = first_entry(events, "Clean up", since=decided)
+    read = first_entry(events, "Read the decision", since=decided)
     result.update(
         status=view.status,
         cause=view.cause,
@@ -109,6 +117,7 @@ def migrate(source: Cluster, target: Cluster, scale: int) -> dict[str, Any]:
         rows=sum(v[0] for v in fingerprint(source, database).values()),
         mismatched=(view.output or {}).get("finish", {}).get("mismatched"),
         verification=(view.output or {}).get("verification", {}),
+        reached=(read - decided) if read else float("nan"),
         wait_seconds=_waits_after(events, decided, cleanup or float("inf")),
     )
     source.drop_database(database)
@@ -149,7 +158,7 @@ def composition(result: dict[str, Any]) -> list[list[str]]:
     rows, apart = [], []
     for name, spans in sorted(result["spans"].items(), key=lambda item: -sum(item[1])):
         row = [name, str(len(spans)), f"{sum(spans):.2f} s", f"{max(spans):.2f} s"]
-        if is_watcher_state(name) or name in INSIDE_MAP:
+        if overlapping(name):
             apart.append([f"  ({name}: overlaps the above)", *row[1:]])
         else:
             rows.append(row)
@@ -166,6 +175,12 @@ def show(r: dict[str, Any]) -> None:
     title = f"scale {r['scale']}: what the {r['downtime']:.2f} s consisted of"
     headers = ["state (entered after the decision)", "times", "total", "longest"]
     print(table(headers, composition(r), title=title))
+    in_states = sum(sum(spans) for name, spans in r["spans"].items() if not overlapping(name))
+    print(
+        f'  the decision reached the execution ("Read the decision" entered) {r["reached"]:.2f} s after '
+        f"it was sent; between the states above (transitions, the Parallel state ending): "
+        f"{r['downtime'] - in_states:.2f} s"
+    )
     told = sum(r["wait_seconds"])
     print(
         f"  Wait states after the decision were told {r['wait_seconds']} s, {told} s in all, run at "
