@@ -46,6 +46,11 @@ It connects to the PostgreSQL servers named by a task's endpoints and behaves as
   Starting a task again reads the same slot from where it was confirmed; a stopped CDC task that had
   finished its full load resumes streaming without reloading (DMS's resume-processing).
 
+- **Data validation**: with the task's ``ValidationSettings.EnableValidation``, each table is compared with
+  the target after its full load and every changed row again during CDC, failures written to the target's
+  ``awsdms_validation_failures_v1``, as DMS does (:mod:`standin_validation`); ``ReloadTables``
+  ``validate-only`` validates tables again.
+
 - **Recoverable errors**: a lost connection during CDC is retried as the task's ``ErrorBehavior`` says
   (``RecoverableErrorCount``/``RecoverableErrorInterval``), resuming from the slot's confirmed position.
 

@@ -317,3 +317,22 @@ def test_a_cdc_task_validates_the_rows_already_there_first(source_db, target_db,
     wait_for(engine, task, validated(["shop.codes"]))
     assert [(row[4], row[5]) for row in failures(target_db)] == [('{"key": ["4"]}', "RECORD_DIFF")]
     engine.stop_task(task.arn)
+
+
+def test_a_resumed_task_validates_the_changes_made_while_it_was_stopped(
+    source_db, target_db, shop, engine
+) -> None:
+    """A stopped CDC task resumed keeps its validation (it does not validate the tables all over again)
+    and validates the rows changed meanwhile once it applies them ("AWS DMS data validation": changes are
+    validated as they are replicated)."""
+    task = _running(engine, source_db, target_db, ValidationQueryCdcDelaySeconds=2)
+    engine.stop_task(task.arn)
+    source_db.execute("UPDATE shop.items SET name = 'renamed' WHERE id IN (11, 12)")
+    engine.start_task(task)
+    runtime = wait_for(engine, task, lambda r: stats(r)["shop.items"].validation_pending_records == 2)
+    assert stats(runtime)["shop.items"].validation_state == "Pending records"
+    assert stats(runtime)["shop.codes"].validation_state == "Validated"  # not validated again
+    wait_for(engine, task, validated(["shop.items"]))
+    assert target_db.execute("SELECT name FROM shop.items WHERE id = 11") == [("renamed",)]
+    assert failures(target_db) == []
+    engine.stop_task(task.arn)
