@@ -481,6 +481,7 @@ class Validator:
     def _check_keys(self, src: Any, tgt: Any, name: TableName, table: _Table, due: dict[Key, _Due]) -> None:
         """Compare the rows of pending keys (after the source's changes up to now are applied)."""
         assert table.key is not None
+        canonical = _canonical(src, table.key, list(due))
         listed = self._in_list(table.key, list(due))
         with src.cursor() as cur:
             cur.execute(self._select(table, listed.sql, None), listed.params)
@@ -494,13 +495,15 @@ class Validator:
             target = {tuple(row[:width]): tuple(row[width:]) for row in cur.fetchall()}
         tgt.rollback()
         failures: list[_Mismatch] = []
-        for key, marked in due.items():
+        for raw, marked in due.items():
+            key = canonical[raw]
             expected, actual = source.get(key), target.get(key)
             with self.lock:
-                if table.pending.get(key) is not marked:
+                if table.pending.get(raw) is not marked:
                     continue  # changed again meanwhile: it waits for its own turn
+                del table.pending[raw]
                 if expected == actual:
-                    del table.pending[key]
+                    table.failed.pop(key, None)
                     continue
             kind = _failure_type(expected, actual)
             details = _details(self._compared(table), expected, actual)
@@ -720,6 +723,25 @@ class _Where:
 def task_name_prefix(task_name: str) -> str:
     """Thread names start "standin-" so the tests can tell none is left running."""
     return f"standin-{task_name}"
+
+
+def _canonical(conn: Any, key: ValidationKey, keys: list[Key]) -> dict[Key, Key]:
+    """Each key as the validator's session prints it: a change's key comes as the slot's session printed
+    it (a timestamptz in the server's TimeZone, for one), the compared rows' keys in UTC."""
+    width = len(key.columns)
+    rows = sql.SQL(", ").join(
+        sql.SQL("({}, {})").format(
+            sql.Literal(index), sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t)) for t in key.types)
+        )
+        for index in range(len(keys))
+    )
+    names = [sql.Identifier(f"k{i}") for i in range(width)]
+    statement = sql.SQL("SELECT {} FROM (VALUES {}) AS v(i, {}) ORDER BY i").format(
+        sql.SQL(", ").join(sql.SQL("{}::text").format(n) for n in names), rows, sql.SQL(", ").join(names)
+    )
+    with conn.cursor() as cur:
+        cur.execute(statement, [value for k in keys for value in k])
+        return {raw: tuple(row) for raw, row in zip(keys, cur.fetchall(), strict=True)}
 
 
 def _current_lsn(cur: Any) -> int:

@@ -336,3 +336,25 @@ def test_a_resumed_task_validates_the_changes_made_while_it_was_stopped(
     assert target_db.execute("SELECT name FROM shop.items WHERE id = 11") == [("renamed",)]
     assert failures(target_db) == []
     engine.stop_task(task.arn)
+
+
+def test_a_changed_row_is_found_by_its_key_whatever_the_source_sessions_time_zone(
+    source_db, target_db, shop, engine
+) -> None:
+    """The slot prints a timestamptz key in the source's TimeZone (Tokyo here); the row changed is still
+    compared, and a difference reported by its key ("AWS DMS data validation": changed rows validated
+    during CDC; a failure's KEY names the row)."""
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE shop.readings (at timestamptz PRIMARY KEY, n integer)")
+    source_db.execute("INSERT INTO shop.readings VALUES ('2024-01-01 00:00:00+00', 1)")
+    source_db.execute(f"ALTER DATABASE {source_db.name} SET timezone = 'Asia/Tokyo'")
+    task = _running(engine, source_db, target_db)
+    wait_for(engine, task, validated(["shop.readings"]))
+    target_db.execute("ALTER TABLE shop.readings ADD CONSTRAINT small CHECK (n < 100)")
+    source_db.execute("UPDATE shop.readings SET n = 500")  # the target refuses it: the change is skipped
+
+    wait_for(engine, task, state_of("shop.readings", "Mismatched records"))
+    assert [(row[4], row[5], json.loads(row[6])) for row in failures(target_db)] == [
+        ('{"key": ["2024-01-01 00:00:00+00"]}', "RECORD_DIFF", [[{"n": "500"}, {"n": "1"}]]),
+    ]
+    engine.stop_task(task.arn)
