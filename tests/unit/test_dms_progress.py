@@ -138,3 +138,23 @@ def test_times_out_after_task_timeout_hours(dms, engine) -> None:
     long_ago = (datetime.now(UTC) - timedelta(hours=2)).isoformat(timespec="seconds")
     with pytest.raises(PhaseTimedOut, match="task_timeout_hours"):
         poll_task(dms, spec, task, first.model_copy(update={"started_at": long_ago}))
+
+
+def test_after_the_decision_the_waits_start_short_again(dms, engine) -> None:
+    """The application is stopped once the operator decides: the polls that wait for the slot and the task's
+    stop must not wait the migration's backed-off cap (600 s by default) — that would be downtime."""
+    spec, task = started(dms, "full-load-and-cdc")
+    progress = None
+    for _ in range(8):  # weeks of replication, compressed: the backoff is at its cap
+        progress = poll_task(dms, spec, task, progress)
+    assert progress.outcome == "cdc-caught-up" and progress.wait_seconds == 60
+
+    def behind() -> tuple[str, bool]:
+        return "0/3000000", False  # the slot has not confirmed the decision's position yet
+
+    after = [poll_task(dms, spec, task, progress, cutover_position=behind)]
+    after.append(poll_task(dms, spec, task, after[-1], cutover_position=behind))
+    after.append(poll_task(dms, spec, task, after[-1], cutover_position=behind))
+    assert [p.wait_seconds for p in after] == [5, 10, 20]
+    assert [p.cutover_polls for p in after] == [1, 2, 3]
+    assert after[-1].polls == 11  # the migration's count (history budget) still grows

@@ -154,6 +154,8 @@ class Progress(Waiting):
     cutover_timeout_seconds: int = 0
     #: The source's WAL position when the cutover was decided; the task stops once the slot confirms it.
     cutover_lsn: str = ""
+    #: Polls since the decision: its waits back off from the spec's initial interval again.
+    cutover_polls: int = 0
 
 
 class TableCheck(_Result):

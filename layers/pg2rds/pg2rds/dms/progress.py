@@ -205,6 +205,11 @@ def progress_of(
     fields = poll_fields(spec, previous, decision.ready)
     if decision.outcome == "cdc-caught-up":  # the cutover wait keeps watching the task, with the same backoff
         fields["wait_seconds"] = next_wait(spec.polling, fields["polls"] - 1)
+    cutover_polls = (previous.cutover_polls if previous else 0) + 1 if facts.after_cutover else 0
+    if facts.after_cutover and not decision.ready:
+        # The application is stopped: every second of wait is downtime. The migration's backoff has long
+        # reached its cap (600 s by default) by now, so the decision starts the intervals again.
+        fields["wait_seconds"] = next_wait(spec.polling, cutover_polls - 1)
     return Progress(
         outcome=decision.outcome,
         task_status="stopping" if decision.stop_task else observed.status,
@@ -219,6 +224,7 @@ def progress_of(
         cdc_latency_target_seconds=facts.latency_target_seconds,
         tables=_tables(observed.rows),
         execution_polls=facts.execution_polls,
+        cutover_polls=cutover_polls,
         **fields,
     )
 
