@@ -7,9 +7,12 @@ Guide, CHAP_Tasks.CustomizingTasks.TaskSettings.DataValidation), "TableStatistic
 """
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+from judge import table_fingerprint as fingerprint
 from test_dms_standin import engine as engine  # the fixture
 from test_dms_standin import finished, make_task, wait_for
 
@@ -356,5 +359,67 @@ def test_a_changed_row_is_found_by_its_key_whatever_the_source_sessions_time_zon
     wait_for(engine, task, state_of("shop.readings", "Mismatched records"))
     assert [(row[4], row[5], json.loads(row[6])) for row in failures(target_db)] == [
         ('{"key": ["2024-01-01 00:00:00+00"]}', "RECORD_DIFF", [[{"n": "500"}, {"n": "1"}]]),
+    ]
+    engine.stop_task(task.arn)
+
+
+def test_rows_changing_during_the_load_and_validation_are_no_failures(source_db, target_db, engine) -> None:
+    """While the source keeps changing during the full load and its validation, nothing the stand-in
+    applied correctly is reported: DMS delays and retries CDC differences "so that a row not yet applied
+    is not one" ("AWS DMS data validation"; "Data validation task settings",
+    RecordFailureDelayLimitInMinutes). Once the writes stop, every table is "Validated" with no failure."""
+    _shop(source_db, target_db, rows=5000)
+    # without a replica identity DMS would drop the updates (and validation would rightly report them)
+    source_db.execute("ALTER TABLE shop.codes REPLICA IDENTITY USING INDEX codes_region_code_key")
+    stop = threading.Event()
+
+    def write() -> None:
+        conn = source_db.connect()  # autocommit: each statement its own transaction
+        cur = conn.cursor()
+        n = 0
+        while not stop.is_set():
+            n += 1
+            cur.execute(
+                "UPDATE shop.items SET price = price + 1, name = name || '+' WHERE id = %s", (n % 5000 + 1,)
+            )
+            cur.execute("INSERT INTO shop.items (id, name) VALUES (%s, 'new')", (100000 + n,))
+            cur.execute("DELETE FROM shop.items WHERE id = %s", (100000 + n - 3,))
+            cur.execute("UPDATE shop.codes SET label = label || '+' WHERE code = %s", (f"c{n % 20 + 1}",))
+            time.sleep(0.002)
+        conn.close()
+
+    writer = threading.Thread(target=write)
+    task = make_task(
+        source_db, target_db, migration_type="full-load-and-cdc", task_settings=validation(PartitionSize=500)
+    )
+    writer.start()
+    try:
+        engine.start_task(task)
+        wait_for(engine, task, lambda r: r.full_load_finished or finished(r))
+        time.sleep(3)  # validation under way while the writes go on
+    finally:
+        stop.set()
+        writer.join()
+    runtime = wait_for(engine, task, validated(["shop.items", "shop.codes"]), timeout=120)
+    assert runtime.status == "running"
+    assert stats(runtime)["shop.items"].inserts > 0  # changes did arrive through CDC
+    assert failures(target_db) == []
+    assert fingerprint(source_db, "shop", "items") == fingerprint(target_db, "shop", "items")
+    engine.stop_task(task.arn)
+
+
+def test_updates_dms_drops_for_want_of_a_replica_identity_are_reported(
+    source_db, target_db, shop, engine
+) -> None:
+    """DMS ignores UPDATE and DELETE on a table without a replica identity ("Using a PostgreSQL database as
+    an AWS DMS source", limitations), but validates it by its unique index ("AWS DMS data validation"):
+    validated again (ReloadTables validate-only), the row it did not update is a RECORD_DIFF failure."""
+    task = _running(engine, source_db, target_db)
+    source_db.execute("UPDATE shop.codes SET label = 'relabelled' WHERE code = 'c3'")
+    engine.reload_tables(task.arn, [("shop", "codes")], "validate-only")
+
+    wait_for(engine, task, state_of("shop.codes", "Mismatched records"))
+    assert [(row[2], row[4], row[5], json.loads(row[6])) for row in failures(target_db)] == [
+        ("codes", '{"key": ["US", "c3"]}', "RECORD_DIFF", [[{"label": "relabelled"}, {"label": "label 3"}]]),
     ]
     engine.stop_task(task.arn)
