@@ -18,7 +18,8 @@ API reference of ``TableStatistics`` and ``ReloadTables`` describe it.
 - During CDC every change the stand-in applies marks its key pending; pending keys are compared again
   ``ValidationQueryCdcDelaySeconds`` (default 0; 180 for a validation-only task) after the change, once
   the stand-in has applied the source's changes up to the moment the source row was read. A difference
-  seen during CDC is retried once more (after ``RecordFailureDelayLimitInMinutes`` when set) before it is
+  seen during CDC is retried once more (after ``RecordFailureDelayInMinutes`` or
+  ``RecordFailureDelayLimitInMinutes`` when set) before it is
   reported, as DMS delays and retries CDC failures so that a row not yet applied is not one.
 - Failures are written to ``<ControlSchema>.awsdms_validation_failures_v1`` on the target (ControlSchema
   from ``ControlTablesSettings``, else ``awsdms_control``), created with the page's columns (TASK_NAME,
@@ -108,6 +109,9 @@ class ValidationSettings:
             value = given.get(name)
             return default if value is None else float(value)
 
+        failure_delay_minutes = max(
+            number("RecordFailureDelayInMinutes", 0), number("RecordFailureDelayLimitInMinutes", 0)
+        )
         return cls(
             enabled=bool(given.get("EnableValidation", False)),
             partition_size=max(1, int(number("PartitionSize", 10_000))),
@@ -115,7 +119,7 @@ class ValidationSettings:
             failure_max_count=int(number("FailureMaxCount", 10_000)),
             table_failure_max_count=int(number("TableFailureMaxCount", 1_000)),
             cdc_delay_seconds=number("ValidationQueryCdcDelaySeconds", 180 if only else 0),
-            failure_delay_seconds=number("RecordFailureDelayLimitInMinutes", 0) * 60,
+            failure_delay_seconds=60 * failure_delay_minutes,
             handle_collation_diff=bool(given.get("HandleCollationDiff", False)),
             validation_only=only,
             skip_lob_columns=bool(given.get("SkipLobColumns", False)),

@@ -37,3 +37,13 @@ def test_given_settings_are_read() -> None:
         enabled=True, partition_size=500, thread_count=8, failure_max_count=20, table_failure_max_count=3,
         failure_delay_seconds=120.0, handle_collation_diff=True, skip_lob_columns=True, partial_lob_kb=4,
     )  # fmt: skip
+
+
+def test_a_failure_waits_the_longer_of_the_two_failure_delays() -> None:
+    """RecordFailureDelayInMinutes and RecordFailureDelayLimitInMinutes both delay a failure's report."""
+    given = {
+        "EnableValidation": True,
+        "RecordFailureDelayInMinutes": 5,
+        "RecordFailureDelayLimitInMinutes": 2,
+    }
+    assert ValidationSettings.of_task({"ValidationSettings": given}).failure_delay_seconds == 300
