@@ -91,8 +91,14 @@ def _after_load(console: Console, record: dict[str, Any]) -> None:
     """What finish-target did, and what prep-target said the load would leave unchecked."""
     finish = record.get("finish")
     if finish:
-        violations = finish.get("foreign_key_violations") or []
         verification = record.get("verification") or {}
+        violations = verification.get("violations") or []
+        if violations:
+            foreign_keys = f"violated: {'; '.join(violations)}"
+        elif verification.get("done"):
+            foreign_keys = "checked, none violated"
+        else:
+            foreign_keys = "not checked to the end"
         differ = verification.get("mismatch_count", 0) + len(finish.get("mismatched") or [])
         compared = (
             f"{verification.get('tables_checked', 0)} tables compared in "
@@ -105,8 +111,7 @@ def _after_load(console: Console, record: dict[str, Any]) -> None:
             Text("After the load: ", style="dim")
             + Text(
                 f"{finish.get('sequences_set', 0)} sequences set from the source; foreign keys "
-                + ("checked, none violated" if not violations else f"violated: {'; '.join(violations)}")
-                + f"; {compared}"
+                + f"{foreign_keys}; {compared}"
             )
         )
     for note in (record.get("target_report") or {}).get("restore", []):

@@ -38,7 +38,7 @@ def test_large_objects_stop_the_migration_before_anything_is_created(
 def test_a_foreign_key_violated_by_the_loaded_rows_fails_the_migration(
     source_db: Database, target_db: Database
 ) -> None:
-    """The load runs with session_replication_role = replica, so only finish-target can notice."""
+    """The load runs with session_replication_role = replica, so only the check after it can notice."""
     source_db.execute(
         "CREATE TABLE customers (id int PRIMARY KEY); CREATE TABLE orders (id int PRIMARY KEY, customer int);"
         "INSERT INTO customers SELECT generate_series(1, 10);"
@@ -53,8 +53,9 @@ def test_a_foreign_key_violated_by_the_loaded_rows_fails_the_migration(
     view, leftovers = run_local(*_dsns(source_db, target_db), {"migration_id": "fk"}, timeout_seconds=120)
 
     assert view.status == "FAILED", view.output
-    assert (view.failed_state, view.error) == ("Finish the target", "VerificationFailed"), view.cause
-    assert "orders_customer_fk on public.orders: 1 rows without a parent in public.customers" in view.cause
+    assert (view.failed_state, view.error) == ("Plan verification", "VerificationFailed"), view.cause
+    violation = "orders_customer_fk on public.orders (id) in [-inf, +inf): 1 rows without a parent in "
+    assert violation + "public.customers" in view.cause
     assert leftovers == []
     assert target_db.execute("SELECT count(*) FROM orders") == [(10,)]  # loaded, then judged
 

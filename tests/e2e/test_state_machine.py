@@ -253,7 +253,7 @@ def test_verification_failure_names_the_table(embedded, databases) -> None:
     source.execute("""INSERT INTO "Order Items" VALUES (1, 'XL')""")  # the fake engine copies nothing
     view = run(embedded, spec_for(source, target, migration_id="differs"))
     assert_failed_and_clean(embedded, view, "VerificationFailed", "Plan verification", "differs")
-    assert "public.Order Items id in [-inf, +inf): 1 rows on the source, 0 on the target" in view.cause
+    assert "public.Order Items (id) in [-inf, +inf): 1 rows on the source, 0 on the target" in view.cause
 
 
 def test_verification_runs_chunk_by_chunk_through_the_map_and_names_the_range(embedded, databases) -> None:
@@ -268,7 +268,7 @@ def test_verification_runs_chunk_by_chunk_through_the_map_and_names_the_range(em
     )  # fmt: skip
     view = run(embedded, spec)
     assert_failed_and_clean(embedded, view, "VerificationFailed", "Plan verification", "chunks")
-    assert "public.Order Items id in [7, 10): same 3 rows, different content" in view.cause
+    assert "public.Order Items (id) in [7, 10): same 3 rows, different content" in view.cause
     assert "[4, 7)" not in view.cause and "[10, +inf)" not in view.cause
     assert view.states.count("Verify a chunk") == 4  # [-inf, 4), [4, 7), [7, 10), [10, +inf)
 

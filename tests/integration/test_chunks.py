@@ -25,8 +25,8 @@ def test_equal_tables_are_checked_in_key_ranges(pair) -> None:
     _, _, state = pair
     first = phases.plan_verification(state)
     ranges = [c.describe() for c in first.chunks]
-    assert ranges[:2] == ["public.loose (whole table)", "public.t id in [-inf, 11)"]
-    assert ranges[-1] == "public.t id in [91, +inf)" and len(ranges) == 11
+    assert ranges[:2] == ["public.loose (whole table)", "public.t (id) in [-inf, 11)"]
+    assert ranges[-1] == "public.t (id) in [91, +inf)" and len(ranges) == 11
     summary = verify_in_chunks(state)
     assert (summary.tables_checked, summary.chunks_checked, summary.rows_checked) == (2, 11, 105)
     assert summary.mismatch_count == 0
@@ -40,8 +40,8 @@ def test_a_difference_names_the_table_and_key_range(pair) -> None:
         verify_in_chunks(state)
     message = str(failure.value)
     assert "2 chunk(s) differ" in message
-    assert "public.t id in [51, 61): same 10 rows, different content" in message
-    assert "public.t id in [91, +inf): 10 rows on the source, 11 on the target" in message
+    assert "public.t (id) in [51, 61): same 10 rows, different content" in message
+    assert "public.t (id) in [91, +inf): 10 rows on the source, 11 on the target" in message
     assert "[41, 51)" not in message and "loose" not in message
 
 
@@ -51,3 +51,86 @@ def test_rounds_are_bounded_and_add_up(pair, monkeypatch) -> None:
     assert len(phases.plan_verification(state).chunks) == 3
     summary = verify_in_chunks(state)
     assert (summary.tables_checked, summary.chunks_checked, summary.rows_checked) == (2, 11, 105)
+
+
+# -- keys of any type: text, uuid, composite -----------------------------------------------------------
+
+KEYED = {
+    # table: (definition, rows); 100 rows each, keys of the kind named
+    "names": (
+        "(name text PRIMARY KEY, v int)",
+        "SELECT 'n' || lpad(g::text, 3, '0'), g FROM generate_series(1, 100) g",
+    ),
+    "ids": ("(id uuid PRIMARY KEY, v int)", "SELECT md5(g::text)::uuid, g FROM generate_series(1, 100) g"),
+    "pairs": (
+        "(tenant text, n int, v int, PRIMARY KEY (tenant, n))",
+        "SELECT chr(97 + g / 20), mod(g, 20), g FROM generate_series(0, 99) g",
+    ),
+}  # fmt: skip
+
+
+def _all_checks(state) -> list:
+    """Every chunk of every round checked (the Map in process); the ChunkChecks in order."""
+    checks = []
+    while True:
+        summary = phases.plan_verification(state)
+        if summary.done:
+            return checks
+        results = [phases.verify_chunk(state.model_copy(update={"chunk": c})) for c in summary.chunks]
+        checks += results
+        state = state.model_copy(update={"verification": summary.model_copy(update={"results": results})})
+
+
+@pytest.fixture
+def keyed(aws, source_db, target_db):
+    for db in (source_db, target_db):
+        for table, (definition, rows) in KEYED.items():
+            db.execute(f"CREATE TABLE {table} {definition}; INSERT INTO {table} {rows}")
+    state = parse_state({"spec": spec_for(source_db, target_db, verification_chunk_rows=10)})
+    return source_db, target_db, state
+
+
+def test_text_uuid_and_composite_keys_are_cut_into_ranges_of_the_chunk_size(keyed) -> None:
+    _, _, state = keyed
+    checks = _all_checks(state)
+    for table in KEYED:
+        mine = [c for c in checks if c.chunk.startswith(f"public.{table} (")]
+        assert len(mine) == 10 and all(c.source_rows == c.target_rows == 10 and c.matches for c in mine)
+    ranges = [c.chunk for c in checks]
+    assert "public.names (name) in ['n041', 'n051')" in ranges
+    assert "public.pairs (tenant, n) in [('a', 10), ('b', 0))" in ranges
+    assert ranges[-1] == "public.pairs (tenant, n) in [('e', 10), +inf)"
+    assert sum(c.source_rows for c in checks) == 300
+
+
+def test_a_difference_in_a_text_uuid_or_composite_key_names_its_range(keyed) -> None:
+    source, target, state = keyed
+    target.execute("UPDATE names SET v = -1 WHERE name = 'n057'")
+    target.execute("DELETE FROM pairs WHERE (tenant, n) = ('c', 3)")
+    changed_id = source.execute("SELECT id::text FROM ids ORDER BY id OFFSET 33 LIMIT 1")[0][0]
+    target.execute("UPDATE ids SET v = -1 WHERE id = %s", (changed_id,))
+    with pytest.raises(VerificationFailed) as failure:
+        verify_in_chunks(state)
+    message = str(failure.value)
+    assert "3 chunk(s) differ" in message
+    assert "public.names (name) in ['n051', 'n061'): same 10 rows, different content" in message
+    assert (
+        "public.pairs (tenant, n) in [('c', 0), ('c', 10)): 10 rows on the source, 9 on the target" in message
+    )
+    lower, upper = (
+        row[0] for row in source.execute("SELECT id::text FROM ids ORDER BY id OFFSET 30 LIMIT 11")[::10]
+    )
+    assert f"public.ids (id) in ['{lower}', '{upper}'): same 10 rows, different content" in message
+
+
+def test_a_table_read_in_pages_by_sample_gets_chunks_near_the_chunk_size(aws, source_db, target_db) -> None:
+    """100,000 rows and 10,000 rows a chunk: the boundaries come from a block sample of part of the table,
+    so the chunks are estimates: all rows in exactly one chunk, none more than half again too large."""
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE big (k text PRIMARY KEY, v int)")
+        db.execute("INSERT INTO big SELECT md5(g::text), g FROM generate_series(1, 100000) g; ANALYZE big")
+    state = parse_state({"spec": spec_for(source_db, target_db, verification_chunk_rows=10_000)})
+    checks = _all_checks(state)
+    sizes = [c.source_rows for c in checks]
+    assert sum(sizes) == 100_000 and all(c.matches for c in checks)
+    assert 7 <= len(sizes) <= 14 and max(sizes) <= 15_000, sizes

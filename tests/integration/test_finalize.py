@@ -10,8 +10,11 @@ from conftest import spec_for, verify_in_chunks
 from pg2rds import phases
 from pg2rds.errors import SequenceUnreadable, VerificationFailed
 from pg2rds.lambda_support import parse_state
-from pg2rds.postgres.finalize import foreign_key_violations, sync_sequences
+from pg2rds.postgres.chunks import range_condition
+from pg2rds.postgres.finalize import sync_sequences
+from pg2rds.postgres.foreign_keys import range_violations
 from pg2rds.postgres.selection import TableName
+from pg2rds.state import Chunk
 
 SHOP = '"Shop ""EU"""'
 KUNDEN = f'{SHOP}."Kunden Größe"'
@@ -52,6 +55,14 @@ def test_sequences_are_set_from_the_source(source_db, target_db) -> None:
     assert next_id == 8
 
 
+def foreign_key_violations(conn, tables: list[TableName]) -> list[str]:
+    violations = []
+    for table in tables:
+        chunk = Chunk(schema_name=table.schema, table_name=table.table, foreign_keys=True)
+        violations += range_violations(conn, chunk, *range_condition(chunk, alias="c"))
+    return violations
+
+
 def test_foreign_key_violations_are_named(target_db) -> None:
     _load(target_db)
     tables = [TableName('Shop "EU"', "Kunden Größe"), TableName('Shop "EU"', "orders")]
@@ -63,7 +74,10 @@ def test_foreign_key_violations_are_named(target_db) -> None:
             cur.execute("RESET session_replication_role")
         violations = foreign_key_violations(conn, tables)
     assert len(violations) == 1
-    assert 'Shop "EU".orders: 1 rows without a parent in Shop "EU".Kunden Größe' in violations[0]
+    assert violations == [
+        'orders_kunde_fkey on Shop "EU".orders (whole table): 1 rows without a parent in '
+        'Shop "EU".Kunden Größe'
+    ]
 
 
 def test_verification_passes_on_equal_sides_and_names_a_changed_table(aws, source_db, target_db) -> None:
@@ -78,7 +92,7 @@ def test_verification_passes_on_equal_sides_and_names_a_changed_table(aws, sourc
     target_db.execute(f"UPDATE {ORDERS} SET note = 'changed' WHERE id = 2")
     with pytest.raises(VerificationFailed) as failure:
         verify_in_chunks(state)
-    assert 'Shop "EU".orders id in [-inf, +inf): same 3 rows, different content' in str(failure.value)
+    assert 'Shop "EU".orders (id) in [-inf, +inf): same 3 rows, different content' in str(failure.value)
     assert "Kunden" not in str(failure.value)
 
 
@@ -135,7 +149,7 @@ def test_verification_ignores_session_defaults_but_not_a_changed_value(aws, sour
     target_db.execute(f"UPDATE {RENDERED} SET ratio = ratio + 1e-15 WHERE id = 17")
     with pytest.raises(VerificationFailed) as failure:
         verify_in_chunks(state)
-    assert "public.rendered id in [-inf, +inf): same 40 rows, different content" in str(failure.value)
+    assert "public.rendered (id) in [-inf, +inf): same 40 rows, different content" in str(failure.value)
 
 
 PICS = "CREATE TABLE pics (id int PRIMARY KEY, img oid)"

@@ -202,8 +202,6 @@ def finish_target(state: MigrationState) -> FinishReport:
     problems = []
     if report.mismatched:
         problems.append(f"{len(report.mismatched)} tables differ: " + "; ".join(report.mismatched))
-    if report.foreign_key_violations:
-        problems.append("foreign keys violated on the target: " + "; ".join(report.foreign_key_violations))
     if problems:
         raise VerificationFailed(
             "the target does not match the source after the load: "
@@ -221,25 +219,21 @@ MAX_CHUNKS_PER_ROUND = 100
 
 def plan_verification(state: MigrationState) -> VerificationState:
     """Take in the last round's chunk results, then plan the next round from the cursor; once every table
-    is planned and checked, fail with the differences named (table and key range), if any."""
+    is planned and checked, fail naming the differences and foreign-key violations (table and key range),
+    if any. Foreign keys are checked in the same chunks, also when ``verification`` is ``none``."""
     spec = state.spec
     previous = state.verification or VerificationState()
     summary = _take_in(previous)
     summary.concurrency = spec.verification_concurrency
-    if spec.verification == "none":
-        summary.done = True
-        return summary
-    summary.chunks, summary.next_table, summary.next_chunk, summary.tables_checked = plan_next(
-        spec, get_credentials(spec.source, "source"), previous.next_table, previous.next_chunk,
-        MAX_CHUNKS_PER_ROUND,
+    summary.chunks, summary.next_table, summary.next_lower, summary.tables_checked = plan_next(
+        spec, get_credentials(spec.source, "source"), get_credentials(spec.target, "target"),
+        previous.next_table, previous.next_lower, MAX_CHUNKS_PER_ROUND,
     )  # fmt: skip
     summary.done = not summary.chunks
-    if summary.done and summary.mismatch_count:
-        more = summary.mismatch_count - len(summary.mismatched)
+    if summary.done and (summary.mismatch_count or summary.violation_count):
         raise VerificationFailed(
-            f"the target does not match the source: {summary.mismatch_count} chunk(s) differ: "
-            + "; ".join(summary.mismatched)
-            + (f"; and {more} more" if more > 0 else "")
+            "the target does not match the source: "
+            + " | ".join(_problems(summary))
             + ". Fix: check that nothing wrote to the target, and that nothing wrote to the source during "
             "a full-load-only migration (use full-load-and-cdc for a live source); then run the migration "
             "again."
@@ -247,10 +241,30 @@ def plan_verification(state: MigrationState) -> VerificationState:
     return summary
 
 
+def _problems(summary: VerificationState) -> list[str]:
+    """The differing chunks and the violated foreign keys, each list named and capped."""
+    problems = []
+    for count, named, what in (
+        (summary.mismatch_count, summary.mismatched, "chunk(s) differ"),
+        (summary.violation_count, summary.violations, "foreign key violation(s) on the target"),
+    ):
+        if count:
+            more = count - len(named)
+            problems.append(
+                f"{count} {what}: " + "; ".join(named) + (f"; and {more} more" if more > 0 else "")
+            )
+    return problems
+
+
 def _take_in(previous: VerificationState) -> VerificationState:
     """The running totals with the last round's results added (and no chunks or results left over)."""
     summary = previous.model_copy(
-        update={"chunks": [], "results": [], "mismatched": list(previous.mismatched)}
+        update={
+            "chunks": [],
+            "results": [],
+            "mismatched": list(previous.mismatched),
+            "violations": list(previous.violations),
+        }
     )
     for check in previous.results:
         summary.chunks_checked += 1
@@ -259,6 +273,10 @@ def _take_in(previous: VerificationState) -> VerificationState:
             summary.mismatch_count += 1
             if len(summary.mismatched) < MAX_OBJECTS_PER_FINDING:
                 summary.mismatched.append(check.render())
+        for violation in check.violations:
+            summary.violation_count += 1
+            if len(summary.violations) < MAX_OBJECTS_PER_FINDING:
+                summary.violations.append(violation)
     return summary
 
 

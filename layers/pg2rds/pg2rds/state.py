@@ -166,10 +166,10 @@ class TableCheck(_Result):
 
 
 class FinishReport(_Result):
-    """What finish-target did after the load: sequences, foreign keys, verification."""
+    """What finish-target did after the load: sequences and large objects (tables and foreign keys are
+    checked next, in chunks: :class:`VerificationState`)."""
 
     sequences_set: int = 0
-    foreign_key_violations: list[str] = Field(default_factory=list)
     verification: str = "none"
     tables_checked: int = 0
     mismatched: list[str] = Field(default_factory=list)
@@ -177,23 +177,52 @@ class FinishReport(_Result):
     tables: list[TableCheck] = Field(default_factory=list)
 
 
+#: A key value in a chunk's description is cut to this many characters (the state and the cause stay small).
+MAX_VALUE_CHARS = 40
+
+
+def render_key_value(text: str, bare: bool) -> str:
+    """One key value as it reads in a report: numbers bare, anything else a quoted SQL literal, cut."""
+    if len(text) > MAX_VALUE_CHARS:
+        text = text[:MAX_VALUE_CHARS] + "…"
+    return text if bare else "'" + text.replace("'", "''") + "'"
+
+
 class Chunk(_Result):
-    """One bounded piece of a table to verify: ``key`` in ``[lower, upper)`` (``None``: open), or the whole
-    table when ``key`` is ``None`` (no integer primary key)."""
+    """One bounded piece of a table: the rows whose key is in ``[lower, upper)`` (``None``: open), or the
+    whole table when ``key`` is empty (a table with no primary or unique not-null key).
+
+    Key values travel as their text (``value::text`` with the text rendering pinned); a comparison hands
+    them to the server as untyped literals, which take each key column's own type on either side.
+    ``collate_c`` marks key columns compared in byte order (``COLLATE "C"``) on both sides, because the
+    two servers' collations of that column could order it differently.
+    """
 
     schema_name: str
     table_name: str
-    key: str | None = None
-    lower: int | None = None
-    upper: int | None = None
+    key: list[str] = Field(default_factory=list)
+    lower: list[str] | None = None
+    upper: list[str] | None = None
+    #: Per key column: rendered without quotes (a number) in descriptions.
+    bare: list[bool] = Field(default_factory=list)
+    collate_c: list[bool] = Field(default_factory=list)
+    #: Compare the rows on both sides (``spec.verification`` is not ``none``).
+    compare: bool = True
+    #: Check the foreign keys of this table (on the target) for the rows in this range.
+    foreign_keys: bool = False
 
     def describe(self) -> str:
         table = f"{self.schema_name}.{self.table_name}"
-        if self.key is None:
+        if not self.key:
             return f"{table} (whole table)"
-        lower = "-inf" if self.lower is None else str(self.lower)
-        upper = "+inf" if self.upper is None else str(self.upper)
-        return f"{table} {self.key} in [{lower}, {upper})"
+        lower, upper = self._bound(self.lower, "-inf"), self._bound(self.upper, "+inf")
+        return f"{table} ({', '.join(self.key)}) in [{lower}, {upper})"
+
+    def _bound(self, values: list[str] | None, infinite: str) -> str:
+        if values is None:
+            return infinite
+        rendered = [render_key_value(v, b) for v, b in zip(values, self.bare, strict=True)]
+        return rendered[0] if len(rendered) == 1 else "(" + ", ".join(rendered) + ")"
 
 
 class ChunkCheck(_Result):
@@ -203,6 +232,8 @@ class ChunkCheck(_Result):
     source_rows: int
     target_rows: int
     matches: bool
+    #: Foreign keys the chunk's target rows violate, each naming the constraint, the rows and the range.
+    violations: list[str] = Field(default_factory=list)
 
     def render(self) -> str:
         if self.source_rows != self.target_rows:
@@ -219,7 +250,8 @@ class VerificationState(_Result):
     #: The Map's MaxConcurrency (spec.verification_concurrency, here because the raw spec may omit it).
     concurrency: int = 1
     next_table: int = 0
-    next_chunk: int = 0
+    #: Where the next chunk of table ``next_table`` starts (its key values); ``None``: at the table's start.
+    next_lower: list[str] | None = None
     chunks: list[Chunk] = Field(default_factory=list)
     #: The Map's output for ``chunks``, written by the state machine (ResultPath), read by the next round.
     results: list[ChunkCheck] = Field(default_factory=list)
@@ -228,6 +260,9 @@ class VerificationState(_Result):
     rows_checked: int = 0
     mismatch_count: int = 0
     mismatched: list[str] = Field(default_factory=list)
+    violation_count: int = 0
+    #: Foreign-key violations found so far (constraint, table, key range), at most MAX_OBJECTS_PER_FINDING.
+    violations: list[str] = Field(default_factory=list)
 
 
 class LeaseState(_Result):

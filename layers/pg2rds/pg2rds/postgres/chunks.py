@@ -1,41 +1,74 @@
-"""Verification in bounded chunks: each table is cut into ranges of its primary key, each range checked by
-one short Lambda invocation, fanned out by the state machine's ``Map`` state.
+"""Verification in bounded chunks: each table is cut into ranges of its key, each range checked by one
+short Lambda invocation (rows compared on both sides, foreign keys checked on the target), fanned out by
+the state machine's ``Map`` state.
 
-Why ranges of the primary key's leading column, when it is an integer: a range ``[lower, upper)`` of a
-unique integer key holds at most ``upper - lower`` rows on either side, so a chunk's work is bounded by
-construction whatever the table's size; the bounds come from ``min()``/``max()`` (two index probes) and
-the planner's row estimate, so planning reads no table. The first range is open below and the last open
-above, so rows the target holds outside the source's key range are counted too. Tables without a primary
-key, or whose key does not start with an integer column, are checked whole in one chunk (and named so).
+Which key: the primary key, else a unique index over NOT NULL columns, of any types and any number of
+columns (:mod:`pg2rds.postgres.keys`). A range is a row-value comparison ``(k1, k2) >= (...) AND (k1, k2)
+< (...)`` with the same explicit boundary values on both servers, which the key's index serves; a text
+column the two servers could order differently is compared ``COLLATE "C"`` on both, so the same rows fall
+in the same range on both sides. The first range is open below and the last open above, so rows the target
+holds outside the source's keys are counted too.
 
-A round plans at most ``max_chunks`` chunks from a cursor (table index, chunk index), so neither the
-state nor one invocation grows with the number of tables. Chunks are compared like whole tables
-(:mod:`pg2rds.postgres.verify`): row count and an order-independent checksum of the rows' text, with
-both sessions' text rendering pinned.
+Where the boundaries come from, and why: a bounded block sample of the source (``TABLESAMPLE SYSTEM``),
+sorted on the server, every ``step``-th sampled key a boundary. The alternatives fail a bound or a key:
+
+- ``min``/``max`` and arithmetic work only for integers (the previous method);
+- ``pg_stats.histogram_bounds`` of the leading column is free but needs a recent ANALYZE, has at most
+  ``default_statistics_target`` (100) buckets, so cannot make more chunks than that, and says nothing
+  inside one value of a leading column of a composite key (one tenant of ``(tenant, id)``);
+- an index walk (``ORDER BY key OFFSET chunk_rows LIMIT 1`` per boundary) is exact but reads every key
+  of the table to plan it: a 100-chunk round reads 100 × ``verification_chunk_rows`` index entries.
+
+The sample reads about ``SAMPLES_PER_CHUNK`` rows and ``PAGES_PER_CHUNK`` pages per chunk, and at most
+``MAX_SAMPLE_PAGES`` pages and ``MAX_SAMPLE_ROWS`` rows per table and round, whatever the table's size;
+only the boundaries leave the server. Each boundary stands for ``step / fraction`` = about
+``verification_chunk_rows`` rows. Tolerance: exact when the sample is the whole table (small tables, or
+``verification_chunk_rows`` at most ``SAMPLES_PER_CHUNK``, see :func:`sampling`); otherwise an estimate
+from about 100 sampled rows in 20 or more sampled pages, typically within ±30% (bench/verify_planning.py
+measures it), wider when the caps bind (tables over ``MAX_SAMPLE_PAGES / PAGES_PER_CHUNK`` = 200 chunks).
+
+A round plans at most ``max_chunks`` chunks (and ``MAX_ROUND_KEY_CHARS`` characters of key values) from a
+cursor: the table's index and the key where its next chunk starts, so a table's ranges join up exactly
+across rounds even if the source changes in between. Neither the state nor one invocation grows with the
+number of tables or rows.
+
+Tables with no primary or unique not-null key are checked whole in one chunk: no order is shared by the
+two servers that an index serves (``ctid`` ranges name different rows on each side), so such a chunk is as
+large as its table; the pre-flight's ``primary_key`` finding names these tables.
+
+Chunks are compared like whole tables (:mod:`pg2rds.postgres.verify`): row count and an order-independent
+checksum of the rows' text, with both sessions' text rendering pinned.
 """
 
-import math
+from contextlib import ExitStack
 from typing import Any
 
 from psycopg2 import sql
 
 from pg2rds.postgres.connection import connect
+from pg2rds.postgres.foreign_keys import has_foreign_keys, range_violations
+from pg2rds.postgres.keys import KeyColumn, byte_order_needed, table_key
 from pg2rds.postgres.selection import TableName, select_tables
 from pg2rds.postgres.verify import HASHTEXTEXTENDED_SINCE, pin_text_rendering
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import Chunk, ChunkCheck
 
-_INTEGER_TYPES = {"smallint", "integer", "bigint"}
-#: Even a sparse key range of a huge table is cut into no more than this many chunks.
-MAX_CHUNKS_PER_TABLE = 100_000
+#: Sampled rows, and sampled pages, wanted per chunk: a chunk's size is estimated from this many.
+SAMPLES_PER_CHUNK = 100
+PAGES_PER_CHUNK = 20
+#: Per table and round, the sample reads at most this many pages (32 MiB of 8 KiB pages) and rows.
+MAX_SAMPLE_PAGES = 4096
+MAX_SAMPLE_ROWS = 200_000
+#: Rows per page assumed when the source has no statistics for a table (never analyzed or vacuumed).
+ASSUMED_ROWS_PER_PAGE = 200
+#: Characters of key values one round may carry (the state and each Map item stay small).
+MAX_ROUND_KEY_CHARS = 64_000
 
-_LEADING_KEY = """
-SELECT a.attname, format_type(a.atttypid, NULL), greatest(c.reltuples, 0)::bigint
-FROM pg_class c
-LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
-LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-WHERE c.oid = to_regclass(format('%%I.%%I', %s, %s))
+_SIZE = """
+SELECT greatest(c.reltuples, 0)::float8, c.relpages,
+       pg_relation_size(c.oid) / current_setting('block_size')::int
+FROM pg_class c WHERE c.oid = to_regclass(format('%%I.%%I', %s, %s))
 """
 
 _ROW_HASH = {
@@ -44,82 +77,176 @@ _ROW_HASH = {
 }
 
 
-def _key_and_bounds(conn: Any, table: TableName) -> tuple[str | None, int, int, int]:
-    """(integer leading key column or None, min, max, estimated rows)."""
+def sampling(rows: float, relpages: int, pages: int, chunk_rows: int) -> tuple[float, int]:
+    """(fraction of the table's pages to sample, sampled rows per chunk) for a table of ``pages`` pages
+    now, whose statistics say ``rows`` rows in ``relpages`` pages.
+
+    The fraction gives each chunk about ``SAMPLES_PER_CHUNK`` sampled rows and ``PAGES_PER_CHUNK`` sampled
+    pages (a block sample's rows come in runs of a page: on a table stored in key order one page is one
+    point of the distribution, not a hundred), capped at ``MAX_SAMPLE_PAGES`` and ``MAX_SAMPLE_ROWS``; the
+    step is what one chunk's rows come to in the sample (at least 1).
+    """
+    per_page = rows / relpages if rows > 0 and relpages > 0 else ASSUMED_ROWS_PER_PAGE
+    fraction = min(1.0, max(SAMPLES_PER_CHUNK, PAGES_PER_CHUNK * per_page) / chunk_rows)
+    if pages > 0:
+        fraction = min(fraction, MAX_SAMPLE_PAGES / pages, MAX_SAMPLE_ROWS / (pages * per_page))
+    return fraction, max(1, round(chunk_rows * fraction))
+
+
+def _column(alias: str, name: str, byte_order: bool) -> sql.Composable:
+    column = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(name))
+    return column + sql.SQL(' COLLATE "C"') if byte_order else column
+
+
+def range_condition(chunk: Chunk, alias: str = "t") -> tuple[sql.Composable, list[str]]:
+    """``(k1, k2) >= (%s, %s) AND (k1, k2) < (%s, %s)`` for the chunk's rows, and its parameters.
+
+    The values go as untyped literals, so each takes its key column's type on the server (text, uuid,
+    numeric, timestamptz, ...), and a column marked ``collate_c`` is compared in byte order.
+    """
+    if not chunk.key:
+        return sql.SQL("true"), []
+    columns = sql.SQL(", ").join(
+        _column(alias, name, byte_order) for name, byte_order in zip(chunk.key, chunk.collate_c, strict=True)
+    )
+    parts, params = [], []
+    for values, operator in ((chunk.lower, ">="), (chunk.upper, "<")):
+        if values is not None:
+            placeholders = sql.SQL(", ").join([sql.Placeholder()] * len(values))
+            parts.append(sql.SQL("({}) {} ({})").format(columns, sql.SQL(operator), placeholders))
+            params.extend(values)
+    return (sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")), params
+
+
+def _boundaries(
+    conn: Any,
+    table: TableName,
+    key: list[str],
+    byte_order: list[bool],
+    lower: list[str] | None,
+    fraction: float,
+    step: int,
+    limit: int,
+) -> list[list[str]]:
+    """Every ``step``-th key of a ``fraction`` sample of the table's rows at or after ``lower`` (the
+    first after ``step`` sampled rows), in the chunks' order, as text (at most ``limit``): one sort of the
+    sample on the server, and only the boundaries leave it."""
+    sample: sql.Composable = sql.SQL("")
+    params: list[Any] = []
+    if fraction < 1:
+        sample = sql.SQL(" TABLESAMPLE SYSTEM (%s) REPEATABLE (0)")
+        params.append(fraction * 100)
+    where: sql.Composable = sql.SQL("")
+    if lower is not None:
+        cursor = Chunk(
+            schema_name=table.schema, table_name=table.table, key=key, collate_c=byte_order, lower=lower
+        )
+        condition, values = range_condition(cursor)
+        where = sql.SQL(" WHERE ") + condition
+        params.extend(values)
+    query = sql.SQL(
+        "SELECT {texts} FROM (SELECT s.*, row_number() OVER (ORDER BY {order}) AS rn FROM ("
+        "SELECT {columns} FROM {table} AS t{sample}{where} LIMIT %s) AS s) AS r "
+        "WHERE r.rn > 1 AND (r.rn - 1) %% %s = 0 ORDER BY r.rn LIMIT %s"
+    ).format(
+        # the sample's columns are named c1, c2, ... (a key column may be called rn)
+        texts=sql.SQL(", ").join(sql.SQL("r.c{}::text").format(sql.SQL(str(i))) for i in range(len(key))),
+        order=sql.SQL(", ").join(_column("s", f"c{i}", b) for i, b in enumerate(byte_order)),
+        columns=sql.SQL(", ").join(
+            sql.SQL("t.{} AS c{}").format(sql.Identifier(name), sql.SQL(str(i))) for i, name in enumerate(key)
+        ),
+        table=sql.Identifier(table.schema, table.table),
+        sample=sample,
+        where=where,
+    )
     with conn.cursor() as cur:
-        cur.execute(_LEADING_KEY, (table.schema, table.table))
-        row = cur.fetchone()
-        if row is None or row[0] is None or row[1] not in _INTEGER_TYPES:
-            return None, 0, 0, 0
-        key, _, estimate = row
-        cur.execute(
-            sql.SQL("SELECT min({key}), max({key}) FROM {table}").format(
-                key=sql.Identifier(key), table=sql.Identifier(table.schema, table.table)
-            )
-        )
-        low, high = cur.fetchone()
-    if low is None:
-        return None, 0, 0, 0  # empty on the source: one chunk sees whatever the target has
-    return key, int(low), int(high), int(estimate)
+        cur.execute(query, [*params, MAX_SAMPLE_ROWS, step, limit])
+        return [list(row) for row in cur.fetchall()]
 
 
-def _table_chunks(conn: Any, table: TableName, chunk_rows: int) -> list[Chunk]:
-    key, low, high, estimate = _key_and_bounds(conn, table)
-    if key is None:
-        return [Chunk(schema_name=table.schema, table_name=table.table)]
-    span = high - low + 1
-    # a range no wider than chunk_rows holds at most chunk_rows rows; sparse keys get wider ranges of
-    # about chunk_rows rows each by the planner's estimate (doubled: it may be stale), when there is one
-    count = math.ceil(span / chunk_rows)
-    if estimate > 0:
-        count = min(count, math.ceil(2 * estimate / chunk_rows))
-    count = max(1, min(count, MAX_CHUNKS_PER_TABLE))
-    width = math.ceil(span / count)
-    chunks = []
-    for index in range(count):
-        lower = None if index == 0 else low + index * width
-        upper = None if index == count - 1 else low + (index + 1) * width
-        chunks.append(
-            Chunk(schema_name=table.schema, table_name=table.table, key=key, lower=lower, upper=upper)
-        )
-    return chunks
+def _sample_plan(conn: Any, table: TableName, chunk_rows: int) -> tuple[float, int]:
+    with conn.cursor() as cur:
+        cur.execute(_SIZE, (table.schema, table.table))
+        rows, relpages, pages = cur.fetchone()
+    return sampling(rows, relpages, pages, chunk_rows)
+
+
+def table_chunks(
+    source: Any,
+    target: Any,
+    table: TableName,
+    lower: list[str] | None,
+    chunk_rows: int,
+    compare: bool,
+    limit: int,
+) -> list[Chunk]:
+    """The table's chunks from ``lower`` on (at most ``limit + 1``; none when there is nothing to check:
+    no comparison asked for and no foreign key on the target)."""
+    foreign_keys = has_foreign_keys(target, table.schema, table.table)
+    if not compare and not foreign_keys:
+        return []
+    whole = Chunk(
+        schema_name=table.schema, table_name=table.table, compare=compare, foreign_keys=foreign_keys
+    )
+    key: list[KeyColumn] = table_key(source, table)
+    if not key:
+        return [whole]
+    names = [column.name for column in key]
+    byte_order = byte_order_needed(key, table_key(target, table))
+    fraction, step = _sample_plan(source, table, chunk_rows)
+    bounds = _boundaries(source, table, names, byte_order, lower, fraction, step, limit)
+    ranged = whole.model_copy(
+        update={"key": names, "bare": [column.bare for column in key], "collate_c": byte_order}
+    )
+    return [
+        ranged.model_copy(update={"lower": low, "upper": high})
+        for low, high in zip([lower, *bounds], [*bounds, None], strict=True)
+    ]
+
+
+def _key_chars(chunk: Chunk) -> int:
+    return sum(len(value) for values in (chunk.lower or [], chunk.upper or []) for value in values)
 
 
 def plan_round(
-    conn: Any, tables: list[TableName], next_table: int, next_chunk: int, chunk_rows: int, max_chunks: int
-) -> tuple[list[Chunk], int, int]:
+    source: Any,
+    target: Any,
+    tables: list[TableName],
+    next_table: int,
+    next_lower: list[str] | None,
+    chunk_rows: int,
+    compare: bool,
+    max_chunks: int,
+) -> tuple[list[Chunk], int, list[str] | None]:
     """Up to ``max_chunks`` chunks from the cursor on, and the cursor after them."""
     planned: list[Chunk] = []
+    chars = 0
     while next_table < len(tables) and len(planned) < max_chunks:
-        chunks = _table_chunks(conn, tables[next_table], chunk_rows)
-        taken = chunks[next_chunk : next_chunk + max_chunks - len(planned)]
-        planned.extend(taken)
-        next_chunk += len(taken)
-        if next_chunk >= len(chunks):
-            next_table, next_chunk = next_table + 1, 0
-    return planned, next_table, next_chunk
-
-
-def _chunk_query(chunk: Chunk, checksums: bool, hashtextextended: bool) -> tuple[sql.Composable, list]:
-    digest = _ROW_HASH[hashtextextended] if checksums else sql.SQL("''")
-    query = sql.SQL("SELECT count(*), {} FROM {} AS t").format(
-        digest, sql.Identifier(chunk.schema_name, chunk.table_name)
-    )
-    conditions, params = [], []
-    if chunk.key is not None and chunk.lower is not None:
-        conditions.append(sql.SQL("t.{} >= %s").format(sql.Identifier(chunk.key)))
-        params.append(chunk.lower)
-    if chunk.key is not None and chunk.upper is not None:
-        conditions.append(sql.SQL("t.{} < %s").format(sql.Identifier(chunk.key)))
-        params.append(chunk.upper)
-    if conditions:
-        query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
-    return query, params
+        chunks = table_chunks(
+            source, target, tables[next_table], next_lower, chunk_rows, compare, max_chunks - len(planned)
+        )
+        taken = 0
+        for chunk in chunks:
+            size = _key_chars(chunk)
+            if len(planned) >= max_chunks or (planned and chars + size > MAX_ROUND_KEY_CHARS):
+                break
+            planned.append(chunk)
+            chars += size
+            taken += 1
+        if taken < len(chunks):
+            next_lower = chunks[taken].lower
+            break
+        next_table, next_lower = next_table + 1, None
+    return planned, next_table, next_lower
 
 
 def chunk_checksum(conn: Any, chunk: Chunk, checksums: bool, hashtextextended: bool) -> tuple[int, str]:
     """(rows, checksum) of the chunk's rows on one side, in one statement (one snapshot)."""
-    query, params = _chunk_query(chunk, checksums, hashtextextended)
+    digest = _ROW_HASH[hashtextextended] if checksums else sql.SQL("''")
+    condition, params = range_condition(chunk)
+    query = sql.SQL("SELECT count(*), {} FROM {} AS t WHERE {}").format(
+        digest, sql.Identifier(chunk.schema_name, chunk.table_name), condition
+    )
     with conn.cursor() as cur:
         cur.execute(query, params)
         count, checksum = cur.fetchone()
@@ -137,27 +264,61 @@ def compare_chunk(source: Any, target: Any, chunk: Chunk, checksums: bool = True
 
 
 def plan_next(
-    spec: MigrationSpec, source_credentials: Credentials, next_table: int, next_chunk: int, max_chunks: int
-) -> tuple[list[Chunk], int, int, int]:
-    """The next round on the source: (chunks, cursor table, cursor chunk, tables fully planned before)."""
-    with connect(spec.source, source_credentials, "source", application_name="pg2rds-verify") as source:
+    spec: MigrationSpec,
+    source_credentials: Credentials,
+    target_credentials: Credentials,
+    next_table: int,
+    next_lower: list[str] | None,
+    max_chunks: int,
+) -> tuple[list[Chunk], int, list[str] | None, int]:
+    """The next round: (chunks, cursor table, cursor key, tables fully planned before). Boundaries come
+    from the source; the target says which foreign keys to check and how it orders text keys."""
+    with (
+        connect(spec.source, source_credentials, "source", application_name="pg2rds-verify") as source,
+        connect(spec.target, target_credentials, "target", application_name="pg2rds-verify") as target,
+    ):
         tables = select_tables(source, spec.tables)
-        chunks, table, chunk = plan_round(
-            source, tables, next_table, next_chunk, spec.verification_chunk_rows, max_chunks
+        for conn in (source, target):
+            pin_text_rendering(conn)  # boundaries are key text: rendered alike for both sides
+        chunks, table, lower = plan_round(
+            source,
+            target,
+            tables,
+            next_table,
+            next_lower,
+            spec.verification_chunk_rows,
+            spec.verification != "none",
+            max_chunks,
         )
-    return chunks, table, chunk, min(next_table, len(tables))
+    return chunks, table, lower, min(next_table, len(tables))
 
 
 def check_chunk(
     spec: MigrationSpec, source_credentials: Credentials, target_credentials: Credentials, chunk: Chunk
 ) -> ChunkCheck:
-    with (
-        connect(spec.source, source_credentials, "source", application_name="pg2rds-verify") as source,
-        connect(spec.target, target_credentials, "target", application_name="pg2rds-verify") as target,
-    ):
-        source_rows, target_rows, matches = compare_chunk(
-            source, target, chunk, checksums=spec.verification == "checksums"
+    """The chunk's rows compared on both sides (when asked), and its target rows' foreign keys checked."""
+    source_rows = target_rows = 0
+    matches = True
+    with ExitStack() as stack:
+        target = stack.enter_context(
+            connect(spec.target, target_credentials, "target", application_name="pg2rds-verify")
         )
+        if chunk.compare:
+            source = stack.enter_context(
+                connect(spec.source, source_credentials, "source", application_name="pg2rds-verify")
+            )
+            source_rows, target_rows, matches = compare_chunk(
+                source, target, chunk, checksums=spec.verification == "checksums"
+            )
+        violations = []
+        if chunk.foreign_keys:
+            pin_text_rendering(target)  # the key values are text rendered so
+            condition, params = range_condition(chunk, alias="c")
+            violations = range_violations(target, chunk, condition, params)
     return ChunkCheck(
-        chunk=chunk.describe(), source_rows=source_rows, target_rows=target_rows, matches=matches
+        chunk=chunk.describe(),
+        source_rows=source_rows,
+        target_rows=target_rows,
+        matches=matches,
+        violations=violations,
     )

@@ -5,8 +5,8 @@
   moved to the source's position, never backwards: a target sequence already further on is left alone
   (moving it back would hand out ids the target used). A position the role cannot read is an error,
   not a reset to the start.
-- Foreign keys: the load ran with ``session_replication_role = replica``, so no foreign key was checked.
-  Each constraint on a selected table is checked with one anti-join; violations are reported by name.
+- Foreign keys: checked next, with the tables, one key range of the referencing table per invocation
+  (:mod:`pg2rds.postgres.foreign_keys`).
 - Large objects: when selected columns hold large-object oids, the large objects they point at (count and
   content): DMS never moves them, so rows equal on both sides can still point at nothing on the target.
   The tables themselves are verified after this, in bounded chunks (:mod:`pg2rds.postgres.chunks`).
@@ -88,21 +88,6 @@ class SequencePosition(NamedTuple):
         return f"{self.schema}.{self.name}"
 
 
-_TARGET_FOREIGN_KEYS = """
-SELECT con.conname, n.nspname, c.relname, rn.nspname, rc.relname,
-       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(num, i)
-             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num ORDER BY k.i),
-       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(num, i)
-             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num ORDER BY k.i)
-FROM pg_constraint con
-JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_class rc ON rc.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace
-WHERE con.contype = 'f' AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
-  AND c.relkind = 'r'
-ORDER BY 2, 3, 1
-"""
-
-
 def source_sequences(source: Any, tables: list[TableName]) -> list[SequencePosition]:
     """The positions of the selected tables' sequences on the source (one query).
 
@@ -163,48 +148,6 @@ def _ahead(source: SequencePosition, target: SequencePosition) -> bool:
     return source.next_value() < target.next_value()
 
 
-def foreign_key_violations(target: Any, tables: list[TableName]) -> list[str]:
-    """Foreign keys on ``tables`` that the loaded rows violate, as "constraint on table: N rows"."""
-    with target.cursor() as cur:
-        cur.execute(_TARGET_FOREIGN_KEYS, ([t.schema for t in tables], [t.table for t in tables]))
-        constraints = cur.fetchall()
-        if not constraints:
-            return []
-        checks = [_orphan_count(*constraint) for constraint in constraints]
-        cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(checks))
-        counts = cur.fetchone()
-    return [
-        f"{name} on {schema}.{table}: {count} rows without a parent in {ref_schema}.{ref_table}"
-        for (name, schema, table, ref_schema, ref_table, _, _), count in zip(constraints, counts, strict=True)
-        if count
-    ]
-
-
-def _orphan_count(
-    name: str,
-    schema: str,
-    table: str,
-    ref_schema: str,
-    ref_table: str,
-    columns: list[str],
-    ref_columns: list[str],
-) -> sql.Composable:
-    """``(SELECT count(*) FROM child c WHERE all key columns set AND NOT EXISTS (parent row))``.
-
-    MATCH SIMPLE semantics (PostgreSQL's default): a row with any NULL key column is not checked.
-    """
-    not_null = sql.SQL(" AND ").join(
-        sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(col)) for col in columns
-    )
-    joined = sql.SQL(" AND ").join(
-        sql.SQL("p.{} = c.{}").format(sql.Identifier(ref), sql.Identifier(col))
-        for col, ref in zip(columns, ref_columns, strict=True)
-    )
-    return sql.SQL(
-        "(SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {}))"
-    ).format(sql.Identifier(schema, table), not_null, sql.Identifier(ref_schema, ref_table), joined)
-
-
 #: Per-table results kept in the execution state (the mismatches are always listed in full).
 MAX_TABLE_CHECKS_IN_STATE = 200
 
@@ -212,22 +155,20 @@ MAX_TABLE_CHECKS_IN_STATE = 200
 def finish_target(
     spec: MigrationSpec, source_credentials: Credentials, target_credentials: Credentials
 ) -> FinishReport:
-    """Sequences, foreign-key check and verification, in that order (sequences first: they are needed
-    whatever the verification finds, and setting them is idempotent)."""
+    """Sequences, then large objects (sequences first: they are needed whatever the verification finds,
+    and setting them is idempotent)."""
     with (
         connect(spec.source, source_credentials, "source", application_name="pg2rds-finish") as source,
         connect(spec.target, target_credentials, "target", application_name="pg2rds-finish") as target,
     ):
         tables = select_tables(source, spec.tables)
         sequences = sync_sequences(source, target, tables)
-        violations = foreign_key_violations(target, tables)
         comparisons: list[TableComparison] = []  # tables: verified next, in chunks (pg2rds.postgres.chunks)
         oid_columns = large_object_columns(source, tables) if spec.verification != "none" else []
         if oid_columns:
             comparisons.append(compare_large_objects(source, target, oid_columns))
     return FinishReport(
         sequences_set=len(sequences),
-        foreign_key_violations=violations,
         verification=spec.verification,
         tables_checked=len(comparisons),
         mismatched=[_describe_mismatch(c) for c in comparisons if not c.matches],
