@@ -1,12 +1,15 @@
 """Chunked verification against real PostgreSQL: tables cut into primary-key ranges, each range compared,
 a difference named by table and range, the rounds bounded."""
 
+import uuid
+
 import pytest
-from conftest import spec_for, verify_in_chunks
+from conftest import Database, spec_for, verify_in_chunks
 
 from pg2rds import phases
 from pg2rds.errors import VerificationFailed
 from pg2rds.lambda_support import parse_state
+from pg2rds.postgres.chunks import compare_chunk
 
 TABLES = "CREATE TABLE t (id bigint PRIMARY KEY, v text); CREATE TABLE loose (v text)"
 
@@ -134,3 +137,84 @@ def test_a_table_read_in_pages_by_sample_gets_chunks_near_the_chunk_size(aws, so
     sizes = [c.source_rows for c in checks]
     assert sum(sizes) == 100_000 and all(c.matches for c in checks)
     assert 7 <= len(sizes) <= 14 and max(sizes) <= 15_000, sizes
+
+
+# -- collations: the same rows in the same range on both sides ----------------------------------------
+
+WORDS = [
+    p + q
+    for p in ("a", "A", "é", "e", "Z", "-", "_", " b", "ß", "ss", "1", "ä")
+    for q in ("x", "X", "1", "-")
+]
+
+
+@pytest.fixture
+def icu_target(target_cluster):
+    """A target database whose default collation is ICU's English, where the source's is C.UTF-8."""
+    name = "db_icu_" + uuid.uuid4().hex[:8]
+    target_cluster.execute(
+        "postgres", f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en'"
+    )
+    yield Database(target_cluster, name)
+    target_cluster.drop_database(name)
+
+
+def test_servers_that_order_text_differently_compare_in_byte_order_without_false_differences(
+    aws, source_db, icu_target
+) -> None:
+    for db in (source_db, icu_target):
+        db.execute(
+            "CREATE TABLE words (w text PRIMARY KEY, n int);"
+            'CREATE TABLE codes (c text COLLATE "C" PRIMARY KEY)'
+        )
+        db.execute(
+            "INSERT INTO words SELECT w, n FROM unnest(%s::text[]) WITH ORDINALITY AS u(w, n)", (WORDS,)
+        )
+        db.execute("INSERT INTO codes SELECT w FROM unnest(%s::text[]) AS u(w)", (WORDS,))
+    assert icu_target.execute("SELECT 'a' < 'B'")[0][0] != source_db.execute("SELECT 'a' < 'B'")[0][0]
+    state = parse_state({"spec": spec_for(source_db, icu_target, verification_chunk_rows=6)})
+    chunks = phases.plan_verification(state).chunks
+    words = [c for c in chunks if c.table_name == "words"]
+    assert len(words) == 8 and all(c.collate_c == [True] for c in words)
+    assert all(c.collate_c == [False] for c in chunks if c.table_name == "codes")  # "C" on both: the index
+    summary = verify_in_chunks(state)
+    assert (summary.chunks_checked, summary.rows_checked, summary.mismatch_count) == (16, 96, 0)
+    # compared in each server's own order, the same boundaries would name different rows: false differences
+    with source_db.connect() as source, icu_target.connect() as target:
+        native = [compare_chunk(source, target, c.model_copy(update={"collate_c": [False]})) for c in words]
+    assert not all(equal for _, _, equal in native)
+
+
+# -- foreign keys: one key range of the referencing table per chunk -------------------------------------
+
+
+@pytest.mark.parametrize("verification", ["checksums", "none"])
+def test_a_missing_parent_is_found_in_one_range_naming_the_constraint(
+    aws, source_db, target_db, verification
+):
+    """The source has no foreign key (its rows already lack a parent), the target has one: the data are
+    equal, the constraint is violated, and only the range holding the orphan names it."""
+    child = "CREATE TABLE child (id uuid PRIMARY KEY, parent text{})"
+    for db, constraint in (
+        (source_db, ""),
+        (target_db, " CONSTRAINT child_parent_fk REFERENCES parent (code)"),
+    ):
+        db.execute("CREATE TABLE parent (code text PRIMARY KEY); " + child.format(constraint))
+        db.execute("INSERT INTO parent SELECT 'p' || g FROM generate_series(1, 100) g WHERE g <> 42")
+        db.execute(
+            "SET session_replication_role = replica; "
+            "INSERT INTO child SELECT md5(g::text)::uuid, 'p' || g FROM generate_series(1, 100) g"
+        )
+    state = parse_state(
+        {"spec": spec_for(source_db, target_db, verification_chunk_rows=10, verification=verification)}
+    )
+    ids = [row[0] for row in source_db.execute("SELECT id::text FROM child ORDER BY id")]
+    position = ids.index(source_db.execute("SELECT md5('42')::uuid::text")[0][0])
+    lower = "-inf" if position < 10 else f"'{ids[position // 10 * 10]}'"
+    upper = "+inf" if position >= 90 else f"'{ids[position // 10 * 10 + 10]}'"
+    with pytest.raises(VerificationFailed) as failure:
+        verify_in_chunks(state)
+    message = str(failure.value)
+    assert "chunk(s) differ" not in message
+    violation = f"child_parent_fk on public.child (id) in [{lower}, {upper}): 1 rows without a parent"
+    assert f"1 foreign key violation(s) on the target: {violation} in public.parent" in message
