@@ -273,6 +273,50 @@ def test_verification_runs_chunk_by_chunk_through_the_map_and_names_the_range(em
     assert view.states.count("Verify a chunk") == 4  # [-inf, 4), [4, 7), [7, 10), [10, +inf)
 
 
+KEYED_TABLES = (
+    "CREATE TABLE names (name text PRIMARY KEY, v int);"
+    "INSERT INTO names SELECT 'n' || lpad(g::text, 3, '0'), g FROM generate_series(1, 30) g;"
+    "CREATE TABLE ids (id uuid PRIMARY KEY, v int);"
+    "INSERT INTO ids SELECT md5(g::text)::uuid, g FROM generate_series(1, 30) g;"
+    "CREATE TABLE pairs (tenant text, n int, v int, PRIMARY KEY (tenant, n));"
+    "INSERT INTO pairs SELECT chr(97 + g / 10), mod(g, 10), g FROM generate_series(0, 29) g;"
+    "CREATE TABLE parent (code text PRIMARY KEY);"
+    "INSERT INTO parent SELECT 'p' || g FROM generate_series(1, 30) g WHERE g <> 7;"
+)
+
+
+def test_any_key_is_verified_range_by_range_through_the_map_naming_ranges_and_constraints(
+    embedded, databases
+) -> None:
+    """Text, uuid and composite keys cut into ranges of verification_chunk_rows, each range one Verify a
+    chunk; a changed row names its table and range, a row whose parent is missing (the source has no such
+    constraint) names the constraint and the range of the referencing table."""
+    source, target = databases
+    child = "CREATE TABLE child (id int PRIMARY KEY, parent text{});"
+    for db, constraint in ((source, ""), (target, " CONSTRAINT child_parent_fk REFERENCES parent (code)")):
+        db.execute(KEYED_TABLES + child.format(constraint))
+        db.execute(
+            "SET session_replication_role = replica;"
+            "INSERT INTO child SELECT g, 'p' || g FROM generate_series(1, 30) g"
+        )
+    target.execute("UPDATE names SET v = -1 WHERE name = 'n015'")
+    spec = spec_for(
+        source, target, migration_id="keys", verification_chunk_rows=10, verification_concurrency=2,
+        task={"target_table_prep_mode": "TRUNCATE_BEFORE_LOAD"},
+    )  # fmt: skip
+    view = run(embedded, spec)
+    assert_failed_and_clean(embedded, view, "VerificationFailed", "Plan verification", "keys")
+    assert "1 chunk(s) differ: public.names (name) in ['n011', 'n021'): same 10 rows, different content" in (
+        view.cause
+    )
+    assert (
+        "1 foreign key violation(s) on the target: child_parent_fk on public.child (id) in [-inf, 11): "
+        "1 rows without a parent in public.parent" in view.cause
+    )
+    # "Order Items" (empty) one chunk; names, ids, pairs, parent and child three each
+    assert view.states.count("Verify a chunk") == 16
+
+
 def test_cleanup_drops_our_slot_after_failure_and_keeps_others(embedded, engine, databases) -> None:
     source, target = databases
     names = ResourceNames("slots")
