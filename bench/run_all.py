@@ -20,6 +20,7 @@ SCRIPTS = [
     "cutover_downtime.py",
     "verification_throughput.py",
     "whole_run_peers.py",
+    "verify_planning.py",
 ]
 
 
