@@ -273,10 +273,9 @@ def _take_in(previous: VerificationState) -> VerificationState:
             summary.mismatch_count += 1
             if len(summary.mismatched) < MAX_OBJECTS_PER_FINDING:
                 summary.mismatched.append(check.render())
-        for violation in check.violations:
-            summary.violation_count += 1
-            if len(summary.violations) < MAX_OBJECTS_PER_FINDING:
-                summary.violations.append(violation)
+        summary.violation_count += check.violation_count
+        room = MAX_OBJECTS_PER_FINDING - len(summary.violations)
+        summary.violations.extend(check.violations[: max(room, 0)])
     return summary
 
 

@@ -177,8 +177,12 @@ class FinishReport(_Result):
     tables: list[TableCheck] = Field(default_factory=list)
 
 
-#: A key value in a chunk's description is cut to this many characters (the state and the cause stay small).
+#: A key value in a chunk's description is cut to this many characters, and a bound (all the key's
+#: values) to ``MAX_BOUND_CHARS``: the Map's results and the failure's cause stay small.
 MAX_VALUE_CHARS = 40
+MAX_BOUND_CHARS = 120
+#: Foreign-key violations one chunk's result names (the others are counted).
+MAX_VIOLATIONS_PER_CHUNK = 2
 
 
 def render_key_value(text: str, bare: bool) -> str:
@@ -222,7 +226,8 @@ class Chunk(_Result):
         if values is None:
             return infinite
         rendered = [render_key_value(v, b) for v, b in zip(values, self.bare, strict=True)]
-        return rendered[0] if len(rendered) == 1 else "(" + ", ".join(rendered) + ")"
+        bound = rendered[0] if len(rendered) == 1 else "(" + ", ".join(rendered) + ")"
+        return bound if len(bound) <= MAX_BOUND_CHARS else bound[:MAX_BOUND_CHARS] + "…"
 
 
 class ChunkCheck(_Result):
@@ -232,8 +237,10 @@ class ChunkCheck(_Result):
     source_rows: int
     target_rows: int
     matches: bool
-    #: Foreign keys the chunk's target rows violate, each naming the constraint, the rows and the range.
+    #: Foreign keys the chunk's target rows violate, each naming the constraint, the rows and the range
+    #: (at most MAX_VIOLATIONS_PER_CHUNK; ``violation_count`` counts them all).
     violations: list[str] = Field(default_factory=list)
+    violation_count: int = 0
 
     def render(self) -> str:
         if self.source_rows != self.target_rows:

@@ -27,7 +27,7 @@ only the boundaries leave the server. Each boundary stands for ``step / fraction
 from about 100 sampled rows in 20 or more sampled pages, typically within ±30% (bench/verify_planning.py
 measures it), wider when the caps bind (tables over ``MAX_SAMPLE_PAGES / PAGES_PER_CHUNK`` = 200 chunks).
 
-A round plans at most ``max_chunks`` chunks (and ``MAX_ROUND_KEY_CHARS`` characters of key values) from a
+A round plans at most ``max_chunks`` chunks (and ``MAX_ROUND_CHUNK_BYTES`` of them as JSON) from a
 cursor: the table's index and the key where its next chunk starts, so a table's ranges join up exactly
 across rounds even if the source changes in between. Neither the state nor one invocation grows with the
 number of tables or rows.
@@ -52,7 +52,7 @@ from pg2rds.postgres.selection import TableName, select_tables
 from pg2rds.postgres.verify import HASHTEXTEXTENDED_SINCE, pin_text_rendering
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec
-from pg2rds.state import Chunk, ChunkCheck
+from pg2rds.state import MAX_VIOLATIONS_PER_CHUNK, Chunk, ChunkCheck
 
 #: Sampled rows, and sampled pages, wanted per chunk: a chunk's size is estimated from this many.
 SAMPLES_PER_CHUNK = 100
@@ -62,8 +62,9 @@ MAX_SAMPLE_PAGES = 4096
 MAX_SAMPLE_ROWS = 200_000
 #: Rows per page assumed when the source has no statistics for a table (never analyzed or vacuumed).
 ASSUMED_ROWS_PER_PAGE = 200
-#: Characters of key values one round may carry (the state and each Map item stay small).
-MAX_ROUND_KEY_CHARS = 64_000
+#: Bytes of chunks (as JSON) one round may carry: with the Map's results (each under 1 KB) the state stays
+#: well under Step Functions' 256 KiB whatever the keys' width.
+MAX_ROUND_CHUNK_BYTES = 48_000
 
 _SIZE = """
 SELECT greatest(c.reltuples, 0)::float8, c.relpages,
@@ -204,8 +205,8 @@ def table_chunks(
     ]
 
 
-def _key_chars(chunk: Chunk) -> int:
-    return sum(len(value) for values in (chunk.lower or [], chunk.upper or []) for value in values)
+def _chunk_bytes(chunk: Chunk) -> int:
+    return len(chunk.model_dump_json().encode())
 
 
 def plan_round(
@@ -220,18 +221,18 @@ def plan_round(
 ) -> tuple[list[Chunk], int, list[str] | None]:
     """Up to ``max_chunks`` chunks from the cursor on, and the cursor after them."""
     planned: list[Chunk] = []
-    chars = 0
+    total = 0
     while next_table < len(tables) and len(planned) < max_chunks:
         chunks = table_chunks(
             source, target, tables[next_table], next_lower, chunk_rows, compare, max_chunks - len(planned)
         )
         taken = 0
         for chunk in chunks:
-            size = _key_chars(chunk)
-            if len(planned) >= max_chunks or (planned and chars + size > MAX_ROUND_KEY_CHARS):
+            size = _chunk_bytes(chunk)
+            if len(planned) >= max_chunks or (planned and total + size > MAX_ROUND_CHUNK_BYTES):
                 break
             planned.append(chunk)
-            chars += size
+            total += size
             taken += 1
         if taken < len(chunks):
             next_lower = chunks[taken].lower
@@ -320,5 +321,6 @@ def check_chunk(
         source_rows=source_rows,
         target_rows=target_rows,
         matches=matches,
-        violations=violations,
+        violations=violations[:MAX_VIOLATIONS_PER_CHUNK],
+        violation_count=len(violations),
     )
