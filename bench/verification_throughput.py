@@ -55,11 +55,11 @@ def credentials(cluster: Cluster) -> Credentials:
     return Credentials("127.0.0.1", cluster.port, DATABASE, SUPERUSER, cluster.password)
 
 
-def plan_all(migration: MigrationSpec, source: Credentials) -> list[Chunk]:
+def plan_all(migration: MigrationSpec, source: Credentials, target: Credentials) -> list[Chunk]:
     chunks: list[Chunk] = []
-    table_cursor = chunk_cursor = 0
+    table_cursor, lower = 0, None
     while True:
-        planned, table_cursor, chunk_cursor, _ = plan_next(migration, source, table_cursor, chunk_cursor, 100)
+        planned, table_cursor, lower, _ = plan_next(migration, source, target, table_cursor, lower, 100)
         if not planned:
             return chunks
         chunks += planned
@@ -103,11 +103,11 @@ def main() -> int:
         sizes = heap_bytes(source_cluster)
         source, target = credentials(source_cluster), credentials(target_cluster)
         default = spec(None)
-        chunks = plan_all(default, source)
+        chunks = plan_all(default, source, target)
         run_chunks(default, source, target, chunks[:1], 1)  # warm both caches for the first chunk's table
         serial_wall, serial = run_chunks(default, source, target, chunks, 1)
         small = spec(PARALLEL_CHUNK_ROWS)
-        small_chunks = plan_all(small, source)
+        small_chunks = plan_all(small, source, target)
         parallel = {n: run_chunks(small, source, target, small_chunks, n) for n in CONCURRENCY}
     finally:
         source_cluster.destroy()
