@@ -7,10 +7,11 @@ storing. The same code serves AWS and the embedded account.
 
 import getpass
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from pg2rds_cli.executions import history, is_watcher_state
+from pg2rds_cli.executions import events, is_watcher_state
 
 WAITING_STATE = "Wait for cutover decision"
 
@@ -26,7 +27,7 @@ def pending_token(sfn: Any, execution_arn: str) -> str:
         raise NotWaitingForCutover(
             f"the execution is {described['status']}, not waiting for a cutover decision"
         )
-    token = _waiting_token(history(sfn, execution_arn))
+    token = _waiting_token(events(sfn, execution_arn, newest_first=True))
     if token:
         return token
     raise NotWaitingForCutover(
@@ -34,24 +35,29 @@ def pending_token(sfn: Any, execution_arn: str) -> str:
     )
 
 
-def _waiting_token(events: list[dict[str, Any]]) -> str | None:
-    """The token of the wait the history is in now, if it is in one. Read forwards: the watcher branch's
-    states interleave with the wait's and are skipped; any other state entered ends the wait."""
-    waiting, token = False, None
+def _waiting_token(events: Iterable[dict[str, Any]]) -> str | None:
+    """The token of the wait the execution is in now, if it is in one, read from the newest event back.
+
+    The application is stopped while the operator cuts over, so this reads only as far back as the wait's
+    entry (one page, usually), never the whole history of weeks of polls. The watcher branch's states
+    interleave with the wait's and are skipped; any other state entered since means the wait is over."""
+    token = None
     for event in events:
         kind = event["type"]
         if kind.endswith("StateEntered"):
             name = event["stateEnteredEventDetails"]["name"]
+            if name == WAITING_STATE:
+                return token
             if not is_watcher_state(name):
-                waiting, token = name == WAITING_STATE, None
+                return None
         elif kind.endswith("StateExited") and event["stateExitedEventDetails"]["name"] == WAITING_STATE:
-            waiting, token = False, None
-        elif kind == "TaskScheduled" and waiting and token is None:
+            return None
+        elif kind == "TaskScheduled":  # newest first: the wait's own publish is the last one seen
             message = json.loads(event["taskScheduledEventDetails"]["parameters"]).get("Message")
             if isinstance(message, str):
                 message = json.loads(message)
-            token = (message or {}).get("task_token")
-    return token if waiting else None
+            token = (message or {}).get("task_token") or token
+    return None
 
 
 def send_decision(sfn: Any, execution_arn: str, abort: bool = False, reason: str = "") -> str:

@@ -8,7 +8,7 @@ no side channel, so ``pg2rds watch`` works on any execution, started from anywhe
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,17 +57,23 @@ class ExecutionView:
         return self.output if self.output is not None else self.latest
 
 
-def history(sfn: Any, arn: str) -> list[dict[str, Any]]:
-    events, token = [], None
+#: Events per GetExecutionHistory call (the API's maximum).
+HISTORY_PAGE = 1000
+
+
+def events(sfn: Any, arn: str, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+    """The execution's events, a page at a time; newest first, a caller that stops early reads little."""
+    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": HISTORY_PAGE, "reverseOrder": newest_first}
     while True:
-        kwargs = {"executionArn": arn, "maxResults": 1000}
-        if token:
-            kwargs["nextToken"] = token
         page = sfn.get_execution_history(**kwargs)
-        events += page["events"]
-        token = page.get("nextToken")
-        if not token:
-            return events
+        yield from page["events"]
+        if not page.get("nextToken"):
+            return
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def history(sfn: Any, arn: str) -> list[dict[str, Any]]:
+    return list(events(sfn, arn))
 
 
 def _apply_event(view: ExecutionView, event: dict[str, Any], scheduled: Counter) -> None:

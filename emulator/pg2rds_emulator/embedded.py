@@ -227,7 +227,28 @@ def _start_execution(self: StepFunctionResponse) -> Any:
     return ActionResult({"executionArn": execution.execution_arn, "startDate": execution.start_date})
 
 
+def _get_execution_history(self: StepFunctionResponse) -> Any:
+    """moto answers with the whole history, oldest first, whatever is asked. Step Functions pages it
+    (``maxResults`` up to 1,000, 100 when unset, ``nextToken``) and reads newest first on ``reverseOrder``;
+    so does this, so a client that reads only the newest page runs here as it would on AWS. The token is
+    the id of the last event returned, so events recorded between two pages never shift a page."""
+    events = self.stepfunction_backend.get_execution_history(self._get_param("executionArn"))["events"]
+    newest_first = bool(self._get_param("reverseOrder"))
+    if newest_first:
+        events = list(reversed(events))
+    after = self._get_param("nextToken")
+    if after:
+        last = int(after)
+        events = [e for e in events if (e["id"] < last if newest_first else e["id"] > last)]
+    size = int(self._get_param("maxResults") or 100)
+    page: dict[str, Any] = {"events": events[:size]}
+    if len(events) > size:
+        page["nextToken"] = str(events[size - 1]["id"])
+    return ActionResult(page)
+
+
 def _install_patches() -> None:
+    StepFunctionResponse.get_execution_history = _get_execution_history  # type: ignore[method-assign]
     StepFunctionResponse.start_execution = _start_execution  # type: ignore[method-assign]
     StateTaskServiceSfn._eval_service_task = _sfn_task_with_api_names  # type: ignore[method-assign]
     LambdaSimpleBackend.invoke = _invoke_in_process  # type: ignore[method-assign]

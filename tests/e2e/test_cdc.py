@@ -18,6 +18,7 @@ from conftest import Database, spec_for
 from judge import account_dms_resources
 
 from pg2rds.dms import progress
+from pg2rds_cli import executions
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
 from pg2rds_cli.executions import ExecutionView, read_execution, watch
 from pg2rds_emulator.dms_standin import StandInEngine
@@ -663,3 +664,38 @@ def test_an_apply_error_during_cdc_fails_the_migration_with_the_targets_message(
     assert view.status == "FAILED" and view.error == "TaskFailed", (view.error, view.cause)
     assert "'public'.'t'" in view.cause and "small_ids" in view.cause
     assert source_objects(source) == ([], []) and leftovers == []
+
+
+def test_the_cutover_reads_the_history_only_back_to_the_wait(fake_aws, one_table, monkeypatch) -> None:
+    """The application is stopped while `pg2rds cutover` looks for the wait's token: it reads the history
+    newest first and stops at the wait's entry, not the whole history of every poll since the start (a
+    long CDC's history is thousands of events, a page of 1,000 per call). Pages of 10 here, so reading
+    everything would take many calls."""
+    aws, _ = fake_aws
+    source, target = one_table
+    spec = spec_for(
+        source, target, migration_id="page", migration_type="full-load-and-cdc", polling=CDC_POLLING
+    )
+    arn = start(aws, spec)
+    assert wait_for_state(aws, arn, WAITING_STATE).current_state == WAITING_STATE
+    sfn = aws.client("stepfunctions")
+    monkeypatch.setattr(executions, "HISTORY_PAGE", 10)
+    whole = executions.history(sfn, arn)  # the emulator pages as Step Functions does: oldest first, all
+    assert [event["id"] for event in whole] == list(range(1, len(whole) + 1)) and len(whole) > 80
+    calls: list[dict] = []
+    sfn.meta.events.register(
+        "provide-client-params.states.GetExecutionHistory", lambda params, **_: calls.append(params)
+    )
+    send_decision(sfn, arn)
+    read = list(calls)
+    assert read and all(call.get("reverseOrder") for call in read), read
+    after = executions.history(sfn, arn)
+    entered = max(
+        event["id"]
+        for event in after
+        if event["type"] == "TaskStateEntered" and event["stateEnteredEventDetails"]["name"] == WAITING_STATE
+    )
+    oldest_read = int(read[-1].get("nextToken", after[-1]["id"] + 1)) - 10
+    assert entered - 10 < oldest_read <= entered  # the last page read is the one holding the wait's entry
+    view = finish(aws, arn)
+    assert view.status == "SUCCEEDED", (view.error, view.cause)
