@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import Any
 
 import boto3
+import botocore.endpoint
 import yaml
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -162,7 +163,8 @@ def _scaled_wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> No
 
 
 class _ScaledTime:
-    """Stands in for the ``time`` module inside moto's retrier, so Retry intervals follow the clock too."""
+    """Stands in for the ``time`` module inside moto's retrier and botocore's endpoint, so Retry intervals
+    and botocore's own backoff between attempts (a throttled call) follow the clock too."""
 
     def __getattr__(self, name: str) -> Any:
         import time
@@ -256,6 +258,7 @@ def _install_patches() -> None:
     WaitFunction._wait_interval = _scaled_wait_interval  # type: ignore[method-assign]
     Program.eval = _scaled_program_eval  # type: ignore[method-assign]
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
+    botocore.endpoint.time = _ScaledTime()  # type: ignore[assignment]
     event_delivery.install()
 
 

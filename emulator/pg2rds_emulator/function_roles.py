@@ -91,14 +91,14 @@ def clear() -> None:
 def acting_as(function_name: str) -> Iterator[None]:
     """Requests signed on this thread inside the block carry ``function_name``'s role credentials (when
     roles are assigned). Each function is its own process in Lambda, so nothing one function read is
-    served to another from a cache: powertools' parameter cache starts empty for each invocation."""
+    served to another from a cache: the functions' secret cache starts empty for each invocation."""
     credentials = _by_function.get(function_name)
     if credentials is None:
         yield
         return
-    from aws_lambda_powertools.utilities import parameters
+    from pg2rds import secrets
 
-    parameters.clear_caches()
+    secrets.clear_cache()
     previous = getattr(_current, "credentials", None)
     _current.credentials = credentials
     try:

@@ -12,14 +12,23 @@ connects: otherwise anyone allowed to start an execution could point a stored se
 their choosing and have its password, and then its data, sent there. RDS-managed master user secrets hold
 only ``username`` and ``password``; DMS cannot use them (AWS DMS User Guide, "Using secrets to access AWS
 Database Migration Service endpoints"), so they are refused with that advice.
+
+Every secret the functions read (a database's, a CA bundle's) goes through :func:`read_secret`: the
+powertools cache, on this package's Secrets Manager client (:func:`pg2rds.aws.client`, the same retry
+configuration as every other client), and AWS errors named as everywhere else (a throttled read is
+:class:`AwsThrottled`, retried by the state machine, not an unusable secret).
 """
 
 import json
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import ClientError
 
+from pg2rds.aws import client, named_error
 from pg2rds.errors import SecretUnusable, SpecInvalid
 from pg2rds.spec import DatabaseRef
 
@@ -71,11 +80,36 @@ def get_credentials(ref: DatabaseRef, side: str) -> Credentials:
     return credentials
 
 
-def _read(secret_arn: str) -> dict[str, Any]:
+@cache
+def _provider() -> SecretsProvider:
+    return SecretsProvider(boto3_client=client("secretsmanager"))
+
+
+def clear_cache() -> None:
+    """Forget every secret read (a new Lambda container starts with none)."""
+    _provider().clear_cache()
+
+
+def read_secret(secret_arn: str, what: str, max_age: int) -> str:
+    """The secret's string, cached ``max_age`` seconds across warm invocations; ``what`` names it in errors.
+
+    powertools wraps every error in ``GetParameterError`` (the ``ClientError`` is its context): a throttled
+    or otherwise named AWS error is raised under its name, anything else means the secret is unusable."""
     try:
-        raw = parameters.get_secret(secret_arn, max_age=30)
-    except Exception as error:  # powertools wraps every botocore error in GetParameterError
-        raise SecretUnusable(f"cannot read secret {secret_arn}: {error}") from None
+        value = _provider().get(secret_arn, max_age=max_age)
+    except GetParameterError as error:
+        cause = error.__cause__ or error.__context__
+        named = named_error(cause) if isinstance(cause, ClientError) else None
+        if named is not None:
+            raise named from None
+        raise SecretUnusable(f"cannot read {what} {secret_arn}: {error}") from None
+    if not isinstance(value, str):
+        raise SecretUnusable(f"{what} {secret_arn} must be a text secret (SecretString), not binary")
+    return value
+
+
+def _read(secret_arn: str) -> dict[str, Any]:
+    raw = read_secret(secret_arn, "secret", max_age=30)
     try:
         data = json.loads(raw)
     except (ValueError, TypeError):

@@ -12,9 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from aws_lambda_powertools.utilities import parameters
-
 from pg2rds.errors import SecretUnusable, SpecInvalid
+from pg2rds.secrets import read_secret
 from pg2rds.spec import DatabaseRef
 
 #: Where bundles shipped in the layer live (``/opt/python/pg2rds/certs`` in Lambda).
@@ -40,11 +39,8 @@ def root_cert_file(ref: DatabaseRef, side: str) -> str | None:
 
 
 def _from_secret(secret_arn: str) -> str:
-    try:
-        pem = parameters.get_secret(secret_arn, max_age=300)
-    except Exception as error:  # powertools wraps every botocore error in GetParameterError
-        raise SecretUnusable(f"cannot read the CA bundle secret {secret_arn}: {error}") from None
-    if not isinstance(pem, str) or "-----BEGIN CERTIFICATE-----" not in pem:
+    pem = read_secret(secret_arn, "the CA bundle secret", max_age=300)
+    if "-----BEGIN CERTIFICATE-----" not in pem:
         raise SecretUnusable(f"secret {secret_arn} must hold a PEM CA bundle (-----BEGIN CERTIFICATE-----)")
     path = Path(tempfile.gettempdir()) / f"pg2rds-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
     if not path.exists():
