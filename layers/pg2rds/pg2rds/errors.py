@@ -108,8 +108,11 @@ class ContinueNeeded(Pg2RdsError):
     the cutover wait; the Parallel's Catch continues in a new execution, which offers the cutover again."""
 
 
-#: Errors the state machine retries (the ASL's ``Retry`` rules name exactly these; tests/unit/
-#: test_error_names.py checks both ways). Everything else goes through cleanup to ``Fail``.
+#: Errors the state machine retries. Every Task state that invokes one of our functions retries each of
+#: them (whether a phase can raise one is not always visible: every phase runs inside ``named_aws_errors``
+#: and most read a secret or connect), with one policy per error: the README's "Failures, retries,
+#: cleanup" table. tests/unit/test_error_names.py and test_retry_policy.py check all three agree.
+#: Everything else goes through cleanup to ``Fail``.
 TRANSIENT: tuple[type[Pg2RdsError], ...] = (AwsThrottled, ResourceBusy, SourceUnreachable, TargetUnreachable)
 #: Errors a ``Catch`` names on their own, because they take another path than cleanup (nothing to clean).
 CAUGHT_BY_NAME: tuple[type[Pg2RdsError], ...] = (
