@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from psycopg2.extensions import parse_dsn
 
 from pg2rds.naming import ResourceNames
+from pg2rds.postgres.slots import drop_slot_statement
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
 from pg2rds_cli.executions import ExecutionView, watch
 from pg2rds_emulator import LOCAL_TIME_SCALE
@@ -241,11 +242,7 @@ def drop_statements(spec: dict[str, Any]) -> list[str]:
     """The SQL that removes from the source what a local run may have left there (run it as the source's
     owner of the slot, in its database)."""
     names = ResourceNames(spec["migration_id"])
-    return [
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-        f"WHERE slot_name = '{names.slot}';",
-        f"DROP PUBLICATION IF EXISTS {names.publication};",
-    ]
+    return [drop_slot_statement(names.slot), f"DROP PUBLICATION IF EXISTS {names.publication};"]
 
 
 @contextmanager

@@ -22,9 +22,10 @@ from botocore.exceptions import ClientError
 from pg2rds import lease
 from pg2rds.aws import error_code, error_message
 from pg2rds.dms.tags import NOT_FOUND, find, find_tasks_using, is_owned
+from pg2rds.errors import AwsThrottled, ResourceBusy
 from pg2rds.naming import ResourceNames
 from pg2rds.polling import elapsed_seconds, poll_fields
-from pg2rds.postgres.slots import drop_publication, drop_slot
+from pg2rds.postgres.slots import drop_publication, drop_slot, drop_slot_statement
 from pg2rds.secrets import get_credentials
 from pg2rds.state import CleanupState, Failure, MigrationState
 
@@ -176,8 +177,13 @@ def _slot(state: MigrationState, names: ResourceNames, ledger: _Ledger) -> None:
         return
     try:
         outcome = drop_slot(spec.source, get_credentials(spec.source, "source"), names.slot)
-    except Exception as error:
-        ledger.stuck.append(f"{label} (could not check it: {error}; drop it by hand if it exists)")
+    except (AwsThrottled, ResourceBusy):
+        raise  # transient AWS errors: the state machine retries the whole (idempotent) pass
+    except Exception as error:  # an unreachable source, an unusable secret: waiting will not help
+        ledger.stuck.append(
+            f"{label} (could not check it: {error}). While it exists the source keeps its WAL for it: drop "
+            f"it by hand, connected to the source database: {drop_slot_statement(names.slot)}"
+        )
         return
     if outcome == "dropped":
         ledger.removed_(label)

@@ -125,6 +125,15 @@ def drop_slot(ref: DatabaseRef, credentials: Credentials, slot_name: str) -> Slo
         return "dropped" if dropped else "active"
 
 
+def drop_slot_statement(slot_name: str) -> str:
+    """The SQL an operator runs to drop the slot by hand: like :func:`drop_slot`, only the slot of that
+    name in the database it is run in, never one being read, and nothing when it is already gone."""
+    return (
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+        f"WHERE slot_name = '{slot_name}' AND database = current_database() AND NOT active;"
+    )
+
+
 def drop_publication(ref: DatabaseRef, credentials: Credentials, name: str) -> Literal["dropped", "absent"]:
     """Drop the publication named for this migration, left by an older pg2rds whose local DMS stand-in
     decoded pgoutput (which needs one). Nothing creates it any more; cleanup still removes such leftovers.
