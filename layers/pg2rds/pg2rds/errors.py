@@ -114,10 +114,15 @@ class ContinueNeeded(Pg2RdsError):
 #: cleanup" table. tests/unit/test_error_names.py and test_retry_policy.py check all three agree.
 #: Everything else goes through cleanup to ``Fail``.
 TRANSIENT: tuple[type[Pg2RdsError], ...] = (AwsThrottled, ResourceBusy, SourceUnreachable, TargetUnreachable)
-#: Errors a ``Catch`` names on their own, because they take another path than cleanup (nothing to clean).
+#: Errors a ``Catch`` names on their own, because they take another path than the generic one: no cleanup
+#: (nothing was created, or the migration goes on), or cleanup without the "do not cut over" notice (the
+#: operator ended the wait). Every other error reaches cleanup through a ``States.ALL`` Catch.
 CAUGHT_BY_NAME: tuple[type[Pg2RdsError], ...] = (
     SpecInvalid,
+    MigrationAlreadyRunning,
     CutoverDecided,
     CutoverWithdrawn,
     ContinueNeeded,
+    CutoverAborted,
+    CutoverTimedOut,
 )
