@@ -83,7 +83,7 @@ def test_clients_and_secret_reads_are_made_in_one_place() -> None:
     """No module builds its own client or reads a secret past the mapping (a copy would drift from it)."""
     allowed = {
         r"boto3\.(client|resource|Session)\(": {"aws.py"},
-        r"SecretsProvider\(|get_secret\(|parameters\.": {"secrets.py"},
+        r"SecretsProvider\(|\bget_secret\(|utilities import parameters|parameters\.get_": {"secrets.py"},
         r"[\"'](Throttl\w*|TooManyRequests\w*|RequestLimitExceeded)[\"']": {"aws.py"},  # an error code
     }
     for path in LAYER.rglob("*.py"):
