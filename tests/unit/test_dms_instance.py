@@ -47,7 +47,7 @@ def test_creates_the_instance_with_the_spec_settings_and_tags(dms) -> None:
             "allocated_storage_gb": 100,
             "engine_version": "3.5.3",
             "subnet_group": "private-dms",
-            "security_group_ids": ["sg-1", "sg-2"],
+            "security_group_ids": ["sg-0123456789abcdef0", "sg-89abcdef"],
             "multi_az": True,
         }
     )
@@ -59,7 +59,10 @@ def test_creates_the_instance_with_the_spec_settings_and_tags(dms) -> None:
     assert created["AllocatedStorage"] == 100
     assert created["EngineVersion"] == "3.5.3"
     assert created["ReplicationSubnetGroup"]["ReplicationSubnetGroupIdentifier"] == "private-dms"
-    assert [g["VpcSecurityGroupId"] for g in created["VpcSecurityGroups"]] == ["sg-1", "sg-2"]
+    assert [g["VpcSecurityGroupId"] for g in created["VpcSecurityGroups"]] == [
+        "sg-0123456789abcdef0",
+        "sg-89abcdef",
+    ]
     assert created["MultiAZ"] is True
     assert created["PubliclyAccessible"] is False
     tags = dms.list_tags_for_resource(ResourceArn=state.arn)["TagList"]

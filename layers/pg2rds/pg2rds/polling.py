@@ -5,6 +5,7 @@ interval therefore starts short, so quick phases finish quickly, and grows geome
 migration that replicates for weeks costs few events per hour.
 """
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,9 +19,16 @@ POLLS_PER_EXECUTION = 2500
 
 
 def next_wait(polling: PollingSpec, polls_so_far: int) -> int:
-    """Seconds to wait before poll number ``polls_so_far + 1``."""
-    seconds = polling.initial_seconds * polling.backoff**polls_so_far
-    return int(min(seconds, polling.max_seconds))
+    """Seconds to wait before poll number ``polls_so_far + 1``.
+
+    The exponent stops growing once the cap is reached: ``polls`` counts across continuations, and
+    ``1.5 ** 1751`` is beyond a float (OverflowError, after about 12 days of polling at the defaults)."""
+    if polling.backoff == 1:
+        return polling.initial_seconds
+    polls_to_cap = math.log(polling.max_seconds / polling.initial_seconds, polling.backoff)
+    if polls_so_far >= polls_to_cap:
+        return polling.max_seconds
+    return int(min(polling.initial_seconds * polling.backoff**polls_so_far, polling.max_seconds))
 
 
 def now_iso() -> str:
