@@ -6,9 +6,17 @@ everything else through cleanup to a ``Fail`` state whose Cause is the exception
 is written for the operator: what is wrong, where, and how to fix it.
 """
 
+from pg2rds.bounded import clipped
+
 
 class Pg2RdsError(Exception):
-    """Base of every error the handlers raise on purpose."""
+    """Base of every error the handlers raise on purpose.
+
+    The message is cut to :data:`pg2rds.bounded.MAX_MESSAGE_CHARS`: it becomes the Cause a Catch puts into
+    the state, and may quote a server's or DMS's text of any length."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(clipped(message))
 
 
 class SpecInvalid(Pg2RdsError):

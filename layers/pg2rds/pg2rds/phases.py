@@ -9,6 +9,7 @@ import os
 
 from pg2rds import lease
 from pg2rds.aws import client
+from pg2rds.bounded import joined
 from pg2rds.dms import cleanup as dms_cleanup
 from pg2rds.dms.connections import test_connections as dms_test_connections
 from pg2rds.dms.endpoints import ensure_endpoints
@@ -179,7 +180,7 @@ def poll_task(state: MigrationState) -> Progress:
     assert state.task is not None
     cutover_position = (lambda: _cutover_position(state)) if state.cutover is not None else None
     progress = dms_poll_task(client("dms"), state.spec, state.task, state.progress, cutover_position)
-    progress.cutover_timeout_seconds = int(state.spec.cdc.cutover_timeout_hours * 3600)
+    progress.cutover_timeout_seconds = state.spec.cdc.cutover_timeout_seconds
     return progress
 
 
@@ -249,10 +250,7 @@ def _problems(summary: VerificationState) -> list[str]:
         (summary.violation_count, summary.violations, "foreign key violation(s) on the target"),
     ):
         if count:
-            more = count - len(named)
-            problems.append(
-                f"{count} {what}: " + "; ".join(named) + (f"; and {more} more" if more > 0 else "")
-            )
+            problems.append(f"{count} {what}: " + joined(named, "; ", total=count))
     return problems
 
 

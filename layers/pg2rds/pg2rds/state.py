@@ -5,23 +5,40 @@ result under its own key (its ``ResultPath``), so the execution output is a read
 Every model here is what one handler returns and what later handlers read back.
 
 The state must stay well under Step Functions' 256 KiB payload limit whatever the database's size, so no
-per-table list lives here: findings carry at most ``MAX_OBJECTS_PER_FINDING`` object names and a count.
+list here grows with the database: findings carry at most ``MAX_OBJECTS_PER_FINDING`` object names and a
+count, every other list of names is a :data:`Names` (cut to its first few, then "and N more"), and every
+message from elsewhere a :data:`Message` (cut to a fixed length); see :mod:`pg2rds.bounded`.
 """
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from pg2rds.bounded import MAX_NAMES, capped, clipped, joined
 from pg2rds.spec import MigrationSpec
 
-MAX_OBJECTS_PER_FINDING = 20
+MAX_OBJECTS_PER_FINDING = MAX_NAMES
+
+
+def _cap_names(names: Sequence[str]) -> list[str]:
+    """Idempotent: a list already capped (its names and "and N more") is left as it is when read back."""
+    return list(names) if len(names) <= MAX_NAMES + 1 else capped(names)
+
+
+#: A list of names in the state: at most ``MAX_NAMES`` of them, then "and N more".
+Names = Annotated[list[str], AfterValidator(_cap_names)]
+#: Text in the state that may come from elsewhere (a server's message, DMS's): cut to a fixed length.
+Message = Annotated[str, AfterValidator(clipped)]
 
 
 Severity = Literal["fatal", "warning", "info"]
 
 
 class _Result(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    #: Assignments are validated too: a phase that fills a field after building its result (prep-target's
+    #: schemas and notes) gets it capped like one given to the constructor.
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
 
 
 class Finding(_Result):
@@ -29,16 +46,13 @@ class Finding(_Result):
 
     name: str
     severity: Severity
-    message: str
-    fix: str = ""
-    objects: list[str] = Field(default_factory=list)
+    message: Message
+    fix: Message = ""
+    objects: list[str] = Field(default_factory=list, max_length=MAX_OBJECTS_PER_FINDING)
     object_count: int = 0
 
     def render(self) -> str:
-        where = ""
-        if self.objects:
-            more = self.object_count - len(self.objects)
-            where = " [" + ", ".join(self.objects) + (f", and {more} more" if more > 0 else "") + "]"
+        where = f" [{joined(self.objects, total=self.object_count)}]" if self.objects else ""
         fix = f" Fix: {self.fix}" if self.fix else ""
         return f"{self.name}: {self.message}{where}.{fix}"
 
@@ -60,7 +74,7 @@ class DatabaseReport(_Result):
 
 class SourceReport(DatabaseReport):
     tables_selected: int = 0
-    schemas_selected: list[str] = Field(default_factory=list)
+    schemas_selected: Names = Field(default_factory=list)
     catalog_queries: int = 0
     #: The LobMaxSize the task uses in limited LOB mode: the spec's, or sized from what was measured.
     lob_max_size_kb: int = 0
@@ -69,11 +83,11 @@ class SourceReport(DatabaseReport):
 class TargetReport(DatabaseReport):
     after_connect_script: str = ""
     #: What prep-target changed or relies on, to be restored or checked after the load.
-    restore: list[str] = Field(default_factory=list)
-    schemas_created: list[str] = Field(default_factory=list)
+    restore: Names = Field(default_factory=list)
+    schemas_created: Names = Field(default_factory=list)
     #: Check mode only: fatal findings of both sides, and their rendering (the Fail state's Cause).
     check_fatal: int = 0
-    check_cause: str = ""
+    check_cause: Message = ""
 
 
 class Waiting(_Result):
@@ -138,7 +152,7 @@ class Progress(Waiting):
 
     outcome: Literal["running", "full-load-complete", "cdc-caught-up", "stopped", "continue"]
     task_status: str
-    stop_reason: str = ""
+    stop_reason: Message = ""
     full_load_percent: int = 0
     tables_loaded: int = 0
     tables_loading: int = 0
@@ -147,7 +161,10 @@ class Progress(Waiting):
     rows_loaded: int = 0
     cdc_latency_source_seconds: int | None = None
     cdc_latency_target_seconds: int | None = None
+    #: The first tables DMS reported (errored ones first; :data:`pg2rds.dms.progress.MAX_TABLES`), and how
+    #: many more it reported.
     tables: list[TableProgress] = Field(default_factory=list)
+    tables_not_shown: int = 0
     #: Polls in this execution (``polls`` counts across continuations and drives the backoff).
     execution_polls: int = 0
     #: How long "Wait for cutover decision" waits (its ``TimeoutSecondsPath``).
@@ -172,9 +189,9 @@ class FinishReport(_Result):
     sequences_set: int = 0
     verification: str = "none"
     tables_checked: int = 0
-    mismatched: list[str] = Field(default_factory=list)
-    #: Per-table results, capped so the state stays small; ``mismatched`` always lists every difference.
-    tables: list[TableCheck] = Field(default_factory=list)
+    mismatched: Names = Field(default_factory=list)
+    #: Per-table results, capped so the state stays small (``mismatched`` names the differences).
+    tables: list[TableCheck] = Field(default_factory=list, max_length=MAX_OBJECTS_PER_FINDING)
 
 
 #: A key value in a chunk's description is cut to this many characters, and a bound (all the key's
@@ -266,10 +283,11 @@ class VerificationState(_Result):
     chunks_checked: int = 0
     rows_checked: int = 0
     mismatch_count: int = 0
-    mismatched: list[str] = Field(default_factory=list)
+    #: The first ``MAX_OBJECTS_PER_FINDING`` differences (``mismatch_count`` counts them all).
+    mismatched: list[str] = Field(default_factory=list, max_length=MAX_OBJECTS_PER_FINDING)
     violation_count: int = 0
     #: Foreign-key violations found so far (constraint, table, key range), at most MAX_OBJECTS_PER_FINDING.
-    violations: list[str] = Field(default_factory=list)
+    violations: list[str] = Field(default_factory=list, max_length=MAX_OBJECTS_PER_FINDING)
 
 
 class LeaseState(_Result):
@@ -281,13 +299,13 @@ class LeaseState(_Result):
 
 class Failure(_Result):
     error: str
-    cause: str
+    cause: Message
 
 
 class CleanupState(Waiting):
-    removed: list[str] = Field(default_factory=list)
-    remaining: list[str] = Field(default_factory=list)
-    kept: list[str] = Field(default_factory=list)
+    removed: Names = Field(default_factory=list)
+    remaining: Names = Field(default_factory=list)
+    kept: Names = Field(default_factory=list)
     failure: Failure | None = None
 
 

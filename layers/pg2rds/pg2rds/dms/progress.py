@@ -16,21 +16,23 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pg2rds.aws import client
+from pg2rds.bounded import clipped, joined
 from pg2rds.dms.poll_outcome import PollDecision, PollFacts, decide_poll_outcome, needs_latency
 from pg2rds.dms.tags import find
 from pg2rds.errors import TaskFailed
 from pg2rds.naming import ResourceNames
 from pg2rds.polling import POLLS_PER_EXECUTION, check_timeout, next_wait, poll_fields
 from pg2rds.spec import MigrationSpec
-from pg2rds.state import MAX_OBJECTS_PER_FINDING, Progress, TableProgress, TaskState
+from pg2rds.state import Progress, TableProgress, TaskState
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_cloudwatch.type_defs import DimensionTypeDef
     from mypy_boto3_dms import DatabaseMigrationServiceClient
 
-#: At most this many tables in the state (errored ones first), whatever the database's size.
-MAX_TABLES = 200
+#: At most this many tables in the state (errored ones first), whatever the database's size: 50 rows of
+#: 63-character names are about 15 KB.
+MAX_TABLES = 50
 _ERRORED = {"Table error", "Error"}
 
 
@@ -103,9 +105,7 @@ def _errored_names(rows: Sequence[Mapping[str, Any]]) -> str:
     names = [f"{row['SchemaName']}.{row['TableName']}" for row in rows if row.get("TableState") in _ERRORED]
     if not names:
         return ""
-    shown = names[:MAX_OBJECTS_PER_FINDING]
-    more = f", and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
-    return "; tables in error: " + ", ".join(shown) + more
+    return "; tables in error: " + joined(names)
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def facts_of(
 
 def failure_message(observed: TaskObservation, reason: str) -> str:
     status, stop_reason = observed.status, observed.stop_reason
-    message = observed.described.get("LastFailureMessage") or "(DMS gave no failure message)"
+    message = clipped(observed.described.get("LastFailureMessage") or "(DMS gave no failure message)")
     return (
         f"replication task {observed.identifier} is {status!r}"
         + (f" ({stop_reason})" if stop_reason else "")
@@ -223,6 +223,7 @@ def progress_of(
         cdc_latency_source_seconds=facts.latency_source_seconds,
         cdc_latency_target_seconds=facts.latency_target_seconds,
         tables=_tables(observed.rows),
+        tables_not_shown=max(0, len(observed.rows) - MAX_TABLES),
         execution_polls=facts.execution_polls,
         cutover_polls=cutover_polls,
         **fields,

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from psycopg2 import sql
 
+from pg2rds.bounded import joined
 from pg2rds.errors import SequenceUnreadable
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.selection import TableName, select_tables
@@ -101,7 +102,7 @@ def source_sequences(source: Any, tables: list[TableName]) -> list[SequencePosit
     if unreadable:
         raise SequenceUnreadable(
             f"cannot read the position of {len(unreadable)} source sequence(s) of the selected tables: "
-            + ", ".join(unreadable[:MAX_OBJECTS_PER_FINDING])
+            + joined(unreadable)
             + ". Fix: GRANT SELECT ON SEQUENCE <sequence> TO the source role (or GRANT SELECT ON ALL "
             "SEQUENCES IN SCHEMA <schema>), then run the migration again; the target's sequences were "
             "not changed."
@@ -148,10 +149,6 @@ def _ahead(source: SequencePosition, target: SequencePosition) -> bool:
     return source.next_value() < target.next_value()
 
 
-#: Per-table results kept in the execution state (the mismatches are always listed in full).
-MAX_TABLE_CHECKS_IN_STATE = 200
-
-
 def finish_target(
     spec: MigrationSpec, source_credentials: Credentials, target_credentials: Credentials
 ) -> FinishReport:
@@ -176,7 +173,7 @@ def finish_target(
             TableCheck(
                 table=str(c.table), source_rows=c.source_rows, target_rows=c.target_rows, matches=c.matches
             )
-            for c in comparisons[:MAX_TABLE_CHECKS_IN_STATE]
+            for c in comparisons[:MAX_OBJECTS_PER_FINDING]
         ],
     )
 

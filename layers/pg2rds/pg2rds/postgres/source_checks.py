@@ -12,6 +12,7 @@ must be typed in SQL, so an operator can paste them into the suggested fix.
 
 from dataclasses import dataclass
 
+from pg2rds.bounded import capped
 from pg2rds.naming import ResourceNames
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.lob_sizes import LobSizes, measure_lob_sizes
@@ -22,7 +23,7 @@ from pg2rds.spec import MigrationSpec
 from pg2rds.state import MAX_OBJECTS_PER_FINDING, Finding, Severity, SourceReport
 
 #: ``schemas_selected`` is informative only; the state must stay small whatever the catalog.
-MAX_SCHEMAS_REPORTED = 100
+MAX_SCHEMAS_REPORTED = MAX_OBJECTS_PER_FINDING
 #: Oldest source DMS accepts at all, and the oldest with the pgoutput plugin (logical replication built in).
 MIN_DMS_VERSION_NUM = 90400
 MIN_PGOUTPUT_VERSION_NUM = 100000
@@ -245,7 +246,9 @@ def _table_facts(cur: CountingCursor, spec: MigrationSpec) -> TableFacts:
     flagged = {kind: Flagged(count, tuple(names)) for kind, count, names in cur.fetchall()}
     schemas = flagged.pop("schema", Flagged())
     selected = flagged.pop("selected", Flagged())
-    return TableFacts(selected=selected.count, schemas=list(schemas.names), flagged=flagged)
+    return TableFacts(
+        selected=selected.count, schemas=capped(schemas.names, total=schemas.count), flagged=flagged
+    )
 
 
 # -- the checks: facts in, findings out (pure, so each rule reads on its own) ----------------------------
