@@ -150,10 +150,12 @@ def findings(console: Console, record: dict[str, Any]) -> None:
 
 
 def _tables(console: Console, record: dict[str, Any]) -> None:
-    tables = (record.get("progress") or {}).get("tables") or []
+    progress = record.get("progress") or {}
+    tables = progress.get("tables") or []
     if not tables:
         return
-    table = Table(title="Tables")
+    not_shown = progress.get("tables_not_shown", 0)
+    table = Table(title="Tables", caption=f"and {not_shown} more" if not_shown else None)
     for column, justify in (
         ("table", "left"),
         ("state", "left"),

@@ -210,9 +210,9 @@ class FakeEngine:
         if task.failure:
             return TaskRuntime(status="failed", stop_reason=FATAL_ERROR, last_failure_message=task.failure)
         if self.task_failure is not None:
-            errored = 0
+            errored, failing = 0, set(self.task_failure_tables)
             for table in tables:
-                if f"{table.schema_name}.{table.table_name}" in self.task_failure_tables:
+                if f"{table.schema_name}.{table.table_name}" in failing:
                     table.state = "Table error"
                     errored += 1
             return TaskRuntime(

@@ -74,8 +74,32 @@ def test_many_tables_are_summed_over_all_pages_but_kept_bounded(dms, engine) -> 
     spec, task = started(dms)
     progress = poll_task(dms, spec, task, None)
     assert progress.rows_loaded == sum(range(250))  # 250 rows across three pages of 100
-    assert len(progress.tables) == MAX_TABLES
+    assert len(progress.tables) == MAX_TABLES and progress.tables_not_shown == 250 - MAX_TABLES
     assert len(progress.model_dump_json()) < 40_000
+
+
+def test_ten_thousand_tables_keep_the_progress_small(dms, engine) -> None:
+    engine.tables = [TableStats(f"schema_{i % 50}", f"table_{i:05}", full_load_rows=i) for i in range(10_000)]
+    spec, task = started(dms)
+    progress = poll_task(dms, spec, task, None)
+    size = len(progress.model_dump_json().encode())
+    print(f"progress of 10,000 tables: {size:,} bytes")
+    assert progress.rows_loaded == sum(range(10_000))
+    assert progress.tables_not_shown == 10_000 - MAX_TABLES
+    assert size < 16_000
+
+
+def test_ten_thousand_errored_tables_and_a_long_dms_message_keep_the_cause_small(dms, engine) -> None:
+    engine.tables = [TableStats("public", f"table_{i:05}") for i in range(10_000)]
+    spec, task = started(dms, "full-load-and-cdc")
+    engine.fail_task("ERROR: " + "x" * 1_000_000, [f"public.table_{i:05}" for i in range(10_000)])
+    with pytest.raises(TaskFailed) as raised:
+        poll_task(dms, spec, task, None)
+    message = str(raised.value)
+    print(f"TaskFailed cause for 10,000 errored tables: {len(message.encode()):,} bytes")
+    assert "and 998007 more characters" in message  # DMS's message, cut
+    assert "public.table_00019, and 9980 more" in message
+    assert len(message.encode()) < 10_000
 
 
 def test_running_task_waits_with_growing_intervals(dms, engine) -> None:

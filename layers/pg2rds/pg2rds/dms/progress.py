@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 #: 63-character names are about 15 KB.
 MAX_TABLES = 50
 _ERRORED = {"Table error", "Error"}
+#: DMS's LastFailureMessage in a TaskFailed cause: its first lines (the CloudWatch log has all of it), so
+#: the tables in error still fit after it.
+MAX_DMS_MESSAGE_CHARS = 2000
 
 
 def _table_statistics(dms: DatabaseMigrationServiceClient, task_arn: str) -> list[Mapping[str, Any]]:
@@ -171,7 +174,8 @@ def facts_of(
 
 def failure_message(observed: TaskObservation, reason: str) -> str:
     status, stop_reason = observed.status, observed.stop_reason
-    message = clipped(observed.described.get("LastFailureMessage") or "(DMS gave no failure message)")
+    message = observed.described.get("LastFailureMessage") or "(DMS gave no failure message)"
+    message = clipped(message, MAX_DMS_MESSAGE_CHARS)
     return (
         f"replication task {observed.identifier} is {status!r}"
         + (f" ({stop_reason})" if stop_reason else "")
