@@ -317,6 +317,37 @@ def test_any_key_is_verified_range_by_range_through_the_map_naming_ranges_and_co
     assert view.states.count("Verify a chunk") == 16
 
 
+def test_many_foreign_key_violations_fail_with_a_bounded_cause(embedded, source_db, target_db) -> None:
+    """150 foreign keys violated on the target, each in its own table: the execution fails in Plan
+    verification with a cause that names 20 of them and counts the rest."""
+    children = 150
+    source_db.execute(
+        "CREATE TABLE parent (id int PRIMARY KEY);"
+        + " ".join(f"CREATE TABLE child_{i:03} (id int PRIMARY KEY, parent_id int);" for i in range(children))
+    )
+    target_db.execute(
+        "CREATE TABLE parent (id int PRIMARY KEY);"
+        + " ".join(
+            f"CREATE TABLE child_{i:03} (id int PRIMARY KEY, parent_id int REFERENCES parent (id));"
+            for i in range(children)
+        )
+    )
+    # as a load with session_replication_role = replica leaves them: rows whose parent is missing, on both
+    # sides (the fake engine copies nothing), so only the foreign keys differ
+    rows = " ".join(f"INSERT INTO child_{i:03} VALUES (1, 42);" for i in range(children))
+    source_db.execute(rows)
+    target_db.execute("SET session_replication_role = replica; " + rows)
+    spec = spec_for(
+        source_db, target_db, migration_id="orphans", task={"target_table_prep_mode": "TRUNCATE_BEFORE_LOAD"}
+    )
+    view = run(embedded, spec)
+    assert_failed_and_clean(embedded, view, "VerificationFailed", "Plan verification", "orphans")
+    assert f"{children} foreign key violation(s) on the target" in view.cause
+    assert "child_000_parent_id_fkey on public.child_000" in view.cause
+    assert f"and {children - 20} more" in view.cause
+    assert len(view.cause) < 8_000
+
+
 def test_cleanup_drops_our_slot_after_failure_and_keeps_others(embedded, engine, databases) -> None:
     source, target = databases
     names = ResourceNames("slots")
