@@ -20,7 +20,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
@@ -229,17 +228,16 @@ class MigrationSpec(_Strict):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _bounded_size(cls, data: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    def _bounded_size(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         """The whole spec within ``MAX_SPEC_BYTES``, checked after the fields (their errors are clearer)."""
         spec = handler(data)
         if isinstance(data, dict):
             size = _json_bytes(data)
             if size > MAX_SPEC_BYTES:
-                largest = sorted(((_json_bytes(v), k) for k, v in data.items()), reverse=True)[:3]
+                part, largest = max((_json_bytes(value), key) for key, value in data.items())
                 raise ValueError(
                     f"the spec is {size:,} bytes as JSON, more than the {MAX_SPEC_BYTES:,} it may be (it "
-                    "travels in the execution state); largest: "
-                    + ", ".join(f"{key} ({part:,} bytes)" for part, key in largest)
+                    f"travels in the execution state); its largest part is {largest} ({part:,} bytes)"
                 )
         return spec
 
