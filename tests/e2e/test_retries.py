@@ -145,6 +145,9 @@ def test_a_secret_throttled_for_ever_fails_with_awsthrottled_after_the_retries(
     )
     assert view.states[-1] == "Migration failed without full cleanup"
     assert "cleanup also failed with AwsThrottled" in view.cause
+    # both messages as the functions wrote them: one line, no Lambda runtime JSON or stack trace
+    assert "errorMessage" not in view.cause and "stackTrace" not in view.cause and "\n" not in view.cause
+    assert view.cause.startswith("AWS throttled GetSecretValue (ThrottlingException)"), view.cause
     assert "Create replication instance" not in view.states and account_dms_resources(fast_aws) == []
 
 
