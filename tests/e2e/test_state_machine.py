@@ -348,6 +348,30 @@ def test_many_foreign_key_violations_fail_with_a_bounded_cause(embedded, source_
     assert len(view.cause) < 8_000
 
 
+def test_rounds_without_chunks_go_round_the_map_until_every_table_is_planned(
+    embedded, databases, monkeypatch
+) -> None:
+    """verification none with rounds of one table: "Order Items" has no foreign key, so its round hands
+    the Map no chunk at all; the loop goes on and the next table's foreign key is checked."""
+    from pg2rds import phases
+
+    monkeypatch.setattr(phases, "MAX_CHUNKS_PER_ROUND", 1)
+    source, target = databases
+    for db, constraint in ((source, ""), (target, ' CONSTRAINT z_fk REFERENCES "Order Items" (id)')):
+        db.execute(f"CREATE TABLE z (id int PRIMARY KEY, item int{constraint})")
+        db.execute("SET session_replication_role = replica; INSERT INTO z VALUES (1, 5)")
+    spec = spec_for(
+        source, target, migration_id="emptyround", verification="none",
+        task={"target_table_prep_mode": "TRUNCATE_BEFORE_LOAD"},
+    )  # fmt: skip
+    view = run(embedded, spec)
+    assert_failed_and_clean(embedded, view, "VerificationFailed", "Plan verification", "emptyround")
+    assert (
+        "z_fk on public.z (id) in [-inf, +inf): 1 rows without a parent in public.Order Items" in view.cause
+    )
+    assert view.states.count("Plan verification") == 3 and view.states.count("Verify a chunk") == 1
+
+
 def test_cleanup_drops_our_slot_after_failure_and_keeps_others(embedded, engine, databases) -> None:
     source, target = databases
     names = ResourceNames("slots")

@@ -9,7 +9,9 @@ from conftest import Database, spec_for, verify_in_chunks
 from pg2rds import phases
 from pg2rds.errors import VerificationFailed
 from pg2rds.lambda_support import parse_state
-from pg2rds.postgres.chunks import compare_chunk
+from pg2rds.postgres.chunks import compare_chunk, plan_round
+from pg2rds.postgres.selection import select_tables
+from pg2rds.spec import TableSelection
 
 TABLES = "CREATE TABLE t (id bigint PRIMARY KEY, v text); CREATE TABLE loose (v text)"
 
@@ -218,3 +220,25 @@ def test_a_missing_parent_is_found_in_one_range_naming_the_constraint(
     assert "chunk(s) differ" not in message
     violation = f"child_parent_fk on public.child (id) in [{lower}, {upper}): 1 rows without a parent"
     assert f"1 foreign key violation(s) on the target: {violation} in public.parent" in message
+
+
+def test_a_round_looks_at_no_more_tables_than_chunks_even_when_none_yield_one(
+    aws, source_db, target_db
+) -> None:
+    """verification none, 6 tables: only the last has a foreign key. Rounds of 2 look at 2 tables each
+    (not the whole catalog in one invocation), and the loop goes on through rounds without chunks."""
+    for db in (source_db, target_db):
+        db.execute("; ".join(f"CREATE TABLE t{i} (id int PRIMARY KEY)" for i in range(5)))
+        db.execute("CREATE TABLE z (id int PRIMARY KEY, parent int)")
+    target_db.execute("ALTER TABLE z ADD CONSTRAINT z_parent_fk FOREIGN KEY (parent) REFERENCES t0 (id)")
+    target_db.execute("SET session_replication_role = replica; INSERT INTO z VALUES (1, 99)")
+    with source_db.connect() as source, target_db.connect() as target:
+        tables = select_tables(source, TableSelection())
+        assert plan_round(source, target, tables, 0, None, 10, False, 2) == ([], 2, None)
+    state = parse_state({"spec": spec_for(source_db, target_db, verification="none")})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(phases, "MAX_CHUNKS_PER_ROUND", 2)
+        with pytest.raises(
+            VerificationFailed, match=r"z_parent_fk on public.z \(id\) in \[-inf, \+inf\): 1 rows"
+        ):
+            verify_in_chunks(state)

@@ -226,11 +226,11 @@ def plan_verification(state: MigrationState) -> VerificationState:
     previous = state.verification or VerificationState()
     summary = _take_in(previous)
     summary.concurrency = spec.verification_concurrency
-    summary.chunks, summary.next_table, summary.next_lower, summary.tables_checked = plan_next(
+    summary.chunks, summary.next_table, summary.next_lower, summary.tables_checked, planned = plan_next(
         spec, get_credentials(spec.source, "source"), get_credentials(spec.target, "target"),
         previous.next_table, previous.next_lower, MAX_CHUNKS_PER_ROUND,
     )  # fmt: skip
-    summary.done = not summary.chunks
+    summary.done = planned and not summary.chunks
     if summary.done and (summary.mismatch_count or summary.violation_count):
         raise VerificationFailed(
             "the target does not match the source: "

@@ -220,10 +220,13 @@ def plan_round(
     compare: bool,
     max_chunks: int,
 ) -> tuple[list[Chunk], int, list[str] | None]:
-    """Up to ``max_chunks`` chunks from the cursor on, and the cursor after them."""
+    """Up to ``max_chunks`` chunks from the cursor on, and the cursor after them. At most ``max_chunks``
+    tables are looked at, too: with ``verification: none`` a table without foreign keys yields no chunk,
+    and a round must not walk the whole catalog (a round may then have no chunks before the end)."""
     planned: list[Chunk] = []
-    total = 0
-    while next_table < len(tables) and len(planned) < max_chunks:
+    total = looked_at = 0
+    while next_table < len(tables) and len(planned) < max_chunks and looked_at < max_chunks:
+        looked_at += 1
         chunks = table_chunks(
             source, target, tables[next_table], next_lower, chunk_rows, compare, max_chunks - len(planned)
         )
@@ -279,9 +282,10 @@ def plan_next(
     next_table: int,
     next_lower: list[str] | None,
     max_chunks: int,
-) -> tuple[list[Chunk], int, list[str] | None, int]:
-    """The next round: (chunks, cursor table, cursor key, tables fully planned before). Boundaries come
-    from the source; the target says which foreign keys to check and how it orders text keys."""
+) -> tuple[list[Chunk], int, list[str] | None, int, bool]:
+    """The next round: (chunks, cursor table, cursor key, tables fully planned before, every table
+    planned). Boundaries come from the source; the target says which foreign keys to check and how it
+    orders text keys."""
     with (
         connect(spec.source, source_credentials, "source", application_name="pg2rds-verify") as source,
         connect(spec.target, target_credentials, "target", application_name="pg2rds-verify") as target,
@@ -299,7 +303,7 @@ def plan_next(
             spec.verification != "none",
             max_chunks,
         )
-    return chunks, table, lower, min(next_table, len(tables))
+    return chunks, table, lower, min(next_table, len(tables)), table >= len(tables)
 
 
 def check_chunk(
