@@ -199,7 +199,7 @@ def run_local(
                     f"{names.task}, endpoints, instance, slot {names.slot} and publication "
                     f"{names.publication} on the source). Ctrl-C again to exit at once."
                 )
-                with _second_interrupt_exits(full_spec, notify):
+                with _second_interrupt_exits(full_spec, source_dsn, notify):
                     removed, left = abort_and_clean(aws, arn, full_spec, reason, time_scale)
                 raise LocalRunAborted(reason, removed, left) from None
             leftovers = dms_leftovers(aws, full_spec["migration_id"])
@@ -246,19 +246,26 @@ def drop_statements(spec: dict[str, Any]) -> list[str]:
 
 
 @contextmanager
-def _second_interrupt_exits(spec: dict[str, Any], notify: Callable[[str], None]) -> Iterator[None]:
-    """While the cleanup runs, a second Ctrl-C (or SIGTERM) exits at once, saying how to finish by hand."""
+def _second_interrupt_exits(
+    spec: dict[str, Any], source_dsn: str, notify: Callable[[str], None]
+) -> Iterator[None]:
+    """While the cleanup runs, a second Ctrl-C (or SIGTERM) exits at once, saying how to finish by hand.
+
+    The message is composed before the handler is installed: a handler that failed would raise inside the
+    cleanup it interrupts (the spec's source is a secret's ARN, not a server), leaving the slot behind with
+    nobody told. The source is named by its DSN without the password."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    source = spec["source"]
+    where, _ = without_password(source_dsn)
+    message = (
+        "Exiting without finishing the cleanup. Remove what may be left on the source "
+        f"(psql '{where}'; if the slot is still active, wait for its reader to go and run it again) with:\n  "
+        + "\n  ".join(drop_statements(spec))
+    )
 
     def exit_now(signum: int, frame: Any) -> None:
-        where = f"host={source['host']} port={source['port']} dbname={source['database']}"
-        notify(
-            "Exiting without finishing the cleanup. Remove what may be left on the source "
-            f"({where}) with:\n  " + "\n  ".join(drop_statements(spec))
-        )
+        notify(message)
         os._exit(130)
 
     previous = {sig: signal.signal(sig, exit_now) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -149,3 +149,36 @@ def test_cutover_ask_without_a_terminal_is_refused_before_anything_is_created(
     assert "--cutover ask needs a terminal" in done.stderr
     assert target_db.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'items'") == [(0,)]
     assert slots(source_db) == []
+
+
+def printed_statements(text: str) -> list[str]:
+    """The SQL lines the runner printed after "Exiting without finishing the cleanup"."""
+    tail = text.split("Exiting without finishing the cleanup", 1)[1]
+    return [line.strip() for line in tail.splitlines() if line.strip().upper().startswith(("SELECT", "DROP"))]
+
+
+@pytest.mark.slow
+def test_second_ctrl_c_during_the_cleanup_exits_at_once_with_the_sql_that_finishes_it(cdc_run) -> None:
+    terminal, source = cdc_run
+    terminal.wait_for(lambda: PROMPT in terminal.text, "cutover prompt")
+    terminal.process.send_signal(signal.SIGINT)
+    terminal.wait_for(lambda: "Ctrl-C again to exit at once" in terminal.text, "the abort's announcement")
+    terminal.process.send_signal(signal.SIGINT)
+    code = terminal.exit_code(timeout=20)
+    assert code == 130, terminal.text[-3000:]
+    assert "Traceback" not in terminal.text
+    assert "Exiting without finishing the cleanup" in terminal.text, terminal.text[-3000:]
+    assert "Removed: " not in terminal.text  # it did not wait for the cleanup
+    statements = printed_statements(terminal.text)
+    assert statements, terminal.text[-3000:]
+    # the process is gone; once its walsender has noticed, nothing reads the slot and the SQL drops it
+    # (while it is still read, the SQL leaves it, as the message says: run it again)
+    deadline = time.monotonic() + 30
+    while True:
+        for statement in statements:
+            source.execute(statement)
+        if not slots(source) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert slots(source) == []
+    assert publications(source) == []
