@@ -27,6 +27,11 @@ class SourceUnreachable(Pg2RdsError):
     """The source database cannot be connected to with the secret's credentials."""
 
 
+class SourceBusy(Pg2RdsError):
+    """A read on the source gave up rather than wait for a lock (``lock_timeout``) or run on
+    (``statement_timeout``): pg2rds never holds up the application's sessions queued behind it. Retried."""
+
+
 class SourceNotReady(Pg2RdsError):
     """Source validation found at least one fatal finding (the message lists them with their fixes)."""
 
@@ -121,7 +126,13 @@ class ContinueNeeded(Pg2RdsError):
 #: and most read a secret or connect), with one policy per error: the README's "Failures, retries,
 #: cleanup" table. tests/unit/test_error_names.py and test_retry_policy.py check all three agree.
 #: Everything else goes through cleanup to ``Fail``.
-TRANSIENT: tuple[type[Pg2RdsError], ...] = (AwsThrottled, ResourceBusy, SourceUnreachable, TargetUnreachable)
+TRANSIENT: tuple[type[Pg2RdsError], ...] = (
+    AwsThrottled,
+    ResourceBusy,
+    SourceBusy,
+    SourceUnreachable,
+    TargetUnreachable,
+)
 #: Errors a ``Catch`` names on their own, because they take another path than the generic one: no cleanup
 #: (nothing was created, or the migration goes on), or cleanup without the "do not cut over" notice (the
 #: operator ended the wait). Every other error reaches cleanup through a ``States.ALL`` Catch.

@@ -66,6 +66,8 @@ ASSUMED_ROWS_PER_PAGE = 200
 #: Bytes of chunks (as JSON) one round may carry: with the Map's results (each under 1 KB) the state stays
 #: well under Step Functions' 256 KiB whatever the keys' width.
 MAX_ROUND_CHUNK_BYTES = 48_000
+#: A chunk's source statement may run this long: below verify-chunk's Lambda timeout (300 s, template.yaml).
+CHUNK_STATEMENT_TIMEOUT_MS = 270_000
 
 _SIZE = """
 SELECT greatest(c.reltuples, 0)::float8, c.relpages,
@@ -318,7 +320,13 @@ def check_chunk(
         )
         if chunk.compare:
             source = stack.enter_context(
-                connect(spec.source, source_credentials, "source", application_name="pg2rds-verify")
+                connect(
+                    spec.source,
+                    source_credentials,
+                    "source",
+                    application_name="pg2rds-verify",
+                    statement_timeout_ms=CHUNK_STATEMENT_TIMEOUT_MS,
+                )
             )
             source_rows, target_rows, matches = compare_chunk(
                 source, target, chunk, checksums=spec.verification == "checksums"

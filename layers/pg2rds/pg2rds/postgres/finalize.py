@@ -149,13 +149,24 @@ def _ahead(source: SequencePosition, target: SequencePosition) -> bool:
     return source.next_value() < target.next_value()
 
 
+#: The large-object comparison's source statement may run this long: below finish-target's Lambda timeout
+#: (900 s, template.yaml).
+FINISH_STATEMENT_TIMEOUT_MS = 840_000
+
+
 def finish_target(
     spec: MigrationSpec, source_credentials: Credentials, target_credentials: Credentials
 ) -> FinishReport:
     """Sequences, then large objects (sequences first: they are needed whatever the verification finds,
     and setting them is idempotent)."""
     with (
-        connect(spec.source, source_credentials, "source", application_name="pg2rds-finish") as source,
+        connect(
+            spec.source,
+            source_credentials,
+            "source",
+            application_name="pg2rds-finish",
+            statement_timeout_ms=FINISH_STATEMENT_TIMEOUT_MS,
+        ) as source,
         connect(spec.target, target_credentials, "target", application_name="pg2rds-finish") as target,
     ):
         tables = select_tables(source, spec.tables)

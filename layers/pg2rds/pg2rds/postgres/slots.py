@@ -14,7 +14,7 @@ import psycopg2.errors
 from psycopg2 import sql
 
 from pg2rds.errors import ResourceBusy, ResourceConflict
-from pg2rds.postgres.connection import connect
+from pg2rds.postgres.connection import SOURCE_LOCK_TIMEOUT_MS, SOURCE_STATEMENT_TIMEOUT_MS, connect
 from pg2rds.postgres.sqltext import one_row
 from pg2rds.secrets import Credentials
 from pg2rds.spec import DatabaseRef
@@ -49,7 +49,8 @@ def ensure_slot(ref: DatabaseRef, credentials: Credentials, slot_name: str) -> S
         cur.execute(_SLOT_QUERY, (slot_name,))
         row = cur.fetchone()
         if row is None:
-            cur.execute("SET statement_timeout = %s", (CREATE_TIMEOUT_MS,))
+            # it waits for those transactions through their locks: lock_timeout too, not only the statement's
+            cur.execute("SET statement_timeout = %s; SET lock_timeout = %s", (CREATE_TIMEOUT_MS,) * 2)
             try:
                 cur.execute(
                     "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s)",
@@ -57,7 +58,7 @@ def ensure_slot(ref: DatabaseRef, credentials: Credentials, slot_name: str) -> S
                 )
                 (lsn,) = one_row(cur)
                 return SlotState(name=slot_name, plugin=SLOT_PLUGIN, lsn=lsn, created=True)
-            except psycopg2.errors.QueryCanceled:
+            except (psycopg2.errors.QueryCanceled, psycopg2.errors.LockNotAvailable):
                 raise ResourceBusy(
                     f"creating the replication slot {slot_name} on the source waits for the transactions "
                     "open there to end, and did not get a consistent point within "
@@ -66,7 +67,10 @@ def ensure_slot(ref: DatabaseRef, credentials: Credentials, slot_name: str) -> S
                     "retries by itself"
                 ) from None
             except psycopg2.errors.DuplicateObject:
-                cur.execute("RESET statement_timeout")
+                cur.execute(
+                    "SET statement_timeout = %s; SET lock_timeout = %s",
+                    (SOURCE_STATEMENT_TIMEOUT_MS, SOURCE_LOCK_TIMEOUT_MS),
+                )
                 cur.execute(_SLOT_QUERY, (slot_name,))
                 row = cur.fetchone()
                 if row is None:
@@ -145,7 +149,10 @@ def drop_publication(ref: DatabaseRef, credentials: Credentials, name: str) -> L
         cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,))
         if cur.fetchone() is None:
             return "absent"
-        cur.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
+        # the session is read-only (pg2rds writes nothing else to the source): this one transaction is not
+        cur.execute(
+            sql.SQL("BEGIN READ WRITE; DROP PUBLICATION IF EXISTS {}; COMMIT").format(sql.Identifier(name))
+        )
         return "dropped"
 
 
