@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import threading
+import time
 import traceback
 import uuid
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.utils import TMP_THREADS
 from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -179,15 +181,25 @@ class _ScaledTime:
 
 
 def _scaled_program_eval(self: Program, env: Any) -> None:
-    """moto's ``Program.eval`` with the execution's ``TimeoutSeconds`` on the compressed clock."""
+    """moto's ``Program.eval`` with the execution's ``TimeoutSeconds`` on the compressed clock, ending as
+    soon as the execution is stopped.
+
+    ``StopExecution`` ends an execution at once (ABORTED, its end event sent) while a Lambda it invoked
+    goes on running: Step Functions does not stop a running invocation. moto's interpreter, left alone,
+    would end the execution only once that invocation has returned, and then as its outcome says."""
     timeout = self.timeout_seconds.timeout_seconds * _time_scale if self.timeout_seconds else None
+    deadline = None if timeout is None else time.monotonic() + timeout
     env.next_state_name = self.start_at.start_at_name
     worker = threading.Thread(target=EvalComponent.eval, args=(self, env), daemon=True)
     TMP_THREADS.append(worker)
     worker.start()
-    worker.join(timeout=timeout)
-    if worker.is_alive():
-        env.set_timed_out()
+    while worker.is_alive():
+        if isinstance(env.program_state(), ProgramStopped):
+            return  # the invocation under way goes on in the worker; the execution has ended
+        if deadline is not None and time.monotonic() >= deadline:
+            env.set_timed_out()
+            return
+        worker.join(0.05)
 
 
 def set_time_scale(scale: float) -> None:

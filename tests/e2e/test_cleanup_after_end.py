@@ -5,6 +5,7 @@ DMS resources of that execution's lineage and gives its lease back."""
 
 import json
 
+import psycopg2
 import pytest
 from conftest import Database, spec_for
 from judge import slots
@@ -95,4 +96,54 @@ def test_an_execution_time_out_is_cleaned_up(databases: tuple[Database, Database
             assert leases(aws) == []
     finally:
         engine.shutdown()
+    assert slots(source_db) == []
+
+
+def slot_creation_sessions(db: Database, waiting: bool) -> int:
+    """Sessions of the create-slot Lambda on the source (only those waiting for a lock, if ``waiting``)."""
+    rows = db.execute(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = %s AND application_name = 'pg2rds-create-slot' "
+        "AND (NOT %s OR wait_event_type = 'Lock')",
+        (db.name, waiting),
+    )
+    return rows[0][0]
+
+
+@pytest.mark.slow
+def test_stop_execution_while_the_slot_is_being_created_removes_the_slot_created_after_the_stop(
+    databases: tuple[Database, Database],
+) -> None:
+    """StopExecution does not stop a Lambda that is running: "Create replication slot", waiting for a
+    transaction open on the source, goes on after the stop and creates the slot once that transaction ends,
+    after the end-of-execution cleanup has begun. That slot is removed too."""
+    source_db = databases[0]
+    open_transaction = psycopg2.connect(source_db.cluster.dsn(source_db.name))
+    open_transaction.cursor().execute("SELECT txid_current()")  # creating a slot waits for it to end
+    engine = StandInEngine()
+    try:
+        with EmbeddedAws(engine, time_scale=0.01) as aws:
+
+            def cleanup_has_looked() -> bool:
+                ended = [r for r in cleanup_runs(aws) if r["status"] != "RUNNING"]
+                return bool(ended) or any("ended_at" in item for item in leases(aws))
+
+            def stop_while_creating_the_slot(arn: str) -> None:
+                eventually(lambda: slot_creation_sessions(source_db, waiting=True), "slot creation waiting")
+                aws.client("stepfunctions").stop_execution(
+                    executionArn=arn, error="Operator", cause="stopped"
+                )
+                eventually(cleanup_has_looked, "the cleanup's first look at what is left")
+                open_transaction.commit()  # the stopped execution's Lambda now creates the slot
+
+            arn, run = run_until(aws, cdc_spec(databases), stop_while_creating_the_slot)
+            eventually(lambda: not slot_creation_sessions(source_db, waiting=False), "the Lambda's end")
+            view = read_execution(aws.client("stepfunctions"), arn)
+            assert view.status == "ABORTED", (view.states, view.error, view.cause, run)
+            assert run["status"] == "SUCCEEDED"
+            assert dms_leftovers(aws, "ended") == []
+            assert leases(aws) == []
+    finally:
+        engine.shutdown()
+        open_transaction.close()
     assert slots(source_db) == []

@@ -2,12 +2,16 @@
 
 import json
 
+import boto3
+import pytest
 from conftest import make_secret, spec_for
 
+from pg2rds import lease, phases
 from pg2rds.dms.cleanup import cleanup
 from pg2rds.dms.endpoints import ensure_endpoints
 from pg2rds.dms.instance import ensure_instance
 from pg2rds.dms.task import ensure_task_started
+from pg2rds.errors import MigrationEnded
 from pg2rds.naming import ResourceNames
 from pg2rds.postgres.slots import ensure_slot
 from pg2rds.secrets import get_credentials
@@ -186,3 +190,39 @@ def test_an_unreachable_source_is_reported_not_fatal(dms) -> None:
     assert left.startswith("slot pg2rds_orders on source (could not check it:")
     assert result.failure is not None and result.failure.error == "CleanupIncomplete"
     assert "pg2rds_orders" in result.failure.cause
+
+
+def test_a_phase_still_running_when_its_chain_ended_is_waited_for(
+    dms, source_db, target_db, monkeypatch
+) -> None:
+    """StopExecution does not stop a Lambda under way: "Create replication slot" may issue its statement
+    after the end-of-execution cleanup has looked. The phase registers in the lease while it runs, the
+    cleanup waits for it, and so removes the slot it created; a phase starting later creates nothing."""
+    boto3.client("dynamodb").create_table(
+        TableName="pg2rds-lease",
+        AttributeDefinitions=[{"AttributeName": "migration_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "migration_id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv(lease.LEASE_TABLE_ENV, "pg2rds-lease")
+    lineage = "arn:aws:states:us-east-1:123456789012:execution:pg2rds-migration:first"
+    spec = parse_spec(spec_for(source_db, target_db, migration_type="full-load-and-cdc"))
+    state = MigrationState(spec=spec, lineage=lineage, execution_arn=lineage)
+    phases.take_lease(state)
+    slot = ResourceNames(spec.migration_id).slot
+
+    with lease.running_phase(spec.migration_id, lineage, "create-slot"):  # the Lambda has started...
+        first = cleanup(dms, state)  # ...the execution is stopped, and its cleanup looks...
+        ensure_slot(spec.source, get_credentials(spec.source, "source"), slot)  # ...then the slot comes
+    assert not first.ready
+    assert first.remaining[0].startswith("create-slot (running since ")
+    assert lease.holder(spec.migration_id) is not None  # kept while something may still appear
+
+    passes = run_cleanup(dms, state.model_copy(update={"cleanup": first}))
+    assert f"slot {slot} on source" in passes[-1].removed
+    assert slots(source_db) == set()
+    assert lease.holder(spec.migration_id) is None
+
+    with pytest.raises(MigrationEnded):  # a Lambda of that chain starting only now
+        phases.create_slot(state)
+    assert slots(source_db) == set()

@@ -60,6 +60,12 @@ class MigrationAlreadyRunning(Pg2RdsError):
     """Another execution holds this migration id's lease: this one is refused before touching anything."""
 
 
+class MigrationEnded(Pg2RdsError):
+    """A phase that creates something started after its execution chain ended (its cleanup has begun):
+    it does nothing, so nothing is created that the cleanup would not see. Only a Lambda still running
+    after ``StopExecution`` meets it; nobody reads its result."""
+
+
 class ResourceConflict(Pg2RdsError):
     """A resource with our name exists but was not created by this migration, so we refuse to touch it."""
 

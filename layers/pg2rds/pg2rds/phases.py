@@ -6,6 +6,7 @@ which take only what they need. Anything a phase decides about failure is decide
 """
 
 import os
+from contextlib import AbstractContextManager
 
 from pg2rds import lease
 from pg2rds.aws import client
@@ -101,21 +102,28 @@ def check_outcome(source: SourceReport, target: TargetReport) -> tuple[int, str]
     return len(fatal), f"the check found {len(fatal)} fatal problem(s): {details}"
 
 
+def _creating(state: MigrationState, phase: str) -> AbstractContextManager[None]:
+    """While a phase that creates something runs, its lineage's cleanup waits for it (see lease.py)."""
+    return lease.running_phase(state.spec.migration_id, state.lineage, phase)
+
+
 def create_instance(state: MigrationState) -> InstanceState:
-    return ensure_instance(client("dms"), state.spec, state.instance, state.lineage)
+    with _creating(state, "create-instance"):
+        return ensure_instance(client("dms"), state.spec, state.instance, state.lineage)
 
 
 def create_endpoints(state: MigrationState) -> EndpointsState:
     assert state.instance is not None and state.target_report is not None
     assert state.source_report is not None
-    return ensure_endpoints(
-        client("dms"),
-        state.spec,
-        state.source_report,
-        state.target_report,
-        os.environ[ACCESS_ROLE_ENV],
-        state.lineage,
-    )
+    with _creating(state, "create-endpoints"):
+        return ensure_endpoints(
+            client("dms"),
+            state.spec,
+            state.source_report,
+            state.target_report,
+            os.environ[ACCESS_ROLE_ENV],
+            state.lineage,
+        )
 
 
 def test_connections(state: MigrationState) -> ConnectionsState:
@@ -136,9 +144,10 @@ def create_slot(state: MigrationState) -> SlotState:
     spec = state.spec
     if not spec.uses_cdc:
         raise SpecInvalid(f"a {spec.migration_type} migration replicates no changes and needs no slot")
-    return ensure_slot(
-        spec.source, get_credentials(spec.source, "source"), ResourceNames(spec.migration_id).slot
-    )
+    with _creating(state, "create-slot"):
+        return ensure_slot(
+            spec.source, get_credentials(spec.source, "source"), ResourceNames(spec.migration_id).slot
+        )
 
 
 def start_task(state: MigrationState) -> TaskState:
@@ -153,16 +162,17 @@ def start_task(state: MigrationState) -> TaskState:
         with connect(spec.source, credentials, "source", application_name="pg2rds-start-task") as conn:
             return table_mappings(spec.tables, partitioned_parents(conn, spec.tables))
 
-    return ensure_task_started(
-        client("dms"),
-        spec,
-        state.instance,
-        state.endpoints,
-        state.task,
-        mappings,
-        slot=state.slot,
-        lineage=state.lineage,
-    )
+    with _creating(state, "start-task"):
+        return ensure_task_started(
+            client("dms"),
+            spec,
+            state.instance,
+            state.endpoints,
+            state.task,
+            mappings,
+            slot=state.slot,
+            lineage=state.lineage,
+        )
 
 
 def _with_sized_lobs(state: MigrationState) -> MigrationSpec:

@@ -208,6 +208,15 @@ def cleanup(dms: DatabaseMigrationServiceClient, state: MigrationState) -> Clean
         return CleanupState(failure=_failure(state, ledger, False), **poll_fields(spec, previous, True))
 
     lineage = state.lineage
+    running = lease.end_lineage(spec.migration_id, lineage)
+    if running:
+        # a stopped execution's Lambda may still be creating something: look only once it has finished
+        ledger.remaining += [f"{phase} of the ended execution" for phase in running]
+        return CleanupState(
+            removed=ledger.removed,
+            remaining=ledger.remaining,
+            **poll_fields(spec, previous, False),
+        )
     task_gone = _task(dms, spec.migration_id, lineage, names, ledger)
     if task_gone:
         _endpoint(dms, spec.migration_id, lineage, names.source_endpoint, ledger)
