@@ -11,6 +11,7 @@ from conftest import Database, secret_for, spec_for
 from psycopg2 import sql
 
 from pg2rds.errors import SourceUnreachable
+from pg2rds.postgres import source_checks
 from pg2rds.postgres.source_checks import validate_source
 from pg2rds.secrets import get_credentials
 from pg2rds.spec import MigrationSpec, parse_spec
@@ -105,6 +106,33 @@ def test_table_without_primary_key_is_fatal_for_cdc_once_changed_and_a_warning_o
     assert "REPLICA IDENTITY FULL" in cdc.fix
     assert (insert_only.severity, insert_only.objects) == ("warning", ["public.history"])
     assert (full_load.severity, full_load.objects) == ("warning", ["public.events", "public.history"])
+
+
+def test_a_keyless_table_too_large_to_verify_whole_is_fatal_unless_verification_allows_it(
+    validate: Validate, source_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verification checks a table without a key whole, in one invocation: above the size that invocation
+    can read in time the migration would fail at its very end, so validation refuses it up front. The
+    limit (4 GiB) is lowered here so a small table crosses it."""
+    monkeypatch.setattr(source_checks, "KEYLESS_VERIFIED_WHOLE_MAX_BYTES", 64 * 1024)
+    source_db.execute("CREATE TABLE log (at int, payload text)")
+    source_db.execute("CREATE TABLE keyed (id int PRIMARY KEY, payload text)")
+    source_db.execute("CREATE TABLE small_log (at int)")
+    for table in ("log", "keyed"):
+        source_db.execute(
+            sql.SQL("INSERT INTO {} SELECT i, repeat('x', 100) FROM generate_series(1, 2000) i").format(
+                sql.Identifier(table)
+            )
+        )
+    source_db.execute("INSERT INTO small_log VALUES (1)")
+
+    finding = only(validate(migration_type="full-load"), "keyless_table_size")
+    assert finding.severity == "fatal" and finding.objects == ["public.log"], finding
+    assert "primary key" in finding.fix and "verification to counts" in finding.fix
+    assert (
+        findings_named(validate(migration_type="full-load", verification="counts"), "keyless_table_size")
+        == []
+    )
 
 
 def test_replica_identity_full_or_using_index_is_accepted(validate: Validate, source_db: Database) -> None:
