@@ -43,10 +43,40 @@ def live_panel(view: ExecutionView) -> Panel:
                 f"full load {progress.get('full_load_percent', 0)}%   task {progress.get('task_status', '')}"
             )
         )
+    lines.extend(verification_lines(progress))
     grid = Table.grid()  # one renderable per row: a bar never shares its line with the figures after it
     for line in lines:
         grid.add_row(line)
     return Panel(grid, title="pg2rds migration", border_style="cyan")
+
+
+def verification_lines(progress: dict[str, Any]) -> list[Text]:
+    """Before the decision: why the cutover is withheld, DMS's validation per state, the differences it
+    found (tables and first keys) and what the cutover will cost (what is left to re-check)."""
+    checks = progress.get("validation") or {}
+    lines: list[Text] = []
+    if progress.get("withheld"):
+        lines.append(Text.assemble(("cutover withheld: ", "bold yellow"), progress["withheld"]))
+    if checks.get("enabled"):
+        states = ", ".join(f"{state} {count}" for state, count in (checks.get("states") or {}).items())
+        lines.append(
+            Text.assemble(
+                ("DMS validation: ", "dim"),
+                states or "no table reported yet",
+                "".join(
+                    f"   {what} {checks.get(f'{what}_records', 0):,}"
+                    for what in ("pending", "failed", "suspended")
+                ),
+            )
+        )
+        for difference in checks.get("differences") or []:
+            lines.append(Text.assemble(("differs: ", "bold red"), difference))
+        more = checks.get("difference_count", 0) - len(checks.get("differences") or [])
+        if more > 0:
+            lines.append(Text(f"differs: and {more} more tables", style="bold red"))
+    if checks.get("summary") and progress.get("outcome") != "stopped" and not progress.get("cutover_lsn"):
+        lines.append(Text.assemble(("expected downtime: ", "dim"), checks["summary"]))
+    return lines
 
 
 def _unique_visits(states: list[str]) -> list[str]:
@@ -107,6 +137,8 @@ def _after_load(console: Console, record: dict[str, Any]) -> None:
             if finish.get("verification") != "none"
             else "no verification (spec.verification = none)"
         )
+        if finish.get("verification") == "dms":
+            compared += f"; {verification.get('tables_validated_by_dms', 0)} tables validated by DMS"
         console.print(
             Text("After the load: ", style="dim")
             + Text(

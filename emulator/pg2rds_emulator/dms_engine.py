@@ -113,3 +113,7 @@ class DmsEngine(Protocol):
 
     def task_runtime(self, task_arn: str) -> TaskRuntime | None:
         """Current state of a started task, or None if it was never started."""
+
+    def reload_tables(self, task_arn: str, tables: list[tuple[str, str]], option: str) -> None:
+        """ReloadTables on a running task: ``option`` "validate-only" re-validates the (schema, table)s,
+        "data-reload" reloads them (DMS API Reference, ReloadTables)."""

@@ -24,7 +24,11 @@ patches moto's DMS backend and response classes (process-wide, idempotent) so th
   as Status, StopReason, LastFailureMessage and ReplicationTaskStats; StopReplicationTask →
   ``engine.stop_task``; DeleteReplicationTask → ``engine.delete_task`` (refused while the task runs).
 - DeleteEndpoint is refused while a task uses the endpoint, DeleteReplicationInstance while it has tasks.
-- DescribeTableStatistics (paginated with Marker) returns ``engine.task_runtime(arn).tables``.
+- DescribeTableStatistics (paginated with Marker) returns ``engine.task_runtime(arn).tables``, with the
+  Validation* fields ("Not enabled" unless the task's ValidationSettings enable validation).
+- ReloadTables (which moto lacks) → ``engine.reload_tables``; refused unless the task is running
+  (``InvalidResourceStateFault``, as the API reference says) and, for ``validate-only``, unless the task
+  validates.
 - CDC latency: real DMS publishes it only as CloudWatch metrics (namespace ``AWS/DMS``, metrics
   ``CDCLatencySource``/``CDCLatencyTarget``, dimensions ``ReplicationInstanceIdentifier`` and
   ``ReplicationTaskIdentifier`` = the last part of the task ARN). Each describe of a task whose runtime
@@ -85,6 +89,7 @@ class _FakeTask:
     slot: "_FakeSlot | None" = None
     #: Why the task failed at start (its source endpoint names a slot that does not exist).
     failure: str = ""
+    info: TaskInfo | None = None
 
 
 @dataclass
@@ -139,9 +144,69 @@ class _FakeSlot:
 
 
 @dataclass
+class _Mismatch:
+    """A scripted validation failure: the keys DMS finds different in a table, until the target is fixed
+    and the table re-validated."""
+
+    keys: list[str]
+    failure_type: str
+    fixed: bool = False
+
+
+def _validates(task: TaskInfo) -> bool:
+    settings = json.loads(task.settings or "{}")
+    return bool(settings.get("ValidationSettings", {}).get("EnableValidation"))
+
+
+def _write_failures(task: TaskInfo, schema: str, table: str, mismatch: _Mismatch) -> None:
+    """Rows of ``awsdms_validation_failures_v1`` in the task's control schema on the target, as DMS writes
+    them when records fail validation (User Guide, "AWS DMS data validation"). Unit tests with made-up
+    hosts have no target: nothing to write."""
+    control = (
+        json.loads(task.settings or "{}").get("ControlTablesSettings", {}).get("ControlSchema") or "public"
+    )
+    target = task.target
+    statements = [
+        f'CREATE SCHEMA IF NOT EXISTS "{control}"',
+        f'CREATE TABLE IF NOT EXISTS "{control}".awsdms_validation_failures_v1 ('
+        '"TASK_NAME" varchar(128) NOT NULL, "TABLE_OWNER" varchar(128) NOT NULL, '
+        '"TABLE_NAME" varchar(128) NOT NULL, "FAILURE_TIME" timestamp NOT NULL, '
+        '"KEY_TYPE" varchar(128) NOT NULL, "KEY" text NOT NULL, "FAILURE_TYPE" varchar(128) NOT NULL, '
+        '"DETAILS" varchar(8000) NOT NULL)',
+    ]
+    try:
+        conn = psycopg2.connect(
+            host=target.server_name, port=target.port, dbname=target.database_name,
+            user=target.username, password=target.password, connect_timeout=3,
+        )  # fmt: skip
+    except psycopg2.Error:
+        return
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+            for key in mismatch.keys:
+                cur.execute(
+                    f'INSERT INTO "{control}".awsdms_validation_failures_v1 VALUES '
+                    "(%s, %s, %s, now(), 'Row', %s, %s, '{}')",
+                    (task.arn.rsplit(":", 1)[-1], schema, table, json.dumps({"key": [key]}),
+                     mismatch.failure_type),
+                )  # fmt: skip
+    finally:
+        conn.close()
+
+
+@dataclass
 class FakeEngine:
     """Moves no data. A started full-load task is finished (stopped, FULL_LOAD_ONLY_FINISHED, 100%) on
-    its first describe; a CDC task is running at 100% with latency 0. Failures and lag can be scripted."""
+    its first describe; a CDC task is running at 100% with latency 0. Failures and lag can be scripted.
+
+    With the task's ValidationSettings enabled, every table is "Validated" (the fake applies and validates
+    every change at once) unless its :class:`TableStats` scripts another validation state, or
+    :meth:`mismatch` scripts differences: the table is then "Mismatched records", the keys are written to
+    the failures table on the target, and only a ReloadTables(validate-only) after :meth:`fix_target`
+    finds it "Validated" again."""
 
     tables: list[TableStats] = field(default_factory=list)
     cdc_latency_seconds: int | None = 0
@@ -158,6 +223,10 @@ class FakeEngine:
     #: Held while a describe advances a slot, so :meth:`hold_slot` returns only once no advance is under
     #: way: a write made after it is never confirmed by a describe that had already started.
     _slot_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Scripted validation differences by "schema.table".
+    mismatches: dict[str, _Mismatch] = field(default_factory=dict)
+    #: Every ReloadTables call: (task ARN, "schema.table", ReloadOption).
+    reloads: list[tuple[str, str, str]] = field(default_factory=list)
 
     # scripting -----------------------------------------------------------------------------------
     def fail_connection(self, endpoint: str, message: str) -> None:
@@ -172,6 +241,27 @@ class FakeEngine:
 
     def set_latency(self, seconds: int | None) -> None:
         self.cdc_latency_seconds = seconds
+
+    def mismatch(self, table: str, keys: list[str], failure_type: str = "RECORD_DIFF") -> None:
+        """DMS's validation finds ``keys`` of ``table`` ("schema.table") different: written to the failures
+        table on the targets of the tasks started (and of those started later)."""
+        mismatch = _Mismatch(list(keys), failure_type)
+        self.mismatches[table] = mismatch
+        schema, name = table.split(".", 1)
+        for task in self.started:
+            if _validates(task):
+                _write_failures(task, schema, name, mismatch)
+
+    def fix_target(self, table: str) -> None:
+        """The operator fixed the rows: the table's next re-validation finds it equal."""
+        self.mismatches[table].fixed = True
+
+    def set_validation(self, table: str, state: str, pending: int = 0, failed: int = 0) -> None:
+        """Script a table's validation figures ("schema.table" of :attr:`tables`)."""
+        for stats in self.tables:
+            if f"{stats.schema_name}.{stats.table_name}" == table:
+                stats.validation_state, stats.validation_pending_records = state, pending
+                stats.validation_failed_records = failed
 
     def hold_slot(self, held: bool = True) -> None:
         """Lag behind the source (slots stay put) while still reporting the scripted latency, as a DMS
@@ -190,7 +280,33 @@ class FakeEngine:
     def start_task(self, task: TaskInfo) -> None:
         self.started.append(task)
         slot, failure = _FakeSlot.find(task.source) if task.migration_type != "full-load" else (None, "")
-        self._tasks[task.arn] = _FakeTask(task.migration_type, slot=slot, failure=failure)
+        self._tasks[task.arn] = _FakeTask(task.migration_type, slot=slot, failure=failure, info=task)
+        if _validates(task):
+            for table, mismatch in self.mismatches.items():
+                if not mismatch.fixed:
+                    _write_failures(task, *table.split(".", 1), mismatch)
+
+    def reload_tables(self, task_arn: str, tables: list[tuple[str, str]], option: str) -> None:
+        for schema, table in tables:
+            name = f"{schema}.{table}"
+            self.reloads.append((task_arn, name, option))
+            mismatch = self.mismatches.get(name)
+            if mismatch is not None and mismatch.fixed:
+                del self.mismatches[name]  # re-validated against the fixed target: equal
+
+    def _validation(self, task: _FakeTask, table: TableStats) -> None:
+        """Fill in what DMS's validation would report for ``table`` (see the class docstring)."""
+        if task.info is None or not _validates(task.info):
+            table.validation_state, table.validation_state_details = "Not enabled", ""
+            table.validation_pending_records = table.validation_failed_records = 0
+            table.validation_suspended_records = 0
+            return
+        mismatch = self.mismatches.get(f"{table.schema_name}.{table.table_name}")
+        if mismatch is not None:
+            table.validation_state = "Mismatched records"
+            table.validation_failed_records = len(mismatch.keys)
+        elif table.validation_state == "Not enabled":
+            table.validation_state = "Validated"
 
     def stop_task(self, task_arn: str) -> None:
         if task_arn in self._tasks:
@@ -206,6 +322,7 @@ class FakeEngine:
         tables = [replace(table) for table in self.tables]
         for table in tables:
             table.state = "Table completed"
+            self._validation(task, table)
         count = len(tables)
         if task.failure:
             return TaskRuntime(status="failed", stop_reason=FATAL_ERROR, last_failure_message=task.failure)
@@ -633,6 +750,40 @@ def _delete_replication_task(self: _Backend, replication_task_arn: str) -> Any:
     return task
 
 
+def reload_tables(backend: _Backend, task_arn: str, tables: list[dict[str, Any]], option: str) -> None:
+    """ReloadTables (DMS API Reference): only for a running task; validate-only needs validation enabled."""
+    task = backend.replication_tasks.get(task_arn)
+    if task is None:
+        raise ResourceNotFoundFault("Replication task could not be found.")
+    status = _task_status(task)
+    if status != "running":
+        raise InvalidResourceStateFault(
+            f"Replication task {task.id} is {status}; tables reload only while it runs"
+        )
+    if option not in ("data-reload", "validate-only"):
+        raise dms_models.ValidationError(f"Invalid ReloadOption: {option}")
+    if option == "validate-only" and not _validates(_task_info(backend, task)):
+        # "This option applies only when validation is enabled for the task" (the error is not documented)
+        raise InvalidResourceStateFault(
+            f"Replication task {task.id} does not validate: nothing to re-validate"
+        )
+    names = [(t.get("SchemaName", ""), t.get("TableName", "")) for t in tables]
+    reload = getattr(current_engine(), "reload_tables", None)
+    if reload is not None:  # an engine without it reloads nothing
+        reload(task.arn, names, option)
+
+
+def _response_reload_tables(self: Any) -> str:
+    params = json.loads(self.body or "{}")
+    reload_tables(
+        self.dms_backend,
+        params.get("ReplicationTaskArn", ""),
+        params.get("TablesToReload", []),
+        params.get("ReloadOption") or "data-reload",
+    )
+    return json.dumps({"ReplicationTaskArn": params.get("ReplicationTaskArn")})
+
+
 def _table_statistics(self: _Backend, replication_task_arn: str, filters: list[dict[str, Any]]) -> list[dict]:
     task = self.replication_tasks.get(replication_task_arn)
     if task is None:
@@ -800,6 +951,7 @@ def _patch() -> None:
     response.start_replication_task = _response_start_replication_task
     response.describe_table_statistics = _response_describe_table_statistics
     response.import_certificate = _response_import_certificate
+    response.reload_tables = _response_reload_tables
     # "creating" in the create response, "available" from the next describe (tests may override this
     # with state_manager.set_transition("dms::replicationinstance", ...)).
     state_manager.register_default_transition(

@@ -226,6 +226,8 @@ def test_a_migration_succeeds_with_each_function_and_the_state_machine_under_its
         ("CreateEndpointsFunction", "dms:CreateEndpoint", "full-load"),
         ("StartTaskFunction", "dms:StartReplicationTask", "full-load"),
         ("PollTaskFunction", "dms:DescribeTableStatistics", "full-load"),
+        # verification dms: which tables DMS validated, read after the decision
+        ("PlanVerificationFunction", "dms:DescribeTableStatistics", "full-load-and-cdc"),
         ("CleanupFunction", "dms:DeleteEndpoint", "full-load"),
     ],
 )

@@ -1,5 +1,6 @@
 """poll_task: outcomes, table statistics (paginated, bounded), CDC latency from CloudWatch, failures."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -182,3 +183,78 @@ def test_after_the_decision_the_waits_start_short_again(dms, engine) -> None:
     assert [p.wait_seconds for p in after] == [5, 10, 20]
     assert [p.cutover_polls for p in after] == [1, 2, 3]
     assert after[-1].polls == 11  # the migration's count (history budget) still grows
+
+
+def caught_up_cdc(dms, **overrides):
+    spec, task = started(dms, "full-load-and-cdc", cdc={"revalidate_minutes": 60}, **overrides)
+    return spec, task
+
+
+def test_verification_dms_withholds_the_cutover_while_a_table_differs_and_names_it(dms, engine) -> None:
+    spec, task = caught_up_cdc(dms)
+    engine.mismatch("sales.orders", ["7", "9"])
+    first = poll_task(dms, spec, task, None)
+    assert first.outcome == "running"
+    assert "sales.orders: Mismatched records, 2 failed records" in first.withheld
+    assert first.validation.difference_count == 1 and first.validation.failed_records == 2
+    assert first.validation.notify  # the topic hears of it, once
+    assert engine.reloads == [(task.arn, "sales.orders", "validate-only")]
+
+    second = poll_task(dms, spec, task, first)
+    assert second.outcome == "running" and not second.validation.notify
+    assert len(engine.reloads) == 1  # at most one re-validation per spec.cdc.revalidate_minutes
+
+    engine.fix_target("sales.orders")
+    assert poll_task(dms, spec, task, second).outcome == "running"  # DMS does not know yet
+    assert len(engine.reloads) == 1
+
+
+def test_a_fixed_target_is_revalidated_and_the_cutover_offered(dms, engine) -> None:
+    spec, task = started(dms, "full-load-and-cdc", cdc={"revalidate_minutes": 0.0001})
+    engine.mismatch("sales.orders", ["7"])
+    progress = poll_task(dms, spec, task, None)
+    assert progress.outcome == "running"
+    engine.fix_target("sales.orders")
+    time.sleep(0.1)
+    progress = poll_task(dms, spec, task, progress)  # asks DMS to re-validate the fixed table
+    assert engine.reloads[-1] == (task.arn, "sales.orders", "validate-only")
+    progress = poll_task(dms, spec, task, progress)
+    assert progress.outcome == "cdc-caught-up", progress.withheld
+    assert progress.validation.states == {"Validated": 2}
+    assert progress.withheld == ""
+
+
+def test_the_expected_downtime_names_the_tables_pg2rds_will_checksum(dms, engine) -> None:
+    spec, task = started(dms, "full-load-and-cdc")
+    engine.set_validation("sales.customers", "No primary key")
+    progress = poll_task(dms, spec, task, None)
+    assert progress.outcome == "cdc-caught-up"
+    assert progress.validation.states == {"No primary key": 1, "Validated": 1}
+    assert progress.validation.unvalidated == ["sales.customers (~34 rows)"]
+    assert "DMS validated 1 of the 1 tables it can validate" in progress.validation.summary
+    assert "pg2rds checksums 1 tables DMS cannot validate (~34 rows): sales.customers" in (
+        progress.validation.summary
+    )
+
+
+def test_pending_validation_withholds_the_cutover_and_says_so(dms, engine) -> None:
+    spec, task = started(dms, "full-load-and-cdc")
+    engine.set_validation("sales.orders", "Pending records", pending=120)
+    progress = poll_task(dms, spec, task, None)
+    assert progress.outcome == "running"
+    assert progress.withheld == "DMS is still validating 1 table(s) (120 records pending)"
+
+
+def test_reload_tables_is_refused_unless_the_task_runs_and_validates(dms, engine) -> None:
+    spec, task = started(dms, "full-load-and-cdc", verification="checksums")
+    with pytest.raises(dms.exceptions.InvalidResourceStateFault, match="does not validate"):
+        dms.reload_tables(
+            ReplicationTaskArn=task.arn,
+            TablesToReload=[{"SchemaName": "sales", "TableName": "orders"}],
+            ReloadOption="validate-only",
+        )
+    dms.stop_replication_task(ReplicationTaskArn=task.arn)
+    with pytest.raises(dms.exceptions.InvalidResourceStateFault, match="only while it runs"):
+        dms.reload_tables(
+            ReplicationTaskArn=task.arn, TablesToReload=[{"SchemaName": "sales", "TableName": "orders"}]
+        )

@@ -176,3 +176,34 @@ def test_apply_and_data_errors_stop_the_task_unless_the_spec_asks_for_dms_defaul
     )
     with pytest.raises(SpecInvalid, match="on_error"):
         make_spec(task={"on_error": "ignore"})
+
+
+@pytest.mark.parametrize(
+    ("migration_type", "verification", "validates"),
+    [
+        ("full-load-and-cdc", None, True),  # the default with CDC
+        ("cdc", None, True),
+        ("full-load-and-cdc", "checksums", False),
+        ("full-load", None, False),  # the full load's default: pg2rds's own checksums
+    ],
+)
+def test_dms_validation_is_on_with_verification_dms_the_default_with_cdc(
+    aws, migration_type: str, verification: str | None, validates: bool
+) -> None:
+    spec = make_spec(
+        migration_type=migration_type, **({"verification": verification} if verification else {})
+    )
+    assert spec.verification == ("dms" if validates else verification or "checksums")
+    settings = task_settings(spec)
+    assert ("ValidationSettings" in settings) is validates
+    if validates:
+        validation = settings["ValidationSettings"]
+        assert validation["EnableValidation"] is True and validation["ValidationOnly"] is False
+        assert validation["ThreadCount"] >= 1 and validation["PartitionSize"] > 0
+        assert validation["FailureMaxCount"] > 0
+    assert settings["ControlTablesSettings"]["ControlSchema"] == "awsdms_control"
+
+
+def test_verification_dms_needs_cdc(aws) -> None:
+    with pytest.raises(SpecInvalid, match="verification dms needs CDC"):
+        make_spec(migration_type="full-load", verification="dms")

@@ -131,6 +131,73 @@ CASES = [
         False,
     ),
     (
+        "verification dms: caught up, yet DMS still validates a table",
+        PollFacts("cdc", "running", full_load_done=True, validating=True, validation_pending_tables=1),
+        "running",
+        False,
+        False,
+    ),
+    (
+        "verification dms: caught up, yet DMS found a table different (the offer is withheld)",
+        PollFacts("cdc", "running", full_load_done=True, validating=True, validation_failing_tables=1),
+        "running",
+        False,
+        False,
+    ),
+    (
+        "verification dms: caught up and every table validated",
+        PollFacts("cdc", "running", full_load_done=True, validating=True),
+        "cdc-caught-up",
+        False,
+        False,
+    ),
+    (
+        "verification dms, offered: changes made during the wait are pending validation, the offer stays",
+        PollFacts(
+            "cdc", "running", full_load_done=True, validating=True, validation_pending_tables=3, offered=True
+        ),
+        "cdc-caught-up",
+        False,
+        False,
+    ),
+    (
+        "verification dms, offered: a difference withdraws the offer",
+        PollFacts(
+            "cdc", "running", full_load_done=True, validating=True, validation_failing_tables=1, offered=True
+        ),
+        "running",
+        False,
+        False,
+    ),
+    (
+        "verification dms, after the decision: applied, but DMS has not validated the last changes yet",
+        PollFacts(
+            "cdc",
+            "running",
+            after_cutover=True,
+            cutover_position_applied=True,
+            validating=True,
+            validation_pending_tables=2,
+        ),  # fmt: skip
+        "running",
+        False,
+        False,
+    ),
+    (
+        "verification dms, after the decision: applied and validated",
+        PollFacts("cdc", "running", after_cutover=True, cutover_position_applied=True, validating=True),
+        "running",
+        True,
+        False,
+    ),
+    (
+        "verification dms, after the decision: validated but not yet applied",
+        PollFacts("cdc", "running", after_cutover=True, cutover_position_applied=False, validating=True),
+        "running",
+        False,
+        False,
+    ),
+    (
         "after the decision at the poll budget",
         PollFacts("cdc", "running", after_cutover=True, cutover_position_applied=False, execution_polls=2500),
         "continue",
@@ -144,6 +211,39 @@ CASES = [
 def test_poll_outcome(case: str, facts: PollFacts, outcome: str, stop_task: bool, fails: bool) -> None:
     decision = decide_poll_outcome(facts)
     assert (decision.outcome, decision.stop_task, decision.failure is not None) == (outcome, stop_task, fails)
+
+
+def test_differences_withhold_the_cutover_before_the_decision_and_fail_the_migration_after() -> None:
+    before = decide_poll_outcome(
+        PollFacts("cdc", "running", full_load_done=True, validating=True, validation_failing_tables=1)
+    )
+    assert before.differs and before.outcome == "running" and before.verification_failure is None
+    after = decide_poll_outcome(
+        PollFacts(
+            "cdc",
+            "running",
+            after_cutover=True,
+            cutover_position_applied=True,
+            validating=True,
+            validation_failing_tables=1,
+        )  # fmt: skip
+    )
+    assert not after.stop_task and "found differences after the cutover decision" in (
+        after.verification_failure or ""
+    )
+
+
+def test_validation_that_does_not_settle_in_time_after_the_decision_fails() -> None:
+    facts = PollFacts(
+        "cdc", "running", after_cutover=True, cutover_position_applied=True, validating=True,
+        validation_pending_tables=1, validation_timed_out=True,
+    )  # fmt: skip
+    assert "validation_timeout_minutes" in (decide_poll_outcome(facts).verification_failure or "")
+    settled = PollFacts(
+        "cdc", "running", after_cutover=True, cutover_position_applied=True, validating=True,
+        validation_timed_out=True,
+    )  # fmt: skip
+    assert decide_poll_outcome(settled).stop_task
 
 
 def test_ready_means_the_phase_wait_is_over() -> None:

@@ -12,12 +12,14 @@ from pg2rds import lease
 from pg2rds.aws import client
 from pg2rds.bounded import joined
 from pg2rds.dms import cleanup as dms_cleanup
+from pg2rds.dms import validation
 from pg2rds.dms.connections import test_connections as dms_test_connections
 from pg2rds.dms.endpoints import ensure_endpoints
 from pg2rds.dms.instance import ensure_instance
 from pg2rds.dms.progress import poll_task as dms_poll_task
+from pg2rds.dms.progress import table_statistics
 from pg2rds.dms.table_mappings import table_mappings
-from pg2rds.dms.task import ensure_task_started
+from pg2rds.dms.task import CONTROL_SCHEMA, ensure_task_started
 from pg2rds.errors import SourceNotReady, SpecInvalid, TargetNotReady, VerificationFailed
 from pg2rds.naming import ResourceNames
 from pg2rds.postgres.chunks import check_chunk, plan_next
@@ -27,6 +29,7 @@ from pg2rds.postgres.selection import partitioned_parents
 from pg2rds.postgres.slots import current_wal_lsn, ensure_slot, slot_has_confirmed
 from pg2rds.postgres.source_checks import validate_source as check_source
 from pg2rds.postgres.target_prep import prepare_target
+from pg2rds.postgres.validation_failures import FailureReader
 from pg2rds.secrets import get_credentials
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import (
@@ -188,8 +191,13 @@ def poll_task(state: MigrationState) -> Progress:
     """Task progress; what it means is decided by :func:`pg2rds.dms.poll_outcome.decide_poll_outcome`.
     After the cutover decision the poll also asks whether every change before it has been applied."""
     assert state.task is not None
+    spec = state.spec
     cutover_position = (lambda: _cutover_position(state)) if state.cutover is not None else None
-    progress = dms_poll_task(client("dms"), state.spec, state.task, state.progress, cutover_position)
+    failure_keys = FailureReader(
+        spec.target, lambda: get_credentials(spec.target, "target"), CONTROL_SCHEMA,
+        state.task.arn.rsplit(":", 1)[-1],
+    ) if spec.verification == "dms" else None  # fmt: skip
+    progress = dms_poll_task(client("dms"), spec, state.task, state.progress, cutover_position, failure_keys)
     progress.cutover_timeout_seconds = state.spec.cdc.cutover_timeout_seconds
     return progress
 
@@ -236,9 +244,11 @@ def plan_verification(state: MigrationState) -> VerificationState:
     previous = state.verification or VerificationState()
     summary = _take_in(previous)
     summary.concurrency = spec.verification_concurrency
+    validated = _validated_by_dms(state)
+    summary.tables_validated_by_dms = len(validated)
     summary.chunks, summary.next_table, summary.next_lower, summary.tables_checked, planned = plan_next(
         spec, get_credentials(spec.source, "source"), get_credentials(spec.target, "target"),
-        previous.next_table, previous.next_lower, MAX_CHUNKS_PER_ROUND,
+        previous.next_table, previous.next_lower, MAX_CHUNKS_PER_ROUND, validated,
     )  # fmt: skip
     summary.done = planned and not summary.chunks
     if summary.done and (summary.mismatch_count or summary.violation_count):
@@ -262,6 +272,15 @@ def _problems(summary: VerificationState) -> list[str]:
         if count:
             problems.append(f"{count} {what}: " + joined(named, "; ", total=count))
     return problems
+
+
+def _validated_by_dms(state: MigrationState) -> set[tuple[str, str]]:
+    """With ``verification: dms``, the tables DMS validated (its statistics, read again from the stopped
+    task): pg2rds checksums only the others. Anything DMS did not report "Validated" is checksummed."""
+    if state.spec.verification != "dms" or state.task is None:
+        return set()
+    rows = table_statistics(client("dms"), state.task.arn)
+    return validation.validated_names(validation.read_tables(rows))
 
 
 def _take_in(previous: VerificationState) -> VerificationState:

@@ -169,6 +169,12 @@ class CdcSpec(_Strict):
     #: "Wait for cutover decision"'s TimeoutSeconds (at least one second): at most 60 days, inside the
     #: execution's 90-day time-out.
     cutover_timeout_hours: float = Field(default=168, gt=0, le=1440)
+    #: With ``verification: dms``, how long after the decision DMS may take to validate the last changes
+    #: (every table "Validated", nothing pending) before the migration fails instead of waiting on.
+    validation_timeout_minutes: float = Field(default=60, gt=0, le=1440)
+    #: With ``verification: dms``, a table DMS found different is re-validated (ReloadTables,
+    #: validate-only) at most this often, so a target fixed by the operator is seen equal again.
+    revalidate_minutes: float = Field(default=5, gt=0, le=1440)
 
     @property
     def cutover_timeout_seconds(self) -> int:
@@ -205,15 +211,38 @@ class MigrationSpec(_Strict):
     polling: PollingSpec = Field(default_factory=PollingSpec)
     cdc: CdcSpec = Field(default_factory=CdcSpec)
     task: TaskOptions = Field(default_factory=TaskOptions)
-    #: After the load: compare every table's row count and content checksum ("checksums"), row counts only
-    #: ("counts", for tables too large to read twice within a Lambda's 15 minutes), or nothing.
-    verification: Literal["checksums", "counts", "none"] = "checksums"
+    #: How the target is proved equal to the source. "dms": DMS's own data validation (task
+    #: ValidationSettings) checks every table with a primary key while it loads and replicates, and pg2rds
+    #: checksums only the tables DMS cannot validate, after the decision; CDC migrations only, and their
+    #: default. "checksums": pg2rds compares every table's row count and content checksum after the load
+    #: (after the decision, with CDC: slower, the downtime grows with the database); the full load's
+    #: default. "counts": row counts only. "none": nothing.
+    verification: Literal["dms", "checksums", "counts", "none"] = "checksums"
     #: Rows per verification chunk (a range of the primary key): one Lambda invocation checks one chunk.
     verification_chunk_rows: int = Field(default=1_000_000, ge=1, le=50_000_000)
     #: Chunks checked at once (the Map state's MaxConcurrency): load on both servers grows with it.
     verification_concurrency: int = Field(default=4, ge=1, le=40)
     #: Tags for every DMS resource pg2rds creates, besides its own two (DMS's limits and characters).
     tags: dict[str, str] = Field(default_factory=dict, max_length=MAX_TAGS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _verification_by_migration_type(cls, data: object) -> object:
+        """Without ``verification``, CDC migrations get "dms" (the cutover then re-checks only what changed
+        since DMS validated it) and full loads "checksums" (no replication to validate during)."""
+        if isinstance(data, dict) and data.get("verification") is None:
+            cdc = data.get("migration_type", "full-load") != "full-load"
+            data = {**data, "verification": "dms" if cdc else "checksums"}
+        return data
+
+    @model_validator(mode="after")
+    def _dms_validation_needs_cdc(self) -> "MigrationSpec":
+        if self.verification == "dms" and not self.uses_cdc:
+            raise ValueError(
+                "verification dms needs CDC (migration_type full-load-and-cdc or cdc): a full load is "
+                "verified by pg2rds's own checksums (verification checksums)"
+            )
+        return self
 
     @field_validator("tags")
     @classmethod

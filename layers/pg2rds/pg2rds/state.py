@@ -147,6 +147,40 @@ class TableProgress(_Result):
     deletes: int = 0
 
 
+class Revalidation(_Result):
+    """A ReloadTables(validate-only) pg2rds requested for a table DMS found different (when, to pace them)."""
+
+    table: str
+    at: str
+
+
+class ValidationProgress(_Result):
+    """DMS data validation (``verification: dms``) as the last poll saw it: counts and a few names, so it
+    stays small whatever the number of tables."""
+
+    enabled: bool = False
+    #: Tables by DMS ValidationState ("Validated", "Pending records", "No primary key", ...).
+    states: dict[str, int] = Field(default_factory=dict)
+    pending_records: int = 0
+    failed_records: int = 0
+    suspended_records: int = 0
+    #: Tables DMS found different, each named with its failed record count and first keys.
+    difference_count: int = 0
+    differences: list[str] = Field(default_factory=list)
+    #: Tables DMS does not validate (no primary key): pg2rds checksums them after the decision.
+    unvalidated_count: int = 0
+    unvalidated_rows: int = 0
+    unvalidated: list[str] = Field(default_factory=list)
+    #: What the cutover will cost, in one line: what is left to re-check after the decision.
+    summary: str = ""
+    #: The differences, when they changed since the previous poll: the state machine tells the topic.
+    notify: str = ""
+    #: Which tables differ and by how many records (compared between polls to notify once per change).
+    signature: str = ""
+    #: The last re-validation requested per table (at most one per spec.cdc.revalidate_minutes).
+    revalidations: list[Revalidation] = Field(default_factory=list)
+
+
 class Progress(Waiting):
     """What poll-task returns; ``outcome`` is what the Choice state branches on."""
 
@@ -173,6 +207,11 @@ class Progress(Waiting):
     cutover_lsn: str = ""
     #: Polls since the decision: its waits back off from the spec's initial interval again.
     cutover_polls: int = 0
+    #: When the first poll after the decision ran: DMS's validation of the last changes is timed from it.
+    cutover_polled_at: str = ""
+    #: Why the cutover is not offered (yet, or any more): "" when it is.
+    withheld: str = ""
+    validation: ValidationProgress = Field(default_factory=ValidationProgress)
 
 
 class TableCheck(_Result):
@@ -288,6 +327,8 @@ class VerificationState(_Result):
     violation_count: int = 0
     #: Foreign-key violations found so far (constraint, table, key range), at most MAX_OBJECTS_PER_FINDING.
     violations: list[str] = Field(default_factory=list, max_length=MAX_OBJECTS_PER_FINDING)
+    #: Tables left out because DMS validated them (``verification: dms``).
+    tables_validated_by_dms: int = 0
 
 
 class LeaseState(_Result):

@@ -5,7 +5,7 @@ says what the state machine does next, whether the task must be stopped now (the
 migration fails. No I/O here, so the whole rule set is one table of cases (tests/unit/test_poll_outcome.py).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Outcome = Literal["running", "full-load-complete", "cdc-caught-up", "stopped", "continue"]
@@ -34,6 +34,18 @@ class PollFacts:
     #: Polls this execution has made, this one included, and how many one execution may make.
     execution_polls: int = 1
     polls_per_execution: int = 2500
+    #: ``verification: dms``: DMS validates the tables with a key; then, per DescribeTableStatistics, the
+    #: tables still being validated (pending records, or not yet "Validated") and those that differ
+    #: (failed or suspended records, "Mismatched records", an error).
+    validating: bool = False
+    validation_pending_tables: int = 0
+    validation_failing_tables: int = 0
+    #: After the decision: DMS has taken longer than spec.cdc.validation_timeout_minutes to settle.
+    validation_timed_out: bool = False
+    #: The previous poll offered the cutover (this is the watcher of the wait): changes made meanwhile
+    #: wait for validation as a matter of course, and are validated after the decision; only a
+    #: difference withdraws the offer.
+    offered: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,11 @@ class PollDecision:
     stop_task: bool = False
     #: Set when the migration must fail: the reason, for the TaskFailed message.
     failure: str | None = None
+    #: Set when the migration must fail because DMS's validation proved the target different (or could not
+    #: finish in time after the decision): the reason, for the VerificationFailed message.
+    verification_failure: str | None = None
+    #: Before the decision: the cutover is withheld because DMS's validation found differences.
+    differs: bool = False
 
     @property
     def ready(self) -> bool:
@@ -81,6 +98,40 @@ def needs_latency(facts: PollFacts) -> bool:
     )
 
 
+def _validation_settled(facts: PollFacts) -> bool:
+    return not facts.validating or (
+        facts.validation_pending_tables == 0 and facts.validation_failing_tables == 0
+    )
+
+
+def _validation_allows_offer(facts: PollFacts) -> bool:
+    """Offered once every table is validated; kept while nothing differs (see ``offered``)."""
+    if facts.offered:
+        return not facts.validating or facts.validation_failing_tables == 0
+    return _validation_settled(facts)
+
+
+def _after_decision(facts: PollFacts) -> PollDecision:
+    """Stop the task once the slot confirmed the decision's position and DMS validated every change (with
+    ``verification: dms``); a difference found now, or validation that does not settle in time, fails."""
+    applied = bool(facts.cutover_position_applied)
+    if facts.status == "stopped":
+        return PollDecision("stopped")
+    if facts.validating and applied and facts.validation_failing_tables:
+        return PollDecision(
+            "running", verification_failure="DMS's validation found differences after the cutover decision"
+        )
+    if facts.validating and facts.validation_timed_out and not _validation_settled(facts):
+        return PollDecision(
+            "running",
+            verification_failure="DMS's validation of the last changes did not finish within "
+            "spec.cdc.validation_timeout_minutes after the cutover decision",
+        )
+    return PollDecision(
+        "running", stop_task=facts.status == "running" and applied and _validation_settled(facts)
+    )
+
+
 def decide_poll_outcome(facts: PollFacts) -> PollDecision:
     """The outcome the Choice state branches on.
 
@@ -88,28 +139,37 @@ def decide_poll_outcome(facts: PollFacts) -> PollDecision:
     - full load: ``full-load-complete`` once DMS stopped with FULL_LOAD_ONLY_FINISHED;
     - CDC before the decision: ``cdc-caught-up`` when running, loaded and within the latency limit
       (unknown latency counts as caught up: the operator decides, and verification compares the data);
+    - with ``verification: dms``, caught up also needs every validated table "Validated" with nothing
+      pending, failed or suspended; differences withhold the offer (``differs``), or withdraw it, while
+      records changed during the wait only wait for validation (after the decision);
     - CDC after the decision: never back to the cutover wait; ``stopped`` once the task stopped, and the
-      task is stopped only once the slot has confirmed the decision's WAL position;
+      task is stopped only once the slot has confirmed the decision's WAL position (and, with
+      ``verification: dms``, DMS has validated every change: a difference now fails the migration);
     - a still-running poll loop, or the watcher of a long cutover wait, hands over to a new execution after
       ``polls_per_execution`` polls.
     """
     failure = _failure(facts)
     if failure:
         return PollDecision("running", failure=failure)
-    stop_task = False
+    differs = False
     if facts.migration_type == "full-load":
-        outcome: Outcome = "full-load-complete" if _finished_full_load(facts) else "running"
+        decision = PollDecision("full-load-complete" if _finished_full_load(facts) else "running")
     elif facts.after_cutover:
-        outcome = "stopped" if facts.status == "stopped" else "running"
-        stop_task = facts.status == "running" and bool(facts.cutover_position_applied)
+        decision = _after_decision(facts)
     else:
         known = [v for v in (facts.latency_source_seconds, facts.latency_target_seconds) if v is not None]
+        differs = facts.validating and facts.validation_failing_tables > 0
         caught_up = (
             facts.status == "running"
             and facts.full_load_done
             and max(known, default=0) <= facts.max_latency_seconds
+            and _validation_allows_offer(facts)
         )
-        outcome = "cdc-caught-up" if caught_up else "running"
-    if outcome in ("running", "cdc-caught-up") and facts.execution_polls >= facts.polls_per_execution:
-        outcome = "continue"
-    return PollDecision(outcome, stop_task=stop_task)
+        decision = PollDecision("cdc-caught-up" if caught_up else "running", differs=differs)
+    if (
+        decision.outcome in ("running", "cdc-caught-up")
+        and not decision.verification_failure
+        and facts.execution_polls >= facts.polls_per_execution
+    ):
+        decision = replace(decision, outcome="continue")
+    return decision

@@ -17,13 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from pg2rds.aws import client
 from pg2rds.bounded import clipped, joined
+from pg2rds.dms import validation, validation_progress
 from pg2rds.dms.poll_outcome import PollDecision, PollFacts, decide_poll_outcome, needs_latency
 from pg2rds.dms.tags import find
-from pg2rds.errors import TaskFailed
+from pg2rds.dms.validation import TableValidation
+from pg2rds.dms.validation_progress import FailureKeys
+from pg2rds.errors import TaskFailed, VerificationFailed
 from pg2rds.naming import ResourceNames
-from pg2rds.polling import POLLS_PER_EXECUTION, check_timeout, next_wait, poll_fields
+from pg2rds.polling import POLLS_PER_EXECUTION, check_timeout, next_wait, now_iso, poll_fields
 from pg2rds.spec import MigrationSpec
-from pg2rds.state import Progress, TableProgress, TaskState
+from pg2rds.state import Progress, TableProgress, TaskState, ValidationProgress
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -39,7 +42,7 @@ _ERRORED = {"Table error", "Error"}
 MAX_DMS_MESSAGE_CHARS = 2000
 
 
-def _table_statistics(dms: DatabaseMigrationServiceClient, task_arn: str) -> list[Mapping[str, Any]]:
+def table_statistics(dms: DatabaseMigrationServiceClient, task_arn: str) -> list[Mapping[str, Any]]:
     rows: list[Mapping[str, Any]] = []
     for page in dms.get_paginator("describe_table_statistics").paginate(ReplicationTaskArn=task_arn):
         rows.extend(page.get("TableStatistics", []))
@@ -137,6 +140,10 @@ class TaskObservation:
             self.stats.get("TablesErrored", 0), sum(row.get("TableState") in _ERRORED for row in self.rows)
         )
 
+    @property
+    def validation(self) -> list[TableValidation]:
+        return validation.read_tables(self.rows)
+
     def full_load_done(self, migration_type: str) -> bool:
         stats = self.stats
         return (
@@ -153,12 +160,14 @@ def observe_task(dms: DatabaseMigrationServiceClient, task: TaskState) -> TaskOb
             f"replication task {task.identifier} ({task.arn}) no longer exists: it was deleted while the "
             "migration ran. Fix: run the migration again."
         )
-    return TaskObservation(task.identifier, described, _table_statistics(dms, task.arn))
+    return TaskObservation(task.identifier, described, table_statistics(dms, task.arn))
 
 
 def facts_of(
     observed: TaskObservation, spec: MigrationSpec, after_cutover: bool, execution_polls: int
 ) -> PollFacts:
+    validating = spec.verification == "dms"
+    counts = validation.counts(observed.validation) if validating else validation.ValidationCounts()
     return PollFacts(
         migration_type=spec.migration_type,
         status=observed.status,
@@ -169,6 +178,9 @@ def facts_of(
         after_cutover=after_cutover,
         execution_polls=execution_polls,
         polls_per_execution=POLLS_PER_EXECUTION,
+        validating=validating,
+        validation_pending_tables=counts.pending_tables,
+        validation_failing_tables=counts.failing_tables,
     )
 
 
@@ -196,6 +208,27 @@ def check_load_timeout(spec: MigrationSpec, observed: TaskObservation, previous:
         "look at the task's table statistics and CloudWatch log; raise spec.polling.task_timeout_hours "
         "for a larger database",
     )
+
+
+def withheld_reason(facts: PollFacts, decision: PollDecision, checks: ValidationProgress) -> str:
+    """Why the cutover is not offered now ("" when it is, or once decided): for status, watch, the SNS
+    message that withdraws an offer."""
+    if facts.after_cutover or decision.outcome == "cdc-caught-up" or facts.migration_type == "full-load":
+        return ""
+    if facts.status != "running" or not facts.full_load_done:
+        return f"the task is {facts.status or 'starting'} and its full load is not complete"
+    if decision.differs:
+        return validation_progress.render_differences(checks.difference_count, checks.differences)
+    known = [v for v in (facts.latency_source_seconds, facts.latency_target_seconds) if v is not None]
+    if max(known, default=0) > facts.max_latency_seconds:
+        limit = facts.max_latency_seconds
+        return f"CDC latency {max(known)} s is above spec.cdc.max_latency_seconds ({limit} s)"
+    if facts.validation_pending_tables:
+        return (
+            f"DMS is still validating {facts.validation_pending_tables} table(s) "
+            f"({checks.pending_records:,} records pending)"
+        )
+    return ""
 
 
 def progress_of(
@@ -238,37 +271,97 @@ def progress_of(
 CutoverPosition = Callable[[], tuple[str, bool]]
 
 
+def _validation_failure(
+    observed: TaskObservation, reason: str, checks: ValidationProgress
+) -> VerificationFailed:
+    named = " | ".join(checks.differences) or (
+        f"{checks.pending_records:,} records still pending validation; tables by state: {checks.states}"
+    )
+    more = checks.difference_count - len(checks.differences)
+    return VerificationFailed(
+        f"{reason} (task {observed.identifier}): {named}"
+        + (f"; and {more} more tables" if more > 0 else "")
+        + ". Fix: compare those rows on the source and the target (the keys are in "
+        "awsdms_control.awsdms_validation_failures_v1 on the target); then run the migration again."
+    )
+
+
 def poll_task(
     dms: DatabaseMigrationServiceClient,
     spec: MigrationSpec,
     task: TaskState,
     previous: Progress | None,
     cutover_position: CutoverPosition | None = None,
+    failure_keys: FailureKeys | None = None,
 ) -> Progress:
     """Observe the task, gather what the decision needs, decide (:func:`decide_poll_outcome`), act.
 
     ``cutover_position`` is given once the operator decided to cut over: a stopped CDC task is then the
-    expected end, and the task is stopped once every change before the decision is applied."""
+    expected end, and the task is stopped once every change before the decision is applied (and, with
+    ``verification: dms``, validated). ``failure_keys`` reads the keys DMS's validation found different
+    from the target."""
     observed = observe_task(dms, task)
     after_cutover = cutover_position is not None
     facts = facts_of(
         observed, spec, after_cutover, execution_polls=(previous.execution_polls if previous else 0) + 1
     )
+    facts = replace(facts, offered=bool(previous and previous.outcome == "cdc-caught-up"))
     if needs_latency(facts):
         source_latency, target_latency = cdc_latency(dms, spec, observed.described)
         facts = replace(facts, latency_source_seconds=source_latency, latency_target_seconds=target_latency)
     cutover_lsn = ""
+    cutover_polled_at = (previous.cutover_polled_at if previous else "") or (
+        now_iso() if after_cutover else ""
+    )
     if cutover_position is not None and observed.status == "running":
         cutover_lsn, applied = cutover_position()
-        facts = replace(facts, cutover_position_applied=applied)
+        facts = replace(
+            facts,
+            cutover_position_applied=applied,
+            validation_timed_out=validation_progress.timed_out(cutover_polled_at, spec),
+        )
 
     decision = decide_poll_outcome(facts)
     if decision.failure:
         raise TaskFailed(failure_message(observed, decision.failure))
+    checks = _checks(dms, spec, task, observed, decision, previous, failure_keys, after_cutover)
+    if decision.verification_failure:
+        raise _validation_failure(observed, decision.verification_failure, checks)
     if decision.stop_task:
         dms.stop_replication_task(ReplicationTaskArn=task.arn)
     if not decision.ready and not after_cutover:
         check_load_timeout(spec, observed, previous)
     progress = progress_of(observed, facts, decision, spec, previous)
     progress.cutover_lsn = cutover_lsn
+    progress.cutover_polled_at = cutover_polled_at
+    progress.validation = checks
+    progress.withheld = withheld_reason(facts, decision, checks)
     return progress
+
+
+_own_checks = {
+    "checksums": "after the decision pg2rds checksums every table (verification: checksums)",
+    "counts": "after the decision pg2rds counts every table's rows (verification: counts)",
+    "none": "no verification after the decision (verification: none)",
+}
+
+
+def _checks(
+    dms: DatabaseMigrationServiceClient,
+    spec: MigrationSpec,
+    task: TaskState,
+    observed: TaskObservation,
+    decision: PollDecision,
+    previous: Progress | None,
+    failure_keys: FailureKeys | None,
+    after_cutover: bool,
+) -> ValidationProgress:
+    """DMS's validation as this poll saw it; before the decision, tables that differ are re-validated."""
+    if spec.verification != "dms":
+        return ValidationProgress(summary=_own_checks[spec.verification])
+    tables = observed.validation
+    earlier = previous.validation if previous else None
+    revalidations = list(earlier.revalidations) if earlier else []
+    if decision.differs and observed.status == "running":
+        revalidations = validation_progress.revalidate(dms, spec, task.arn, tables, revalidations)
+    return validation_progress.build(tables, earlier, failure_keys, revalidations, notify=not after_cutover)

@@ -35,6 +35,10 @@ _LOG_COMPONENTS = [
 ]
 
 
+#: The target schema of DMS's control tables (User Guide, "Control table task settings"): named, so that
+#: pg2rds finds the validation failures table there whatever the target's default.
+CONTROL_SCHEMA = "awsdms_control"
+
 #: LobMaxSize when neither the spec nor validate-source's measurement gives one.
 DEFAULT_LOB_MAX_SIZE_KB = 32
 
@@ -86,6 +90,9 @@ def task_settings(spec: MigrationSpec) -> dict[str, Any]:
             ],
         },
         "ControlTablesSettings": {
+            # where DMS writes its control tables on the target, validation failures among them
+            # (awsdms_validation_failures_v1), which pg2rds reads to name the keys that differ
+            "ControlSchema": CONTROL_SCHEMA,
             "HistoryTimeslotInMinutes": 5,
             "HistoryTableEnabled": False,
             "SuspendedTablesTableEnabled": False,
@@ -134,6 +141,38 @@ def task_settings(spec: MigrationSpec) -> dict[str, Any]:
             "FailOnTransactionConsistencyBreached": False,
             "FailOnNoTablesCaptured": True,
         },
+        **({"ValidationSettings": validation_settings()} if spec.verification == "dms" else {}),
+    }
+
+
+def validation_settings() -> dict[str, Any]:
+    """DMS data validation (User Guide, "Data validation task settings"): each table is compared by primary
+    key after its full load, and changed rows again during CDC, on the replication instance.
+
+    - ``ThreadCount`` 5 and ``PartitionSize`` 10,000: DMS's defaults (threads per task; rows read from
+      each side per comparison), sized for an instance that also replicates.
+    - ``FailureMaxCount`` 10,000: a failed or suspended row count above it suspends validation (DMS's
+      limit); ``TableFailureMaxCount`` 1,000 per table. pg2rds withholds the cutover at the first failed
+      record anyway, and names the first keys.
+    - ``ValidationOnly`` false: the task migrates as well; ``HandleCollationDiff`` false, as the target is
+      PostgreSQL too; ``SkipLobColumns`` false: LOB columns are compared.
+    - ``RecordFailureDelayLimitInMinutes`` 0: DMS delays a failure report by the task's latency, so a row
+      not yet applied is not reported as different.
+    """
+    return {
+        "EnableValidation": True,
+        "ValidationMode": "ROW_LEVEL",
+        "ThreadCount": 5,
+        "PartitionSize": 10000,
+        "FailureMaxCount": 10000,
+        "TableFailureMaxCount": 1000,
+        "RecordFailureDelayLimitInMinutes": 0,
+        "RecordSuspendDelayInMinutes": 30,
+        "ValidationOnly": False,
+        "HandleCollationDiff": False,
+        "SkipLobColumns": False,
+        "ValidationPartialLobSize": 0,
+        "ValidationQueryCdcDelaySeconds": 0,
     }
 
 

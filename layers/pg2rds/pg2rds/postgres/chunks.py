@@ -40,6 +40,7 @@ Chunks are compared like whole tables (:mod:`pg2rds.postgres.verify`): row count
 checksum of the rows' text, with both sessions' text rendering pinned.
 """
 
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
@@ -221,16 +222,21 @@ def plan_round(
     chunk_rows: int,
     compare: bool,
     max_chunks: int,
+    validated: Collection[tuple[str, str]] = (),
 ) -> tuple[list[Chunk], int, list[str] | None]:
     """Up to ``max_chunks`` chunks from the cursor on, and the cursor after them. At most ``max_chunks``
     tables are looked at, too: with ``verification: none`` a table without foreign keys yields no chunk,
-    and a round must not walk the whole catalog (a round may then have no chunks before the end)."""
+    and a round must not walk the whole catalog (a round may then have no chunks before the end). Tables
+    in ``validated`` ((schema, table), those DMS validated) are not compared again, only their foreign keys
+    checked."""
     planned: list[Chunk] = []
     total = looked_at = 0
     while next_table < len(tables) and len(planned) < max_chunks and looked_at < max_chunks:
         looked_at += 1
+        table = tables[next_table]
+        compared = compare and (table.schema, table.table) not in validated
         chunks = table_chunks(
-            source, target, tables[next_table], next_lower, chunk_rows, compare, max_chunks - len(planned)
+            source, target, table, next_lower, chunk_rows, compared, max_chunks - len(planned)
         )
         taken = 0
         for chunk in chunks:
@@ -284,10 +290,12 @@ def plan_next(
     next_table: int,
     next_lower: list[str] | None,
     max_chunks: int,
+    validated: Collection[tuple[str, str]] = (),
 ) -> tuple[list[Chunk], int, list[str] | None, int, bool]:
     """The next round: (chunks, cursor table, cursor key, tables fully planned before, every table
     planned). Boundaries come from the source; the target says which foreign keys to check and how it
-    orders text keys."""
+    orders text keys. Tables in ``validated`` (by DMS) get their foreign keys
+    checked, not their rows compared."""
     with (
         connect(spec.source, source_credentials, "source", application_name="pg2rds-verify") as source,
         connect(spec.target, target_credentials, "target", application_name="pg2rds-verify") as target,
@@ -304,6 +312,7 @@ def plan_next(
             spec.verification_chunk_rows,
             spec.verification != "none",
             max_chunks,
+            validated,
         )
     return chunks, table, lower, min(next_table, len(tables)), table >= len(tables)
 
@@ -329,7 +338,7 @@ def check_chunk(
                 )
             )
             source_rows, target_rows, matches = compare_chunk(
-                source, target, chunk, checksums=spec.verification == "checksums"
+                source, target, chunk, checksums=spec.verification in ("checksums", "dms")
             )
         violations = []
         if chunk.foreign_keys:
