@@ -99,11 +99,15 @@ def _decider(mode: str, live: Live | None):
             return None
         if live:
             live.stop()
-        latency = (view.record.get("progress") or {}).get("cdc_latency_target_seconds")
+        progress = view.record.get("progress") or {}
+        latency = progress.get("cdc_latency_target_seconds")
+        cost = (progress.get("validation") or {}).get("summary", "")
         answer = (
             console.input(
-                f"The target has caught up (latency {latency if latency is not None else '?'} s). Stop the "
-                "application's writes, then [bold]c[/bold]ut over, [bold]a[/bold]bort, or Enter to wait: "
+                f"The target has caught up (latency {latency if latency is not None else '?'} s)"
+                + (f"; expected downtime: {cost}" if cost else "")
+                + ". Stop the application's writes, then [bold]c[/bold]ut over, [bold]a[/bold]bort, or "
+                "Enter to wait: "
             )
             .strip()
             .lower()

@@ -163,7 +163,8 @@ def _write_failures(task: TaskInfo, schema: str, table: str, mismatch: _Mismatch
     them when records fail validation (User Guide, "AWS DMS data validation"). Unit tests with made-up
     hosts have no target: nothing to write."""
     control = (
-        json.loads(task.settings or "{}").get("ControlTablesSettings", {}).get("ControlSchema") or "public"
+        json.loads(task.settings or "{}").get("ControlTablesSettings", {}).get("ControlSchema")
+        or "awsdms_control"
     )
     target = task.target
     statements = [

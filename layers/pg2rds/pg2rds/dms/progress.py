@@ -339,10 +339,10 @@ def poll_task(
     return progress
 
 
-_own_checks = {
-    "checksums": "after the decision pg2rds checksums every table (verification: checksums)",
-    "counts": "after the decision pg2rds counts every table's rows (verification: counts)",
-    "none": "no verification after the decision (verification: none)",
+_OWN_CHECKS = {
+    "checksums": "pg2rds checksums every table after the {when} (verification: checksums)",
+    "counts": "pg2rds counts every table's rows after the {when} (verification: counts)",
+    "none": "no verification after the {when} (verification: none)",
 }
 
 
@@ -358,7 +358,8 @@ def _checks(
 ) -> ValidationProgress:
     """DMS's validation as this poll saw it; before the decision, tables that differ are re-validated."""
     if spec.verification != "dms":
-        return ValidationProgress(summary=_own_checks[spec.verification])
+        when = "cutover decision" if spec.uses_cdc else "load"
+        return ValidationProgress(summary=_OWN_CHECKS[spec.verification].format(when=when))
     tables = observed.validation
     earlier = previous.validation if previous else None
     revalidations = list(earlier.revalidations) if earlier else []

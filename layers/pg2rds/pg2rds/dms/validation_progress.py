@@ -15,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from botocore.exceptions import ClientError
+
+from pg2rds.aws import error_code
 from pg2rds.dms import validation
 from pg2rds.dms.validation import TableValidation
 from pg2rds.polling import elapsed_seconds, now_iso
@@ -113,16 +116,27 @@ def revalidate(
     every = spec.cdc.revalidate_minutes * 60
     for table in [t for t in tables if t.kind == "failing"][:NAMED]:
         record = last.get(table.name)
-        if _due(record, every):
-            dms.reload_tables(
-                ReplicationTaskArn=task_arn,
-                TablesToReload=[{"SchemaName": table.schema, "TableName": table.table}],
-                ReloadOption="validate-only",
-            )
+        if _due(record, every) and _reload(dms, task_arn, table):
             record = Revalidation(table=table.name, at=now_iso())
-        assert record is not None
-        kept.append(record)
+        if record is not None:
+            kept.append(record)
     return kept
+
+
+def _reload(dms: DatabaseMigrationServiceClient, task_arn: str, table: TableValidation) -> bool:
+    """Request one table's re-validation; False when DMS refuses it for the task's state (it is no longer
+    running, e.g. stopping): the next poll tries again, or sees why."""
+    try:
+        dms.reload_tables(
+            ReplicationTaskArn=task_arn,
+            TablesToReload=[{"SchemaName": table.schema, "TableName": table.table}],
+            ReloadOption="validate-only",
+        )
+    except ClientError as error:
+        if error_code(error) != "InvalidResourceStateFault":
+            raise
+        return False
+    return True
 
 
 def timed_out(started_at: str, spec: MigrationSpec) -> bool:
