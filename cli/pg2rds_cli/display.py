@@ -130,15 +130,16 @@ def _after_load(console: Console, record: dict[str, Any]) -> None:
         else:
             foreign_keys = "not checked to the end"
         differ = verification.get("mismatch_count", 0) + len(finish.get("mismatched") or [])
+        by_dms = verification.get("tables_validated_by_dms", 0)
         compared = (
-            f"{verification.get('tables_checked', 0)} tables compared in "
+            f"{verification.get('tables_checked', 0) - by_dms} tables compared in "
             f"{verification.get('chunks_checked', 0)} chunks ({finish.get('verification')}): "
             + ("all equal" if not differ else f"{differ} differ")
             if finish.get("verification") != "none"
             else "no verification (spec.verification = none)"
         )
         if finish.get("verification") == "dms":
-            compared += f"; {verification.get('tables_validated_by_dms', 0)} tables validated by DMS"
+            compared += f"; {by_dms} tables validated by DMS during replication"
         console.print(
             Text("After the load: ", style="dim")
             + Text(

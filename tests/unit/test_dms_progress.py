@@ -238,11 +238,20 @@ def test_the_expected_downtime_names_the_tables_pg2rds_will_checksum(dms, engine
 
 
 def test_pending_validation_withholds_the_cutover_and_says_so(dms, engine) -> None:
-    spec, task = started(dms, "full-load-and-cdc")
+    spec, task = started(dms, "full-load-and-cdc", cdc={"max_pending_validation_records": 100})
     engine.set_validation("sales.orders", "Pending records", pending=120)
     progress = poll_task(dms, spec, task, None)
     assert progress.outcome == "running"
-    assert progress.withheld == "DMS is still validating 1 table(s) (120 records pending)"
+    assert progress.withheld == (
+        "DMS is still validating 1 table(s) (120 records pending, at most 100 by "
+        "spec.cdc.max_pending_validation_records)"
+    )
+    engine.set_validation("sales.orders", "Pending records", pending=90)  # validated after the decision
+    progress = poll_task(dms, spec, task, progress)
+    assert progress.outcome == "cdc-caught-up"
+    assert "90 records pending validation" in progress.validation.summary
+    engine.set_validation("sales.orders", "Pending validation")  # its pass has not started: size unknown
+    assert poll_task(dms, spec, task, None).outcome == "running"
 
 
 def test_reload_tables_is_refused_unless_the_task_runs_and_validates(dms, engine) -> None:

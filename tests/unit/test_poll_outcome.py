@@ -131,8 +131,46 @@ CASES = [
         False,
     ),
     (
-        "verification dms: caught up, yet DMS still validates a table",
-        PollFacts("cdc", "running", full_load_done=True, validating=True, validation_pending_tables=1),
+        "verification dms: caught up, yet DMS has more records to validate than the spec allows",
+        PollFacts(
+            "cdc",
+            "running",
+            full_load_done=True,
+            validating=True,
+            validation_pending_tables=1,
+            validation_pending_records=120,
+            max_pending_validation_records=100,
+        ),  # fmt: skip
+        "running",
+        False,
+        False,
+    ),
+    (
+        "verification dms: caught up, a few records left to validate (after the decision)",
+        PollFacts(
+            "cdc",
+            "running",
+            full_load_done=True,
+            validating=True,
+            validation_pending_tables=1,
+            validation_pending_records=120,
+            max_pending_validation_records=10000,
+        ),  # fmt: skip
+        "cdc-caught-up",
+        False,
+        False,
+    ),
+    (
+        "verification dms: a table's validation pass has not started",
+        PollFacts(
+            "cdc",
+            "running",
+            full_load_done=True,
+            validating=True,
+            validation_pending_tables=1,
+            validation_waiting_tables=1,
+            max_pending_validation_records=10000,
+        ),  # fmt: skip
         "running",
         False,
         False,

@@ -172,6 +172,10 @@ class CdcSpec(_Strict):
     #: With ``verification: dms``, how long after the decision DMS may take to validate the last changes
     #: (every table "Validated", nothing pending) before the migration fails instead of waiting on.
     validation_timeout_minutes: float = Field(default=60, gt=0, le=1440)
+    #: With ``verification: dms``, the records DMS may still have to validate when the cutover is offered
+    #: (changes it has not compared yet): they are validated after the decision, so they bound its downtime.
+    #: 0: only once every table is "Validated" with nothing pending.
+    max_pending_validation_records: int = Field(default=10_000, ge=0, le=1_000_000_000)
     #: With ``verification: dms``, a table DMS found different is re-validated (ReloadTables,
     #: validate-only) at most this often, so a target fixed by the operator is seen equal again.
     revalidate_minutes: float = Field(default=5, gt=0, le=1440)

@@ -40,6 +40,12 @@ class PollFacts:
     validating: bool = False
     validation_pending_tables: int = 0
     validation_failing_tables: int = 0
+    #: Tables whose full validation pass has not started, records still to validate, and how many may
+    #: remain when the cutover is offered (spec.cdc.max_pending_validation_records): they are validated
+    #: after the decision, so they bound its downtime, as max_latency_seconds bounds the changes to apply.
+    validation_waiting_tables: int = 0
+    validation_pending_records: int = 0
+    max_pending_validation_records: int = 0
     #: After the decision: DMS has taken longer than spec.cdc.validation_timeout_minutes to settle.
     validation_timed_out: bool = False
     #: The previous poll offered the cutover (this is the watcher of the wait): changes made meanwhile
@@ -105,10 +111,18 @@ def _validation_settled(facts: PollFacts) -> bool:
 
 
 def _validation_allows_offer(facts: PollFacts) -> bool:
-    """Offered once every table is validated; kept while nothing differs (see ``offered``)."""
+    """Offered once every table's pass has started, nothing differs and at most
+    ``max_pending_validation_records`` remain (all of them validated after the decision); kept while
+    nothing differs (see ``offered``)."""
+    if not facts.validating:
+        return True
     if facts.offered:
-        return not facts.validating or facts.validation_failing_tables == 0
-    return _validation_settled(facts)
+        return facts.validation_failing_tables == 0
+    return (
+        facts.validation_failing_tables == 0
+        and facts.validation_waiting_tables == 0
+        and facts.validation_pending_records <= facts.max_pending_validation_records
+    )
 
 
 def _after_decision(facts: PollFacts) -> PollDecision:
@@ -139,9 +153,10 @@ def decide_poll_outcome(facts: PollFacts) -> PollDecision:
     - full load: ``full-load-complete`` once DMS stopped with FULL_LOAD_ONLY_FINISHED;
     - CDC before the decision: ``cdc-caught-up`` when running, loaded and within the latency limit
       (unknown latency counts as caught up: the operator decides, and verification compares the data);
-    - with ``verification: dms``, caught up also needs every validated table "Validated" with nothing
-      pending, failed or suspended; differences withhold the offer (``differs``), or withdraw it, while
-      records changed during the wait only wait for validation (after the decision);
+    - with ``verification: dms``, caught up also needs no table different (failed or suspended records)
+      or waiting for its validation pass, and at most ``max_pending_validation_records`` pending (0: every
+      table "Validated"); differences withhold the offer (``differs``), or withdraw it, while records
+      changed during the wait only wait for validation (after the decision);
     - CDC after the decision: never back to the cutover wait; ``stopped`` once the task stopped, and the
       task is stopped only once the slot has confirmed the decision's WAL position (and, with
       ``verification: dms``, DMS has validated every change: a difference now fails the migration);

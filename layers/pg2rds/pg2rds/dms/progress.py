@@ -181,6 +181,9 @@ def facts_of(
         validating=validating,
         validation_pending_tables=counts.pending_tables,
         validation_failing_tables=counts.failing_tables,
+        validation_waiting_tables=counts.waiting_tables,
+        validation_pending_records=counts.pending_records,
+        max_pending_validation_records=spec.cdc.max_pending_validation_records,
     )
 
 
@@ -226,7 +229,8 @@ def withheld_reason(facts: PollFacts, decision: PollDecision, checks: Validation
     if facts.validation_pending_tables:
         return (
             f"DMS is still validating {facts.validation_pending_tables} table(s) "
-            f"({checks.pending_records:,} records pending)"
+            f"({checks.pending_records:,} records pending, at most "
+            f"{facts.max_pending_validation_records:,} by spec.cdc.max_pending_validation_records)"
         )
     return ""
 

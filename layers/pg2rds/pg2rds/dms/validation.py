@@ -22,6 +22,8 @@ VALIDATED = "Validated"
 UNVALIDATED_STATES = frozenset({"No primary key", "Not enabled"})
 #: States that mean a difference, or a table DMS could not validate because of an error.
 FAILING_STATES = frozenset({"Mismatched records", "Suspended records", "Table error", "Error"})
+#: States of a table whose full validation pass has not started yet.
+WAITING_STATES = frozenset({"Pending validation", "Pending revalidation", "Preparing table"})
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,9 @@ class ValidationCounts:
 
     pending_tables: int = 0
     failing_tables: int = 0
+    #: Tables whose full pass has not started (their size is not yet in the pending records).
+    waiting_tables: int = 0
+    pending_records: int = 0
 
     @property
     def settled(self) -> bool:
@@ -98,6 +103,8 @@ def counts(tables: Sequence[TableValidation]) -> ValidationCounts:
     return ValidationCounts(
         pending_tables=sum(t.kind == "pending" for t in tables),
         failing_tables=sum(t.kind == "failing" for t in tables),
+        waiting_tables=sum(t.state in WAITING_STATES for t in tables),
+        pending_records=sum(t.pending for t in tables if t.kind == "pending"),
     )
 
 
