@@ -52,7 +52,8 @@ def test_an_altered_target_withholds_the_cutover_until_fixed_then_proceeds(keyed
         arn = start(aws, spec)
         view = wait_for_state(aws, arn, WAITING_STATE)
         assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
-        assert view.record["progress"]["validation"]["states"] == {"No primary key": 1, "Validated": 1}
+        states = view.record["progress"]["validation"]["states"]  # items: validated, or its last records
+        assert states.pop("No primary key") == 1 and set(states) <= {"Validated", "Pending records"}, states
 
         # the target diverges during replication: a trigger DMS's session_replication_role does not stop
         # (ENABLE ALWAYS) alters a row DMS applies, and someone deletes a row DMS then cannot update
