@@ -47,7 +47,7 @@ def test_an_altered_target_withholds_the_cutover_until_fixed_then_proceeds(keyed
     with EmbeddedAws(engine, time_scale=0.01) as aws:
         spec = spec_for(
             source, target, migration_id="altered", migration_type="full-load-and-cdc", polling=CDC_POLLING,
-            cdc={"revalidate_minutes": 0.01}, task={"on_error": "log"},
+            cdc={"revalidate_minutes": 0.05}, task={"on_error": "log"},
         )  # fmt: skip
         arn = start(aws, spec)
         view = wait_for_state(aws, arn, WAITING_STATE)
@@ -72,7 +72,10 @@ def test_an_altered_target_withholds_the_cutover_until_fixed_then_proceeds(keyed
         target.execute("UPDATE items SET name = 'item 7!' WHERE id = 7")
         target.execute("INSERT INTO items VALUES (9, 'item 9!')")
         view = wait_until(
-            aws, arn, lambda v: v.states.count(WAITING_STATE) >= 2 and v.current_state == WAITING_STATE
+            aws,
+            arn,
+            lambda v: v.states.count(WAITING_STATE) >= 2 and v.current_state == WAITING_STATE,
+            timeout=300,
         )
         assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
         send_decision(aws.client("stepfunctions"), arn)
