@@ -267,3 +267,14 @@ def test_reload_tables_is_refused_unless_the_task_runs_and_validates(dms, engine
         dms.reload_tables(
             ReplicationTaskArn=task.arn, TablesToReload=[{"SchemaName": "sales", "TableName": "orders"}]
         )
+
+
+def test_after_the_decision_the_waits_are_short_whatever_the_spec_polls_at(dms, engine) -> None:
+    """With the default polling (30 s, x1.5, 600 s) the decision's polls wait 5 s, back off to 30 s."""
+    spec, task = started(dms, "full-load-and-cdc", polling={"initial_seconds": 30, "max_seconds": 600})
+    progress = poll_task(dms, spec, task, None)
+    waits = []
+    for _ in range(8):
+        progress = poll_task(dms, spec, task, progress, cutover_position=lambda: ("0/3000000", False))
+        waits.append(progress.wait_seconds)
+    assert waits == [5, 7, 11, 16, 25, 30, 30, 30]

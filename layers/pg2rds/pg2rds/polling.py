@@ -31,6 +31,26 @@ def next_wait(polling: PollingSpec, polls_so_far: int) -> int:
     return int(min(polling.initial_seconds * polling.backoff**polls_so_far, polling.max_seconds))
 
 
+#: After the cutover decision the application is stopped, so every second of wait is downtime: the polls
+#: start at 5 s (or the spec's initial interval if shorter) and back off to 30 s at most (or the spec's cap
+#: if lower) — short waits, yet a DMS that lags for an hour after the decision costs about 120 polls.
+CUTOVER_FIRST_WAIT_SECONDS = 5
+CUTOVER_MAX_WAIT_SECONDS = 30
+
+
+def cutover_wait(polling: PollingSpec, polls_since_decision: int) -> int:
+    """Seconds to wait before the next poll after the decision (``polls_since_decision`` made so far)."""
+    return next_wait(
+        polling.model_copy(
+            update={
+                "initial_seconds": min(polling.initial_seconds, CUTOVER_FIRST_WAIT_SECONDS),
+                "max_seconds": min(polling.max_seconds, CUTOVER_MAX_WAIT_SECONDS),
+            }
+        ),
+        polls_since_decision,
+    )
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

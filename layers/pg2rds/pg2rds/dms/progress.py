@@ -24,7 +24,7 @@ from pg2rds.dms.validation import TableValidation
 from pg2rds.dms.validation_progress import FailureKeys
 from pg2rds.errors import TaskFailed, VerificationFailed
 from pg2rds.naming import ResourceNames
-from pg2rds.polling import POLLS_PER_EXECUTION, check_timeout, next_wait, now_iso, poll_fields
+from pg2rds.polling import POLLS_PER_EXECUTION, check_timeout, cutover_wait, next_wait, now_iso, poll_fields
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import Progress, TableProgress, TaskState, ValidationProgress
 
@@ -248,9 +248,9 @@ def progress_of(
         fields["wait_seconds"] = next_wait(spec.polling, fields["polls"] - 1)
     cutover_polls = (previous.cutover_polls if previous else 0) + 1 if facts.after_cutover else 0
     if facts.after_cutover and not decision.ready:
-        # The application is stopped: every second of wait is downtime. The migration's backoff has long
-        # reached its cap (600 s by default) by now, so the decision starts the intervals again.
-        fields["wait_seconds"] = next_wait(spec.polling, cutover_polls - 1)
+        # The application is stopped: the migration's backoff (long at its cap, 600 s by default) would be
+        # downtime, so the decision starts short intervals of its own.
+        fields["wait_seconds"] = cutover_wait(spec.polling, cutover_polls - 1)
     return Progress(
         outcome=decision.outcome,
         task_status="stopping" if decision.stop_task else observed.status,
