@@ -10,7 +10,7 @@ rests with the operator anyway, and the verification phase compares the data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -164,10 +164,16 @@ def observe_task(dms: DatabaseMigrationServiceClient, task: TaskState) -> TaskOb
 
 
 def facts_of(
-    observed: TaskObservation, spec: MigrationSpec, after_cutover: bool, execution_polls: int
+    observed: TaskObservation,
+    spec: MigrationSpec,
+    after_cutover: bool,
+    execution_polls: int,
+    rechecking: Collection[str] = (),
 ) -> PollFacts:
     validating = spec.verification == "dms"
-    counts = validation.counts(observed.validation) if validating else validation.ValidationCounts()
+    counts = (
+        validation.counts(observed.validation, rechecking) if validating else validation.ValidationCounts()
+    )
     return PollFacts(
         migration_type=spec.migration_type,
         status=observed.status,
@@ -306,8 +312,13 @@ def poll_task(
     from the target."""
     observed = observe_task(dms, task)
     after_cutover = cutover_position is not None
+    earlier = previous.validation if previous else None
     facts = facts_of(
-        observed, spec, after_cutover, execution_polls=(previous.execution_polls if previous else 0) + 1
+        observed,
+        spec,
+        after_cutover,
+        execution_polls=(previous.execution_polls if previous else 0) + 1,
+        rechecking={r.table for r in earlier.revalidations} if earlier else set(),
     )
     facts = replace(facts, offered=bool(previous and previous.outcome == "cdc-caught-up"))
     if needs_latency(facts):
@@ -366,7 +377,8 @@ def _checks(
         return ValidationProgress(summary=_OWN_CHECKS[spec.verification].format(when=when))
     tables = observed.validation
     earlier = previous.validation if previous else None
-    revalidations = list(earlier.revalidations) if earlier else []
+    validated = {t.name for t in tables if t.kind == "validated"}
+    revalidations = [r for r in (earlier.revalidations if earlier else []) if r.table not in validated]
     if decision.differs and observed.status == "running":
         revalidations = validation_progress.revalidate(dms, spec, task.arn, tables, revalidations)
     return validation_progress.build(tables, earlier, failure_keys, revalidations, notify=not after_cutover)

@@ -11,7 +11,7 @@ changed, while DescribeTableStatistics only counts changes per table and never s
 pg2rds could only re-check whole tables that changed.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -99,10 +99,16 @@ class ValidationCounts:
         return not self.pending_tables and not self.failing_tables
 
 
-def counts(tables: Sequence[TableValidation]) -> ValidationCounts:
+def counts(tables: Sequence[TableValidation], rechecking: Collection[str] = ()) -> ValidationCounts:
+    """``rechecking``: tables DMS found different and re-validates at pg2rds's request. Until DMS says
+    "Validated" they still differ: a re-validation under way reset their failed records, not fixed them."""
+
+    def differs(t: TableValidation) -> bool:
+        return t.kind == "failing" or (t.name in rechecking and t.kind != "validated")
+
     return ValidationCounts(
-        pending_tables=sum(t.kind == "pending" for t in tables),
-        failing_tables=sum(t.kind == "failing" for t in tables),
+        pending_tables=sum(t.kind == "pending" and not differs(t) for t in tables),
+        failing_tables=sum(differs(t) for t in tables),
         waiting_tables=sum(t.state in WAITING_STATES for t in tables),
         pending_records=sum(t.pending for t in tables if t.kind == "pending"),
     )
