@@ -125,3 +125,9 @@ def pgbench_init(cluster: Any, database: str, scale: int) -> float:
     if process.returncode != 0:
         raise RuntimeError(f"pgbench -i failed: {err.decode()}")
     return time.perf_counter() - started
+
+
+def fingerprint(cluster: Any, database: str, judged: dict[str, str]) -> dict[str, tuple]:
+    """Per table, the aggregates ``judged`` names (e.g. counts and sums of the pgbench tables): enough for a
+    benchmark to tell that a copy is whole, without the tests' full fingerprint."""
+    return {t: tuple(cluster.execute(database, f"SELECT {what} FROM {t}")[0]) for t, what in judged.items()}

@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from _common import first_entry, pgbench, pgbench_init, state_spans, table, verdict
+from _common import fingerprint, first_entry, pgbench, pgbench_init, state_spans, table, verdict
 
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
 from pg2rds_cli.executions import history, is_watcher_state, read_execution
@@ -54,10 +54,6 @@ JUDGED = {
     "pgbench_branches": "count(*), sum(bbalance)",
     "pgbench_history": "count(*), sum(delta)",
 }
-
-
-def fingerprint(cluster: Cluster, database: str) -> dict[str, tuple]:
-    return {t: tuple(cluster.execute(database, f"SELECT {what} FROM {t}")[0]) for t, what in JUDGED.items()}
 
 
 def wait_for(sfn: Any, arn: str, condition: Any, timeout: float) -> Any:
@@ -109,13 +105,14 @@ def migrate(source: Cluster, target: Cluster, scale: int) -> dict[str, Any]:
         engine.shutdown()
     cleanup = first_entry(events, "Clean up", since=decided)
     read = first_entry(events, "Read the decision", since=decided)
+    expected = fingerprint(source, database, JUDGED)
     result.update(
         status=view.status,
         cause=view.cause,
         downtime=(cleanup - decided) if cleanup else float("nan"),
         spans=state_spans(events, since=decided, until=cleanup or float("inf")),
-        equal=fingerprint(source, database) == fingerprint(target, database),
-        rows=sum(v[0] for v in fingerprint(source, database).values()),
+        equal=expected == fingerprint(target, database, JUDGED),
+        rows=sum(v[0] for v in expected.values()),
         mismatched=(view.output or {}).get("finish", {}).get("mismatched"),
         verification=(view.output or {}).get("verification", {}),
         reached=(read - decided) if read else float("nan"),

@@ -28,7 +28,7 @@ import tempfile
 import time
 from typing import Any
 
-from _common import pgbench_init, state_spans, table, verdict
+from _common import fingerprint, pgbench_init, state_spans, table, verdict
 
 import pg2rds_emulator.local_run as local_run
 from pg2rds_cli.executions import history
@@ -44,10 +44,6 @@ JUDGED = {
     "pgbench_branches": "count(*), sum(bid)",
     "pgbench_history": "count(*)",
 }
-
-
-def fingerprint(cluster: Cluster, database: str) -> dict[str, tuple]:
-    return {t: tuple(cluster.execute(database, f"SELECT {what} FROM {t}")[0]) for t, what in JUDGED.items()}
 
 
 def constraints(cluster: Cluster, database: str) -> int:
@@ -145,13 +141,13 @@ def one_scale(source: Cluster, target: Cluster, scale: int) -> dict[str, Any]:
     source.create_database(database)
     init = pgbench_init(source, database, scale)
     source.execute(database, "VACUUM ANALYZE")
-    expected = fingerprint(source, database)
+    expected = fingerprint(source, database, JUDGED)
     indexes = constraints(source, database)
     size = source.execute(database, "SELECT pg_database_size(current_database())")[0][0]
     results: dict[str, Any] = {"scale": scale, "init": init, "size": size, "times": {}, "checks": {}}
 
     def judged(name: str, into: str) -> None:
-        equal = fingerprint(target, into) == expected and constraints(target, into) == indexes
+        equal = fingerprint(target, into, JUDGED) == expected and constraints(target, into) == indexes
         results["checks"][name] = "equal" if equal else "DIFFERENT"
         target.drop_database(into)
 
