@@ -31,13 +31,26 @@ import yaml
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.responses import ActionResult, EmptyResult
+from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
+)
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
 from moto.stepfunctions.parser.asl.component.program.program import Program
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (  # noqa: E501
+    DistributedIterationComponent,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
     StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.utils import TMP_THREADS
 from moto.stepfunctions.responses import StepFunctionResponse
@@ -230,6 +243,42 @@ def _sfn_task_with_api_names(self: StateTaskServiceSfn, **kwargs: Any) -> Any:
     env.stack.append({key[:1].upper() + key[1:]: value for key, value in response.items()})
 
 
+_original_map_run = DistributedIterationComponent._map_run
+
+#: The cause this emulator gives a Map Run failed by a child execution (Step Functions' own text is generic
+#: too: the child's error and cause stay in the child's history).
+MAP_RUN_FAILED_CAUSE = "a child execution of the Map Run failed: the tolerated failure threshold was exceeded"
+
+
+def _map_run_failing_as_step_functions(
+    self: DistributedIterationComponent, env: Any, eval_input: Any
+) -> None:
+    """moto lets a Distributed Map succeed whatever its child executions do (a failed child's result is
+    ``null``); Step Functions fails the Map Run once more children failed than it tolerates (none by
+    default), with ``States.ExceedToleratedFailureThreshold`` and a generic cause, the child's own error
+    staying in the child's history. So does this: a state machine that needs a child's error must carry
+    it out itself."""
+    _original_map_run(self, env=env, eval_input=eval_input)
+    items = eval_input.map_run_record.item_counter
+    failed, total = items.failed.get(), items.total.get()
+    if (
+        failed <= eval_input.tolerated_failure_count
+        and failed * 100 <= eval_input.tolerated_failure_percentage * total
+    ):
+        return
+    env.stack.pop()  # the Map Run's results: a failed Map state has none
+    name = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+    details = ExecutionFailedEventDetails(error=name.to_name(), cause=MAP_RUN_FAILED_CAUSE)
+    raise FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=name),
+            event_type=HistoryEventType.MapIterationFailed,
+            event_details=EventDetails(executionFailedEventDetails=details),
+        )
+    )
+
+
 def _start_execution(self: StepFunctionResponse) -> Any:
     """moto names every unnamed execution "None" (so a second one "already exists"); Step Functions
     gives each a UUID. Otherwise as moto's."""
@@ -265,6 +314,7 @@ def _install_patches() -> None:
     StepFunctionResponse.get_execution_history = _get_execution_history  # type: ignore[method-assign]
     StepFunctionResponse.start_execution = _start_execution  # type: ignore[method-assign]
     StateTaskServiceSfn._eval_service_task = _sfn_task_with_api_names  # type: ignore[method-assign]
+    DistributedIterationComponent._map_run = _map_run_failing_as_step_functions  # type: ignore[method-assign]
     LambdaSimpleBackend.invoke = _invoke_in_process  # type: ignore[method-assign]
     StepFunctionResponse.send_task_failure = _send_task_failure  # type: ignore[method-assign]
     WaitFunction._wait_interval = _scaled_wait_interval  # type: ignore[method-assign]
