@@ -3,6 +3,7 @@ tables (not pg2rds's selection code), its own fingerprint of every row and large
 comparison), and every DMS resource in the account (not only the names pg2rds derives). A bug in the
 product's selection or comparison therefore cannot hide itself from these tests."""
 
+import json
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -107,3 +108,23 @@ def dms_resources(dms: Any) -> list[str]:
 def slots(db: Any) -> list[tuple]:
     """Replication slots in ``db``'s database (the cluster is shared by parallel tests)."""
     return db.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (db.name,))
+
+
+#: The Distributed Map state that runs each verification chunk as a child execution.
+CHUNK_MAP_STATE = "Verify chunks"
+
+
+def chunks_handed_to_the_map(sfn: Any, arn: str) -> list[dict[str, Any]]:
+    """Every chunk the execution's rounds handed to the "Verify chunks" Map, read from the inputs the
+    history records for it (each chunk runs in a child execution, whose events are in its own history)."""
+    chunks: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        for event in page["events"]:
+            details = event.get("stateEnteredEventDetails")
+            if event["type"] == "MapStateEntered" and details["name"] == CHUNK_MAP_STATE:
+                chunks += json.loads(details["input"])["verification"]["chunks"]
+        if not page.get("nextToken"):
+            return chunks
+        kwargs["nextToken"] = page["nextToken"]

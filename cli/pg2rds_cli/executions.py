@@ -19,6 +19,11 @@ _FAILURES = {"LambdaFunctionFailed", "TaskFailed", "LambdaFunctionTimedOut", "Ta
 WATCHER_PREFIX = "Watch the task"
 
 
+#: The state that hands a failed verification chunk's error to cleanup, and the Map state the chunk ran in:
+#: the chunk's own events are in its child execution's history, not this one, so the Map is where it failed.
+CHUNK_FAILED_STATE, CHUNK_MAP_STATE = "A chunk failed", "Verify chunks"
+
+
 def is_watcher_state(name: str) -> bool:
     return name.startswith(WATCHER_PREFIX)
 
@@ -84,6 +89,8 @@ def _apply_event(view: ExecutionView, event: dict[str, Any], scheduled: Counter)
             view.current_state = details["name"]
         view.states.append(details["name"])
         scheduled.clear()
+        if details["name"] == CHUNK_FAILED_STATE and not view.failed_state:
+            view.failed_state = CHUNK_MAP_STATE
         if kind == "WaitStateEntered":
             state = json.loads(details.get("input") or "{}")
             view.wait_seconds.append(_wait_of(state))

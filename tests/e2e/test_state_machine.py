@@ -13,11 +13,11 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from conftest import REGION, Database, secret_for, spec_for
-from judge import account_dms_resources
+from judge import account_dms_resources, chunks_handed_to_the_map
 from psycopg2 import sql
 
 from pg2rds.naming import ResourceNames
-from pg2rds_cli.executions import ExecutionView, watch
+from pg2rds_cli.executions import ExecutionView, history, watch
 from pg2rds_emulator.embedded import EmbeddedAws
 from pg2rds_emulator.moto_dms import FakeEngine
 
@@ -270,7 +270,8 @@ def test_verification_runs_chunk_by_chunk_through_the_map_and_names_the_range(em
     assert_failed_and_clean(embedded, view, "VerificationFailed", "Plan verification", "chunks")
     assert "public.Order Items (id) in [7, 10): same 3 rows, different content" in view.cause
     assert "[4, 7)" not in view.cause and "[10, +inf)" not in view.cause
-    assert view.states.count("Verify a chunk") == 4  # [-inf, 4), [4, 7), [7, 10), [10, +inf)
+    chunks = chunks_handed_to_the_map(embedded.client("stepfunctions"), view.arn)
+    assert len(chunks) == 4  # [-inf, 4), [4, 7), [7, 10), [10, +inf)
 
 
 KEYED_TABLES = (
@@ -314,7 +315,7 @@ def test_any_key_is_verified_range_by_range_through_the_map_naming_ranges_and_co
         "1 rows without a parent in public.parent" in view.cause
     )
     # "Order Items" (empty) one chunk; names, ids, pairs, parent and child three each
-    assert view.states.count("Verify a chunk") == 16
+    assert len(chunks_handed_to_the_map(embedded.client("stepfunctions"), view.arn)) == 16
 
 
 def test_many_foreign_key_violations_fail_with_a_bounded_cause(embedded, source_db, target_db) -> None:
@@ -369,7 +370,88 @@ def test_rounds_without_chunks_go_round_the_map_until_every_table_is_planned(
     assert (
         "z_fk on public.z (id) in [-inf, +inf): 1 rows without a parent in public.Order Items" in view.cause
     )
-    assert view.states.count("Plan verification") == 3 and view.states.count("Verify a chunk") == 1
+    assert view.states.count("Plan verification") == 3
+    assert len(chunks_handed_to_the_map(embedded.client("stepfunctions"), view.arn)) == 1
+
+
+def verification_events(aws: EmbeddedAws, view: ExecutionView) -> int:
+    """Events the execution's history holds from the first Plan verification to the cleanup: what the
+    verification rounds cost in the 25,000 events a Standard execution may hold."""
+    names = [
+        event["stateEnteredEventDetails"]["name"] if event["type"].endswith("StateEntered") else ""
+        for event in history(aws.client("stepfunctions"), view.arn)
+    ]
+    start = names.index("Plan verification")
+    return next(i for i, name in enumerate(names) if i > start and name.startswith("Clean up")) - start
+
+
+def test_verification_history_does_not_grow_with_the_number_of_chunks(embedded, databases) -> None:
+    """The same 2,000 rows verified in chunks of 400 and of 40: ten times the chunks, the same events in the
+    execution's history (each chunk runs in a child execution of the Distributed Map, with its own
+    history; an inline Map added 7 events per chunk, and a 1 TB database of ~7,700 chunks outgrew the
+    25,000 events an execution may hold). A difference in one row still names its table and range."""
+    source, target = databases
+    for db in (source, target):  # the fake engine copies nothing: the rows are on both sides, as if loaded
+        db.execute("""INSERT INTO "Order Items" SELECT g, 'M' FROM generate_series(1, 2000) g""")
+    target.execute("""UPDATE "Order Items" SET "Größe" = 'XL' WHERE id = 1234""")
+    sfn = embedded.client("stepfunctions")
+    events, chunks = {}, {}
+    for rows, expected_range in ((400, "[1201, 1601): same 400 rows"), (40, "[1201, 1241): same 40 rows")):
+        spec = spec_for(
+            source, target, migration_id=f"rows{rows}", verification_chunk_rows=rows,
+            verification_concurrency=4, task={"target_table_prep_mode": "TRUNCATE_BEFORE_LOAD"},
+        )  # fmt: skip
+        view = run(embedded, spec)
+        assert_failed_and_clean(embedded, view, "VerificationFailed", "Plan verification", f"rows{rows}")
+        assert f"1 chunk(s) differ: public.Order Items (id) in {expected_range}, different content" in (
+            view.cause
+        )
+        chunks[rows] = len(chunks_handed_to_the_map(sfn, view.arn))
+        events[rows] = verification_events(embedded, view)
+    assert chunks == {400: 5, 40: 50}
+    assert events[40] == events[400], events  # an inline Map: 45 chunks more, 315 events more
+
+
+def test_a_chunk_that_fails_fails_the_migration_with_the_functions_message(
+    embedded, databases, monkeypatch
+) -> None:
+    """A chunk's function error, once its retries are spent, fails the migration with the function's error
+    name and message (a failed child execution would fail the Map Run with a generic cause): here the
+    source's table z is locked ACCESS EXCLUSIVE once the chunks start, so its chunk gives up waiting
+    (SourceBusy, retried, then for good) and the cause names the session holding the lock."""
+    from pg2rds.postgres import connection
+    from pg2rds_emulator import embedded as embedded_module
+
+    monkeypatch.setattr(connection, "SOURCE_LOCK_TIMEOUT_MS", 1_000)
+    source, target = databases
+    for db in (source, target):
+        db.execute("CREATE TABLE z (id int PRIMARY KEY); INSERT INTO z VALUES (1)")
+    locker = source.connect()
+    locker.autocommit = False
+    name = "pg2rds-VerifyChunkFunction"
+    verify_chunk = embedded_module._handlers[name]
+
+    def lock_then_verify(event: dict, context: object) -> dict:
+        with locker.cursor() as cur:  # a no-op once the transaction holds the lock
+            cur.execute("LOCK TABLE z IN ACCESS EXCLUSIVE MODE")
+        return verify_chunk(event, context)
+
+    monkeypatch.setitem(embedded_module._handlers, name, lock_then_verify)
+    try:
+        spec = spec_for(
+            source, target, migration_id="chunkfails", task={"target_table_prep_mode": "TRUNCATE_BEFORE_LOAD"}
+        )
+        view = run(embedded, spec)
+        pid = locker.get_backend_pid()
+    finally:
+        locker.close()
+    assert_failed_and_clean(embedded, view, "SourceBusy", "Verify chunks", "chunkfails")
+    assert view.cause.startswith("the source was busy: table "), view.cause
+    assert (
+        f"z is locked ACCESS EXCLUSIVE by pid {pid}" in view.cause
+        and "\n" not in view.cause
+        and "Traceback" not in view.cause
+    )
 
 
 def test_cleanup_drops_our_slot_after_failure_and_keeps_others(embedded, engine, databases) -> None:

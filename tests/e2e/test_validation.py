@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import Database, spec_for
-from judge import account_dms_resources
+from judge import account_dms_resources, chunks_handed_to_the_map
 from test_cdc import (
     CDC_POLLING,
     finish,
@@ -26,7 +26,6 @@ from test_cdc import (
 
 from pg2rds_cli import main as cli
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
-from pg2rds_cli.executions import history
 from pg2rds_emulator.dms_engine import TableStats
 from pg2rds_emulator.embedded import EmbeddedAws
 from pg2rds_emulator.moto_dms import FakeEngine
@@ -60,16 +59,11 @@ def cdc_spec(source: Database, target: Database, migration_id: str, **overrides)
 
 def chunks_verified(aws: EmbeddedAws, arn: str) -> list[str]:
     """The tables whose rows the Map state's chunks compared, from the execution history."""
-    tables = []
-    for event in history(aws.client("stepfunctions"), arn):
-        if event["type"] != "TaskStateEntered":
-            continue
-        details = event["stateEnteredEventDetails"]
-        if details["name"] == "Verify a chunk":
-            chunk = json.loads(details["input"])["chunk"]
-            if chunk["compare"]:  # rows compared (a chunk may also only check foreign keys)
-                tables.append(f"{chunk['schema_name']}.{chunk['table_name']}")
-    return tables
+    return [
+        f"{chunk['schema_name']}.{chunk['table_name']}"
+        for chunk in chunks_handed_to_the_map(aws.client("stepfunctions"), arn)
+        if chunk["compare"]  # rows compared (a chunk may also only check foreign keys)
+    ]
 
 
 def test_differences_withhold_the_cutover_are_named_and_a_fixed_target_proceeds(

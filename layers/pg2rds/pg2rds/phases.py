@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 
 from pg2rds import lease
 from pg2rds.aws import client
-from pg2rds.bounded import joined
+from pg2rds.bounded import clipped, joined
 from pg2rds.dms import cleanup as dms_cleanup
 from pg2rds.dms import validation
 from pg2rds.dms.connections import test_connections as dms_test_connections
@@ -35,6 +35,7 @@ from pg2rds.spec import MigrationSpec
 from pg2rds.state import (
     MAX_OBJECTS_PER_FINDING,
     ChunkCheck,
+    ChunkFailure,
     CleanupState,
     ConnectionsState,
     DatabaseReport,
@@ -239,9 +240,13 @@ MAX_CHUNKS_PER_ROUND = 100
 def plan_verification(state: MigrationState) -> VerificationState:
     """Take in the last round's chunk results, then plan the next round from the cursor; once every table
     is planned and checked, fail naming the differences and foreign-key violations (table and key range),
-    if any. Foreign keys are checked in the same chunks, also when ``verification`` is ``none``."""
+    if any. Foreign keys are checked in the same chunks, also when ``verification`` is ``none``. A chunk that
+    failed (its error is its result) ends the verification with that error (``failure``)."""
     spec = state.spec
     previous = state.verification or VerificationState()
+    failure = _chunk_failure(previous)
+    if failure is not None:
+        return previous.model_copy(update={"chunks": [], "results": [], "failure": failure})
     summary = _take_in(previous)
     summary.concurrency = spec.verification_concurrency
     validated = _validated_by_dms(state)
@@ -260,6 +265,20 @@ def plan_verification(state: MigrationState) -> VerificationState:
             "again."
         )
     return summary
+
+
+def _chunk_failure(previous: VerificationState) -> dict[str, str] | None:
+    """The first failed chunk's error of the last round, as the state machine hands it to cleanup.
+
+    Returned, not raised: raising it here would name this state's own failure after the chunk's error, and
+    its Retry rules would retry a transient name (SourceBusy up to 6 times, AwsThrottled 8) though the
+    same input fails the same way every time. The state machine's "A chunk failed" passes it on unchanged,
+    so the execution fails with the function's error name and message, as a chunk's Catch would have."""
+    for result in previous.results:
+        if isinstance(result, ChunkFailure):
+            name, cause = result.failure.get("Error"), result.failure.get("Cause")
+            return {"Error": str(name or "Error"), "Cause": clipped(str(cause or ""))}
+    return None
 
 
 def _problems(summary: VerificationState) -> list[str]:
@@ -294,6 +313,7 @@ def _take_in(previous: VerificationState) -> VerificationState:
         }
     )
     for check in previous.results:
+        assert isinstance(check, ChunkCheck), "a failed chunk ends the verification (_chunk_failure)"
         summary.chunks_checked += 1
         summary.rows_checked += check.source_rows
         if not check.matches:

@@ -304,6 +304,16 @@ class ChunkCheck(_Result):
         return f"{self.chunk}: same {self.source_rows} rows, different content"
 
 
+class ChunkFailure(_Result):
+    """A chunk whose verify-chunk failed once its Retry rules were spent (one item of the Map's result).
+    The Distributed Map's item processor catches the error and returns it as the chunk's result, because a
+    failed child execution fails the Map Run with a generic ``States.ExceedToleratedFailureThreshold`` and
+    the function's message would be lost. ``failure`` is ``{"Error": ..., "Cause": ...}``, the Cause cut
+    down to the function's message where it was the Lambda runtime's error JSON."""
+
+    failure: dict[str, Any]
+
+
 class VerificationState(_Result):
     """Chunked verification, round by round: the next round's chunks (the Map's items), the cursor after
     them, and running totals. Bounded whatever the database's size: at most ``MAX_CHUNKS_PER_ROUND``
@@ -317,7 +327,10 @@ class VerificationState(_Result):
     next_lower: list[str] | None = None
     chunks: list[Chunk] = Field(default_factory=list)
     #: The Map's output for ``chunks``, written by the state machine (ResultPath), read by the next round.
-    results: list[ChunkCheck] = Field(default_factory=list)
+    results: list[ChunkCheck | ChunkFailure] = Field(default_factory=list)
+    #: A failed chunk's error, ``{"Error": ..., "Cause": ...}``: the state machine hands it to cleanup as
+    #: the migration's error (set instead of planning another round).
+    failure: dict[str, str] | None = None
     tables_checked: int = 0
     chunks_checked: int = 0
     rows_checked: int = 0
