@@ -52,6 +52,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.utils import TMP_THREADS
 from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -69,8 +71,11 @@ _time_scale = 1.0
 
 
 # -- the template ------------------------------------------------------------------------------------------
-class _CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation's short-form intrinsics (``!Ref``, ``!GetAtt``...) as plain ``{tag: value}``."""
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Reads CloudFormation's short-form intrinsics (``!Ref``, ``!GetAtt``...) as plain ``{tag: value}``.
+
+    LibYAML's scanner when PyYAML has it (the same documents, several times faster than the pure-Python
+    one: every local run reads the template)."""
 
 
 def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
@@ -101,9 +106,13 @@ class FunctionDef:
     handler: str
 
 
-def template_functions(template: Path = TEMPLATE) -> list[FunctionDef]:
-    """The ``AWS::Serverless::Function`` resources of the template, in template order."""
-    document = template_document(template)
+def template_functions(
+    template: Path = TEMPLATE, document: dict[str, Any] | None = None
+) -> list[FunctionDef]:
+    """The ``AWS::Serverless::Function`` resources of the template (``document``, when already read), in
+    template order."""
+    if document is None:
+        document = template_document(template)
     default_handler = document.get("Globals", {}).get("Function", {}).get("Handler", "app.handler")
     functions = []
     for logical_id, resource in document["Resources"].items():
@@ -310,7 +319,36 @@ def _get_execution_history(self: StepFunctionResponse) -> Any:
     return ActionResult(page)
 
 
+# -- parsing a definition once -------------------------------------------------------------------------------
+_original_parse = AmazonStateLanguageParser.parse
+#: Definition text → its ANTLR syntax tree; a few definitions per process (the template's two, a test's own).
+_syntax_trees: dict[str, Any] = {}
+_SYNTAX_TREES_KEPT = 8
+_syntax_trees_lock = threading.Lock()
+
+
+def _parse_once(definition: str) -> tuple[EvalComponent, Any]:
+    """moto parses a definition with ANTLR's pure-Python runtime when the state machine is created (to
+    validate it, as Step Functions does) and again when each execution starts: half a second for
+    migration.asl.json on an idle machine, seconds on a loaded one, on the run's critical path. The syntax
+    tree depends on the text alone and nothing writes to it, so it is parsed once; each execution still
+    gets a program of its own, built from the tree by moto's preprocessor as moto builds it (a program's
+    components are the execution's). A definition that does not parse is never kept: it fails each time,
+    with moto's error."""
+    with _syntax_trees_lock:
+        tree = _syntax_trees.get(definition)
+    if tree is None:
+        program, tree = _original_parse(definition)
+        with _syntax_trees_lock:
+            while len(_syntax_trees) >= _SYNTAX_TREES_KEPT:
+                del _syntax_trees[next(iter(_syntax_trees))]
+            _syntax_trees[definition] = tree
+        return program, tree
+    return Preprocessor().visit(tree), tree
+
+
 def _install_patches() -> None:
+    AmazonStateLanguageParser.parse = staticmethod(_parse_once)  # type: ignore[method-assign,assignment]
     StepFunctionResponse.get_execution_history = _get_execution_history  # type: ignore[method-assign]
     StepFunctionResponse.start_execution = _start_execution  # type: ignore[method-assign]
     StateTaskServiceSfn._eval_service_task = _sfn_task_with_api_names  # type: ignore[method-assign]
@@ -340,6 +378,8 @@ class EmbeddedAws:
         self.resource_arns: dict[str, str] = {}
         self.resource_names: dict[str, str] = {}
         self._saved_env: dict[str, str | None] = {}
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
 
     def __enter__(self) -> "EmbeddedAws":
         self._set_env(
@@ -378,12 +418,19 @@ class EmbeddedAws:
             os.environ[key] = value
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION)
+        """The operator's client of ``service``, one per account and service (building a botocore client
+        reads and copies its service model: tens of milliseconds each, and deploying asks for one per
+        template resource). Credentials are chosen when each request is signed (``function_roles``), so
+        sharing a client changes no caller's identity."""
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.client(service, region_name=REGION)
+            return self._clients[service]
 
     def deploy(self) -> None:
         """What ``sam deploy`` creates that the run needs, from the template: roles, functions, topics,
         tables, state machines, event buses and rules (with their targets)."""
-        document = template_document()
+        document = template_document()  # read once: everything below resolves against it
         iam = self.client("iam")
         trust = json.dumps({"Version": "2012-10-17", "Statement": []})
         role_arn = iam.create_role(RoleName="pg2rds-local", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
@@ -391,7 +438,7 @@ class EmbeddedAws:
         self._set_env(DMS_SECRETS_ACCESS_ROLE_ARN=access_role["Role"]["Arn"])
         self.resource_arns["DmsSecretsAccessRole"] = access_role["Role"]["Arn"]
         lam = self.client("lambda")
-        for function in template_functions():
+        for function in template_functions(document=document):
             name = f"pg2rds-{function.logical_id}"
             arn = lam.create_function(
                 FunctionName=name,
