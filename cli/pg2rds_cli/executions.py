@@ -9,7 +9,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -64,11 +64,15 @@ class ExecutionView:
 
 #: Events per GetExecutionHistory call (the API's maximum).
 HISTORY_PAGE = 1000
+#: Events per call when only the newest are wanted: a poll finds a few (more take more pages).
+NEWEST_PAGE = 25
 
 
-def events(sfn: Any, arn: str, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+def events(
+    sfn: Any, arn: str, newest_first: bool = False, page_size: int = HISTORY_PAGE
+) -> Iterator[dict[str, Any]]:
     """The execution's events, a page at a time; newest first, a caller that stops early reads little."""
-    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": HISTORY_PAGE, "reverseOrder": newest_first}
+    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": page_size, "reverseOrder": newest_first}
     while True:
         page = sfn.get_execution_history(**kwargs)
         yield from page["events"]
@@ -115,26 +119,52 @@ def _wait_of(state: dict[str, Any]) -> int:
     return 0
 
 
+class _Reader:
+    """One execution read as its history grows: each read asks only for the events recorded since the
+    previous read (newest first, down to the last one seen; a history only ever grows, by increasing ids).
+    Reading the whole history at every poll made each poll cost as much as the history is long: hundreds
+    of events per quarter second locally, where the reads compete with the run for the CPU, and pages
+    of 1,000 per poll for a long execution in AWS."""
+
+    def __init__(self, sfn: Any, arn: str) -> None:
+        self.sfn, self.arn = sfn, arn
+        self.view = ExecutionView(arn=arn, status="")
+        self.scheduled: Counter = Counter()
+        self.last_id = 0
+
+    def read(self) -> ExecutionView:
+        described = self.sfn.describe_execution(executionArn=self.arn)
+        view = self.view
+        view.status = described["status"]
+        view.started, view.stopped = described.get("startDate"), described.get("stopDate")
+        page = HISTORY_PAGE if self.last_id == 0 else NEWEST_PAGE
+        recorded = []
+        for event in events(self.sfn, self.arn, newest_first=True, page_size=page):
+            if event["id"] <= self.last_id:
+                break
+            recorded.append(event)
+        for event in reversed(recorded):
+            _apply_event(view, event, self.scheduled)
+            self.last_id = event["id"]
+        view.events += len(recorded)
+        if described.get("output"):
+            view.output = json.loads(described["output"])
+        view.error = described.get("error", "") or ""
+        view.cause = described.get("cause", "") or ""
+        # each caller gets a view of its own: this one goes on growing
+        snapshot = replace(
+            view,
+            states=list(view.states),
+            retries=Counter(view.retries),
+            wait_seconds=list(view.wait_seconds),
+        )
+        if snapshot.status == "SUCCEEDED":
+            snapshot.failed_state = ""
+        return snapshot
+
+
 def read_execution(sfn: Any, arn: str) -> ExecutionView:
-    described = sfn.describe_execution(executionArn=arn)
-    view = ExecutionView(
-        arn=arn,
-        status=described["status"],
-        started=described.get("startDate"),
-        stopped=described.get("stopDate"),
-    )
-    events = history(sfn, arn)
-    view.events = len(events)
-    scheduled: Counter = Counter()
-    for event in events:
-        _apply_event(view, event, scheduled)
-    if described.get("output"):
-        view.output = json.loads(described["output"])
-    view.error = described.get("error", "") or ""
-    view.cause = described.get("cause", "") or ""
-    if view.status == "SUCCEEDED":
-        view.failed_state = ""
-    return view
+    return _Reader(sfn, arn).read()
 
 
 def watch(
@@ -146,8 +176,9 @@ def watch(
 ) -> ExecutionView:
     """Poll until the execution ends, calling ``on_update`` with each new view."""
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    reader = _Reader(sfn, arn)
     while True:
-        view = read_execution(sfn, arn)
+        view = reader.read()
         on_update(view)
         if view.done:
             return view

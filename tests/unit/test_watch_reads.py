@@ -1,0 +1,93 @@
+"""Following an execution reads its history once: each poll asks only for what was recorded since.
+
+The execution runs in the embedded account (moto's Step Functions interpreter, the emulator's paging of
+GetExecutionHistory as Step Functions pages it): a chain of short Wait states, polled while it runs.
+"""
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pg2rds_cli.executions import NEWEST_PAGE, read_execution, watch
+from pg2rds_emulator.embedded import EmbeddedAws
+
+STATES = 60
+
+
+def _wait_chain() -> str:
+    """``STATES`` Wait states of one (compressed) second each, then success: 2 events per state."""
+    states: dict[str, Any] = {
+        f"Wait {i}": {"Type": "Wait", "Seconds": 1, "Next": f"Wait {i + 1}"} for i in range(STATES)
+    }
+    states[f"Wait {STATES}"] = {"Type": "Succeed"}
+    return json.dumps({"StartAt": "Wait 0", "States": states})
+
+
+class _CountingClient:
+    """The operator's Step Functions client, counting the history events it is sent."""
+
+    def __init__(self, sfn: Any) -> None:
+        self.sfn = sfn
+        self.sent = 0
+        self.reads = 0
+
+    def describe_execution(self, **kwargs: Any) -> Any:
+        self.reads += 1
+        return self.sfn.describe_execution(**kwargs)
+
+    def get_execution_history(self, **kwargs: Any) -> Any:
+        page = self.sfn.get_execution_history(**kwargs)
+        self.sent += len(page["events"])
+        return page
+
+
+def test_watching_asks_each_poll_only_for_the_new_events_and_sees_what_a_full_read_sees() -> None:
+    with EmbeddedAws(time_scale=0.02) as aws:
+        sfn = aws.client("stepfunctions")
+        machine = sfn.create_state_machine(
+            name="wait-chain", definition=_wait_chain(), roleArn="arn:aws:iam::123456789012:role/x"
+        )["stateMachineArn"]
+        arn = sfn.start_execution(stateMachineArn=machine)["executionArn"]
+        client = _CountingClient(sfn)
+        lengths: list[int] = []
+        view = watch(
+            client,
+            arn,
+            lambda v: lengths.append(v.events),
+            interval_seconds=0.005,
+            timeout_seconds=60,
+        )
+        full = read_execution(sfn, arn)
+
+    assert view.status == full.status == "SUCCEEDED"
+    assert (view.events, view.states, view.wait_seconds) == (full.events, full.states, full.wait_seconds)
+    assert view.states == [f"Wait {i}" for i in range(STATES)] + [f"Wait {STATES}"]
+    polls = client.reads
+    assert polls >= 10, f"only {polls} polls: the test did not watch the execution grow"
+    # at most one page per poll beyond the events themselves; reading the whole history each poll
+    # would have sent the sum of the lengths seen
+    assert client.sent <= full.events + polls * NEWEST_PAGE
+    assert client.sent < sum(lengths) / 2, (client.sent, sum(lengths))
+
+
+def test_a_definition_parsed_once_still_runs_each_execution_afresh_and_a_broken_one_is_still_refused() -> (
+    None
+):
+    """The emulator keeps a definition's syntax tree (moto parses it at creation and at each start):
+    every execution still runs the whole definition, and an invalid definition is still refused."""
+    with EmbeddedAws(time_scale=0.02) as aws:
+        sfn = aws.client("stepfunctions")
+        role = "arn:aws:iam::123456789012:role/x"
+        machine = sfn.create_state_machine(name="twice", definition=_wait_chain(), roleArn=role)
+        arns = [sfn.start_execution(stateMachineArn=machine["stateMachineArn"])["executionArn"] for _ in "ab"]
+        views = [watch(sfn, arn, lambda v: None, interval_seconds=0.05, timeout_seconds=60) for arn in arns]
+        broken = _wait_chain().replace('"Type": "Succeed"', '"Type": "Succeeds"')
+        try:
+            sfn.create_state_machine(name="broken", definition=broken, roleArn=role)
+            refused = ""
+        except ClientError as error:  # moto's InvalidDefinition (it sends no error code)
+            refused = str(error)
+    assert [v.status for v in views] == ["SUCCEEDED", "SUCCEEDED"]
+    assert views[0].states == views[1].states and len(views[0].states) == STATES + 1
+    assert "mismatched input '\"Succeeds\"'" in refused, refused
