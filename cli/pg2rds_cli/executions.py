@@ -69,10 +69,12 @@ NEWEST_PAGE = 25
 
 
 def events(
-    sfn: Any, arn: str, newest_first: bool = False, page_size: int = HISTORY_PAGE
+    sfn: Any, arn: str, newest_first: bool = False, page_size: int | None = None
 ) -> Iterator[dict[str, Any]]:
-    """The execution's events, a page at a time; newest first, a caller that stops early reads little."""
-    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": page_size, "reverseOrder": newest_first}
+    """The execution's events, a page at a time (``HISTORY_PAGE`` events unless ``page_size``); newest
+    first, a caller that stops early reads little."""
+    size = page_size or HISTORY_PAGE
+    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": size, "reverseOrder": newest_first}
     while True:
         page = sfn.get_execution_history(**kwargs)
         yield from page["events"]
@@ -137,7 +139,7 @@ class _Reader:
         view = self.view
         view.status = described["status"]
         view.started, view.stopped = described.get("startDate"), described.get("stopDate")
-        page = HISTORY_PAGE if self.last_id == 0 else NEWEST_PAGE
+        page = None if self.last_id == 0 else NEWEST_PAGE  # the first read takes the whole history
         recorded = []
         for event in events(self.sfn, self.arn, newest_first=True, page_size=page):
             if event["id"] <= self.last_id:
