@@ -20,7 +20,8 @@ API reference of ``TableStatistics`` and ``ReloadTables`` describe it.
   the stand-in has applied the source's changes up to the moment the source row was read. A difference
   seen during CDC is retried once more (after ``RecordFailureDelayInMinutes`` or
   ``RecordFailureDelayLimitInMinutes`` when set) before it is
-  reported, as DMS delays and retries CDC failures so that a row not yet applied is not one.
+  reported, as DMS delays and retries CDC failures so that a row not yet applied is not one. A record
+  stays pending until its failure is counted: a table is never "Validated" while one is being written.
 - Failures are written to ``<ControlSchema>.awsdms_validation_failures_v1`` on the target (ControlSchema
   from ``ControlTablesSettings``, else ``awsdms_control``), created with the page's columns (TASK_NAME,
   TABLE_OWNER, TABLE_NAME, FAILURE_TIME, KEY_TYPE 'Row', KEY as ``{"key": ["..."]}``, FAILURE_TYPE,
@@ -49,7 +50,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from psycopg2 import sql
@@ -221,6 +222,9 @@ class _Mismatch:
     key: Key
     kind: str  # RECORD_DIFF | MISSING_SOURCE | MISSING_TARGET
     details: str
+    #: The pending entry (key as marked, its mark) this failure settles: it stays pending until the
+    #: failure is counted, so the table never reads "Validated" while its failures are being written.
+    settles: tuple[Key, "_Due"] | None = field(default=None, compare=False)
 
 
 class Validator:
@@ -499,19 +503,25 @@ class Validator:
             target = {tuple(row[:width]): tuple(row[width:]) for row in cur.fetchall()}
         tgt.rollback()
         failures: list[_Mismatch] = []
+        retried = not self.settings.validation_only  # a validation-only task's delay was the wait
         for raw, marked in due.items():
             key = canonical[raw]
             expected, actual = source.get(key), target.get(key)
+            # each outcome in one step under the lock: the key is never seen neither pending nor failed
             with self.lock:
                 if table.pending.get(raw) is not marked:
                     continue  # changed again meanwhile: it waits for its own turn
-                del table.pending[raw]
                 if expected == actual:
+                    del table.pending[raw]
                     table.failed.pop(key, None)
+                    continue
+                if retried and marked.attempts == 0:
+                    del table.pending[raw]
+                    self._retry_later(table, key)
                     continue
             kind = _failure_type(expected, actual)
             details = _details(self._compared(table), expected, actual)
-            if self._found(table, _Mismatch(key, kind, details), marked.attempts > 0, failures):
+            if self._found(table, _Mismatch(key, kind, details, settles=(raw, marked)), True, failures):
                 break
         self._record(table, failures)
 
@@ -522,27 +532,40 @@ class Validator:
         otherwise a failure, added to ``failures``. True once they reach a limit that suspends validation
         (nothing more to collect)."""
         if self.uses_cdc and not checked_before and not self.settings.validation_only:
-            delay = max(self.settings.cdc_delay_seconds, self.settings.failure_delay_seconds, POLL_SECONDS)
             with self.lock:
-                self.version += 1
-                table.pending[mismatch.key] = _Due(time.monotonic() + delay, 1, self.version)
+                self._retry_later(table, mismatch.key)
             return False
         with self.lock:
-            table.pending.pop(mismatch.key, None)
             if table.phase == "halted":
                 return True
+            marked = table.pending.get(mismatch.key)
+            if mismatch.settles is None and marked is not None:
+                mismatch = replace(mismatch, settles=(mismatch.key, marked))  # a change the pass settles
             failures.append(mismatch)
             total = sum(len(t.failed) for t in self.tables.values()) + len(failures)
             in_table = len(table.failed) + len(failures)
             return total > self.settings.failure_max_count or in_table > self.settings.table_failure_max_count
 
+    def _retry_later(self, table: _Table, key: Key) -> None:
+        """Under the lock: ``key`` differs for the first time during CDC; compared once more after the
+        delay (DMS retries CDC differences before it reports them: the change may not be applied yet)."""
+        delay = max(self.settings.cdc_delay_seconds, self.settings.failure_delay_seconds, POLL_SECONDS)
+        self.version += 1
+        table.pending[key] = _Due(time.monotonic() + delay, 1, self.version)
+
     def _record(self, table: _Table, failures: list[_Mismatch]) -> None:
         """Failures are written to the failures table first, then counted: whoever sees them counted in
-        DescribeTableStatistics finds their rows."""
+        DescribeTableStatistics finds their rows. Until counted their keys stay pending: a table whose
+        failures are being written reads "Pending records", never "Validated" (a poll that saw it
+        "Validated" then would take a target still different for a fixed one)."""
         self._write_failures(table, failures)
         with self.lock:
             for mismatch in failures:
                 table.failed[mismatch.key] = mismatch.kind
+                if mismatch.settles is not None:
+                    pending_key, marked = mismatch.settles
+                    if table.pending.get(pending_key) is marked:  # not changed again meanwhile
+                        del table.pending[pending_key]
         self._enforce_limits(table)
 
     def _write_failures(self, table: _Table, failures: list[_Mismatch]) -> None:

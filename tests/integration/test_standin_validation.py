@@ -6,6 +6,7 @@ Guide, CHAP_Tasks.CustomizingTasks.TaskSettings.DataValidation), "TableStatistic
 (API Reference).
 """
 
+import contextlib
 import json
 import threading
 import time
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from judge import table_fingerprint as fingerprint
 from test_dms_standin import engine as engine  # the fixture
-from test_dms_standin import finished, make_task, wait_for
+from test_dms_standin import finished, make_task, until, wait_for
 
 from pg2rds_emulator.dms_engine import TableStats, TaskInfo, TaskRuntime
 from pg2rds_emulator.dms_standin import FULL_LOAD_ONLY_FINISHED, StandInEngine
@@ -270,6 +271,59 @@ def test_a_change_that_did_not_reach_the_target_fails_validation(
     assert [(row[4], row[5], json.loads(row[6])) for row in failures(target_db)] == [
         ('{"key": ["3"]}', "RECORD_DIFF", [[{"price": "5000.00"}, {"price": "3.75"}]]),
     ]
+    engine.stop_task(task.arn)
+
+
+@contextlib.contextmanager
+def _failures_table_locked(target_db) -> Iterator[None]:
+    """A session on the target holds the failures table (SHARE: DMS's INSERT waits) for the block, as a
+    slow target would hold the stand-in's write of a failure."""
+    conn = target_db.connect()
+    try:
+        conn.autocommit = False
+        with conn.cursor() as cur:
+            cur.execute("LOCK TABLE awsdms_control.awsdms_validation_failures_v1 IN SHARE MODE")
+        yield
+    finally:
+        conn.close()
+
+
+def _failure_write_waiting(target_db) -> bool:
+    return target_db.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'pg2rds-dms-standin-validation-failures' AND wait_event_type = 'Lock'"
+    ) == [(1,)]
+
+
+def _items(engine: StandInEngine, task: TaskInfo) -> tuple[str, int, int]:
+    runtime = engine.task_runtime(task.arn)
+    assert runtime is not None
+    items = stats(runtime)["shop.items"]
+    return items.validation_state, items.validation_pending_records, items.validation_failed_records
+
+
+def test_a_difference_is_pending_until_its_failure_is_recorded_never_validated(
+    source_db, target_db, shop, engine: StandInEngine
+) -> None:
+    """A row that differs stays a pending record until its failure is counted: while the failure is being
+    written the table reads "Pending records", never "Validated" with nothing failed, which a poll would
+    take for a target proved equal (pg2rds offered the cutover again on such a read). Both for a change
+    re-validated during CDC and for a re-validation requested by ReloadTables validate-only."""
+    task = _running(engine, source_db, target_db)
+    target_db.execute("DELETE FROM shop.items WHERE id = 9")  # the update below finds no row: skipped
+    with _failures_table_locked(target_db):
+        source_db.execute("UPDATE shop.items SET name = name || '!' WHERE id = 9")
+        until(lambda: _failure_write_waiting(target_db))
+        assert _items(engine, task) == ("Pending records", 1, 0)
+    wait_for(engine, task, state_of("shop.items", "Mismatched records"))
+    assert _items(engine, task) == ("Mismatched records", 0, 1)
+
+    with _failures_table_locked(target_db):
+        engine.reload_tables(task.arn, [("shop", "items")], "validate-only")  # forgets the failure
+        until(lambda: _failure_write_waiting(target_db))
+        assert _items(engine, task) == ("Pending records", 1, 0)
+    wait_for(engine, task, state_of("shop.items", "Mismatched records"))
+    assert [(row[4], row[5]) for row in failures(target_db)] == [('{"key": ["9"]}', "MISSING_TARGET")] * 2
     engine.stop_task(task.arn)
 
 
