@@ -209,6 +209,35 @@ def test_verification_dms_withholds_the_cutover_while_a_table_differs_and_names_
     assert len(engine.reloads) == 1
 
 
+def test_a_difference_seen_while_offered_is_revalidated_by_the_poll_loop_that_remembers_it(
+    dms, engine
+) -> None:
+    """The watcher beside the cutover wait withdraws the offer when a table differs, and the state machine
+    keeps only its error: the poll after the withdrawal starts from the offer's record. A re-validation the
+    watcher requested was forgotten, and DMS's re-validating table (failed records reset, "Pending
+    records") was then taken for merely pending: the cutover was offered again, the target still
+    different. The poll loop requests it instead, and keeps withholding the cutover while DMS re-validates."""
+    spec, task = caught_up_cdc(dms)
+    offered = poll_task(dms, spec, task, None)
+    assert offered.outcome == "cdc-caught-up"
+    engine.mismatch("sales.orders", ["7", "9"])
+    watcher = poll_task(dms, spec, task, offered)
+    assert watcher.outcome == "running" and "sales.orders: Mismatched records" in watcher.withheld
+    assert engine.reloads == []  # its record is dropped with the offer: nothing to remember it by
+
+    after_withdrawal = poll_task(dms, spec, task, offered)  # what the state machine passes on
+    assert after_withdrawal.outcome == "running"
+    asked = poll_task(dms, spec, task, after_withdrawal)
+    assert engine.reloads == [(task.arn, "sales.orders", "validate-only")]
+
+    del engine.mismatches["sales.orders"]  # DMS re-validates: failed records reset while the pass runs
+    engine.set_validation("sales.orders", "Pending records", pending=2)
+    revalidating = poll_task(dms, spec, task, asked)
+    assert revalidating.outcome == "running"
+    engine.set_validation("sales.orders", "Validated")  # the pass found the target fixed
+    assert poll_task(dms, spec, task, revalidating).outcome == "cdc-caught-up"
+
+
 def test_a_fixed_target_is_revalidated_and_the_cutover_offered(dms, engine) -> None:
     spec, task = started(dms, "full-load-and-cdc", cdc={"revalidate_minutes": 0.0001})
     engine.mismatch("sales.orders", ["7"])

@@ -339,7 +339,9 @@ def poll_task(
     decision = decide_poll_outcome(facts)
     if decision.failure:
         raise TaskFailed(failure_message(observed, decision.failure))
-    checks = _checks(dms, spec, task, observed, decision, previous, failure_keys, after_cutover)
+    checks = _checks(
+        dms, spec, task, observed, decision, previous, failure_keys, after_cutover, facts.offered
+    )
     if decision.verification_failure:
         raise _validation_failure(observed, decision.verification_failure, checks)
     if decision.stop_task:
@@ -370,8 +372,16 @@ def _checks(
     previous: Progress | None,
     failure_keys: FailureKeys | None,
     after_cutover: bool,
+    offered: bool,
 ) -> ValidationProgress:
-    """DMS's validation as this poll saw it; before the decision, tables that differ are re-validated."""
+    """DMS's validation as this poll saw it; before the decision, tables that differ are re-validated.
+
+    Not by a poll made while the cutover stands offered (the watcher beside the wait, or the poll just
+    after it withdrew the offer, which starts from the offer's record): a watcher that finds a difference
+    withdraws the offer, and the state machine keeps only the error of the branch, not its record. A
+    re-validation it requested would be forgotten, and the table DMS then reports with its failed records
+    reset ("Pending records" while the pass runs) taken for merely pending: the cutover was offered again
+    with the target still different. The poll loop requests it from its next poll, and remembers it."""
     if spec.verification != "dms":
         when = "cutover decision" if spec.uses_cdc else "load"
         return ValidationProgress(summary=_OWN_CHECKS[spec.verification].format(when=when))
@@ -379,6 +389,6 @@ def _checks(
     earlier = previous.validation if previous else None
     validated = {t.name for t in tables if t.kind == "validated"}
     revalidations = [r for r in (earlier.revalidations if earlier else []) if r.table not in validated]
-    if decision.differs and observed.status == "running":
+    if decision.differs and observed.status == "running" and not offered:
         revalidations = validation_progress.revalidate(dms, spec, task.arn, tables, revalidations)
     return validation_progress.build(tables, earlier, failure_keys, revalidations, notify=not after_cutover)
