@@ -42,7 +42,8 @@ It connects to the PostgreSQL servers named by a task's endpoints and behaves as
   DescribeTableStatistics reports (per-table inserts/updates/deletes) and CDC latency from the source
   commit timestamps. Stopping is just closing our connection: no subscription to dismantle.
 
-- **Stop / delete**: the slot stays on the source, as DMS leaves it; pg2rds's cleanup phase drops it.
+- **Stop / delete**: the slot stays on the source, as DMS leaves it; pg2rds's cleanup phase drops it. A
+  stopped or failed task no longer holds it: its walsender has gone when the stop returns.
   Starting a task again reads the same slot from where it was confirmed; a stopped CDC task that had
   finished its full load resumes streaming without reloading (DMS's resume-processing).
 
@@ -129,6 +130,8 @@ DEFAULT_MAX_SUBTASKS = 8
 CONNECT_TIMEOUT_SECONDS = 5
 #: How long stop/delete/shutdown wait for a task's threads.
 STOP_TIMEOUT_SECONDS = 30
+#: How long a stopping task waits for its walsender to let go of the slot once its connection is closed.
+SLOT_RELEASE_SECONDS = 10
 #: With no message for this long and no open transaction, CDC is idle and caught up: latency 0.
 IDLE_SECONDS = 1.0
 POLL_SECONDS = 0.2
@@ -686,8 +689,46 @@ class _Task:
                     self.stop_event.wait(self.recoverable_interval)
         finally:
             if repl is not None:
-                with contextlib.suppress(Exception):
-                    repl.close()
+                self._release_slot(repl)
+
+    def _release_slot(self, repl: Any) -> None:
+        """Close the replication connection and wait until its walsender has let go of the slot: the server
+        ends it a moment after the client goes, and a stopped or failed task holds no slot (pg2rds's
+        cleanup, or a test's teardown, drops it right after the stop). Bounded; a source that cannot be
+        reached has no walsender left to wait for."""
+        pid = None
+        with contextlib.suppress(Exception):
+            pid = repl.get_backend_pid()
+        with contextlib.suppress(Exception):
+            repl.close()
+        if not pid:
+            return
+        deadline = time.monotonic() + SLOT_RELEASE_SECONDS
+        try:
+            conn = connect(self.info.source, "pg2rds-dms-standin-stop")
+        except psycopg2.Error:
+            return
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                while time.monotonic() < deadline:
+                    cur.execute(
+                        "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND active_pid = %s",
+                        (self.slot, pid),
+                    )
+                    if cur.fetchone() is None:
+                        return
+                    time.sleep(0.05)
+            log.warning(
+                "task %s: slot %s still active after %ss",
+                self.info.identifier,
+                self.slot,
+                SLOT_RELEASE_SECONDS,
+            )
+        except psycopg2.Error:
+            pass
+        finally:
+            conn.close()
 
     def _stream(self, repl: Any, tables: list[TableName]) -> None:
         """Stream the slot from the end of the last transaction committed on the target: after a lost

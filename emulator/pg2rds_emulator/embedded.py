@@ -403,6 +403,11 @@ class EmbeddedAws:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # the account's DMS tasks go with it: none is left streaming from (holding) a slot on the source,
+        # also when the block ends with an error before its owner stopped them
+        shutdown = getattr(self.engine, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
         function_roles.clear()
         self._mock.stop()
         moto_dms.set_engine(None)

@@ -21,6 +21,7 @@ from pg2rds.postgres.selection import TableName, partitioned_parents
 from pg2rds.spec import TableRule, TableSelection
 from pg2rds_emulator.dms_engine import EndpointInfo, TaskInfo, TaskRuntime
 from pg2rds_emulator.dms_standin import FULL_LOAD_ONLY_FINISHED, StandInEngine
+from pg2rds_emulator.embedded import EmbeddedAws
 from pg2rds_emulator.pgcluster import SUPERUSER
 from pg2rds_emulator.sample import load_pagila
 from pg2rds_emulator.standin_copy import copy_in_statement, copy_out_statement, piped_copy, table_metadata
@@ -744,13 +745,14 @@ def test_stop_task_stops_applying(engine: StandInEngine, source_db, target_db) -
     runtime = engine.task_runtime(task.arn)
     assert runtime is not None and runtime.status == "stopped"
     assert runtime.stop_reason == "Stop Reason NORMAL"
-    source_db.execute("INSERT INTO public.accounts VALUES (1002, 'after stop')")
-    time.sleep(2)
-    assert target_db.execute("SELECT count(*) FROM public.accounts WHERE id = 1002") == [(0,)]
     slot = task.source.postgres_settings["SlotName"]
+    # the stop returns once the walsender has let go: the slot can be dropped at once
     assert source_db.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)) == [
         (False,)
     ]
+    source_db.execute("INSERT INTO public.accounts VALUES (1002, 'after stop')")
+    time.sleep(2)
+    assert target_db.execute("SELECT count(*) FROM public.accounts WHERE id = 1002") == [(0,)]
 
     # started again, it resumes from the slot: the change made while stopped arrives, nothing reloads
     engine.start_task(task)
@@ -835,6 +837,26 @@ def test_with_dms_default_error_handling_a_failing_change_is_skipped(
     assert runtime.status == "running", runtime.last_failure_message
     assert target_db.execute("SELECT count(*) FROM public.accounts WHERE id = 5000") == [(0,)]
     engine.delete_task(task.arn)
+
+
+def test_tasks_end_with_the_embedded_account_and_hold_no_slot(
+    engine: StandInEngine, source_db, target_db
+) -> None:
+    """A test that fails mid-run leaves its block before it stops its task: the account's tasks are stopped
+    as it ends, so none keeps streaming, and its slot can be dropped at once (the teardown of an e2e
+    test that had timed out found the slot "active for PID ...")."""
+    _cdc_setup(source_db, target_db, rows=10)
+    task = make_task(source_db, target_db, migration_type="full-load-and-cdc")
+    slot = task.source.postgres_settings["SlotName"]
+    active = "SELECT active FROM pg_replication_slots WHERE slot_name = %s"
+    with pytest.raises(RuntimeError, match="the test failed"), EmbeddedAws(engine):
+        engine.start_task(task)
+        until(lambda: source_db.execute(active, (slot,)) == [(True,)])
+        raise RuntimeError("the test failed")
+    runtime = engine.task_runtime(task.arn)
+    assert runtime is not None and runtime.status == "stopped"
+    assert source_db.execute(active, (slot,)) == [(False,)]
+    source_db.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
 
 
 def test_a_delete_finding_no_row_stops_a_task_whose_policy_says_so(
