@@ -234,6 +234,10 @@ def test_a_difference_seen_while_offered_is_revalidated_by_the_poll_loop_that_re
     engine.set_validation("sales.orders", "Pending records", pending=2)
     revalidating = poll_task(dms, spec, task, asked)
     assert revalidating.outcome == "running"
+    assert revalidating.withheld == (  # named as differing, not "0 table(s) different"
+        "DMS's validation found 1 table(s) different: sales.orders: Pending records, re-validated at "
+        "pg2rds's request after DMS found it different"
+    )
     engine.set_validation("sales.orders", "Validated")  # the pass found the target fixed
     assert poll_task(dms, spec, task, revalidating).outcome == "cdc-caught-up"
 

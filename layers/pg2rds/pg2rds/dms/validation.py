@@ -99,16 +99,17 @@ class ValidationCounts:
         return not self.pending_tables and not self.failing_tables
 
 
-def counts(tables: Sequence[TableValidation], rechecking: Collection[str] = ()) -> ValidationCounts:
+def differs(table: TableValidation, rechecking: Collection[str] = ()) -> bool:
     """``rechecking``: tables DMS found different and re-validates at pg2rds's request. Until DMS says
     "Validated" they still differ: a re-validation under way reset their failed records, not fixed them."""
+    return table.kind == "failing" or (table.name in rechecking and table.kind != "validated")
 
-    def differs(t: TableValidation) -> bool:
-        return t.kind == "failing" or (t.name in rechecking and t.kind != "validated")
 
+def counts(tables: Sequence[TableValidation], rechecking: Collection[str] = ()) -> ValidationCounts:
+    """How many tables are pending, differ (:func:`differs`), wait for their pass; records pending."""
     return ValidationCounts(
-        pending_tables=sum(t.kind == "pending" and not differs(t) for t in tables),
-        failing_tables=sum(differs(t) for t in tables),
+        pending_tables=sum(t.kind == "pending" and not differs(t, rechecking) for t in tables),
+        failing_tables=sum(differs(t, rechecking) for t in tables),
         waiting_tables=sum(t.state in WAITING_STATES for t in tables),
         pending_records=sum(t.pending for t in tables if t.kind == "pending"),
     )

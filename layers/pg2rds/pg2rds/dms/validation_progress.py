@@ -12,7 +12,7 @@ once per ``spec.cdc.revalidate_minutes``, so a fixed target is seen equal and th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
@@ -37,8 +37,12 @@ NAMED = MAX_OBJECTS_PER_FINDING
 FailureKeys = Callable[[str, str, int], tuple[list[str], int]]
 
 
-def _named_difference(table: TableValidation, failure_keys: FailureKeys | None, read: bool) -> str:
+def _named_difference(
+    table: TableValidation, failure_keys: FailureKeys | None, read: bool, rechecking: Collection[str]
+) -> str:
     text = table.difference()
+    if table.kind != "failing" and table.name in rechecking:
+        text += ", re-validated at pg2rds's request after DMS found it different"
     if failure_keys is None or not read:
         return text
     keys, total = failure_keys(table.schema, table.table, KEYS_PER_TABLE)
@@ -48,12 +52,18 @@ def _named_difference(table: TableValidation, failure_keys: FailureKeys | None, 
     return f"{text}: {'; '.join(keys)}{more}"
 
 
-def differences(tables: Sequence[TableValidation], failure_keys: FailureKeys | None) -> list[str]:
-    """The first failing tables, named with their counts and (for the first few) their failing keys."""
-    failing = [t for t in tables if t.kind == "failing"]
+def differing(tables: Sequence[TableValidation], rechecking: Collection[str] = ()) -> list[TableValidation]:
+    return [t for t in tables if validation.differs(t, rechecking)]
+
+
+def differences(
+    tables: Sequence[TableValidation], failure_keys: FailureKeys | None, rechecking: Collection[str] = ()
+) -> list[str]:
+    """The first tables that differ, named with their counts and (for the first few) their failing keys
+    (the failures table keeps them while DMS re-validates)."""
     return [
-        _named_difference(table, failure_keys, index < TABLES_WITH_KEYS)
-        for index, table in enumerate(failing[:NAMED])
+        _named_difference(table, failure_keys, index < TABLES_WITH_KEYS, rechecking)
+        for index, table in enumerate(differing(tables, rechecking)[:NAMED])
     ]
 
 
@@ -71,10 +81,11 @@ def build(
     """The poll's view of validation; ``notify`` (before the decision) fills ``notify`` when the tables
     that differ changed since the previous poll, so the topic hears of each change once."""
     unvalidated = [t for t in tables if t.kind == "unvalidated"]
-    named = differences(tables, failure_keys)
+    rechecking = {r.table for r in revalidations}
+    named = differences(tables, failure_keys, rechecking)
     signature = _signature(tables)
     changed = signature != (previous.signature if previous else "")
-    failing = sum(t.kind == "failing" for t in tables)
+    failing = len(differing(tables, rechecking))
     return ValidationProgress(
         enabled=True,
         states=validation.states(tables),
