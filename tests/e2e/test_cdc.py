@@ -21,6 +21,7 @@ from pg2rds.dms import progress
 from pg2rds_cli import executions
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
 from pg2rds_cli.executions import ExecutionView, read_execution, watch
+from pg2rds_emulator.dms_engine import TableStats
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.embedded import EmbeddedAws
 from pg2rds_emulator.local_run import copy_schema
@@ -458,6 +459,32 @@ def test_cutover_waits_for_a_lagging_task_to_confirm_the_decisions_position(fake
     view = finish(aws, arn)
     assert view.status == "SUCCEEDED", (view.error, view.cause)
     assert view.output["progress"]["outcome"] == "stopped"
+
+
+def test_a_task_stopped_by_someone_else_after_the_decision_fails_the_migration(fake_aws, one_table) -> None:
+    """Someone stops the task (console, CLI) after the decision while it still lags: the migration must not
+    end SUCCEEDED, since the writes the slot has not confirmed may be missing on the target. The table is
+    one DMS reports validated, so pg2rds's own comparison after the stop would not look at it again."""
+    aws, engine = fake_aws
+    source, target = one_table
+    engine.tables = [TableStats("public", "t")]
+    spec = spec_for(
+        source, target, migration_id="stopped", migration_type="full-load-and-cdc", polling=CDC_POLLING
+    )
+    arn = start(aws, spec)
+    assert wait_for_state(aws, arn, WAITING_STATE).current_state == WAITING_STATE
+    engine.hold_slot()
+    source.execute("INSERT INTO t VALUES (1)")  # never applied: the task lags, then is stopped
+    dms = aws.client("dms")
+    send_decision(aws.client("stepfunctions"), arn)
+    polls_after_decision(aws, arn, 1)
+    dms.stop_replication_task(
+        ReplicationTaskArn=dms.describe_replication_tasks()["ReplicationTasks"][0]["ReplicationTaskArn"]
+    )
+    view = finish(aws, arn)
+    assert view.status == "FAILED" and view.error == "TaskFailed", path(view)
+    assert "stopped after the cutover decision before the replication slot had confirmed" in view.cause
+    assert account_dms_resources(aws) == [] and source_objects(source) == ([], [])
 
 
 def test_a_write_just_before_the_decision_reaches_the_target_before_the_task_stops(one_table) -> None:

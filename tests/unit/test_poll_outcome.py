@@ -103,11 +103,30 @@ CASES = [
         False,
     ),
     (
-        "after the decision, stopped",
-        PollFacts("full-load-and-cdc", "stopped", "Stop Reason NORMAL", after_cutover=True),
+        "after the decision, stopped once the slot confirmed the decision's position (pg2rds's stop)",
+        PollFacts(
+            "full-load-and-cdc",
+            "stopped",
+            "Stop Reason NORMAL",
+            after_cutover=True,
+            cutover_position_applied=True,
+        ),
         "stopped",
         False,
         False,
+    ),
+    (
+        "after the decision, stopped before the slot confirmed it (someone else's stop: changes missing)",
+        PollFacts(
+            "full-load-and-cdc",
+            "stopped",
+            "Stop Reason NORMAL",
+            after_cutover=True,
+            cutover_position_applied=False,
+        ),
+        "running",
+        False,
+        True,
     ),
     (
         "after the decision, failed",

@@ -86,10 +86,15 @@ def _failure(facts: PollFacts) -> str | None:
         return f"{facts.tables_errored} table(s) errored"
     if facts.status == "failed":
         return "the task failed"
-    expected_stop = _finished_full_load(facts) or (
-        facts.after_cutover and facts.migration_type != "full-load"
-    )
-    if facts.status == "stopped" and not expected_stop:
+    after_cutover = facts.after_cutover and facts.migration_type != "full-load"
+    if facts.status == "stopped" and after_cutover and not facts.cutover_position_applied:
+        # pg2rds stops the task only once the slot has confirmed the decision's position, so this stop
+        # was someone else's (or DMS's own): what the application wrote last may not be on the target
+        return (
+            "the task stopped after the cutover decision before the replication slot had confirmed the "
+            "source's position at the decision: the last changes made before it may be missing on the target"
+        )
+    if facts.status == "stopped" and not (_finished_full_load(facts) or after_cutover):
         return "the task stopped before the migration was complete"
     return None
 
@@ -159,7 +164,8 @@ def decide_poll_outcome(facts: PollFacts) -> PollDecision:
       changed during the wait only wait for validation (after the decision);
     - CDC after the decision: never back to the cutover wait; ``stopped`` once the task stopped, and the
       task is stopped only once the slot has confirmed the decision's WAL position (and, with
-      ``verification: dms``, DMS has validated every change: a difference now fails the migration);
+      ``verification: dms``, DMS has validated every change: a difference now fails the migration); a
+      task found stopped before the slot confirmed that position was stopped by someone else, and fails;
     - a still-running poll loop, or the watcher of a long cutover wait, hands over to a new execution after
       ``polls_per_execution`` polls.
     """

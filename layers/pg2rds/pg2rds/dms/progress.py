@@ -328,7 +328,7 @@ def poll_task(
     cutover_polled_at = (previous.cutover_polled_at if previous else "") or (
         now_iso() if after_cutover else ""
     )
-    if cutover_position is not None and observed.status == "running":
+    if cutover_position is not None and observed.status in ("running", "stopped"):
         cutover_lsn, applied = cutover_position()
         facts = replace(
             facts,
