@@ -59,7 +59,7 @@ def plan_all(migration: MigrationSpec, source: Credentials, target: Credentials)
     chunks: list[Chunk] = []
     table_cursor, lower = 0, None
     while True:
-        planned, table_cursor, lower, _, finished = plan_next(
+        planned, table_cursor, lower, _, finished, _ = plan_next(
             migration, source, target, table_cursor, lower, 100
         )
         if finished and not planned:

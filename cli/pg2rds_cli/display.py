@@ -127,6 +127,11 @@ def _after_load(console: Console, record: dict[str, Any]) -> None:
             foreign_keys = f"violated: {'; '.join(violations)}"
         elif verification.get("done"):
             foreign_keys = "checked, none violated"
+            if verification.get("foreign_keys_checked_before"):
+                foreign_keys += (
+                    f" ({verification['foreign_keys_checked_before']} tables checked before the offer, "
+                    f"{verification.get('foreign_keys_checked_after', 0)} again after the decision)"
+                )
         else:
             foreign_keys = "not checked to the end"
         differ = verification.get("mismatch_count", 0) + len(finish.get("mismatched") or [])

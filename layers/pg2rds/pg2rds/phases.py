@@ -6,7 +6,9 @@ which take only what they need. Anything a phase decides about failure is decide
 """
 
 import os
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
+from typing import Any
 
 from pg2rds import lease
 from pg2rds.aws import client
@@ -22,9 +24,10 @@ from pg2rds.dms.table_mappings import table_mappings
 from pg2rds.dms.task import CONTROL_SCHEMA, ensure_task_started
 from pg2rds.errors import SourceNotReady, SpecInvalid, TargetNotReady, VerificationFailed
 from pg2rds.naming import ResourceNames
-from pg2rds.postgres.chunks import check_chunk, plan_next
+from pg2rds.postgres.chunks import Planned, check_chunk, plan_next
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.finalize import finish_target as finish_on_target
+from pg2rds.postgres.foreign_keys import foreign_key_tables
 from pg2rds.postgres.selection import partitioned_parents
 from pg2rds.postgres.slots import current_wal_lsn, ensure_slot, slot_has_confirmed
 from pg2rds.postgres.source_checks import validate_source as check_source
@@ -34,6 +37,7 @@ from pg2rds.secrets import get_credentials
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import (
     MAX_OBJECTS_PER_FINDING,
+    Chunk,
     ChunkCheck,
     ChunkFailure,
     CleanupState,
@@ -50,6 +54,7 @@ from pg2rds.state import (
     TargetReport,
     TaskState,
     VerificationState,
+    qualified,
 )
 
 #: The role DMS assumes to read the two secrets; the template passes it to the functions that need it.
@@ -237,25 +242,45 @@ def finish_target(state: MigrationState) -> FinishReport:
 MAX_CHUNKS_PER_ROUND = 100
 
 
+#: Bytes of names and counters the baseline of the check before the decision keeps: a few hundred tables
+#: with foreign keys; the tables beyond are checked again after the decision.
+MAX_BASELINE_BYTES = 24_000
+
+
 def plan_verification(state: MigrationState) -> VerificationState:
     """Take in the last round's chunk results, then plan the next round from the cursor; once every table
     is planned and checked, fail naming the differences and foreign-key violations (table and key range),
     if any. Foreign keys are checked in the same chunks, also when ``verification`` is ``none``. A chunk that
-    failed (its error is its result) ends the verification with that error (``failure``)."""
+    failed (its error is its result) ends the verification with that error (``failure``).
+
+    A CDC migration checks its foreign keys before the cutover is offered, while DMS replicates
+    (:func:`_check_before_decision`); after the decision only the tables whose DMS change counters moved
+    since then (or whose referenced tables' did) are checked again: the time after the decision, which is
+    the application's downtime, no longer grows with the tables' size."""
     spec = state.spec
     previous = state.verification or VerificationState()
     failure = _chunk_failure(previous)
     if failure is not None:
         return previous.model_copy(update={"chunks": [], "results": [], "failure": failure})
+    if spec.uses_cdc and state.cutover is None:
+        return _check_before_decision(state)
+    if previous.before_decision:  # the check before the decision is done: the one after it starts
+        previous = VerificationState(
+            baseline=previous.baseline, foreign_keys_checked_before=previous.foreign_keys_checked_before
+        )
     summary = _take_in(previous)
     summary.concurrency = spec.verification_concurrency
-    validated = _validated_by_dms(state)
+    rows = _statistics(state) if spec.verification == "dms" or summary.baseline else []
+    validated = _validated_by_dms(state, rows)
     summary.tables_validated_by_dms = len(validated)
-    summary.chunks, summary.next_table, summary.next_lower, summary.tables_checked, planned = plan_next(
+    planned = plan_next(
         spec, get_credentials(spec.source, "source"), get_credentials(spec.target, "target"),
         previous.next_table, previous.next_lower, MAX_CHUNKS_PER_ROUND, validated,
+        _unchanged(summary.baseline, rows),
     )  # fmt: skip
-    summary.done = planned and not summary.chunks
+    _take_plan(summary, planned)
+    summary.foreign_keys_unchanged += planned.unchanged
+    summary.foreign_keys_checked_after += _tables_started(planned.chunks)
     if summary.done and (summary.mismatch_count or summary.violation_count):
         raise VerificationFailed(
             "the target does not match the source: "
@@ -281,6 +306,94 @@ def _chunk_failure(previous: VerificationState) -> dict[str, str] | None:
     return None
 
 
+def _check_before_decision(state: MigrationState) -> VerificationState:
+    """Before the cutover is offered: every foreign key checked on the target, in the same chunks (foreign
+    keys only, no rows compared), while DMS goes on replicating. DMS's change counters of the tables
+    involved are noted first, so that after the decision a table unchanged since (by those counters) need
+    not be checked again. A violation seen now fails nothing, since a change may be half applied (DMS's
+    batch apply orders statements by table), but its table is checked again after the decision.
+
+    This relies on DescribeTableStatistics counting a change (Inserts, Updates, Deletes, Ddls) no later
+    than the change is on the target, and on the stopped task's counters being final."""
+    spec = state.spec
+    previous = state.verification
+    if previous is None or not previous.before_decision:
+        summary = VerificationState(before_decision=True, baseline=_baseline(state))
+    else:
+        summary = _take_in(previous)
+        for check in previous.results:
+            if isinstance(check, ChunkCheck) and check.violation_count:  # checked after the decision too
+                summary.baseline.pop(check.table, None)
+    summary.concurrency = spec.verification_concurrency
+    planned = plan_next(
+        spec, get_credentials(spec.source, "source"), get_credentials(spec.target, "target"),
+        summary.next_table, summary.next_lower, MAX_CHUNKS_PER_ROUND, foreign_keys_only=True,
+    )  # fmt: skip
+    _take_plan(summary, planned)
+    summary.foreign_keys_checked_before += _tables_started(planned.chunks)
+    return summary
+
+
+def _take_plan(summary: VerificationState, planned: Planned) -> None:
+    """The round just planned, and the cursor after it, into the state."""
+    summary.chunks, summary.next_table = planned.chunks, planned.next_table
+    summary.next_lower = planned.next_lower
+    summary.tables_checked = planned.tables_checked
+    summary.done = planned.finished and not planned.chunks
+
+
+def _tables_started(chunks: Sequence[Chunk]) -> int:
+    """Tables whose foreign-key check starts in this round (a table's first chunk is open below)."""
+    return sum(chunk.foreign_keys and chunk.lower is None for chunk in chunks)
+
+
+def _counters(row: Mapping[str, Any]) -> str:
+    """A table's DMS change counters, in one comparable text."""
+    return "/".join(str(int(row.get(field, 0) or 0)) for field in _COUNTERS)
+
+
+_COUNTERS = ("FullLoadRows", "Inserts", "Updates", "Deletes", "Ddls")
+
+
+def _baseline(state: MigrationState) -> dict[str, str]:
+    """DMS's change counters of the tables with a foreign key or referenced by one (read before the check
+    begins: a change made while it runs counts as a change), at most ``MAX_BASELINE_BYTES`` of them."""
+    spec = state.spec
+    if state.task is None:
+        return {}
+    rows = _statistics(state)
+    credentials = get_credentials(spec.target, "target")
+    with connect(spec.target, credentials, "target", application_name="pg2rds-verify") as target:
+        related = foreign_key_tables(target)
+    baseline: dict[str, str] = {}
+    size = 0
+    for row in sorted(rows, key=lambda r: (r.get("SchemaName", ""), r.get("TableName", ""))):
+        schema, table = row.get("SchemaName", ""), row.get("TableName", "")
+        if (schema, table) not in related:
+            continue
+        name, counters = qualified(schema, table), _counters(row)
+        size += len(name) + len(counters) + 6
+        if size > MAX_BASELINE_BYTES:
+            break
+        baseline[name] = counters
+    return baseline
+
+
+def _unchanged(baseline: Mapping[str, str], rows: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    """(schema, table) of the tables whose counters are those of the baseline (absent: changed)."""
+    unchanged = set()
+    for row in rows:
+        schema, table = row.get("SchemaName", ""), row.get("TableName", "")
+        noted = baseline.get(qualified(schema, table))
+        if noted is not None and noted == _counters(row):
+            unchanged.add((schema, table))
+    return unchanged
+
+
+def _statistics(state: MigrationState) -> list[Mapping[str, Any]]:
+    return table_statistics(client("dms"), state.task.arn) if state.task is not None else []
+
+
 def _problems(summary: VerificationState) -> list[str]:
     """The differing chunks and the violated foreign keys, each list named and capped."""
     problems = []
@@ -293,12 +406,12 @@ def _problems(summary: VerificationState) -> list[str]:
     return problems
 
 
-def _validated_by_dms(state: MigrationState) -> set[tuple[str, str]]:
-    """With ``verification: dms``, the tables DMS validated (its statistics, read again from the stopped
-    task): pg2rds checksums only the others. Anything DMS did not report "Validated" is checksummed."""
+def _validated_by_dms(state: MigrationState, rows: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    """With ``verification: dms``, the tables DMS validated (its statistics, ``rows``, read again from the
+    stopped task): pg2rds checksums only the others. Anything DMS did not report "Validated" is
+    checksummed."""
     if state.spec.verification != "dms" or state.task is None:
         return set()
-    rows = table_statistics(client("dms"), state.task.arn)
     return validation.validated_names(validation.read_tables(rows))
 
 
@@ -310,6 +423,7 @@ def _take_in(previous: VerificationState) -> VerificationState:
             "results": [],
             "mismatched": list(previous.mismatched),
             "violations": list(previous.violations),
+            "baseline": dict(previous.baseline),
         }
     )
     for check in previous.results:

@@ -286,6 +286,16 @@ class Chunk(_Result):
         return bound if len(bound) <= MAX_BOUND_CHARS else bound[:MAX_BOUND_CHARS] + "…"
 
 
+def qualified(schema: str, table: str) -> str:
+    """A table's name as the state keeps it: ``schema.table``, each part double-quoted when it holds a dot
+    or a double quote, so that no two tables share a name."""
+
+    def part(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"' if "." in name or '"' in name else name
+
+    return f"{part(schema)}.{part(table)}"
+
+
 class ChunkCheck(_Result):
     """What verify-chunk found for one chunk (one item of the Map's result)."""
 
@@ -293,6 +303,9 @@ class ChunkCheck(_Result):
     source_rows: int
     target_rows: int
     matches: bool
+    #: The chunk's table, "schema.table" (a foreign-key violation found before the cutover decision makes
+    #: it re-checked after it).
+    table: str = ""
     #: Foreign keys the chunk's target rows violate, each naming the constraint, the rows and the range
     #: (at most MAX_VIOLATIONS_PER_CHUNK; ``violation_count`` counts them all).
     violations: list[str] = Field(default_factory=list)
@@ -342,6 +355,22 @@ class VerificationState(_Result):
     violations: list[str] = Field(default_factory=list, max_length=MAX_OBJECTS_PER_FINDING)
     #: Tables left out because DMS validated them (``verification: dms``).
     tables_validated_by_dms: int = 0
+    #: CDC: this is the foreign-key check made before the cutover is offered (while DMS replicates), not
+    #: the verification after the decision; its violations fail nothing (a change may be half applied),
+    #: they make the table re-checked after the decision.
+    before_decision: bool = False
+    #: DMS's change counters ("full load rows/inserts/updates/deletes/DDLs", DescribeTableStatistics) of
+    #: the tables with foreign keys or referenced by one, read before the check before the decision began;
+    #: a table with a violation then is dropped. At most ``MAX_BASELINE_BYTES`` of names: a table left out
+    #: is re-checked after the decision.
+    baseline: dict[str, str] = Field(default_factory=dict)
+    #: Tables whose foreign keys were checked before the decision.
+    foreign_keys_checked_before: int = 0
+    #: Tables with foreign keys that DMS's counters show unchanged since then (with the tables they
+    #: reference): not checked again after the decision.
+    foreign_keys_unchanged: int = 0
+    #: Tables whose foreign keys were checked after the decision.
+    foreign_keys_checked_after: int = 0
 
 
 class LeaseState(_Result):

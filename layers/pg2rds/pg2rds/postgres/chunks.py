@@ -43,18 +43,18 @@ checksum of the rows' text, with both sessions' text rendering pinned.
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg2 import sql
 
 from pg2rds.postgres.connection import connect
-from pg2rds.postgres.foreign_keys import has_foreign_keys, range_violations
+from pg2rds.postgres.foreign_keys import range_violations, referenced_tables
 from pg2rds.postgres.keys import KeyColumn, byte_order_needed, table_key
 from pg2rds.postgres.selection import TableName, select_tables
 from pg2rds.postgres.verify import HASHTEXTEXTENDED_SINCE, pin_text_rendering
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec
-from pg2rds.state import MAX_VIOLATIONS_PER_CHUNK, Chunk, ChunkCheck
+from pg2rds.state import MAX_VIOLATIONS_PER_CHUNK, Chunk, ChunkCheck, qualified
 
 #: Sampled rows, and sampled pages, wanted per chunk: a chunk's size is estimated from this many.
 SAMPLES_PER_CHUNK = 100
@@ -184,18 +184,23 @@ def table_chunks(
     chunk_rows: int,
     compare: bool,
     limit: int,
-) -> list[Chunk]:
+    unchanged: Collection[tuple[str, str]] = (),
+) -> tuple[list[Chunk], bool]:
     """The table's chunks from ``lower`` on (at most ``limit + 1``; none when there is nothing to check:
-    no comparison asked for and no foreign key on the target)."""
-    foreign_keys = has_foreign_keys(target, table.schema, table.table)
+    no comparison asked for and no foreign key to check on the target), and whether the table has foreign
+    keys left unchecked because it and every table they reference are in ``unchanged`` (checked before
+    the cutover decision, and not changed since)."""
+    parents = referenced_tables(target, table.schema, table.table)
+    settled = bool(parents) and all(t in unchanged for t in [(table.schema, table.table), *parents])
+    foreign_keys = bool(parents) and not settled
     if not compare and not foreign_keys:
-        return []
+        return [], settled
     whole = Chunk(
         schema_name=table.schema, table_name=table.table, compare=compare, foreign_keys=foreign_keys
     )
     key: list[KeyColumn] = table_key(source, table)
     if not key:
-        return [whole]
+        return [whole], settled
     names = [column.name for column in key]
     byte_order = byte_order_needed(key, table_key(target, table))
     fraction, step = _sample_plan(source, table, chunk_rows)
@@ -203,14 +208,25 @@ def table_chunks(
     ranged = whole.model_copy(
         update={"key": names, "bare": [column.bare for column in key], "collate_c": byte_order}
     )
-    return [
+    chunks = [
         ranged.model_copy(update={"lower": low, "upper": high})
         for low, high in zip([lower, *bounds], [*bounds, None], strict=True)
     ]
+    return chunks, settled
 
 
 def _chunk_bytes(chunk: Chunk) -> int:
     return len(chunk.model_dump_json().encode())
+
+
+class Round(NamedTuple):
+    """One round's plan: its chunks, the cursor after them, and how many tables' foreign keys were left
+    unchecked because they were checked before the decision and have not changed since."""
+
+    chunks: list[Chunk]
+    next_table: int
+    next_lower: list[str] | None
+    unchanged: int = 0
 
 
 def plan_round(
@@ -223,21 +239,23 @@ def plan_round(
     compare: bool,
     max_chunks: int,
     validated: Collection[tuple[str, str]] = (),
-) -> tuple[list[Chunk], int, list[str] | None]:
+    unchanged: Collection[tuple[str, str]] = (),
+) -> Round:
     """Up to ``max_chunks`` chunks from the cursor on, and the cursor after them. At most ``max_chunks``
     tables are looked at, too: with ``verification: none`` a table without foreign keys yields no chunk,
     and a round must not walk the whole catalog (a round may then have no chunks before the end). Tables
     in ``validated`` ((schema, table), those DMS validated) are not compared again, only their foreign keys
-    checked."""
+    checked; foreign keys whose tables are all in ``unchanged`` are not checked (see :func:`table_chunks`)."""
     planned: list[Chunk] = []
-    total = looked_at = 0
+    total = looked_at = skipped = 0
     while next_table < len(tables) and len(planned) < max_chunks and looked_at < max_chunks:
         looked_at += 1
         table = tables[next_table]
         compared = compare and (table.schema, table.table) not in validated
-        chunks = table_chunks(
-            source, target, table, next_lower, chunk_rows, compared, max_chunks - len(planned)
+        chunks, settled = table_chunks(
+            source, target, table, next_lower, chunk_rows, compared, max_chunks - len(planned), unchanged
         )
+        skipped += settled and next_lower is None  # counted once, at the table's first chunk
         taken = 0
         for chunk in chunks:
             size = _chunk_bytes(chunk)
@@ -250,7 +268,7 @@ def plan_round(
             next_lower = chunks[taken].lower
             break
         next_table, next_lower = next_table + 1, None
-    return planned, next_table, next_lower
+    return Round(planned, next_table, next_lower, skipped)
 
 
 def chunk_checksum(conn: Any, chunk: Chunk, checksums: bool, hashtextextended: bool) -> tuple[int, str]:
@@ -283,6 +301,19 @@ def compare_chunk(source: Any, target: Any, chunk: Chunk, checksums: bool = True
     return source_rows, target_rows, (source_rows, source_sum) == (target_rows, target_sum)
 
 
+class Planned(NamedTuple):
+    """What :func:`plan_next` planned: the round, the cursor after it, the tables fully planned before it,
+    and whether every table is planned now."""
+
+    chunks: list[Chunk]
+    next_table: int
+    next_lower: list[str] | None
+    tables_checked: int
+    finished: bool
+    #: Tables whose foreign keys this round left unchecked (unchanged since the check before the decision).
+    unchanged: int = 0
+
+
 def plan_next(
     spec: MigrationSpec,
     source_credentials: Credentials,
@@ -291,11 +322,13 @@ def plan_next(
     next_lower: list[str] | None,
     max_chunks: int,
     validated: Collection[tuple[str, str]] = (),
-) -> tuple[list[Chunk], int, list[str] | None, int, bool]:
-    """The next round: (chunks, cursor table, cursor key, tables fully planned before, every table
-    planned). Boundaries come from the source; the target says which foreign keys to check and how it
-    orders text keys. Tables in ``validated`` (by DMS) get their foreign keys
-    checked, not their rows compared."""
+    unchanged: Collection[tuple[str, str]] = (),
+    foreign_keys_only: bool = False,
+) -> Planned:
+    """The next round. Boundaries come from the source; the target says which foreign keys to check and
+    how it orders text keys. Tables in ``validated`` (by DMS) get their foreign keys checked, not their
+    rows compared; ``unchanged``: see :func:`plan_round`; ``foreign_keys_only``: no rows compared at all
+    (the check before the cutover decision)."""
     with (
         connect(spec.source, source_credentials, "source", application_name="pg2rds-verify") as source,
         connect(spec.target, target_credentials, "target", application_name="pg2rds-verify") as target,
@@ -303,18 +336,26 @@ def plan_next(
         tables = select_tables(source, spec.tables)
         for conn in (source, target):
             pin_text_rendering(conn)  # boundaries are key text: rendered alike for both sides
-        chunks, table, lower = plan_round(
+        planned = plan_round(
             source,
             target,
             tables,
             next_table,
             next_lower,
             spec.verification_chunk_rows,
-            spec.verification != "none",
+            spec.verification != "none" and not foreign_keys_only,
             max_chunks,
             validated,
+            unchanged,
         )
-    return chunks, table, lower, min(next_table, len(tables)), table >= len(tables)
+    return Planned(
+        planned.chunks,
+        planned.next_table,
+        planned.next_lower,
+        min(next_table, len(tables)),
+        planned.next_table >= len(tables),
+        planned.unchanged,
+    )
 
 
 def check_chunk(
@@ -347,6 +388,7 @@ def check_chunk(
             violations = range_violations(target, chunk, condition, params)
     return ChunkCheck(
         chunk=chunk.describe(),
+        table=qualified(chunk.schema_name, chunk.table_name),
         source_rows=source_rows,
         target_rows=target_rows,
         matches=matches,

@@ -4,6 +4,10 @@ The load ran with ``session_replication_role = replica``, so no foreign key was 
 referencing table (:mod:`pg2rds.postgres.chunks`) counts, for every foreign key of that table, its rows in
 the chunk's range whose parent row is missing: an anti-join probe of the parent's unique index per row, so
 the work is bounded by the chunk's rows times the table's foreign keys, whatever the table's size.
+
+With CDC every foreign key is checked before the cutover is offered, while DMS replicates, and after the
+decision only those of tables that DMS's change counters show written to since, or that reference such a
+table (:func:`referenced_tables`, :func:`foreign_key_tables`; the rule is in :mod:`pg2rds.phases`).
 """
 
 from typing import Any
@@ -25,15 +29,29 @@ ORDER BY con.conname
 """
 
 
-def has_foreign_keys(conn: Any, schema: str, table: str) -> bool:
-    """Does this table (on the target) have a foreign key? One catalog query."""
+def referenced_tables(conn: Any, schema: str, table: str) -> list[tuple[str, str]]:
+    """The tables this table's foreign keys (on the target) reference, as (schema, table); none when it has
+    no foreign key. One catalog query."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' "
-            "AND conrelid = to_regclass(format('%%I.%%I', %s, %s)))",
+            "SELECT DISTINCT rn.nspname, rc.relname FROM pg_constraint con "
+            "JOIN pg_class rc ON rc.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace "
+            "WHERE con.contype = 'f' AND con.conrelid = to_regclass(format('%%I.%%I', %s, %s)) ORDER BY 1, 2",
             (schema, table),
         )
-        return bool(cur.fetchone()[0])
+        return [(row[0], row[1]) for row in cur.fetchall()]
+
+
+def foreign_key_tables(conn: Any) -> set[tuple[str, str]]:
+    """Every table (on the target) that has a foreign key or is referenced by one, as (schema, table): one
+    catalog query, as many rows as such tables."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.oid IN (SELECT conrelid FROM pg_constraint WHERE contype = 'f' "
+            "UNION SELECT confrelid FROM pg_constraint WHERE contype = 'f')"
+        )
+        return {(row[0], row[1]) for row in cur.fetchall()}
 
 
 def range_violations(target: Any, chunk: Chunk, condition: sql.Composable, params: list[str]) -> list[str]:
