@@ -117,10 +117,10 @@ def pgbench(cluster: Any, database: str, *args: str, **popen: Any) -> subprocess
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
 
 
-def pgbench_init(cluster: Any, database: str, scale: int) -> float:
-    """``pgbench -i -q -s scale``; its wall time in seconds."""
+def pgbench_init(cluster: Any, database: str, scale: int, *options: str) -> float:
+    """``pgbench -i -q -s scale [options]``; its wall time in seconds."""
     started = time.perf_counter()
-    process = pgbench(cluster, database, "-i", "-q", "-s", str(scale))
+    process = pgbench(cluster, database, "-i", "-q", "-s", str(scale), *options)
     _, err = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"pgbench -i failed: {err.decode()}")
