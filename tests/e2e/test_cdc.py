@@ -529,15 +529,20 @@ def subscribe(aws: EmbeddedAws) -> str:
     return url
 
 
-def notifications(aws: EmbeddedAws, url: str) -> list[tuple[str, dict]]:
-    """(subject, message) of everything the topic received so far."""
+def notifications(aws: EmbeddedAws, url: str, expect: int = 0, timeout: float = 60) -> list[tuple[str, dict]]:
+    """(subject, message) of everything the topic received so far; with ``expect``, waiting until that many
+    have arrived (a state is entered in the history before its function or SNS task has published)."""
     sqs, received = aws.client("sqs"), []
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        for message in messages:
-            body = json.loads(message["Body"])
-            received.append((body["Subject"], json.loads(body["Message"])))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return received
+    deadline = time.monotonic() + timeout
+    while True:
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                body = json.loads(message["Body"])
+                received.append((body["Subject"], json.loads(body["Message"])))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        if len(received) >= expect or time.monotonic() > deadline:
+            return received
+        time.sleep(0.2)
 
 
 def wait_until(aws: EmbeddedAws, arn: str, condition, timeout: float = 120) -> ExecutionView:
@@ -595,7 +600,7 @@ def test_falling_behind_during_the_wait_withdraws_the_offer_until_caught_up_agai
         send_decision(aws.client("stepfunctions"), arn)
     # either order: the watcher may end the wait before the offer's own publish has gone out (the two
     # branches run at once), and SNS to a standard queue keeps no order anyway
-    subjects = sorted(subject for subject, _ in notifications(aws, mailbox))
+    subjects = sorted(subject for subject, _ in notifications(aws, mailbox, expect=2))
     assert subjects == ["pg2rds: cutover no longer offered", "pg2rds: ready for cutover"]
 
     engine.set_latency(0)  # CloudWatch's per-minute maximum drops in the next minute

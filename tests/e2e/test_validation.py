@@ -84,7 +84,7 @@ def test_differences_withhold_the_cutover_are_named_and_a_fixed_target_proceeds(
     ] or progress["validation"]["differences"] == [
         "public.t: Mismatched records, 2 failed records: RECORD_DIFF 3; RECORD_DIFF 5"
     ]
-    [(subject, message)] = notifications(aws, mailbox)
+    [(subject, message)] = notifications(aws, mailbox, expect=1)
     assert subject == "pg2rds: the target differs, cutover withheld"
     assert "public.t: Mismatched records, 2 failed records: RECORD_DIFF" in message["differences"]
     assert "3" in message["differences"] and "5" in message["differences"]
@@ -100,7 +100,7 @@ def test_differences_withhold_the_cutover_are_named_and_a_fixed_target_proceeds(
     view = wait_for_state(aws, arn, WAITING_STATE)
     assert view.current_state == WAITING_STATE, (view.status, view.cause)
     assert len(engine.reloads) > revalidated
-    subjects = [(subject, message) for subject, message in notifications(aws, mailbox)]
+    subjects = [(subject, message) for subject, message in notifications(aws, mailbox, expect=1)]
     assert [subject for subject, _ in subjects] == ["pg2rds: ready for cutover"]
     offer = subjects[0][1]
     assert "DMS validated 1 of the 1 tables it can validate" in offer["expected_downtime"]
