@@ -50,6 +50,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
@@ -224,6 +225,21 @@ def _scaled_program_eval(self: Program, env: Any) -> None:
         worker.join(0.05)
 
 
+_original_set_error = Environment.set_error
+
+
+def _set_error_unless_stopped(self: Environment, error: Any) -> None:
+    """A stopped execution stays ABORTED, as in Step Functions. moto lets a later error overwrite the stop:
+    the state that was running when StopExecution came goes on in its worker, and moto's components skip
+    their bodies once the execution is stopped, so that state then fails on what it finds on the stack
+    (a Lambda state: "'dict' object has no attribute 'region'"), and the execution ended FAILED with it
+    whenever that happened before the stop was seen."""
+    with self._state_mutex:  # an RLock: the original takes it again
+        if isinstance(self._program_state, ProgramStopped):
+            return
+        _original_set_error(self, error)
+
+
 def set_time_scale(scale: float) -> None:
     global _time_scale
     _time_scale = scale
@@ -356,6 +372,7 @@ def _install_patches() -> None:
     LambdaSimpleBackend.invoke = _invoke_in_process  # type: ignore[method-assign]
     StepFunctionResponse.send_task_failure = _send_task_failure  # type: ignore[method-assign]
     WaitFunction._wait_interval = _scaled_wait_interval  # type: ignore[method-assign]
+    Environment.set_error = _set_error_unless_stopped  # type: ignore[method-assign]
     Program.eval = _scaled_program_eval  # type: ignore[method-assign]
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
     botocore.endpoint.time = _ScaledTime()  # type: ignore[assignment]

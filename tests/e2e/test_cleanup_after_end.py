@@ -66,7 +66,8 @@ def test_stop_execution_during_the_load_is_cleaned_up(databases: tuple[Database,
                 )
 
             arn, run = run_until(aws, cdc_spec(databases), stop)
-            assert read_execution(aws.client("stepfunctions"), arn).status == "ABORTED"
+            view = read_execution(aws.client("stepfunctions"), arn)
+            assert view.status == "ABORTED", (view.status, view.error, view.cause, view.states[-8:])
             assert run["status"] == "SUCCEEDED"
             assert dms_leftovers(aws, "ended") == []
             assert leases(aws) == []
