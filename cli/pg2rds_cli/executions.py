@@ -98,18 +98,28 @@ def _apply_event(view: ExecutionView, event: dict[str, Any], scheduled: Counter)
         if details["name"] == CHUNK_FAILED_STATE and not view.failed_state:
             view.failed_state = CHUNK_MAP_STATE
         if kind == "WaitStateEntered":
-            state = json.loads(details.get("input") or "{}")
-            view.wait_seconds.append(_wait_of(state))
+            view.wait_seconds.append(_wait_of(_document(details.get("input"))))
     elif kind.endswith("StateExited"):
-        output = event["stateExitedEventDetails"].get("output")
+        output = _document(event["stateExitedEventDetails"].get("output"))
         if output:
-            view.latest = json.loads(output)
+            view.latest = output
     elif kind in ("LambdaFunctionScheduled", "TaskScheduled"):
         scheduled[view.current_state] += 1
         if scheduled[view.current_state] > 1:
             view.retries[view.current_state] += 1
     elif kind in _FAILURES and not view.failed_state:
         view.failed_state = view.current_state
+
+
+def _document(text: str | None) -> dict[str, Any]:
+    """A state's input or output from the history, or {} when it cannot be read: Step Functions cuts
+    data over 256 KiB (``truncated`` in its details), and one event that cannot be read must not stop the
+    view of the whole execution (its final output and cause come from DescribeExecution)."""
+    try:
+        document = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
 
 
 def _wait_of(state: dict[str, Any]) -> int:

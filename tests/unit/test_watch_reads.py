@@ -91,3 +91,54 @@ def test_a_definition_parsed_once_still_runs_each_execution_afresh_and_a_broken_
     assert [v.status for v in views] == ["SUCCEEDED", "SUCCEEDED"]
     assert views[0].states == views[1].states and len(views[0].states) == STATES + 1
     assert "mismatched input '\"Succeeds\"'" in refused, refused
+
+
+class _TruncatingHistory:
+    """Step Functions' answer for an execution whose state outgrew 256 KiB: the history cuts the data
+    (``truncated``), so an input or output in it need not be JSON."""
+
+    def __init__(self) -> None:
+        whole = json.dumps({"progress": {"wait_seconds": 30, "ready": False}})
+        cut = json.dumps({"progress": {"wait_seconds": 30}, "big": "x" * 100})[:60]
+        self.events = [
+            {"id": 1, "type": "ExecutionStarted", "executionStartedEventDetails": {"input": "{}"}},
+            {
+                "id": 2,
+                "type": "TaskStateEntered",
+                "stateEnteredEventDetails": {"name": "Check", "input": "{}"},
+            },
+            {
+                "id": 3,
+                "type": "TaskStateExited",
+                "stateExitedEventDetails": {"name": "Check", "output": whole},
+            },
+            {
+                "id": 4,
+                "type": "WaitStateEntered",
+                "stateEnteredEventDetails": {"name": "Wait", "input": whole},
+            },
+            {"id": 5, "type": "WaitStateExited", "stateExitedEventDetails": {"name": "Wait", "output": cut}},
+            {
+                "id": 6,
+                "type": "WaitStateEntered",
+                "stateEnteredEventDetails": {
+                    "name": "Wait",
+                    "input": cut,
+                    "inputDetails": {"truncated": True},
+                },
+            },
+        ]
+
+    def describe_execution(self, **kwargs: Any) -> Any:
+        return {"status": "RUNNING"}
+
+    def get_execution_history(self, **kwargs: Any) -> Any:
+        events = list(reversed(self.events)) if kwargs.get("reverseOrder") else list(self.events)
+        return {"events": events}
+
+
+def test_an_event_whose_data_cannot_be_read_does_not_stop_the_view() -> None:
+    view = read_execution(_TruncatingHistory(), "arn:aws:states:us-east-1:123456789012:execution:m:x")
+    assert view.states == ["Check", "Wait", "Wait"] and view.current_state == "Wait"
+    assert view.wait_seconds == [30, 0]
+    assert view.latest == {"progress": {"wait_seconds": 30, "ready": False}}  # the last readable output
