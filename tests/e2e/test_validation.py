@@ -24,6 +24,7 @@ from test_cdc import (
     wait_until,
 )
 
+from pg2rds import phases
 from pg2rds_cli import main as cli
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
 from pg2rds_emulator.dms_engine import TableStats
@@ -211,3 +212,34 @@ def test_checksums_with_cdc_rechecks_every_table_after_the_decision(fake_aws, tw
     assert view.status == "SUCCEEDED", (view.error, view.cause)
     assert "ValidationSettings" not in json.loads(engine.started[0].settings)
     assert sorted(chunks_verified(aws, arn)) == ["public.log", "public.t"]  # every table, after the decision
+
+
+def test_a_keyless_table_is_verified_in_block_ranges_across_rounds(fake_aws, two_tables, monkeypatch) -> None:
+    """``log`` has no key: its block ranges go through the Map 3 a round, their totals travel in the state
+    from round to round, and a difference fails the migration naming the table."""
+    aws, _ = fake_aws
+    source, target = two_tables
+    monkeypatch.setattr(phases, "MAX_CHUNKS_PER_ROUND", 3)
+    for db, order in ((source, "g"), (target, "-g")):  # the same rows, in other blocks on the target
+        db.execute(
+            f"INSERT INTO log SELECT repeat('x', 200) || g FROM generate_series(1, 1000) g ORDER BY {order}"
+        )
+        db.execute("ANALYZE log")
+    # the fake engine copies nothing (nor truncates): the rows are on both sides already, as if loaded
+    prep = {"target_table_prep_mode": "TRUNCATE_BEFORE_LOAD"}
+    spec = spec_for(source, target, migration_id="logblocks", verification_chunk_rows=200, task=prep)
+    view = finish(aws, start(aws, spec))
+    assert view.status == "SUCCEEDED", (view.error, view.cause)
+    ranges = [
+        c for c in chunks_handed_to_the_map(aws.client("stepfunctions"), view.arn) if c["table_name"] == "log"
+    ]
+    assert len(ranges) >= 4 and ranges[-1]["end_block"] is None, ranges
+    assert view.output["verification"]["rows_checked"] == 1000
+
+    target.execute("UPDATE log SET line = 'changed' WHERE line = repeat('x', 200) || 500")
+    view = finish(aws, start(aws, {**spec, "migration_id": "logblocks2"}))
+    assert view.status == "FAILED" and view.error == "VerificationFailed", (view.error, view.cause)
+    assert (
+        f"public.log (whole table, {len(ranges)} block ranges): same 1000 rows, different content"
+        in view.cause
+    )

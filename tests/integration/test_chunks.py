@@ -1,6 +1,7 @@
 """Chunked verification against real PostgreSQL: tables cut into primary-key ranges, each range compared,
 a difference named by table and range, the rounds bounded."""
 
+import re
 import uuid
 
 import pytest
@@ -9,8 +10,8 @@ from conftest import Database, spec_for, verify_in_chunks
 from pg2rds import phases
 from pg2rds.errors import VerificationFailed
 from pg2rds.lambda_support import parse_state
-from pg2rds.postgres.chunks import compare_chunk, plan_round
-from pg2rds.postgres.selection import select_tables
+from pg2rds.postgres.chunks import chunk_checksum, compare_chunk, plan_round
+from pg2rds.postgres.selection import TableName, select_tables
 from pg2rds.spec import TableSelection
 
 TABLES = "CREATE TABLE t (id bigint PRIMARY KEY, v text); CREATE TABLE loose (v text)"
@@ -30,7 +31,7 @@ def test_equal_tables_are_checked_in_key_ranges(pair) -> None:
     _, _, state = pair
     first = phases.plan_verification(state)
     ranges = [c.describe() for c in first.chunks]
-    assert ranges[:2] == ["public.loose (whole table)", "public.t (id) in [-inf, 11)"]
+    assert ranges[:2] == ["public.loose (blocks [0, +inf))", "public.t (id) in [-inf, 11)"]
     assert ranges[-1] == "public.t (id) in [91, +inf)" and len(ranges) == 11
     summary = verify_in_chunks(state)
     assert (summary.tables_checked, summary.chunks_checked, summary.rows_checked) == (2, 11, 105)
@@ -176,15 +177,25 @@ def test_servers_that_order_text_differently_compare_in_byte_order_without_false
     assert icu_target.execute("SELECT 'a' < 'B'")[0][0] != source_db.execute("SELECT 'a' < 'B'")[0][0]
     state = parse_state({"spec": spec_for(source_db, icu_target, verification_chunk_rows=6)})
     chunks = phases.plan_verification(state).chunks
-    words = [c for c in chunks if c.table_name == "words"]
-    assert len(words) == 8 and all(c.collate_c == [True] for c in words)
-    assert all(c.collate_c == [False] for c in chunks if c.table_name == "codes")  # "C" on both: the index
+    assert [c.describe() for c in chunks if c.table_name == "words"] == ["public.words (blocks [0, +inf))"]
+    codes = [c for c in chunks if c.table_name == "codes"]  # "C" on both: key ranges the index serves
+    assert len(codes) == 8 and all(c.key == ["c"] and c.collate_c == [False] for c in codes)
     summary = verify_in_chunks(state)
-    assert (summary.chunks_checked, summary.rows_checked, summary.mismatch_count) == (16, 96, 0)
-    # compared in each server's own order, the same boundaries would name different rows: false differences
+    assert (summary.chunks_checked, summary.rows_checked, summary.mismatch_count) == (9, 96, 0)
+    # compared in each server's own order, the same key boundaries would name different rows: false
+    # differences; compared COLLATE "C" (servers before 14), each range would scan the whole table
     with source_db.connect() as source, icu_target.connect() as target:
-        native = [compare_chunk(source, target, c.model_copy(update={"collate_c": [False]})) for c in words]
-    assert not all(equal for _, _, equal in native)
+        keyed = [c.model_copy(update={"table_name": "words", "key": ["w"]}) for c in codes]
+        assert (
+            plan_round(source, target, [TableName("public", "words")], 0, None, 6, True, 9)
+            .chunks[0]
+            .in_blocks
+        )
+        native = [compare_chunk(source, target, c) for c in keyed]
+    assert not all(sides.matches for sides in native)
+    icu_target.execute("UPDATE words SET n = -1 WHERE w = 'ßx'")
+    with pytest.raises(VerificationFailed, match=r"public.words \(whole table, 1 block ranges\): same 48"):
+        verify_in_chunks(state)
 
 
 # -- foreign keys: one key range of the referencing table per chunk -------------------------------------
@@ -242,3 +253,107 @@ def test_a_round_looks_at_no_more_tables_than_chunks_even_when_none_yield_one(
             VerificationFailed, match=r"z_parent_fk on public.z \(id\) in \[-inf, \+inf\): 1 rows"
         ):
             verify_in_chunks(state)
+
+
+# -- tables without a shared key order: block ranges, totals per table ---------------------------------
+
+LOG_ROWS = 3000
+
+
+@pytest.fixture
+def logs(aws, source_db, target_db):
+    """A keyless table of about 90 blocks, stored in a different order on each side: the target's rows
+    inserted in reverse, and a tenth of them rewritten, so the same block holds other rows there."""
+    for db, order in ((source_db, "g"), (target_db, "-g")):
+        db.execute(
+            "CREATE TABLE log (at int, payload text); INSERT INTO log "
+            f"SELECT g, repeat('x', 180) FROM generate_series(1, {LOG_ROWS}) g ORDER BY {order}"
+        )
+    target_db.execute("UPDATE log SET payload = payload WHERE mod(at, 10) = 0")
+    for db in (source_db, target_db):
+        db.execute("VACUUM ANALYZE log")
+    state = parse_state({"spec": spec_for(source_db, target_db, verification_chunk_rows=500)})
+    return source_db, target_db, state
+
+
+def test_a_keyless_table_is_checked_in_block_ranges_adding_up_to_the_table(logs) -> None:
+    source, target, state = logs
+    chunks = phases.plan_verification(state).chunks
+    pages = max(db.execute("SELECT pg_relation_size('log') / 8192")[0][0] for db in (source, target))
+    assert 5 <= len(chunks) <= 10 and all(c.in_blocks for c in chunks), [c.describe() for c in chunks]
+    assert [c.first_block for c in chunks[1:]] == [c.end_block for c in chunks[:-1]]
+    assert chunks[0].first_block == 0 and chunks[-1].end_block is None and chunks[-1].first_block < pages
+    checks = _all_checks(state)
+    assert sum(c.source_rows for c in checks) == sum(c.target_rows for c in checks) == LOG_ROWS
+    assert not all(c.matches for c in checks)  # each range alone differs: other rows in the same blocks
+    summary = verify_in_chunks(state)
+    assert (summary.rows_checked, summary.mismatch_count, summary.open_sums) == (LOG_ROWS, 0, None)
+
+
+@pytest.mark.parametrize("per_round", [100, 3])
+def test_a_difference_in_a_keyless_table_names_it_whatever_the_rounds(logs, per_round) -> None:
+    """3 chunks a round: the table's ranges span rounds, its totals are carried in the state."""
+    _, target, state = logs
+    ranges = len(phases.plan_verification(state).chunks)
+    target.execute("UPDATE log SET payload = 'changed' WHERE at = 2999")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(phases, "MAX_CHUNKS_PER_ROUND", per_round)
+        with pytest.raises(VerificationFailed) as failure:
+            verify_in_chunks(state)
+        assert (
+            f"1 chunk(s) differ: public.log (whole table, {ranges} block ranges): same {LOG_ROWS} rows, "
+            in (str(failure.value))
+        )
+        target.execute(
+            "UPDATE log SET payload = repeat('x', 180) WHERE at = 2999; DELETE FROM log WHERE at = 7"
+        )
+        with pytest.raises(VerificationFailed, match=f"{LOG_ROWS} rows on the source, {LOG_ROWS - 1} on the"):
+            verify_in_chunks(state)
+
+
+def test_a_block_range_reads_its_blocks_not_the_table(logs) -> None:
+    """What makes the check bounded: a range's statement reads about its own blocks (a TID range scan),
+    not the whole table, on both servers (pg_statio_user_tables, flushed by the reading session)."""
+    source, target, state = logs
+    chunk = phases.plan_verification(state).chunks[1]
+    blocks = chunk.end_block - chunk.first_block
+    read = []
+    for db in (source, target):
+        with db.connect() as conn:
+            before = _blocks_read(conn)
+            count, _ = chunk_checksum(conn, chunk, checksums=True, hashtextextended=True)
+            read.append(_blocks_read(conn) - before)
+        assert count > 0
+    pages = source.execute("SELECT pg_relation_size('log') / 8192")[0][0]
+    assert all(0 < n <= blocks + 1 for n in read) and pages > 4 * blocks, (read, blocks, pages)
+
+
+def _blocks_read(conn) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_stat_force_next_flush()")
+        conn.commit()
+        cur.execute("SELECT pg_stat_clear_snapshot()")
+        cur.execute("SELECT heap_blks_read + heap_blks_hit FROM pg_statio_user_tables WHERE relname = 'log'")
+        return cur.fetchone()[0]
+
+
+def test_a_missing_parent_of_a_keyless_child_names_its_block_range(aws, source_db, target_db) -> None:
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE parent (id int PRIMARY KEY); CREATE TABLE child (parent int, note text)")
+        db.execute("INSERT INTO parent SELECT generate_series(1, 10)")
+        db.execute("INSERT INTO child SELECT 1 + mod(g, 10), repeat('n', 300) FROM generate_series(1, 500) g")
+    target_db.execute(
+        "ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent) REFERENCES parent"
+    )
+    target_db.execute("SET session_replication_role = replica; INSERT INTO child VALUES (99, 'orphan')")
+    source_db.execute("INSERT INTO child VALUES (99, 'orphan')")
+    for db in (source_db, target_db):
+        db.execute("ANALYZE child")
+    state = parse_state({"spec": spec_for(source_db, target_db, verification_chunk_rows=100)})
+    with pytest.raises(VerificationFailed) as failure:
+        verify_in_chunks(state)
+    message = str(failure.value)
+    assert "chunk(s) differ" not in message
+    assert re.search(
+        r"child_parent_fk on public.child \(blocks \[\d+, \+inf\)\): 1 rows without a parent", message
+    )

@@ -1,7 +1,13 @@
 """How a chunk reads in a report, and how much of a table the planner samples (no database needed)."""
 
-from pg2rds.postgres.chunks import MAX_SAMPLE_PAGES, MAX_SAMPLE_ROWS, SAMPLES_PER_CHUNK, sampling
-from pg2rds.state import MAX_BOUND_CHARS, Chunk
+from pg2rds.postgres.chunks import (
+    MAX_SAMPLE_PAGES,
+    MAX_SAMPLE_ROWS,
+    SAMPLES_PER_CHUNK,
+    block_ranges,
+    sampling,
+)
+from pg2rds.state import MAX_BOUND_CHARS, Chunk, ChunkCheck, TableSums
 
 
 def _chunk(**fields) -> Chunk:
@@ -42,3 +48,37 @@ def test_the_sample_wants_pages_and_rows_per_chunk_and_is_capped_for_huge_tables
     fraction, step = sampling(rows=1e9, relpages=pages, pages=pages, chunk_rows=1_000_000)
     assert fraction * pages <= MAX_SAMPLE_PAGES and fraction * 1e9 <= MAX_SAMPLE_ROWS
     assert step == round(1_000_000 * fraction) >= 1
+
+
+def test_block_ranges_cover_the_larger_side_in_chunk_sized_steps_and_stop_at_the_limit() -> None:
+    # 100 rows a block, 1,000 rows a chunk: 10 blocks a range; 95 blocks → 10 ranges, the last one short
+    assert block_ranges(100.0, 95, 1000, 0, 100) == list(range(0, 95, 10))
+    assert block_ranges(100.0, 95, 1000, 40, 3) == [40, 50, 60]  # from a cursor, at most the limit
+    assert block_ranges(100.0, 0, 1000, 0, 100) == [0]  # empty: one range, open above
+    assert block_ranges(100.0, 10, 1000, 30, 100) == [30]  # shrunk below the cursor: one open range
+    assert block_ranges(2000.0, 10, 1000, 0, 100) == list(range(10))  # at least one block a range
+
+
+def test_a_block_range_reads_as_its_blocks_and_a_table_as_its_totals() -> None:
+    assert _chunk(first_block=0, end_block=12).describe() == "public.t (blocks [0, 12))"
+    assert _chunk(first_block=12).describe() == "public.t (blocks [12, +inf))"
+    parts = [("5", "4"), ("7", "8")]  # each range differs, the totals agree: other rows in the same blocks
+    sums = TableSums(table="public.t")
+    for source_sum, target_sum in parts:
+        check = ChunkCheck(
+            chunk="",
+            source_rows=2,
+            target_rows=2,
+            matches=False,
+            source_sum=source_sum,
+            target_sum=target_sum,
+        )
+        sums = sums.plus(check)
+    assert sums.matches and (sums.ranges, sums.source_sum, sums.target_sum) == (2, "12", "12")
+    big = str(2**70)  # sums of 64-bit hashes outgrow a float's exact integers: added as integers
+    wide = sums.plus(ChunkCheck(chunk="", source_rows=1, target_rows=1, matches=True, source_sum=big,
+                                target_sum=str(2**70 + 1)))  # fmt: skip
+    assert (
+        not wide.matches
+        and wide.render() == "public.t (whole table, 3 block ranges): same 5 rows, different content"
+    )

@@ -51,6 +51,7 @@ from pg2rds.state import (
     Progress,
     SlotState,
     SourceReport,
+    TableSums,
     TargetReport,
     TaskState,
     VerificationState,
@@ -344,7 +345,7 @@ def _take_plan(summary: VerificationState, planned: Planned) -> None:
 
 def _tables_started(chunks: Sequence[Chunk]) -> int:
     """Tables whose foreign-key check starts in this round (a table's first chunk is open below)."""
-    return sum(chunk.foreign_keys and chunk.lower is None for chunk in chunks)
+    return sum(chunk.foreign_keys and chunk.starts_table for chunk in chunks)
 
 
 def _counters(row: Mapping[str, Any]) -> str:
@@ -426,18 +427,39 @@ def _take_in(previous: VerificationState) -> VerificationState:
             "baseline": dict(previous.baseline),
         }
     )
-    for check in previous.results:
+    for chunk, check in zip(previous.chunks, previous.results, strict=True):
         assert isinstance(check, ChunkCheck), "a failed chunk ends the verification (_chunk_failure)"
         summary.chunks_checked += 1
         summary.rows_checked += check.source_rows
-        if not check.matches:
-            summary.mismatch_count += 1
-            if len(summary.mismatched) < MAX_OBJECTS_PER_FINDING:
-                summary.mismatched.append(check.render())
+        if chunk.in_blocks and chunk.compare:
+            _add_block_range(summary, chunk, check)
+        elif not check.matches:
+            _mismatch(summary, check.render())
         summary.violation_count += check.violation_count
         room = MAX_OBJECTS_PER_FINDING - len(summary.violations)
         summary.violations.extend(check.violations[: max(room, 0)])
     return summary
+
+
+def _mismatch(summary: VerificationState, described: str) -> None:
+    summary.mismatch_count += 1
+    if len(summary.mismatched) < MAX_OBJECTS_PER_FINDING:
+        summary.mismatched.append(described)
+
+
+def _add_block_range(summary: VerificationState, chunk: Chunk, check: ChunkCheck) -> None:
+    """A block range's counts and sums added to its table's; at the table's last range the totals are
+    compared. Tables are planned one after the other, so at most one table's totals are open across
+    rounds; a range of another table while one is open would mean ranges went missing."""
+    sums, table = summary.open_sums, qualified(chunk.schema_name, chunk.table_name)
+    if chunk.first_block == 0:
+        assert sums is None, f"{sums and sums.table}: its last block range never came"
+        sums = TableSums(table=table)
+    assert sums is not None and sums.table == table, f"{table}: a block range out of order"
+    sums = sums.plus(check)
+    summary.open_sums = sums if chunk.end_block is not None else None
+    if chunk.end_block is None and not sums.matches:
+        _mismatch(summary, sums.render())
 
 
 def verify_chunk(state: MigrationState) -> ChunkCheck:

@@ -249,8 +249,11 @@ def render_key_value(text: str, bare: bool) -> str:
 
 
 class Chunk(_Result):
-    """One bounded piece of a table: the rows whose key is in ``[lower, upper)`` (``None``: open), or the
-    whole table when ``key`` is empty (a table with no primary or unique not-null key).
+    """One bounded piece of a table: the rows whose key is in ``[lower, upper)`` (``None``: open); or, for
+    a table whose key order the two servers do not share (no key, or a text key they collate differently),
+    the rows stored in its blocks ``[first_block, end_block)`` on each side (``end_block`` ``None``: to
+    the end), whose counts and checksums only add up to the table's (see ``TableSums``); or the whole table
+    when it has neither (servers before PostgreSQL 14, which cannot scan a block range).
 
     Key values travel as their text (``value::text`` with the text rendering pinned); a comparison hands
     them to the server as untyped literals, which take each key column's own type on either side.
@@ -270,9 +273,30 @@ class Chunk(_Result):
     compare: bool = True
     #: Check the foreign keys of this table (on the target) for the rows in this range.
     foreign_keys: bool = False
+    #: A block range (``ctid``) instead of a key range: the same block numbers on both sides hold different
+    #: rows, so such a chunk is judged only with its table's other ranges (``TableSums``).
+    first_block: int | None = Field(default=None, ge=0)
+    end_block: int | None = Field(default=None, ge=1)
+
+    @property
+    def in_blocks(self) -> bool:
+        return self.first_block is not None
+
+    @property
+    def starts_table(self) -> bool:
+        """Whether this is its table's first chunk."""
+        return self.first_block == 0 if self.in_blocks else self.lower is None
+
+    @property
+    def resume_at(self) -> list[str] | None:
+        """The planning cursor that starts at this chunk: its lower key, or its first block as text."""
+        return [str(self.first_block)] if self.in_blocks else self.lower
 
     def describe(self) -> str:
         table = f"{self.schema_name}.{self.table_name}"
+        if self.in_blocks:
+            end = "+inf" if self.end_block is None else str(self.end_block)
+            return f"{table} (blocks [{self.first_block}, {end}))"
         if not self.key:
             return f"{table} (whole table)"
         lower, upper = self._bound(self.lower, "-inf"), self._bound(self.upper, "+inf")
@@ -310,11 +334,57 @@ class ChunkCheck(_Result):
     #: (at most MAX_VIOLATIONS_PER_CHUNK; ``violation_count`` counts them all).
     violations: list[str] = Field(default_factory=list)
     violation_count: int = 0
+    #: A block range's checksums on each side (decimal text; "" when only rows are counted, and for key
+    #: ranges, which are judged by ``matches`` alone): added up to its table's (``TableSums``).
+    source_sum: str = ""
+    target_sum: str = ""
 
     def render(self) -> str:
         if self.source_rows != self.target_rows:
             return f"{self.chunk}: {self.source_rows} rows on the source, {self.target_rows} on the target"
         return f"{self.chunk}: same {self.source_rows} rows, different content"
+
+
+class TableSums(_Result):
+    """A table checked in block ranges: its ranges' row counts and checksums added up on each side. The
+    checksum is a sum of row hashes, so a side's total does not depend on how its rows are spread over its
+    blocks, which differs between the servers; only the totals, at the table's last range, are compared."""
+
+    table: str
+    ranges: int = 0
+    source_rows: int = 0
+    target_rows: int = 0
+    source_sum: str = ""
+    target_sum: str = ""
+
+    def plus(self, check: ChunkCheck) -> "TableSums":
+        return self.model_copy(
+            update={
+                "ranges": self.ranges + 1,
+                "source_rows": self.source_rows + check.source_rows,
+                "target_rows": self.target_rows + check.target_rows,
+                "source_sum": _added(self.source_sum, check.source_sum),
+                "target_sum": _added(self.target_sum, check.target_sum),
+            }
+        )
+
+    @property
+    def matches(self) -> bool:
+        return (self.source_rows, self.source_sum) == (self.target_rows, self.target_sum)
+
+    def render(self) -> str:
+        where = f"{self.table} (whole table, {self.ranges} block ranges)"
+        if self.source_rows != self.target_rows:
+            return f"{where}: {self.source_rows} rows on the source, {self.target_rows} on the target"
+        return f"{where}: same {self.source_rows} rows, different content"
+
+
+def _added(total: str, part: str) -> str:
+    """Two checksums (decimal text, "" for none) added: sums of 64-bit hashes outgrow JSON's safe integers,
+    so they travel as text."""
+    if not part:
+        return total
+    return str(int(total or 0) + int(part))
 
 
 class ChunkFailure(_Result):
@@ -348,6 +418,8 @@ class VerificationState(_Result):
     chunks_checked: int = 0
     rows_checked: int = 0
     mismatch_count: int = 0
+    #: The table checked in block ranges whose ranges continue in the next round: its totals so far.
+    open_sums: TableSums | None = None
     #: The first ``MAX_OBJECTS_PER_FINDING`` differences (``mismatch_count`` counts them all).
     mismatched: list[str] = Field(default_factory=list, max_length=MAX_OBJECTS_PER_FINDING)
     violation_count: int = 0

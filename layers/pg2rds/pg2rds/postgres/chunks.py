@@ -32,9 +32,18 @@ cursor: the table's index and the key where its next chunk starts, so a table's 
 across rounds even if the source changes in between. Neither the state nor one invocation grows with the
 number of tables or rows.
 
-Tables with no primary or unique not-null key are checked whole in one chunk: no order is shared by the
-two servers that an index serves (``ctid`` ranges name different rows on each side), so such a chunk is as
-large as its table; the pre-flight's ``primary_key`` finding names these tables.
+Tables with no primary or unique not-null key, and tables whose text key the two servers collate
+differently, have no key order both servers share that an index serves: they are cut into ranges of
+their blocks instead (``ctid >= '(first,0)' AND ctid < '(end,0)'``, a TID range scan since PostgreSQL
+14, reading only those blocks), about ``verification_chunk_rows`` rows' worth of the source's blocks
+each, the same block numbers read on both sides up to the larger side's size, the last range open
+above. The same blocks hold different rows on the two servers, so a range's counts and checksums mean
+nothing alone: they are added up per table (``TableSums`` in the state) and the table's totals compared
+at its last range, which works because the checksum is a sum over rows. A difference then names the
+table, not a range. A server older than 14 would scan the whole table for each block range: there such a
+table is one chunk, as large as the table (the pre-flight's ``keyless_table_size`` refuses one over 4 GiB
+on such a source), and a differently collated key is compared ``COLLATE "C"`` per key range, each range
+scanning the table.
 
 Chunks are compared like whole tables (:mod:`pg2rds.postgres.verify`): row count and an order-independent
 checksum of the rows' text, with both sessions' text rendering pinned.
@@ -69,6 +78,8 @@ ASSUMED_ROWS_PER_PAGE = 200
 MAX_ROUND_CHUNK_BYTES = 48_000
 #: A chunk's source statement may run this long: below verify-chunk's Lambda timeout (300 s, template.yaml).
 CHUNK_STATEMENT_TIMEOUT_MS = 270_000
+#: TID range scans (a ``ctid`` range read block by block) exist since PostgreSQL 14.
+TID_RANGE_SCAN_SINCE = 140000
 
 _SIZE = """
 SELECT greatest(c.reltuples, 0)::float8, c.relpages,
@@ -109,6 +120,16 @@ def range_condition(chunk: Chunk, alias: str = "t") -> tuple[sql.Composable, lis
     The values go as untyped literals, so each takes its key column's type on the server (text, uuid,
     numeric, timestamptz, ...), and a column marked ``collate_c`` is compared in byte order.
     """
+    if chunk.in_blocks:
+        bounds = [(chunk.first_block, ">="), (chunk.end_block, "<")]
+        return (
+            sql.SQL(" AND ").join(
+                sql.SQL("{}.ctid {} %s::tid").format(sql.Identifier(alias), sql.SQL(operator))
+                for block, operator in bounds
+                if block is not None
+            ),
+            [f"({block},0)" for block, _ in bounds if block is not None],
+        )
     if not chunk.key:
         return sql.SQL("true"), []
     columns = sql.SQL(", ").join(
@@ -169,11 +190,49 @@ def _boundaries(
         return [list(row) for row in cur.fetchall()]
 
 
-def _sample_plan(conn: Any, table: TableName, chunk_rows: int) -> tuple[float, int]:
+def _size(conn: Any, table: TableName) -> tuple[float, int, int]:
+    """(rows and pages by the statistics, pages now) of the table; nothing when it does not exist (a
+    table missing on the target is found when its chunk is read)."""
     with conn.cursor() as cur:
         cur.execute(_SIZE, (table.schema, table.table))
-        rows, relpages, pages = cur.fetchone()
-    return sampling(rows, relpages, pages, chunk_rows)
+        rows, relpages, pages = cur.fetchone() or (0.0, 0, 0)
+    return rows, relpages, pages
+
+
+def _sample_plan(conn: Any, table: TableName, chunk_rows: int) -> tuple[float, int]:
+    return sampling(*_size(conn, table), chunk_rows)
+
+
+def block_ranges(rows_per_page: float, pages: int, chunk_rows: int, start: int, limit: int) -> list[int]:
+    """The first blocks of up to ``limit`` ranges from block ``start`` of a table with ``pages`` blocks
+    (the larger side's), each about ``chunk_rows`` rows' worth of blocks at ``rows_per_page``; at least
+    one range (the last is open above, so rows added later are read too)."""
+    step = max(1, int(chunk_rows / rows_per_page))
+    count = max(1, -(-(pages - start) // step))
+    return [start + i * step for i in range(min(count, limit))]
+
+
+def _block_chunks(
+    source: Any, target: Any, whole: Chunk, lower: list[str] | None, chunk_rows: int, limit: int
+) -> list[Chunk]:
+    """The table's block ranges from the cursor (``lower``: the first block, as text) on, at most
+    ``limit + 1``; the last is open above only when it is the table's last. The source's statistics say
+    how many rows a block holds."""
+    table = TableName(whole.schema_name, whole.table_name)
+    rows, relpages, source_pages = _size(source, table)
+    per_page = rows / relpages if rows > 0 and relpages > 0 else ASSUMED_ROWS_PER_PAGE
+    pages = max(source_pages, _size(target, table)[2])
+    firsts = block_ranges(per_page, pages, chunk_rows, int(lower[0]) if lower else 0, limit + 2)
+    ends: list[int | None] = [*firsts[1:], None]
+    chunks = [
+        whole.model_copy(update={"first_block": first, "end_block": end})
+        for first, end in zip(firsts, ends, strict=True)
+    ]
+    return chunks[: limit + 1]
+
+
+def _tid_ranges(source: Any, target: Any) -> bool:
+    return min(source.server_version, target.server_version) >= TID_RANGE_SCAN_SINCE
 
 
 def table_chunks(
@@ -199,10 +258,12 @@ def table_chunks(
         schema_name=table.schema, table_name=table.table, compare=compare, foreign_keys=foreign_keys
     )
     key: list[KeyColumn] = table_key(source, table)
+    byte_order = byte_order_needed(key, table_key(target, table)) if key else []
+    if (not key or any(byte_order)) and _tid_ranges(source, target):
+        return _block_chunks(source, target, whole, lower, chunk_rows, limit), settled
     if not key:
         return [whole], settled
     names = [column.name for column in key]
-    byte_order = byte_order_needed(key, table_key(target, table))
     fraction, step = _sample_plan(source, table, chunk_rows)
     bounds = _boundaries(source, table, names, byte_order, lower, fraction, step, limit)
     ranged = whole.model_copy(
@@ -265,7 +326,7 @@ def plan_round(
             total += size
             taken += 1
         if taken < len(chunks):
-            next_lower = chunks[taken].lower
+            next_lower = chunks[taken].resume_at
             break
         next_table, next_lower = next_table + 1, None
     return Round(planned, next_table, next_lower, skipped)
@@ -289,16 +350,29 @@ def _pinned_checksum(conn: Any, chunk: Chunk, checksums: bool, hashtextextended:
     return chunk_checksum(conn, chunk, checksums, hashtextextended)
 
 
-def compare_chunk(source: Any, target: Any, chunk: Chunk, checksums: bool = True) -> tuple[int, int, bool]:
-    """(source rows, target rows, equal) for one chunk; both sessions' text rendering pinned first. The two
-    servers read the range at the same time (each in its own thread): an invocation takes as long as the
-    slower side, not the sum of both."""
+class Sides(NamedTuple):
+    """One chunk read on both sides: rows and checksum (decimal text, "" when only counted) of each."""
+
+    source_rows: int
+    target_rows: int
+    source_sum: str
+    target_sum: str
+
+    @property
+    def matches(self) -> bool:
+        return (self.source_rows, self.source_sum) == (self.target_rows, self.target_sum)
+
+
+def compare_chunk(source: Any, target: Any, chunk: Chunk, checksums: bool = True) -> Sides:
+    """One chunk read on both sides; both sessions' text rendering pinned first. The two servers read the
+    range at the same time (each in its own thread): an invocation takes as long as the slower side, not
+    the sum of both."""
     modern = min(source.server_version, target.server_version) >= HASHTEXTEXTENDED_SINCE
     with ThreadPoolExecutor(max_workers=2) as pool:
         on_source = pool.submit(_pinned_checksum, source, chunk, checksums, modern)
         on_target = pool.submit(_pinned_checksum, target, chunk, checksums, modern)
         (source_rows, source_sum), (target_rows, target_sum) = on_source.result(), on_target.result()
-    return source_rows, target_rows, (source_rows, source_sum) == (target_rows, target_sum)
+    return Sides(source_rows, target_rows, source_sum, target_sum)
 
 
 class Planned(NamedTuple):
@@ -362,8 +436,7 @@ def check_chunk(
     spec: MigrationSpec, source_credentials: Credentials, target_credentials: Credentials, chunk: Chunk
 ) -> ChunkCheck:
     """The chunk's rows compared on both sides (when asked), and its target rows' foreign keys checked."""
-    source_rows = target_rows = 0
-    matches = True
+    sides = Sides(0, 0, "", "")
     with ExitStack() as stack:
         target = stack.enter_context(
             connect(spec.target, target_credentials, "target", application_name="pg2rds-verify")
@@ -378,9 +451,7 @@ def check_chunk(
                     statement_timeout_ms=CHUNK_STATEMENT_TIMEOUT_MS,
                 )
             )
-            source_rows, target_rows, matches = compare_chunk(
-                source, target, chunk, checksums=spec.verification in ("checksums", "dms")
-            )
+            sides = compare_chunk(source, target, chunk, checksums=spec.verification in ("checksums", "dms"))
         violations = []
         if chunk.foreign_keys:
             pin_text_rendering(target)  # the key values are text rendered so
@@ -389,9 +460,12 @@ def check_chunk(
     return ChunkCheck(
         chunk=chunk.describe(),
         table=qualified(chunk.schema_name, chunk.table_name),
-        source_rows=source_rows,
-        target_rows=target_rows,
-        matches=matches,
+        source_rows=sides.source_rows,
+        target_rows=sides.target_rows,
+        matches=sides.matches,
         violations=violations[:MAX_VIOLATIONS_PER_CHUNK],
         violation_count=len(violations),
+        # a block range's sums are added to its table's; a key range is judged by itself
+        source_sum=sides.source_sum if chunk.in_blocks else "",
+        target_sum=sides.target_sum if chunk.in_blocks else "",
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pg2rds.bounded import capped
 from pg2rds.naming import ResourceNames
+from pg2rds.postgres.chunks import TID_RANGE_SCAN_SINCE
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.lob_sizes import LobSizes, measure_lob_sizes
 from pg2rds.postgres.selection import SELECTED_TABLES_CTE, selection_params
@@ -93,8 +94,8 @@ class TableFacts:
         return list(self.get("unreadable").names)
 
 
-#: The largest table without a key that verification checksums (whole, in one invocation: see
-#: :func:`check_keyless_size`).
+#: The largest table without a key that verification checksums whole, in one invocation, on a source
+#: older than PostgreSQL 14 (see :func:`check_keyless_size`).
 KEYLESS_VERIFIED_WHOLE_MAX_BYTES = 4 * 2**30
 
 #: Works on every version DMS could meet (9.4+), and on older ones far enough to say they are too old.
@@ -416,13 +417,17 @@ def check_wal_sender_timeout(spec: MigrationSpec, facts: ServerFacts) -> list[Fi
     ]
 
 
-def check_keyless_size(spec: MigrationSpec, tables: TableFacts) -> list[Finding]:
+def check_keyless_size(spec: MigrationSpec, facts: ServerFacts, tables: TableFacts) -> list[Finding]:
     """Verification cuts a table into key ranges; a table without a primary or unique key has no order both
-    servers share, so its checksum is one invocation over the whole table. Above the size one invocation
-    checks within its time limit (about 40 MB/s measured per chunk, 270 s of statement time) that check
-    would fail after the migration has run: refuse it before anything is created."""
+    servers share, so it is cut into ranges of its blocks, which only PostgreSQL 14 and later read alone
+    (TID range scans, :mod:`pg2rds.postgres.chunks`). On an older source such a table's checksum is one
+    invocation over the whole table: above the size one invocation checks within its time limit (about
+    40 MB/s measured per chunk, 270 s of statement time) that check would fail after the migration has
+    run, so refuse it before anything is created."""
     large = tables.get("keyless_large")
     if not large.count or spec.verification in ("counts", "none"):
+        return []
+    if facts.server_version_num >= TID_RANGE_SCAN_SINCE:
         return []
     limit_gib = KEYLESS_VERIFIED_WHOLE_MAX_BYTES / 2**30
     return [
@@ -431,8 +436,8 @@ def check_keyless_size(spec: MigrationSpec, tables: TableFacts) -> list[Finding]
             severity="fatal",
             message=(
                 f"{large.count} selected table(s) have no primary or unique key and hold more than "
-                f"{limit_gib:g} GiB each: verification can only checksum such a table whole, in one "
-                "invocation, which would run out of time after the migration"
+                f"{limit_gib:g} GiB each: on a source before PostgreSQL 14 verification can only checksum "
+                "such a table whole, in one invocation, which would run out of time after the migration"
             ),
             fix=(
                 "add a primary key (or a unique index on NOT NULL columns) to each, or exclude them in "
@@ -837,7 +842,7 @@ def validate_source(spec: MigrationSpec, credentials: Credentials) -> SourceRepo
             *check_wal_sender_timeout(spec, facts),
             *check_privileges(spec, facts, tables),
             *check_primary_keys(spec, tables),
-            *check_keyless_size(spec, tables),
+            *check_keyless_size(spec, facts, tables),
             *check_large_objects(tables),
             *check_unlogged(spec, tables),
             *check_case_twins(tables),
