@@ -454,6 +454,32 @@ def test_a_chunk_that_fails_fails_the_migration_with_the_functions_message(
     )
 
 
+def test_a_chunk_that_times_out_fails_the_migration_with_the_error_step_functions_gives(
+    embedded, databases, monkeypatch
+) -> None:
+    """An error that is not the function's own (here the Lambda invocation times out: Step Functions'
+    States.Timeout, with no function message to read) takes the child's other path, "Return the chunk's
+    error", and still fails the migration under that name, after cleanup, instead of being lost."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    invoke = LambdaSimpleBackend.invoke
+
+    def timing_out(self, function_name: str, *args, **kwargs):
+        if function_name.endswith("VerifyChunkFunction"):
+            raise TimeoutError("the invocation timed out")
+        return invoke(self, function_name, *args, **kwargs)
+
+    monkeypatch.setattr(LambdaSimpleBackend, "invoke", timing_out)
+    source, target = databases
+    view = run(embedded, spec_for(source, target, migration_id="chunktimeout"))
+    # a Fail state cannot raise a States.* name: cleanup says it as StepFunctionsTimeout
+    assert_failed_and_clean(embedded, view, "StepFunctionsTimeout", "Verify chunks", "chunktimeout")
+    assert view.cause == (
+        "verify-chunk ended with States.Timeout on public.Order Items (id) in [-inf, +inf), without a "
+        "message: see the child executions of the VerifyChunk Map Run"
+    )
+
+
 def test_cleanup_drops_our_slot_after_failure_and_keeps_others(embedded, engine, databases) -> None:
     source, target = databases
     names = ResourceNames("slots")

@@ -300,10 +300,15 @@ def _chunk_failure(previous: VerificationState) -> dict[str, str] | None:
     its Retry rules would retry a transient name (SourceBusy up to 6 times, AwsThrottled 8) though the
     same input fails the same way every time. The state machine's "A chunk failed" passes it on unchanged,
     so the execution fails with the function's error name and message, as a chunk's Catch would have."""
-    for result in previous.results:
+    for chunk, result in zip(previous.chunks, previous.results, strict=True):
         if isinstance(result, ChunkFailure):
-            name, cause = result.failure.get("Error"), result.failure.get("Cause")
-            return {"Error": str(name or "Error"), "Cause": clipped(str(cause or ""))}
+            name = str(result.failure.get("Error") or "Error")
+            cause = str(result.failure.get("Cause") or "") or (
+                # Step Functions' own errors (a time-out) carry no message: say where it happened
+                f"verify-chunk ended with {name} on {chunk.describe()}, without a message: see the child "
+                "executions of the VerifyChunk Map Run"
+            )
+            return {"Error": name, "Cause": clipped(cause)}
     return None
 
 
