@@ -10,8 +10,11 @@ invocation would, minus reading the secrets.
   the chunk's share of the source table's heap, ``pg_relation_size``), and the largest chunk's duration;
 - all chunks of a smaller chunk size (so there are more chunks than workers) with 1, 2 and 4 chunks in
   parallel (``verification_concurrency``; the Map state runs that many invocations at once);
-- from the per-chunk throughput: how large one chunk (a table without an integer leading key is one
-  chunk) may be before its invocation takes 10 minutes, and the row width at which a default chunk would.
+- a copy of pgbench_accounts without a key (``pgbench_accounts_keyless``, stored in the opposite order on the
+  target), checked in block ranges (TID range scans, PostgreSQL 14+) at the default chunk size: per range
+  rows/s and MB/s, the blocks each range read, and whether the table's totals are equal;
+- from the per-chunk throughput: how large one chunk may be before its invocation takes 10 minutes, and
+  the row width at which a default chunk would.
 
 Figures are reported, not asserted.
 """
@@ -27,10 +30,12 @@ from _common import pgbench_init, table, verdict
 from pg2rds.postgres.chunks import check_chunk, plan_next
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec
-from pg2rds.state import Chunk
+from pg2rds.state import Chunk, TableSums
 from pg2rds_emulator.pgcluster import SUPERUSER, Cluster, start_cluster
 
 SCALE = 30
+#: pgbench_accounts copied without its key.
+KEYLESS = "pgbench_accounts_keyless"
 DATABASE = "bench_verify"
 PARALLEL_CHUNK_ROWS = 250_000
 CONCURRENCY = (1, 2, 4)
@@ -111,6 +116,13 @@ def main() -> int:
         small = spec(PARALLEL_CHUNK_ROWS)
         small_chunks = plan_all(small, source, target)
         parallel = {n: run_chunks(small, source, target, small_chunks, n) for n in CONCURRENCY}
+        for cluster, order in ((source_cluster, "aid"), (target_cluster, "aid DESC")):
+            copy = f"CREATE TABLE {KEYLESS} AS SELECT * FROM pgbench_accounts ORDER BY {order}"
+            cluster.execute(DATABASE, copy)
+            cluster.execute(DATABASE, f"VACUUM ANALYZE {KEYLESS}")
+        keyless_size = heap_bytes(source_cluster)[KEYLESS]
+        ranges = [c for c in plan_all(default, source, target) if c.table_name == KEYLESS]
+        _, blocks = run_chunks(default, source, target, ranges, 1)
     finally:
         source_cluster.destroy()
         target_cluster.destroy()
@@ -148,6 +160,9 @@ def main() -> int:
         f"target's: {2 * mb_per_s:.1f} MB/s read in all)"
     )
 
+    print()
+    print(keyless_report(blocks, keyless_size))
+
     base = parallel[CONCURRENCY[0]][0]
     rows_out = []
     for workers, (wall, results) in parallel.items():
@@ -170,12 +185,38 @@ def main() -> int:
     print()
     print(
         f"one invocation reaches {INVOCATION_LIMIT_SECONDS // 60} min at {limit_mb / 1000:.1f} GB in its "
-        f"chunk ({INVOCATION_LIMIT_SECONDS * rows_per_s / 1e6:,.0f} M rows of pgbench_accounts' width): a "
-        f"table without an integer leading key of that size (it is one chunk); with keyed tables a chunk "
-        f"holds at most {default.verification_chunk_rows:,} rows, which reaches 10 min only at rows of "
-        f"{width / 1000:.1f} kB of heap each."
+        f"chunk ({INVOCATION_LIMIT_SECONDS * rows_per_s / 1e6:,.0f} M rows of pgbench_accounts' width): "
+        f"only a table without a key on a server before PostgreSQL 14 is one chunk; otherwise a chunk "
+        f"holds about {default.verification_chunk_rows:,} rows (a key range, or that many rows' worth of "
+        f"blocks), which reaches 10 min only at rows of {width / 1000:.1f} kB of heap each."
     )
     return 0
+
+
+def keyless_report(results: list[tuple], size: tuple[int, int]) -> str:
+    """The keyless copy's block ranges: one row each, and the table's totals compared as plan-verification
+    does (counts and checksums added up; a single range's sums differ, its blocks hold other rows)."""
+    heap, rows = size
+    out = []
+    for chunk, result, seconds in results:
+        blocks = (chunk.end_block or heap // 8192) - chunk.first_block
+        mb = blocks * 8192 / 1e6
+        rate = f"{result.source_rows / seconds:,.0f}"
+        out.append([result.chunk, f"{result.source_rows:,} / {result.target_rows:,}", f"{mb:.1f}",
+                    f"{seconds:.2f} s", rate, f"{mb / seconds:.1f}"])  # fmt: skip
+    sums = TableSums(table=KEYLESS)
+    for _, result, _ in results:
+        sums = sums.plus(result)
+    longest = max(seconds for *_, seconds in results)
+    return (
+        table(
+            ["block range", "rows source / target", "MB (blocks)", "duration", "rows/s", "MB/s"],
+            out,
+            title=f"{KEYLESS}: {rows:,} rows, {heap / 1e6:.0f} MB, no key, in block ranges",
+        )  # fmt: skip
+        + f"\nlongest range {longest:.2f} s; table totals: {sums.source_rows:,} rows on each side? "
+        f"{sums.source_rows == sums.target_rows}; checksums equal: {sums.matches}"
+    )
 
 
 if __name__ == "__main__":
