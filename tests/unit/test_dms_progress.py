@@ -209,6 +209,34 @@ def test_verification_dms_withholds_the_cutover_while_a_table_differs_and_names_
     assert len(engine.reloads) == 1
 
 
+def test_the_topic_hears_of_a_differing_table_once_however_often_dms_revalidates_it(dms, engine) -> None:
+    """Each re-validation changes the table's state and counts; only a table newly different, or
+    different again after it was validated, is notified."""
+    spec, task = started(dms, "full-load-and-cdc", cdc={"revalidate_minutes": 1e-6})
+    engine.mismatch("sales.orders", ["7", "9"])
+    polls = [poll_task(dms, spec, task, None)]
+    engine.mismatch("sales.orders", ["7"])  # re-validated: one record still differs
+    polls.append(poll_task(dms, spec, task, polls[-1]))
+    assert polls[-1].validation.failed_records == 1 and len(engine.reloads) == 2
+    engine.mismatch("sales.customers", ["3"])
+    polls.append(poll_task(dms, spec, task, polls[-1]))
+    engine.fix_target("sales.orders")
+    engine.fix_target("sales.customers")
+    polls.append(poll_task(dms, spec, task, polls[-1]))  # re-validated against the fixed target
+    polls.append(poll_task(dms, spec, task, polls[-1]))
+    engine.mismatch("sales.orders", ["8"])
+    polls.append(poll_task(dms, spec, task, polls[-1]))
+    notified = [p.validation.notify.split(": ", 1)[0] for p in polls]
+    assert notified == [
+        "DMS's validation found 1 table(s) different",
+        "",
+        "DMS's validation found 2 table(s) different",
+        "",
+        "",
+        "DMS's validation found 1 table(s) different",
+    ], [p.validation.notify for p in polls]
+
+
 def test_a_difference_seen_while_offered_is_revalidated_by_the_poll_loop_that_remembers_it(
     dms, engine
 ) -> None:

@@ -67,8 +67,12 @@ def differences(
     ]
 
 
-def _signature(tables: Sequence[TableValidation]) -> str:
-    return ";".join(f"{t.name}:{t.failed}:{t.suspended}:{t.state}" for t in tables if t.kind == "failing")
+def _signature(tables: Sequence[TableValidation], rechecking: Collection[str]) -> str:
+    """Which tables differ, by name only: while DMS re-validates a table at pg2rds's request its state
+    and counts go from "Mismatched records" to "Pending records" and back, and the topic would hear of
+    the same difference at every cycle. A table that is validated in between, then differs again, is
+    news."""
+    return ";".join(t.name for t in differing(tables, rechecking))
 
 
 def build(
@@ -83,7 +87,7 @@ def build(
     unvalidated = [t for t in tables if t.kind == "unvalidated"]
     rechecking = {r.table for r in revalidations}
     named = differences(tables, failure_keys, rechecking)
-    signature = _signature(tables)
+    signature = _signature(tables, rechecking)
     changed = signature != (previous.signature if previous else "")
     failing = len(differing(tables, rechecking))
     return ValidationProgress(
