@@ -214,8 +214,8 @@ def keyless_report(results: list[tuple], size: tuple[int, int]) -> str:
             out,
             title=f"{KEYLESS}: {rows:,} rows, {heap / 1e6:.0f} MB, no key, in block ranges",
         )  # fmt: skip
-        + f"\nlongest range {longest:.2f} s; table totals: {sums.source_rows:,} rows on each side? "
-        f"{sums.source_rows == sums.target_rows}; checksums equal: {sums.matches}"
+        + f"\nlongest range {longest:.2f} s; table totals: {sums.source_rows:,} rows on the source, "
+        f"{sums.target_rows:,} on the target, {'equal' if sums.matches else 'DIFFERENT'}"
     )
 
 
