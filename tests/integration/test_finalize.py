@@ -185,6 +185,29 @@ def test_large_objects_are_verified_by_count_and_content(aws, source_db, target_
         phases.finish_target(state)
 
 
+def test_oid_columns_are_not_read_when_neither_server_holds_a_large_object(aws, source_db, target_db) -> None:
+    """An oid column (here of catalog oids, as applications keep them) on servers without large objects:
+    no row can point at one, so the table is not read at all (on a table of any size that read would be
+    one unbounded statement). Locked by a DDL on the source, the finish does not wait for it; once an
+    object exists on either side, the column is compared again and the missing object is found."""
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE refs (id int PRIMARY KEY, rel oid); INSERT INTO refs VALUES (1, 1259)")
+    state = parse_state({"spec": spec_for(source_db, target_db)})
+    with source_db.connect() as ddl:
+        with ddl.cursor() as cur:
+            cur.execute("LOCK TABLE refs IN ACCESS EXCLUSIVE MODE")
+        report = phases.finish_target(state)
+        ddl.rollback()
+    assert report.mismatched == [] and report.tables_checked == 1, report
+
+    (oid,) = source_db.execute("SELECT lo_from_bytea(0, 'late')")[0]
+    source_db.execute("UPDATE refs SET rel = %s", (oid,))
+    with pytest.raises(
+        VerificationFailed, match=r"large objects the selected rows point at \(1 on the source, 0"
+    ):
+        phases.finish_target(state)
+
+
 SEQUENCES = (
     "CREATE SEQUENCE shared_ids; CREATE SEQUENCE unrelated;"
     "CREATE TABLE a (id serial PRIMARY KEY, ref int DEFAULT nextval('shared_ids'));"

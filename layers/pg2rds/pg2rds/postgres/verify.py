@@ -123,12 +123,27 @@ def _large_objects(conn: Any, query: sql.Composable) -> tuple[int, str]:
         return int(count), str(checksum)
 
 
+def _holds_large_objects(conn: Any) -> bool:
+    """Whether the database holds any large object (one catalog row read at most)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT EXISTS (SELECT 1 FROM pg_largeobject_metadata)")
+        return bool(cur.fetchone()[0])
+
+
 def compare_large_objects(source: Any, target: Any, columns: list[tuple[str, str, str]]) -> TableComparison:
     """The large objects the selected rows point at: how many exist on each side, and their content.
 
     The same oids must exist on both sides (the rows hold them), so an object the target lacks, or
     whose bytes differ, changes the count or the checksum. Read in parallel on the two servers.
+
+    The pre-flight refuses a migration whose selected oid columns meet a database holding large objects,
+    so what normally remains are oid columns (of any size) on servers with none: then nothing is read,
+    since no row can point at an existing object, and the result is what the full read would give (none
+    on either side). The oid columns are read only when an object exists on either side.
     """
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        if not any(pool.map(_holds_large_objects, (source, target))):
+            return TableComparison(LARGE_OBJECTS, 0, 0, "0", "0")
     query = _large_objects_query(columns)
     with ThreadPoolExecutor(max_workers=2) as pool:
         on_source, on_target = (
