@@ -641,6 +641,44 @@ def test_a_source_restart_during_the_cutover_wait_is_ridden_out(one_table) -> No
     assert source_objects(source) == ([], []) and leftovers == []
 
 
+def test_a_source_restart_before_the_catch_up_is_ridden_out(one_table, caplog) -> None:
+    """The same reboot right after the full load, before any poll has seen DMS caught up (real time, the
+    first CDC poll 5 s after the task starts): the stand-in retries and resumes from the slot, the cutover
+    is offered once it has caught up again, and it ends with the target equal and nothing left behind."""
+    source, target = one_table
+    source.execute("INSERT INTO t SELECT generate_series(1, 100)")
+    engine = StandInEngine()
+    with EmbeddedAws(engine, time_scale=1.0) as aws:
+        spec = spec_for(
+            source, target, migration_id="restartearly", migration_type="full-load-and-cdc",
+            polling={"initial_seconds": 5, "max_seconds": 5},
+        )  # fmt: skip
+        arn = start(aws, spec)
+        dms = aws.client("dms")
+        deadline = time.monotonic() + 60
+        runtime = None
+        while (runtime is None or not runtime.full_load_finished) and time.monotonic() < deadline:
+            tasks = dms.describe_replication_tasks().get("ReplicationTasks", [])
+            runtime = engine.task_runtime(tasks[0]["ReplicationTaskArn"]) if tasks else None
+            time.sleep(0.1)
+        assert runtime is not None and runtime.full_load_finished, runtime
+        source.execute("INSERT INTO t VALUES (101)")
+        before = read_execution(aws.client("stepfunctions"), arn)
+        source.cluster.restart()
+        source.execute("INSERT INTO t VALUES (102)")
+        view = wait_for_state(aws, arn, WAITING_STATE)
+        assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
+        send_decision(aws.client("stepfunctions"), arn)
+        view = finish(aws, arn)
+        leftovers = account_dms_resources(aws)
+    engine.shutdown()
+    assert WAITING_STATE not in before.states and not before.done, path(before)  # restarted before the offer
+    assert "recoverable error (retry 1" in caplog.text  # the task lost its source and retried
+    assert view.status == "SUCCEEDED", (view.error, view.cause)
+    assert target.execute("SELECT count(*), max(id) FROM t") == [(102, 102)]
+    assert source_objects(source) == ([], []) and leftovers == []
+
+
 def test_cli_cutover_command_sends_the_decision(fake_aws, one_table, capsys) -> None:
     from pg2rds_cli import main as cli
 
