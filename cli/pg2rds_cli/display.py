@@ -117,6 +117,19 @@ def summary(console: Console, view: ExecutionView) -> None:
         console.print(Text.assemble(("Cause: ", "dim"), view.cause))
 
 
+def _left_out(verification: dict[str, Any]) -> str:
+    """The tables with foreign keys not checked again after the decision, and why (none: "")."""
+    parts = []
+    if verification.get("foreign_keys_unchanged"):
+        parts.append(f"{verification['foreign_keys_unchanged']} unchanged since")
+    if verification.get("foreign_keys_held_by_validation"):
+        parts.append(
+            f"{verification['foreign_keys_held_by_validation']} held by DMS's validation and the source's "
+            "constraints"
+        )
+    return "".join(f", {part}" for part in parts)
+
+
 def _after_load(console: Console, record: dict[str, Any]) -> None:
     """What finish-target did, and what prep-target said the load would leave unchecked."""
     finish = record.get("finish")
@@ -130,7 +143,9 @@ def _after_load(console: Console, record: dict[str, Any]) -> None:
             if verification.get("foreign_keys_checked_before"):
                 foreign_keys += (
                     f" ({verification['foreign_keys_checked_before']} tables checked before the offer, "
-                    f"{verification.get('foreign_keys_checked_after', 0)} again after the decision)"
+                    f"{verification.get('foreign_keys_checked_after', 0)} again after the decision"
+                    + _left_out(verification)
+                    + ")"
                 )
         else:
             foreign_keys = "not checked to the end"

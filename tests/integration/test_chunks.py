@@ -245,7 +245,7 @@ def test_a_round_looks_at_no_more_tables_than_chunks_even_when_none_yield_one(
     target_db.execute("SET session_replication_role = replica; INSERT INTO z VALUES (1, 99)")
     with source_db.connect() as source, target_db.connect() as target:
         tables = select_tables(source, TableSelection())
-        assert plan_round(source, target, tables, 0, None, 10, False, 2) == ([], 2, None, 0)
+        assert plan_round(source, target, tables, 0, None, 10, False, 2) == ([], 2, None, 0, 0)
     state = parse_state({"spec": spec_for(source_db, target_db, verification="none")})
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(phases, "MAX_CHUNKS_PER_ROUND", 2)

@@ -443,6 +443,10 @@ class VerificationState(_Result):
     foreign_keys_unchanged: int = 0
     #: Tables whose foreign keys were checked after the decision.
     foreign_keys_checked_after: int = 0
+    #: ``verification: dms``: tables with foreign keys not checked after the decision because DMS validated
+    #: them and the tables they reference, and the source holds the same constraints, validated
+    #: (:func:`pg2rds.postgres.foreign_keys.held_by_validation`).
+    foreign_keys_held_by_validation: int = 0
 
 
 class LeaseState(_Result):

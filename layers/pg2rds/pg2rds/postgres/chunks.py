@@ -57,7 +57,7 @@ from typing import Any, NamedTuple
 from psycopg2 import sql
 
 from pg2rds.postgres.connection import connect
-from pg2rds.postgres.foreign_keys import range_violations, referenced_tables
+from pg2rds.postgres.foreign_keys import held_by_validation, range_violations, referenced_tables
 from pg2rds.postgres.keys import KeyColumn, byte_order_needed, table_key
 from pg2rds.postgres.selection import TableName, select_tables
 from pg2rds.postgres.verify import HASHTEXTEXTENDED_SINCE, pin_text_rendering
@@ -282,12 +282,14 @@ def _chunk_bytes(chunk: Chunk) -> int:
 
 class Round(NamedTuple):
     """One round's plan: its chunks, the cursor after them, and how many tables' foreign keys were left
-    unchecked because they were checked before the decision and have not changed since."""
+    unchecked because they were checked before the decision and have not changed since, or because DMS's
+    validation and the source's constraints hold them (``held``)."""
 
     chunks: list[Chunk]
     next_table: int
     next_lower: list[str] | None
     unchanged: int = 0
+    held: int = 0
 
 
 def plan_round(
@@ -301,18 +303,25 @@ def plan_round(
     max_chunks: int,
     validated: Collection[tuple[str, str]] = (),
     unchanged: Collection[tuple[str, str]] = (),
+    held: Collection[tuple[str, str]] = (),
 ) -> Round:
     """Up to ``max_chunks`` chunks from the cursor on, and the cursor after them. At most ``max_chunks``
     tables are looked at, too: with ``verification: none`` a table without foreign keys yields no chunk,
     and a round must not walk the whole catalog (a round may then have no chunks before the end). Tables
     in ``validated`` ((schema, table), those DMS validated) are not compared again, only their foreign keys
-    checked; foreign keys whose tables are all in ``unchanged`` are not checked (see :func:`table_chunks`)."""
+    checked; foreign keys whose tables are all in ``unchanged`` are not checked (see :func:`table_chunks`),
+    nor those of a table in ``held`` (:func:`~pg2rds.postgres.foreign_keys.held_by_validation`) whose rows
+    are not compared, unless its check began in an earlier round."""
     planned: list[Chunk] = []
-    total = looked_at = skipped = 0
+    total = looked_at = skipped = by_validation = 0
     while next_table < len(tables) and len(planned) < max_chunks and looked_at < max_chunks:
         looked_at += 1
         table = tables[next_table]
         compared = compare and (table.schema, table.table) not in validated
+        if next_lower is None and not compared and (table.schema, table.table) in held:
+            by_validation += 1
+            next_table += 1
+            continue
         chunks, settled = table_chunks(
             source, target, table, next_lower, chunk_rows, compared, max_chunks - len(planned), unchanged
         )
@@ -329,7 +338,7 @@ def plan_round(
             next_lower = chunks[taken].resume_at
             break
         next_table, next_lower = next_table + 1, None
-    return Round(planned, next_table, next_lower, skipped)
+    return Round(planned, next_table, next_lower, skipped, by_validation)
 
 
 def chunk_checksum(conn: Any, chunk: Chunk, checksums: bool, hashtextextended: bool) -> tuple[int, str]:
@@ -386,6 +395,9 @@ class Planned(NamedTuple):
     finished: bool
     #: Tables whose foreign keys this round left unchecked (unchanged since the check before the decision).
     unchanged: int = 0
+    #: Tables whose foreign keys this round left unchecked: DMS's validation and the source's constraints
+    #: hold them (``held_by_validation``).
+    held: int = 0
 
 
 def plan_next(
@@ -402,7 +414,11 @@ def plan_next(
     """The next round. Boundaries come from the source; the target says which foreign keys to check and
     how it orders text keys. Tables in ``validated`` (by DMS) get their foreign keys checked, not their
     rows compared; ``unchanged``: see :func:`plan_round`; ``foreign_keys_only``: no rows compared at all
-    (the check before the cutover decision)."""
+    (the check before the cutover decision).
+
+    Which of the round's tables DMS's validation and the source's constraints hold is read from both
+    catalogs for the tables this round can look at only (at most ``max_chunks``, as :func:`plan_round`),
+    in one query per side."""
     with (
         connect(spec.source, source_credentials, "source", application_name="pg2rds-verify") as source,
         connect(spec.target, target_credentials, "target", application_name="pg2rds-verify") as target,
@@ -410,6 +426,9 @@ def plan_next(
         tables = select_tables(source, spec.tables)
         for conn in (source, target):
             pin_text_rendering(conn)  # boundaries are key text: rendered alike for both sides
+        begun = int(next_lower is not None)  # a table whose check began in an earlier round goes on
+        ahead = tables[next_table + begun : next_table + max_chunks]
+        held = held_by_validation(source, target, [(t.schema, t.table) for t in ahead], validated, unchanged)
         planned = plan_round(
             source,
             target,
@@ -421,6 +440,7 @@ def plan_next(
             max_chunks,
             validated,
             unchanged,
+            held,
         )
     return Planned(
         planned.chunks,
@@ -429,6 +449,7 @@ def plan_next(
         min(next_table, len(tables)),
         planned.next_table >= len(tables),
         planned.unchanged,
+        planned.held,
     )
 
 

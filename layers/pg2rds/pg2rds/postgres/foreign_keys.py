@@ -8,12 +8,17 @@ the work is bounded by the chunk's rows times the table's foreign keys, whatever
 With CDC every foreign key is checked before the cutover is offered, while DMS replicates, and after the
 decision only those of tables that DMS's change counters show written to since, or that reference such a
 table (:func:`referenced_tables`, :func:`foreign_key_tables`; the rule is in :mod:`pg2rds.phases`).
+With ``verification: dms``, a table written to until the end need not be checked again after the decision
+either when DMS validated it and the tables it references, and the source holds the same constraints
+(:func:`held_by_validation`).
 """
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from psycopg2 import sql
 
+from pg2rds.postgres.verify import pin_text_rendering
 from pg2rds.state import Chunk
 
 _FOREIGN_KEYS = """
@@ -27,6 +32,75 @@ JOIN pg_class rc ON rc.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = rc.r
 WHERE con.contype = 'f' AND con.conrelid = to_regclass(format('%%I.%%I', %s, %s))
 ORDER BY con.conname
 """
+
+
+#: Every foreign key of the given tables (schema and table names, in two arrays): its name, its definition
+#: as the server renders it, whether it is validated, and the table it references. Names resolved in the
+#: session's search_path, which :func:`held_by_validation` pins to ``pg_catalog`` on both sides, so every
+#: table the definition names is schema-qualified.
+_CONSTRAINTS = """
+SELECT w.schema_name, w.table_name, con.conname, pg_get_constraintdef(con.oid), con.convalidated,
+       rn.nspname, rc.relname
+FROM unnest(%s::text[], %s::text[]) AS w(schema_name, table_name)
+JOIN pg_constraint con ON con.contype = 'f'
+ AND con.conrelid = to_regclass(format('%%I.%%I', w.schema_name, w.table_name))
+JOIN pg_class rc ON rc.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+"""
+
+
+Constraint = tuple[str, str, str, str, bool, str, str]
+
+
+def _constraints(conn: Any, tables: Sequence[tuple[str, str]]) -> list[Constraint]:
+    """:data:`_CONSTRAINTS` of ``tables``: (schema, table, name, definition, validated, referenced schema,
+    referenced table)."""
+    with conn.cursor() as cur:
+        cur.execute(_CONSTRAINTS, ([t[0] for t in tables], [t[1] for t in tables]))
+        return [tuple(row) for row in cur.fetchall()]
+
+
+def held_by_validation(
+    source: Any,
+    target: Any,
+    tables: Sequence[tuple[str, str]],
+    validated: Collection[tuple[str, str]],
+    unchanged: Collection[tuple[str, str]] = (),
+) -> set[tuple[str, str]]:
+    """Of ``tables`` ((schema, table), one round's), those whose foreign keys on the target need no check
+    after the cutover decision because DMS's validation and the source's constraints hold them: the table
+    has foreign keys on the target; it and every table they reference are in ``validated`` (DMS reported
+    them "Validated" on the stopped task); and every one of its foreign keys on the target has a
+    counterpart on the source with the same name, the same definition (``pg_get_constraintdef``, both
+    sessions' text rendering pinned alike, so a referenced table is named schema-qualified on both sides)
+    and ``convalidated`` there. Tables whose foreign keys are left out as unchanged since the check before
+    the decision (they and the tables they reference in ``unchanged``) are not counted here.
+
+    Why this is sound: DMS's validation says the target's rows of these tables are the source's, and the
+    source enforces the same constraint over them, so it holds on the target too. A ``NOT VALID``
+    constraint on the source may hold old violating rows, so it does not count. The blind spot is DMS
+    validation's own: a row written to the target by something other than DMS (or changed there after DMS
+    validated it) whose source row DMS does not change afterwards is not compared again, by DMS or here.
+
+    One catalog query per side for the given tables (the caller bounds them per round), read-only."""
+    candidates = [t for t in tables if t in validated]
+    if not candidates:
+        return set()
+    for conn in (source, target):
+        pin_text_rendering(conn)
+    on_target: dict[tuple[str, str], list[Constraint]] = {}
+    for constraint in _constraints(target, candidates):
+        on_target.setdefault((constraint[0], constraint[1]), []).append(constraint)
+    if not on_target:
+        return set()
+    on_source = {c[:4] for c in _constraints(source, list(on_target)) if c[4]}  # validated there
+    held = set()
+    for name, constraints in on_target.items():
+        parents = {(c[5], c[6]) for c in constraints}
+        if all(t in unchanged for t in [name, *parents]):
+            continue  # counted as unchanged since the check before the decision
+        if all(t in validated for t in parents) and all(c[:4] in on_source for c in constraints):
+            held.add(name)
+    return held
 
 
 def referenced_tables(conn: Any, schema: str, table: str) -> list[tuple[str, str]]:
