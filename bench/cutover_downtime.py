@@ -197,7 +197,9 @@ def show(r: dict[str, Any]) -> None:
             f"{verification.get('mismatch_count')} differ; foreign keys of "
             f"{verification.get('foreign_keys_checked_before', '-')} tables checked before the offer, "
             f"{verification.get('foreign_keys_checked_after', '-')} after the decision "
-            f"({verification.get('foreign_keys_unchanged', '-')} unchanged since)"
+            f"({verification.get('foreign_keys_unchanged', '-')} unchanged since, "
+            f"{verification.get('foreign_keys_held_by_validation', '-')} held by DMS's validation and the "
+            "source's constraints)"
         )
     if r["status"] != "SUCCEEDED":
         print(f"  did not succeed: {r['cause'][:800]}")

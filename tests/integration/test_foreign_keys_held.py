@@ -2,9 +2,15 @@
 (``held_by_validation``), against real PostgreSQL: the same name, definition and validity on the source
 are required, the table and every table it references validated by DMS."""
 
-from conftest import Database
+from conftest import Database, spec_for
 
+from pg2rds.lambda_support import parse_state
+from pg2rds.postgres import chunks
+from pg2rds.postgres.chunks import plan_next, plan_round
 from pg2rds.postgres.foreign_keys import held_by_validation
+from pg2rds.postgres.selection import select_tables
+from pg2rds.secrets import get_credentials
+from pg2rds.spec import TableSelection
 
 #: The same on both sides: a parent in public and one in schema ``s2`` of the same name.
 COMMON = "CREATE SCHEMA s2; CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE s2.p (id int PRIMARY KEY)"
@@ -78,3 +84,46 @@ def test_a_table_unchanged_since_the_check_before_the_decision_is_counted_as_unc
         assert held_by_validation(source, target, tables, set(tables), {("public", "same")}) == {
             ("public", "same")
         }
+
+
+def test_a_round_leaves_out_the_held_tables_and_counts_them_unless_their_check_began(
+    source_db, target_db
+) -> None:
+    _family(source_db, target_db)
+    with source_db.connect() as source, target_db.connect() as target:
+        tables = select_tables(source, TableSelection())
+        validated = {(t.schema, t.table) for t in tables}
+        held = {("public", "same")}
+        planned = plan_round(source, target, tables, 0, None, 10, True, 100, validated, (), held)
+        assert planned.held == 1 and planned.next_table == len(tables)
+        checked = {chunk.table_name for chunk in planned.chunks}
+        assert "same" not in checked and {"not_valid", "missing", "other_schema"} <= checked
+        # its first chunk planned in an earlier round: the rest of it is checked, not counted as held
+        begun = [t.table for t in tables].index("same")
+        planned = plan_round(source, target, tables, begun, ["0"], 10, True, 1, validated, (), held)
+        assert planned.held == 0 and [c.describe() for c in planned.chunks] == [
+            "public.same (id) in [0, +inf)"
+        ]
+
+
+def test_the_catalogs_are_read_for_the_tables_a_round_may_look_at_only(
+    aws, source_db, target_db, monkeypatch
+):
+    """Rounds of 3: each reads the constraints of at most 3 tables, from its cursor on (not those of the
+    whole catalog, nor of a table whose check began in an earlier round)."""
+    all_tables = _family(source_db, target_db)
+    asked: list[list[tuple[str, str]]] = []
+
+    def spy(source, target, tables, validated, unchanged=()):
+        asked.append(list(tables))
+        return held_by_validation(source, target, tables, validated, unchanged)
+
+    monkeypatch.setattr(chunks, "held_by_validation", spy)
+    spec = parse_state({"spec": spec_for(source_db, target_db, verification="checksums")}).spec
+    credentials = get_credentials(spec.source, "source"), get_credentials(spec.target, "target")
+    with source_db.connect() as source:
+        order = [(t.schema, t.table) for t in select_tables(source, TableSelection())]
+    planned = plan_next(spec, *credentials, 0, None, 3, set(all_tables))
+    assert asked == [order[:3]]
+    planned = plan_next(spec, *credentials, 3, ["0"], 3, set(all_tables))
+    assert asked[1] == order[4:6] and planned.held == sum(t == ("public", "same") for t in order[4:6])
