@@ -135,6 +135,10 @@ SLOT_RELEASE_SECONDS = 10
 #: With no message for this long and no open transaction, CDC is idle and caught up: latency 0.
 IDLE_SECONDS = 1.0
 POLL_SECONDS = 0.2
+#: The slot is told what has been applied at most this often while changes stream in, and at once when
+#: the stream goes idle. DMS confirms what it has applied; how often is not documented. Before, the
+#: driver's 10 s status interval decided, so a cutover waited 0–10 s for the slot whatever DMS had done.
+CONFIRM_SECONDS = 0.2
 
 SSL_MODES = {"none": "disable", "require": "require", "verify-ca": "verify-ca", "verify-full": "verify-full"}
 
@@ -754,6 +758,7 @@ class _Task:
         self, cur: Any, applier: "_Applier", translator: Translator, catalog: Any, tables: list[TableName]
     ) -> None:
         last_message = time.monotonic()
+        confirmed = _Confirmed()
         try:
             while not self.stop_event.is_set():
                 message = cur.read_message()
@@ -765,7 +770,8 @@ class _Task:
                         # before that was sent and applied, so the slot may move on (pg_recvlogical
                         # does the same), and WAL of tables not selected is not retained for ever
                         applier.flushed = cur.wal_end
-                        cur.send_feedback(flush_lsn=applier.flushed)
+                    if not applier.in_transaction and applier.flushed > confirmed.lsn:
+                        confirmed.send(cur, applier.flushed)
                     if not applier.in_transaction:
                         with self.lock:
                             self.replicated_lsn = max(self.replicated_lsn, applier.flushed)
@@ -788,7 +794,7 @@ class _Task:
                     for change in changes:
                         flushed = applier.handle(change)
                         if flushed:
-                            cur.send_feedback(flush_lsn=flushed)
+                            confirmed.send(cur, flushed, at_once=False)
                 except _RECOVERABLE:
                     raise  # the target's connection is gone: retried like the source's
                 except (psycopg2.Error, LobTruncation, ApplyStopped) as error:
@@ -966,6 +972,23 @@ class _Applier:
         self.in_transaction = False
         self.flushed = message.end_lsn
         return message.end_lsn
+
+
+class _Confirmed:
+    """What the slot was last told (flush position) and when: the driver sends feedback by itself only
+    every status interval (10 s), so the applier forces it, at most every ``CONFIRM_SECONDS`` while
+    changes stream in (``at_once=False``) and at once when the stream goes idle."""
+
+    def __init__(self) -> None:
+        self.lsn = 0
+        self.at = 0.0
+
+    def send(self, cur: Any, lsn: int, at_once: bool = True) -> None:
+        now = time.monotonic()
+        force = at_once or now - self.at >= CONFIRM_SECONDS
+        cur.send_feedback(flush_lsn=lsn, force=force)
+        if force:
+            self.lsn, self.at = lsn, now
 
 
 #: What a lost connection raises: the server went away (restart, network) or the COPY stream broke with it.
