@@ -121,6 +121,7 @@ def migrate(source: Cluster, target: Cluster, scale: int, foreign_keys: bool) ->
         verification=(view.output or {}).get("verification", {}),
         reached=(read - decided) if read else float("nan"),
         wait_seconds=_waits_after(events, decided, cleanup or float("inf")),
+        polls=_polls_around(events, decided, cleanup or float("inf")),
     )
     source.drop_database(database)
     target.drop_database(database)
@@ -151,6 +152,26 @@ def _waits_after(events: list[dict[str, Any]], since: float, until: float) -> li
                     told.append(int(state[key]["wait_seconds"]))
                     break
     return told
+
+
+def _polls_around(events: list[dict[str, Any]], since: float, until: float) -> list[str]:
+    """What each poll from the last one before the decision until cleanup saw: the task's status and
+    DMS's validation records still pending (the task is stopped once the slot has confirmed the
+    decision's position and nothing is pending: a poll that sees none pending waits for the slot)."""
+    import json
+
+    seen = []
+    for event in events:
+        details = event.get("stateExitedEventDetails") or {}
+        if event["type"] != "TaskStateExited" or details.get("name") != "Check task progress":
+            continue
+        at = event["timestamp"].timestamp()
+        if at >= until:
+            break
+        progress = json.loads(details.get("output") or "{}").get("progress") or {}
+        pending = (progress.get("validation") or {}).get("pending_records")
+        seen.append((at, f"{progress.get('task_status')} ({pending} pending)"))
+    return [text for at, text in seen if at < since][-1:] + [text for at, text in seen if at >= since]
 
 
 def composition(result: dict[str, Any]) -> list[list[str]]:
@@ -190,6 +211,8 @@ def show(r: dict[str, Any]) -> None:
         f"×{LOCAL_TIME_SCALE} ({told * LOCAL_TIME_SCALE:.2f} s here): at AWS's clock this downtime would be "
         f"{r['downtime'] + told * (1 - LOCAL_TIME_SCALE):.0f} s with the local polling {LOCAL_POLLING}"
     )
+    polls = r["polls"]
+    print(f"  polls: the last before the decision {polls[:1]}, then {len(polls) - 1} after it {polls[1:]}")
     verification = r["verification"]
     if verification:
         print(
