@@ -613,6 +613,14 @@ def test_falling_behind_during_the_wait_withdraws_the_offer_until_caught_up_agai
     assert [subject for subject, _ in notifications(aws, mailbox)] == ["pg2rds: ready for cutover"]
 
 
+def cut_over_when_offered(aws: EmbeddedAws, arn: str) -> tuple[ExecutionView, list]:
+    """Wait for the offer, decide, and wait for the end: the final view and the DMS resources left."""
+    view = wait_for_state(aws, arn, WAITING_STATE)
+    assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
+    send_decision(aws.client("stepfunctions"), arn)
+    return finish(aws, arn), account_dms_resources(aws)
+
+
 def test_a_source_restart_during_the_cutover_wait_is_ridden_out(one_table) -> None:
     """pg_ctl restart -m fast while the cutover is offered (a maintenance reboot): the stand-in retries as
     the task's ErrorBehavior says and resumes from the slot; the cutover then ends with the target equal."""
@@ -630,11 +638,7 @@ def test_a_source_restart_during_the_cutover_wait_is_ridden_out(one_table) -> No
         deadline = time.monotonic() + 60
         while target.execute("SELECT count(*) FROM t") != [(2,)] and time.monotonic() < deadline:
             time.sleep(0.2)
-        view = wait_for_state(aws, arn, WAITING_STATE)
-        assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
-        send_decision(aws.client("stepfunctions"), arn)
-        view = finish(aws, arn)
-        leftovers = account_dms_resources(aws)
+        view, leftovers = cut_over_when_offered(aws, arn)
     engine.shutdown()
     assert view.status == "SUCCEEDED", (view.error, view.cause)
     assert target.execute("SELECT id FROM t ORDER BY id") == [(1,), (2,)]
@@ -666,11 +670,7 @@ def test_a_source_restart_before_the_catch_up_is_ridden_out(one_table, caplog) -
         before = read_execution(aws.client("stepfunctions"), arn)
         source.cluster.restart()
         source.execute("INSERT INTO t VALUES (102)")
-        view = wait_for_state(aws, arn, WAITING_STATE)
-        assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
-        send_decision(aws.client("stepfunctions"), arn)
-        view = finish(aws, arn)
-        leftovers = account_dms_resources(aws)
+        view, leftovers = cut_over_when_offered(aws, arn)
     engine.shutdown()
     assert WAITING_STATE not in before.states and not before.done, path(before)  # restarted before the offer
     assert "recoverable error (retry 1" in caplog.text  # the task lost its source and retried
