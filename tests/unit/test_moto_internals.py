@@ -101,3 +101,15 @@ def test_the_interpreter_still_signs_with_its_fixed_key_and_responses_still_name
 
     assert f'aws_access_key_id="{INTERPRETER_ACCESS_KEY}"' in inspect.getsource(boto_client_for)
     assert "_determine_resource" in inspect.getsource(BaseResponse.call_action)
+
+
+def test_the_history_is_still_a_locked_list_of_events_with_ids_in_the_event_manager() -> None:
+    """The embedded history read copies one page from the execution's event list under its lock
+    (embedded._get_execution_history), instead of moto's deep copy of all of it."""
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+    from moto.stepfunctions.parser.backend.execution import Execution
+
+    manager = EventManager()
+    assert isinstance(manager._history_event_list, list) and hasattr(manager._mutex, "__enter__")
+    assert "exec_worker" in inspect.getsource(Execution.__init__)
+    assert "env.event_manager.get_event_history()" in inspect.getsource(Execution.to_history_output)
