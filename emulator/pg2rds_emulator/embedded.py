@@ -11,7 +11,9 @@ Waits can run on a compressed clock (``time_scale``): a 600 s Wait state then ta
 so long polling schedules can be exercised quickly while the state machine and history stay the same.
 """
 
+import copy
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -319,19 +321,27 @@ def _get_execution_history(self: StepFunctionResponse) -> Any:
     """moto answers with the whole history, oldest first, whatever is asked. Step Functions pages it
     (``maxResults`` up to 1,000, 100 when unset, ``nextToken``) and reads newest first on ``reverseOrder``;
     so does this, so a client that reads only the newest page runs here as it would on AWS. The token is
-    the id of the last event returned, so events recorded between two pages never shift a page."""
-    events = self.stepfunction_backend.get_execution_history(self._get_param("executionArn"))["events"]
+    the id of the last event returned, so events recorded between two pages never shift a page.
+
+    moto deep-copies the whole history for every read; only the page is copied here, so a read costs the
+    same whatever the history's length, as on AWS."""
+    execution = self.stepfunction_backend.describe_execution(self._get_param("executionArn"))
     newest_first = bool(self._get_param("reverseOrder"))
-    if newest_first:
-        events = list(reversed(events))
     after = self._get_param("nextToken")
-    if after:
-        last = int(after)
-        events = [e for e in events if (e["id"] < last if newest_first else e["id"] > last)]
     size = int(self._get_param("maxResults") or 100)
-    page: dict[str, Any] = {"events": events[:size]}
-    if len(events) > size:
-        page["nextToken"] = str(events[size - 1]["id"])
+    worker = execution.exec_worker
+    manager = worker.env.event_manager if worker is not None and worker.env is not None else None
+    if manager is None:  # not started yet
+        return ActionResult({"events": []})
+    last = int(after) if after else None
+    with manager._mutex:
+        ordered = reversed(manager._history_event_list) if newest_first else iter(manager._history_event_list)
+        wanted = (e for e in ordered if last is None or (e["id"] < last if newest_first else e["id"] > last))
+        chosen = list(itertools.islice(wanted, size + 1))
+        events = copy.deepcopy(chosen[:size])
+    page: dict[str, Any] = {"events": events}
+    if len(chosen) > size:
+        page["nextToken"] = str(events[-1]["id"])
     return ActionResult(page)
 
 

@@ -93,6 +93,42 @@ def test_a_definition_parsed_once_still_runs_each_execution_afresh_and_a_broken_
     assert "mismatched input '\"Succeeds\"'" in refused, refused
 
 
+def test_the_embedded_account_copies_a_page_of_the_history_not_all_of_it(monkeypatch) -> None:
+    """moto deep-copies an execution's whole history for every read; the embedded account copies only the
+    page asked for, so the newest page of a long history costs what it costs on AWS. The pages still add
+    up to the whole history, oldest or newest first."""
+    from pg2rds_emulator import embedded
+
+    copied: list[int] = []
+    deepcopy = embedded.copy.deepcopy
+
+    def counting(value: Any, *args: Any) -> Any:
+        copied.append(len(value))
+        return deepcopy(value, *args)
+
+    with EmbeddedAws(time_scale=0.02) as aws:
+        sfn = aws.client("stepfunctions")
+        machine = sfn.create_state_machine(
+            name="pages", definition=_wait_chain(), roleArn="arn:aws:iam::123456789012:role/x"
+        )["stateMachineArn"]
+        arn = sfn.start_execution(stateMachineArn=machine)["executionArn"]
+        watch(sfn, arn, lambda v: None, interval_seconds=0.05, timeout_seconds=60)
+        monkeypatch.setattr(embedded.copy, "deepcopy", counting)
+        newest = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=2)
+        pages, token = [], None
+        while True:
+            kwargs = {"nextToken": token} if token else {}
+            page = sfn.get_execution_history(executionArn=arn, maxResults=50, **kwargs)
+            pages += page["events"]
+            token = page.get("nextToken")
+            if not token:
+                break
+    total = len(pages)
+    assert total > 2 * STATES and [e["id"] for e in pages] == list(range(1, total + 1))
+    assert [e["id"] for e in newest["events"]] == [total, total - 1]
+    assert copied[0] == 2 and max(copied) == 50, copied  # moto alone: the whole history, every read
+
+
 class _TruncatingHistory:
     """Step Functions' answer for an execution whose state outgrew 256 KiB: the history cuts the data
     (``truncated``), so an input or output in it need not be JSON."""
