@@ -746,8 +746,12 @@ def test_an_apply_error_during_cdc_fails_the_migration_with_the_targets_message(
 def test_the_cutover_reads_the_history_only_back_to_the_wait(fake_aws, one_table, monkeypatch) -> None:
     """The application is stopped while `pg2rds cutover` looks for the wait's token: it reads the history
     newest first and stops at the wait's entry, not the whole history of every poll since the start (a
-    long CDC's history is thousands of events, a page of 1,000 per call). Pages of 10 here, so reading
+    long CDC's history is thousands of events), in pages of ``DECISION_PAGE`` (100), not the API's 1,000
+    (each event carries its state: a page of them is slow to send). Pages of 10 here, so reading
     everything would take many calls."""
+    from pg2rds_cli import cutover
+
+    assert cutover.DECISION_PAGE == 100 < executions.HISTORY_PAGE
     aws, _ = fake_aws
     source, target = one_table
     spec = spec_for(
@@ -757,6 +761,7 @@ def test_the_cutover_reads_the_history_only_back_to_the_wait(fake_aws, one_table
     assert wait_for_state(aws, arn, WAITING_STATE).current_state == WAITING_STATE
     sfn = aws.client("stepfunctions")
     monkeypatch.setattr(executions, "HISTORY_PAGE", 10)
+    monkeypatch.setattr(cutover, "DECISION_PAGE", 10)
     whole = executions.history(sfn, arn)  # the emulator pages as Step Functions does: oldest first, all
     assert [event["id"] for event in whole] == list(range(1, len(whole) + 1)) and len(whole) > 80
     calls: list[dict] = []
@@ -765,7 +770,7 @@ def test_the_cutover_reads_the_history_only_back_to_the_wait(fake_aws, one_table
     )
     send_decision(sfn, arn)
     read = list(calls)
-    assert read and all(call.get("reverseOrder") for call in read), read
+    assert read and all(call.get("reverseOrder") and call["maxResults"] == 10 for call in read), read
     after = executions.history(sfn, arn)
     entered = max(
         event["id"]
