@@ -477,7 +477,8 @@ def test_a_task_stopped_by_someone_else_after_the_decision_fails_the_migration(f
     source.execute("INSERT INTO t VALUES (1)")  # never applied: the task lags, then is stopped
     dms = aws.client("dms")
     send_decision(aws.client("stepfunctions"), arn)
-    polls_after_decision(aws, arn, 1)
+    view = polls_after_decision(aws, arn, 1)
+    assert not view.done, (view.status, view.error, view.cause, path(view))  # it must still wait for the slot
     dms.stop_replication_task(
         ReplicationTaskArn=dms.describe_replication_tasks()["ReplicationTasks"][0]["ReplicationTaskArn"]
     )
