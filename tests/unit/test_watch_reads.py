@@ -24,6 +24,14 @@ def _wait_chain() -> str:
     return json.dumps({"StartAt": "Wait 0", "States": states})
 
 
+def _start_chain(sfn: Any, name: str) -> str:
+    """A state machine of the Wait chain, started: its execution's ARN."""
+    machine = sfn.create_state_machine(
+        name=name, definition=_wait_chain(), roleArn="arn:aws:iam::123456789012:role/x"
+    )["stateMachineArn"]
+    return sfn.start_execution(stateMachineArn=machine)["executionArn"]
+
+
 class _CountingClient:
     """The operator's Step Functions client, counting the history events it is sent."""
 
@@ -45,10 +53,7 @@ class _CountingClient:
 def test_watching_asks_each_poll_only_for_the_new_events_and_sees_what_a_full_read_sees() -> None:
     with EmbeddedAws(time_scale=0.02) as aws:
         sfn = aws.client("stepfunctions")
-        machine = sfn.create_state_machine(
-            name="wait-chain", definition=_wait_chain(), roleArn="arn:aws:iam::123456789012:role/x"
-        )["stateMachineArn"]
-        arn = sfn.start_execution(stateMachineArn=machine)["executionArn"]
+        arn = _start_chain(sfn, "wait-chain")
         client = _CountingClient(sfn)
         lengths: list[int] = []
         view = watch(
@@ -108,10 +113,7 @@ def test_the_embedded_account_copies_a_page_of_the_history_not_all_of_it(monkeyp
 
     with EmbeddedAws(time_scale=0.02) as aws:
         sfn = aws.client("stepfunctions")
-        machine = sfn.create_state_machine(
-            name="pages", definition=_wait_chain(), roleArn="arn:aws:iam::123456789012:role/x"
-        )["stateMachineArn"]
-        arn = sfn.start_execution(stateMachineArn=machine)["executionArn"]
+        arn = _start_chain(sfn, "pages")
         watch(sfn, arn, lambda v: None, interval_seconds=0.05, timeout_seconds=60)
         monkeypatch.setattr(embedded.copy, "deepcopy", counting)
         newest = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=2)
