@@ -93,6 +93,11 @@ _ROW_HASH = {
 }
 
 
+def _rows_per_page(rows: float, relpages: int) -> float:
+    """Rows a page holds by the table's statistics (``ASSUMED_ROWS_PER_PAGE`` when it has none)."""
+    return rows / relpages if rows > 0 and relpages > 0 else ASSUMED_ROWS_PER_PAGE
+
+
 def sampling(rows: float, relpages: int, pages: int, chunk_rows: int) -> tuple[float, int]:
     """(fraction of the table's pages to sample, sampled rows per chunk) for a table of ``pages`` pages
     now, whose statistics say ``rows`` rows in ``relpages`` pages.
@@ -102,7 +107,7 @@ def sampling(rows: float, relpages: int, pages: int, chunk_rows: int) -> tuple[f
     point of the distribution, not a hundred), capped at ``MAX_SAMPLE_PAGES`` and ``MAX_SAMPLE_ROWS``; the
     step is what one chunk's rows come to in the sample (at least 1).
     """
-    per_page = rows / relpages if rows > 0 and relpages > 0 else ASSUMED_ROWS_PER_PAGE
+    per_page = _rows_per_page(rows, relpages)
     fraction = min(1.0, max(SAMPLES_PER_CHUNK, PAGES_PER_CHUNK * per_page) / chunk_rows)
     if pages > 0:
         fraction = min(fraction, MAX_SAMPLE_PAGES / pages, MAX_SAMPLE_ROWS / (pages * per_page))
@@ -220,7 +225,7 @@ def _block_chunks(
     how many rows a block holds."""
     table = TableName(whole.schema_name, whole.table_name)
     rows, relpages, source_pages = _size(source, table)
-    per_page = rows / relpages if rows > 0 and relpages > 0 else ASSUMED_ROWS_PER_PAGE
+    per_page = _rows_per_page(rows, relpages)
     pages = max(source_pages, _size(target, table)[2])
     firsts = block_ranges(per_page, pages, chunk_rows, int(lower[0]) if lower else 0, limit + 2)
     ends: list[int | None] = [*firsts[1:], None]
