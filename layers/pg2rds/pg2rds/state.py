@@ -320,6 +320,13 @@ def qualified(schema: str, table: str) -> str:
     return f"{part(schema)}.{part(table)}"
 
 
+def render_difference(where: str, source_rows: int, target_rows: int) -> str:
+    """A difference as a report names it: by its row counts, or, when they agree, by its content."""
+    if source_rows != target_rows:
+        return f"{where}: {source_rows} rows on the source, {target_rows} on the target"
+    return f"{where}: same {source_rows} rows, different content"
+
+
 class ChunkCheck(_Result):
     """What verify-chunk found for one chunk (one item of the Map's result)."""
 
@@ -340,9 +347,7 @@ class ChunkCheck(_Result):
     target_sum: str = ""
 
     def render(self) -> str:
-        if self.source_rows != self.target_rows:
-            return f"{self.chunk}: {self.source_rows} rows on the source, {self.target_rows} on the target"
-        return f"{self.chunk}: same {self.source_rows} rows, different content"
+        return render_difference(self.chunk, self.source_rows, self.target_rows)
 
 
 class TableSums(_Result):
@@ -373,10 +378,9 @@ class TableSums(_Result):
         return (self.source_rows, self.source_sum) == (self.target_rows, self.target_sum)
 
     def render(self) -> str:
-        where = f"{self.table} (whole table, {self.ranges} block ranges)"
-        if self.source_rows != self.target_rows:
-            return f"{where}: {self.source_rows} rows on the source, {self.target_rows} on the target"
-        return f"{where}: same {self.source_rows} rows, different content"
+        return render_difference(
+            f"{self.table} (whole table, {self.ranges} block ranges)", self.source_rows, self.target_rows
+        )
 
 
 def _added(total: str, part: str) -> str:
