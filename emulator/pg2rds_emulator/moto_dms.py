@@ -140,7 +140,7 @@ class _FakeSlot:
 
     def advance(self) -> None:
         with contextlib.suppress(psycopg2.Error):  # dropped or in use: nothing to advance
-            self._run("SELECT pg_replication_slot_advance(%s, pg_current_wal_lsn())")
+            self._run("SELECT pg_replication_slot_advance(%s, pg_current_wal_insert_lsn())")
 
 
 @dataclass

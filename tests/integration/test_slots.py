@@ -1,6 +1,7 @@
 """The migration's slot on a real source: created by pg2rds with test_decoding, reused only when it is
 ours, and dropped only when it is ours (our name, our database) and no walsender holds it."""
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ import pytest
 from conftest import Database
 
 from pg2rds.errors import ResourceConflict
-from pg2rds.postgres.slots import SLOT_PLUGIN, drop_slot, ensure_slot
+from pg2rds.postgres.slots import SLOT_PLUGIN, current_wal_lsn, drop_slot, ensure_slot
 from pg2rds.secrets import Credentials
 from pg2rds.spec import DatabaseRef
 from pg2rds_emulator.pgcluster import SUPERUSER
@@ -160,3 +161,34 @@ def test_a_slot_with_another_plugin_or_in_another_database_is_not_ours(
     with pytest.raises(ResourceConflict, match=f"in database '{other_database.name}'"):
         ensure_slot(ref_for(source_db), credentials(source_db), "pg2rds_elsewhere")
     assert slot_row(source_db, "pg2rds_old")[0] == "pgoutput"  # left exactly as it was
+
+
+@contextlib.contextmanager
+def wal_writer_delay(db: Database, delay: str) -> Iterator[None]:
+    """The cluster's WAL writer set to write asynchronous commits only every ``delay``, then reset."""
+    db.execute(f"ALTER SYSTEM SET wal_writer_delay = '{delay}'")
+    db.execute("SELECT pg_reload_conf()")
+    time.sleep(0.5)  # the WAL writer reloads on its next wake-up (at most the old 200 ms delay)
+    try:
+        yield
+    finally:
+        db.execute("ALTER SYSTEM RESET wal_writer_delay")
+        db.execute("SELECT pg_reload_conf()")
+
+
+def test_the_decision_position_lies_past_a_commit_whose_wal_is_not_yet_written(source_db: Database) -> None:
+    """With synchronous_commit off (common on busy sources) a commit returns before its WAL is written.
+    The position noted at the cutover decision must still lie past the application's last commit: were it
+    the WAL's write position, the slot could confirm it while that commit is not even decoded yet, and
+    the task would be stopped without the last write (seen as a flaky end-to-end test: a run SUCCEEDED
+    while its last change was held up on the target)."""
+    source_db.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+    with wal_writer_delay(source_db, "10s"), source_db.connect() as conn, conn.cursor() as cur:
+        conn.autocommit = True
+        cur.execute("SET synchronous_commit = off")
+        cur.execute("INSERT INTO orders VALUES (1)")
+        cur.execute("SELECT pg_current_wal_insert_lsn()::text")  # at or past the commit's record
+        (committed,) = cur.fetchone()
+        decision = current_wal_lsn(ref_for(source_db), credentials(source_db))
+        cur.execute("SELECT %s::pg_lsn >= %s::pg_lsn", (decision, committed))
+        assert cur.fetchone() == (True,), (decision, committed)

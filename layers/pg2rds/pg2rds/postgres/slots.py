@@ -157,9 +157,13 @@ def drop_publication(ref: DatabaseRef, credentials: Credentials, name: str) -> L
 
 
 def current_wal_lsn(ref: DatabaseRef, credentials: Credentials) -> str:
-    """The source's WAL position now: at cutover, everything the application wrote lies before it."""
+    """The source's WAL position now: at cutover, everything the application wrote lies before it.
+
+    The insert position, not ``pg_current_wal_lsn()`` (how far WAL is written): with synchronous_commit
+    off a commit returns before its WAL is written, so the write position can lie before the
+    application's last commit, and a slot confirming it would prove nothing about that commit."""
     with connect(ref, credentials, "source", application_name="pg2rds-cutover") as conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_current_wal_lsn()::text")
+        cur.execute("SELECT pg_current_wal_insert_lsn()::text")
         return one_row(cur)[0]
 
 
