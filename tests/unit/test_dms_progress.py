@@ -339,3 +339,24 @@ def test_after_the_decision_the_waits_are_short_whatever_the_spec_polls_at(dms, 
         progress = poll_task(dms, spec, task, progress, cutover_position=lambda: ("0/3000000", False))
         waits.append(progress.wait_seconds)
     assert waits == [5, 7, 11, 16, 25, 30, 30, 30]
+
+
+def test_after_the_decision_the_task_stops_only_on_validation_read_after_the_slot(dms, engine) -> None:
+    """A last change applied and confirmed to the slot while the poll reads is pending validation in the
+    task's statistics: the poll must not pair that confirmation with statistics read before it (the task
+    was stopped before DMS had validated the change)."""
+    spec, task = caught_up_cdc(dms)
+    progress = poll_task(dms, spec, task, None)
+    assert progress.outcome == "cdc-caught-up"
+
+    def applied_meanwhile() -> tuple[str, bool]:
+        engine.set_validation("sales.orders", "Pending records", pending=1)  # the change, applied now
+        return "0/3000000", True
+
+    progress = poll_task(dms, spec, task, progress, cutover_position=applied_meanwhile)
+    assert progress.task_status == "running"
+    assert "1 records pending validation" in progress.validation.summary
+
+    engine.set_validation("sales.orders", "Validated")
+    progress = poll_task(dms, spec, task, progress, cutover_position=lambda: ("0/3000000", True))
+    assert progress.task_status in ("stopping", "stopped")

@@ -309,7 +309,14 @@ def poll_task(
     ``cutover_position`` is given once the operator decided to cut over: a stopped CDC task is then the
     expected end, and the task is stopped once every change before the decision is applied (and, with
     ``verification: dms``, validated). ``failure_keys`` reads the keys DMS's validation found different
-    from the target."""
+    from the target.
+
+    The slot is read before the task: a change applied and confirmed between the two reads would
+    otherwise count as confirmed while the task's statistics, read earlier, do not yet show it pending
+    validation, and the task would be stopped before DMS validated it. Read first, a confirmation can
+    only be older than the statistics, never newer. A stopped task (no more changes) is judged on a
+    fresh read of the slot, taken after the stop was seen."""
+    slot_first = cutover_position() if cutover_position is not None else None
     observed = observe_task(dms, task)
     after_cutover = cutover_position is not None
     earlier = previous.validation if previous else None
@@ -328,8 +335,8 @@ def poll_task(
     cutover_polled_at = (previous.cutover_polled_at if previous else "") or (
         now_iso() if after_cutover else ""
     )
-    if cutover_position is not None and observed.status in ("running", "stopped"):
-        cutover_lsn, applied = cutover_position()
+    if cutover_position is not None and slot_first is not None and observed.status in ("running", "stopped"):
+        cutover_lsn, applied = slot_first if observed.status == "running" else cutover_position()
         facts = replace(
             facts,
             cutover_position_applied=applied,
