@@ -180,7 +180,7 @@ def test_after_the_decision_the_waits_start_short_again(dms, engine) -> None:
     after = [poll_task(dms, spec, task, progress, cutover_position=behind)]
     after.append(poll_task(dms, spec, task, after[-1], cutover_position=behind))
     after.append(poll_task(dms, spec, task, after[-1], cutover_position=behind))
-    assert [p.wait_seconds for p in after] == [5, 10, 20]
+    assert [p.wait_seconds for p in after] == [2, 4, 8]
     assert [p.cutover_polls for p in after] == [1, 2, 3]
     assert after[-1].polls == 11  # the migration's count (history budget) still grows
 
@@ -331,14 +331,14 @@ def test_reload_tables_is_refused_unless_the_task_runs_and_validates(dms, engine
 
 
 def test_after_the_decision_the_waits_are_short_whatever_the_spec_polls_at(dms, engine) -> None:
-    """With the default polling (30 s, x1.5, 600 s) the decision's polls wait 5 s, back off to 30 s."""
+    """With the default polling (30 s, x1.5, 600 s) the decision's polls wait 2 s, back off to 30 s."""
     spec, task = started(dms, "full-load-and-cdc", polling={"initial_seconds": 30, "max_seconds": 600})
     progress = poll_task(dms, spec, task, None)
     waits = []
     for _ in range(8):
         progress = poll_task(dms, spec, task, progress, cutover_position=lambda: ("0/3000000", False))
         waits.append(progress.wait_seconds)
-    assert waits == [5, 7, 11, 16, 25, 30, 30, 30]
+    assert waits == [2, 3, 4, 6, 10, 15, 22, 30]
 
 
 def test_after_the_decision_the_task_stops_only_on_validation_read_after_the_slot(dms, engine) -> None:
