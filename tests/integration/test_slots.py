@@ -2,6 +2,7 @@
 ours, and dropped only when it is ours (our name, our database) and no walsender holds it."""
 
 import contextlib
+import itertools
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,7 +13,16 @@ import pytest
 from conftest import Database
 
 from pg2rds.errors import ResourceConflict
-from pg2rds.postgres.slots import SLOT_PLUGIN, current_wal_lsn, drop_slot, ensure_slot
+from pg2rds.postgres.slots import (
+    LONG_PAGE_HEADER,
+    SHORT_PAGE_HEADER,
+    SLOT_PLUGIN,
+    current_wal_lsn,
+    drop_slot,
+    ensure_slot,
+    lsn_text,
+    slot_has_confirmed,
+)
 from pg2rds.secrets import Credentials
 from pg2rds.spec import DatabaseRef
 from pg2rds_emulator.pgcluster import SUPERUSER
@@ -192,3 +202,88 @@ def test_the_decision_position_lies_past_a_commit_whose_wal_is_not_yet_written(s
         decision = current_wal_lsn(ref_for(source_db), credentials(source_db))
         cur.execute("SELECT %s::pg_lsn >= %s::pg_lsn", (decision, committed))
         assert cur.fetchone() == (True,), (decision, committed)
+
+
+def insert_lsn(cur) -> int:
+    cur.execute("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint")
+    return int(cur.fetchone()[0])
+
+
+def emit(cur, length: int) -> tuple[int, int]:
+    """One WAL record (a non-transactional logical message of ``length`` bytes): insert positions before
+    and after it."""
+    before = insert_lsn(cur)
+    cur.execute("SELECT pg_logical_emit_message(false, 'p', repeat('x', %s))", (length,))
+    return before, insert_lsn(cur)
+
+
+def message_overhead(cur, block: int) -> int:
+    """Bytes a message's record takes besides its content (over 255 bytes), before alignment: the size
+    steps up by 8 at the length whose record exactly fills its last 8 bytes."""
+    for _ in range(20):
+        sizes = [(length, *emit(cur, length)) for length in range(300, 309)]
+        if any(after // block != before // block for _, before, after in sizes):
+            continue  # a page header in between: measure again
+        for (_, b1, a1), (length, b2, a2) in itertools.pairwise(sizes):
+            if a2 - b2 > a1 - b1:
+                return (a1 - b1) - length + 1
+    raise AssertionError("could not measure a message's record")
+
+
+def end_wal_on_a_page_boundary(cur) -> int:
+    """Write WAL until its last record ends exactly at the end of a WAL page; returns that boundary. The
+    insert position is then past the next page's header."""
+    cur.execute("SELECT current_setting('wal_block_size')::int")
+    block = cur.fetchone()[0]
+    overhead = message_overhead(cur, block)
+    for _ in range(20):
+        room = block - insert_lsn(cur) % block
+        if room - overhead < 256:
+            emit(cur, 256)  # too little room on this page: on to the next
+            continue
+        before, after = emit(cur, room - overhead)
+        if after == before + room + SHORT_PAGE_HEADER:
+            return before + room
+    raise AssertionError("could not end the WAL on a page boundary")
+
+
+def end_wal_on_a_segment_boundary(cur) -> int:
+    """Switch to a new WAL segment: the last record ends at the old one's end, and the insert position is
+    past the new segment's long page header."""
+    cur.execute("SELECT pg_logical_emit_message(false, 'p', 'x')")  # a segment with something in it
+    cur.execute("SELECT pg_switch_wal()")
+    cur.execute("SELECT pg_size_bytes(current_setting('wal_segment_size'))")
+    segment = int(cur.fetchone()[0])
+    return insert_lsn(cur) // segment * segment
+
+
+@pytest.mark.parametrize(
+    ("end_wal", "header"),
+    [(end_wal_on_a_page_boundary, SHORT_PAGE_HEADER), (end_wal_on_a_segment_boundary, LONG_PAGE_HEADER)],
+    ids=["page", "segment"],
+)
+def test_a_decision_made_when_the_wal_ends_on_a_page_boundary_is_confirmed_there(
+    source_db: Database, end_wal, header: int
+) -> None:
+    """The insert position is then past the next page's header, where no record ends: a consumer that
+    applied everything confirms the boundary, and the cutover must count that as confirmed, not wait for
+    the next WAL record (the background writer's, up to 15 s on a source nobody writes to)."""
+    create_slot(source_db, "pg2rds_edge")
+    with source_db.connect() as conn, conn.cursor() as cur:
+        conn.autocommit = True
+        boundary = end_wal(cur)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the WAL writer flushes it (a slot is advanced only that far)
+            cur.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (lsn_text(boundary),))
+            if cur.fetchone()[0]:
+                break
+            time.sleep(0.05)
+        cur.execute("SELECT pg_replication_slot_advance('pg2rds_edge', %s::pg_lsn)", (lsn_text(boundary),))
+        cur.execute(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'pg2rds_edge'"
+        )
+        assert cur.fetchone()[0] == lsn_text(boundary)  # everything applied and confirmed
+        decision = current_wal_lsn(ref_for(source_db), credentials(source_db))
+        assert insert_lsn(cur) == boundary + header, "more WAL was written meanwhile: run again"
+    assert decision == lsn_text(boundary)
+    assert slot_has_confirmed(ref_for(source_db), credentials(source_db), "pg2rds_edge", decision)

@@ -8,7 +8,7 @@ WAL until its disk fills, so cleanup must drop it; but only the slot named for t
 database, never another, and never one still in use.
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg2.errors
 from psycopg2 import sql
@@ -156,15 +156,50 @@ def drop_publication(ref: DatabaseRef, credentials: Credentials, name: str) -> L
         return "dropped"
 
 
+#: Bytes of a WAL page's header (64-bit builds): the long one opens each segment, the short one each page.
+LONG_PAGE_HEADER = 40
+SHORT_PAGE_HEADER = 24
+
+
+def end_of_wal(insert_lsn: int, block_size: int, segment_size: int) -> int:
+    """The end of the last WAL record before the insert position ``insert_lsn``.
+
+    The insert position is where the next record will start: past the next page's header when the last
+    record ended on a page boundary. A consumer confirms the end of what it applied (a commit's end, the
+    last record the walsender read), the boundary then, and on a source nobody writes to any more would
+    not reach the header's end until the next WAL record (the background writer's, up to 15 s later). No
+    record ends inside a page header, so a position right after one is the boundary before it."""
+    if insert_lsn % segment_size == LONG_PAGE_HEADER:
+        return insert_lsn - LONG_PAGE_HEADER
+    if insert_lsn % block_size == SHORT_PAGE_HEADER:
+        return insert_lsn - SHORT_PAGE_HEADER
+    return insert_lsn
+
+
+def lsn_text(lsn: int) -> str:
+    """An LSN as PostgreSQL prints it (``16/B374D848``)."""
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
 def current_wal_lsn(ref: DatabaseRef, credentials: Credentials) -> str:
     """The source's WAL position now: at cutover, everything the application wrote lies before it.
 
-    The insert position, not ``pg_current_wal_lsn()`` (how far WAL is written): with synchronous_commit
-    off a commit returns before its WAL is written, so the write position can lie before the
-    application's last commit, and a slot confirming it would prove nothing about that commit."""
+    From the insert position, not ``pg_current_wal_lsn()`` (how far WAL is written): with
+    synchronous_commit off a commit returns before its WAL is written, so the write position can lie
+    before the application's last commit, and a slot confirming it would prove nothing about that commit.
+    """
     with connect(ref, credentials, "source", application_name="pg2rds-cutover") as conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_current_wal_insert_lsn()::text")
-        return one_row(cur)[0]
+        return lsn_text(wal_end(cur))
+
+
+def wal_end(cur: Any) -> int:
+    """The end of the server's last WAL record (:func:`end_of_wal`), as a number."""
+    cur.execute(
+        "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint, "
+        "current_setting('wal_block_size')::int, pg_size_bytes(current_setting('wal_segment_size'))"
+    )
+    insert_lsn, block_size, segment_size = one_row(cur)
+    return end_of_wal(int(insert_lsn), int(block_size), int(segment_size))
 
 
 def slot_has_confirmed(ref: DatabaseRef, credentials: Credentials, slot_name: str, lsn: str) -> bool:
