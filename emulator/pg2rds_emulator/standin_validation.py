@@ -56,6 +56,7 @@ from typing import Any, Protocol
 from psycopg2 import sql
 
 from pg2rds.postgres.selection import TableName
+from pg2rds.postgres.slots import wal_end
 from pg2rds_emulator.dms_engine import EndpointInfo, TableStats
 from pg2rds_emulator.standin_copy import TableMeta
 from pg2rds_emulator.standin_lobs import LobSettings
@@ -70,9 +71,12 @@ LOB_INLINE_BYTES = 8192
 #: revalidation"), so a burst of changes cannot grow memory without bound.
 MAX_PENDING_KEYS = 100_000
 #: With no message from the slot for this long after the source was read, the stand-in has applied
-#: every change made before: a source whose WAL ends on a page boundary never reaches the LSN read.
+#: every change made before: a safety net, should the stream never report the position read.
 IDLE_CAUGHT_UP_SECONDS = 3.0
 POLL_SECONDS = 0.2
+#: How often a comparison waiting for the target to apply the source's changes looks again: short, as the
+#: wait usually ends within milliseconds, and each look only reads a number under a lock.
+APPLIED_POLL_SECONDS = 0.01
 FAILURES_TABLE = "awsdms_validation_failures_v1"
 DEFAULT_CONTROL_SCHEMA = "awsdms_control"
 #: Both sides print values the same way, so equal values compare equal as text.
@@ -255,6 +259,9 @@ class Validator:
         self.cdc_thread: threading.Thread | None = None
         self.lock = threading.RLock()
         self.idle = threading.Condition(self.lock)
+        #: Set when a committed change marks keys: the CDC thread compares them at once, not at its next
+        #: look (every POLL_SECONDS), which after a cutover decision would count as downtime.
+        self.changes_marked = threading.Event()
 
     # -- set-up (the task's main thread) -----------------------------------------------------------------
     def prepare(self, task: TaskView, source_conn: Any, metadata: dict[TableName, TableMeta]) -> None:
@@ -355,6 +362,7 @@ class Validator:
                 table.pending.clear()
                 table.remaining = table.rows
                 self._queue(name, table, revalidation=True)
+        self.changes_marked.set()
 
     def _queue(self, name: TableName, table: _Table, revalidation: bool) -> None:
         table.generation += 1
@@ -457,7 +465,7 @@ class Validator:
         with src.cursor() as cur:
             cur.execute(self._select(table, lower.sql, size), lower.params)
             rows = cur.fetchall()
-            position = _current_lsn(cur) if self.uses_cdc else None
+            position = wal_end(cur) if self.uses_cdc else None
         width = len(table.key.columns)
         source = {tuple(row[:width]): tuple(row[width:]) for row in rows}
         last = tuple(rows[-1][:width]) if len(rows) == size else None
@@ -494,7 +502,7 @@ class Validator:
         with src.cursor() as cur:
             cur.execute(self._select(table, listed.sql, None), listed.params)
             rows = cur.fetchall()
-            position = _current_lsn(cur) if self.uses_cdc else None
+            position = wal_end(cur) if self.uses_cdc else None
         width = len(table.key.columns)
         source = {tuple(row[:width]): tuple(row[width:]) for row in rows}
         self._wait_applied(position)
@@ -624,7 +632,7 @@ class Validator:
             quiet = time.monotonic() - max(idle_since, read_at) if idle_since is not None else 0.0
             if quiet >= IDLE_CAUGHT_UP_SECONDS:
                 return
-            self.task.stop_event.wait(POLL_SECONDS)
+            self.task.stop_event.wait(APPLIED_POLL_SECONDS)
 
     # -- CDC -------------------------------------------------------------------------------------------------
     def _revalidate_changes(self) -> None:
@@ -636,8 +644,9 @@ class Validator:
             try:
                 with self._sessions("cdc") as (src, tgt):
                     while not stop.is_set():
+                        self.changes_marked.clear()  # before looking: a change marked after is not missed
                         if not self._revalidate_due(src, tgt):
-                            stop.wait(POLL_SECONDS)
+                            self.changes_marked.wait(POLL_SECONDS)  # or until keys are marked
             except Exception:
                 if stop.is_set():
                     return
@@ -769,11 +778,6 @@ def _canonical(conn: Any, key: ValidationKey, keys: list[Key]) -> dict[Key, Key]
     with conn.cursor() as cur:
         cur.execute(statement, [value for k in keys for value in k])
         return {raw: tuple(row) for raw, row in zip(keys, cur.fetchall(), strict=True)}
-
-
-def _current_lsn(cur: Any) -> int:
-    cur.execute("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
-    return int(cur.fetchone()[0])
 
 
 def _details(columns: list[tuple[str, str]], source: tuple | None, target: tuple | None) -> str:
