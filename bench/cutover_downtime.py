@@ -28,7 +28,7 @@ from typing import Any
 from _common import fingerprint, first_entry, pgbench, pgbench_init, state_spans, table, verdict
 
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
-from pg2rds_cli.executions import history, is_watcher_state, read_execution
+from pg2rds_cli.executions import ExecutionReader, history, is_watcher_state
 from pg2rds_emulator import LOCAL_TIME_SCALE
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.embedded import EmbeddedAws
@@ -60,10 +60,14 @@ JUDGED = {
 }
 
 
-def wait_for(sfn: Any, arn: str, condition: Any, timeout: float) -> Any:
+def wait_for(reader: ExecutionReader, condition: Any, timeout: float) -> Any:
+    """Read the execution every 0.25 s until ``condition``. Through one reader, which asks only for the
+    events since its last read: reading the whole history at each look (as this bench did until
+    2026-11-28) competed with the run for the CPU in this same process, and more so the longer the
+    history, so it lengthened the scale-40 downtime more than the scale-4 one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        view = read_execution(sfn, arn)
+        view = reader.read()
         if condition(view) or view.done:
             return view
         time.sleep(0.25)
@@ -89,7 +93,8 @@ def migrate(source: Cluster, target: Cluster, scale: int, foreign_keys: bool) ->
             started = time.time()
             started_execution = sfn.start_execution(stateMachineArn=aws.state_machine_arn, input=_json(spec))
             arn = started_execution["executionArn"]
-            view = wait_for(sfn, arn, lambda v: v.current_state == WAITING_STATE, timeout=900)
+            reader = ExecutionReader(sfn, arn)
+            view = wait_for(reader, lambda v: v.current_state == WAITING_STATE, timeout=900)
             result["offered_after"] = time.time() - started
             if view.done:
                 raise RuntimeError(f"migration ended before the cutover: {view.status} {view.cause[:500]}")
@@ -100,7 +105,7 @@ def migrate(source: Cluster, target: Cluster, scale: int, foreign_keys: bool) ->
             decided = datetime.now(UTC).timestamp()
             send_decision(sfn, arn)  # reads the history for the wait's task token, then sends it
             result["send"] = datetime.now(UTC).timestamp() - decided
-            view = wait_for(sfn, arn, lambda v: False, timeout=900)
+            view = wait_for(reader, lambda v: False, timeout=900)
             events = history(sfn, arn)
     finally:
         if writer.poll() is None:

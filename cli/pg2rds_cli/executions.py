@@ -131,7 +131,7 @@ def _wait_of(state: dict[str, Any]) -> int:
     return 0
 
 
-class _Reader:
+class ExecutionReader:
     """One execution read as its history grows: each read asks only for the events recorded since the
     previous read (newest first, down to the last one seen; a history only ever grows, by increasing ids).
     Reading the whole history at every poll made each poll cost as much as the history is long: hundreds
@@ -176,7 +176,7 @@ class _Reader:
 
 
 def read_execution(sfn: Any, arn: str) -> ExecutionView:
-    return _Reader(sfn, arn).read()
+    return ExecutionReader(sfn, arn).read()
 
 
 def watch(
@@ -188,7 +188,7 @@ def watch(
 ) -> ExecutionView:
     """Poll until the execution ends, calling ``on_update`` with each new view."""
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-    reader = _Reader(sfn, arn)
+    reader = ExecutionReader(sfn, arn)
     while True:
         view = reader.read()
         on_update(view)
