@@ -20,7 +20,7 @@ from judge import account_dms_resources
 from pg2rds.dms import progress
 from pg2rds_cli import executions
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
-from pg2rds_cli.executions import ExecutionView, read_execution, watch
+from pg2rds_cli.executions import ExecutionReader, ExecutionView, read_execution, watch
 from pg2rds_emulator.dms_engine import TableStats
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.embedded import EmbeddedAws
@@ -37,9 +37,9 @@ def start(aws: EmbeddedAws, spec: dict) -> str:
 
 
 def wait_for_state(aws: EmbeddedAws, arn: str, state: str, timeout: float = 120) -> ExecutionView:
-    deadline = time.monotonic() + timeout
+    deadline, reader = time.monotonic() + timeout, ExecutionReader(aws.client("stepfunctions"), arn)
     while time.monotonic() < deadline:
-        view = read_execution(aws.client("stepfunctions"), arn)
+        view = reader.read()
         if view.current_state == state or view.done:
             return view
         time.sleep(0.2)
@@ -404,10 +404,10 @@ def test_long_migration_continues_in_a_new_execution(fake_aws, one_table, monkey
 def polls_after_decision(aws: EmbeddedAws, arn: str, polls: int, timeout: float = 60) -> ExecutionView:
     """The execution once it has polled the task ``polls`` more times with the decision's WAL position
     noted (or ended)."""
-    deadline = time.monotonic() + timeout
+    deadline, reader = time.monotonic() + timeout, ExecutionReader(aws.client("stepfunctions"), arn)
     first = None
     while time.monotonic() < deadline:
-        view = read_execution(aws.client("stepfunctions"), arn)
+        view = reader.read()
         progress = view.record.get("progress") or {}
         if view.done:
             return view
@@ -547,9 +547,9 @@ def notifications(aws: EmbeddedAws, url: str, expect: int = 0, timeout: float = 
 
 
 def wait_until(aws: EmbeddedAws, arn: str, condition, timeout: float = 120) -> ExecutionView:
-    deadline = time.monotonic() + timeout
+    deadline, reader = time.monotonic() + timeout, ExecutionReader(aws.client("stepfunctions"), arn)
     while time.monotonic() < deadline:
-        view = read_execution(aws.client("stepfunctions"), arn)
+        view = reader.read()
         if condition(view) or view.done:
             return view
         time.sleep(0.2)
