@@ -11,7 +11,7 @@ from conftest import Database, spec_for
 from judge import slots
 from served import eventually
 
-from pg2rds_cli.executions import read_execution
+from pg2rds_cli.executions import ExecutionReader, read_execution
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.embedded import DEFINITION, EmbeddedAws
 from pg2rds_emulator.local_run import dms_leftovers
@@ -86,7 +86,8 @@ def test_an_execution_time_out_is_cleaned_up(databases: tuple[Database, Database
             sfn = aws.client("stepfunctions")
 
             def time_out(arn: str) -> None:
-                eventually(lambda: read_execution(sfn, arn).done, "the time-out", timeout=90)
+                reader = ExecutionReader(sfn, arn)
+                eventually(lambda: reader.read().done, "the time-out", timeout=90)
 
             arn, run = run_until(aws, cdc_spec(databases), time_out)
             view = read_execution(sfn, arn)

@@ -14,7 +14,7 @@ from judge import dms_resources, slots
 from served import eventually, operator_env, pg2rds, serve
 
 from pg2rds_cli.cutover import WAITING_STATE
-from pg2rds_cli.executions import read_execution
+from pg2rds_cli.executions import ExecutionReader, read_execution
 
 
 def ended(sfn, arn: str):
@@ -48,7 +48,8 @@ def test_duplicate_starts_are_refused_and_leave_the_live_migration_alone(
         started = pg2rds("start", str(spec_path), env=env)
         assert started.returncode == 0, started.stderr
         live = started.stdout.strip()
-        eventually(lambda: read_execution(sfn, live).current_state == WAITING_STATE, "the cutover wait")
+        reader = ExecutionReader(sfn, live)
+        eventually(lambda: reader.read().current_state == WAITING_STATE, "the cutover wait")
         owned = sorted(dms_resources(dms))
         assert owned and slots(source_db) == [("pg2rds_dup",)]
 

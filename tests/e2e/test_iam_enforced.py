@@ -23,7 +23,7 @@ from moto.core import set_initial_no_auth_action_count
 from sam_translated import PARAMETERS, Resolver, managed_policy_documents, role_documents, translate
 
 from pg2rds_cli.cutover import WAITING_STATE, NotWaitingForCutover, send_decision
-from pg2rds_cli.executions import ExecutionView, read_execution, watch
+from pg2rds_cli.executions import ExecutionReader, ExecutionView, watch
 from pg2rds_emulator import function_roles
 from pg2rds_emulator.dms_engine import DmsEngine
 from pg2rds_emulator.dms_standin import StandInEngine
@@ -176,10 +176,11 @@ def migrate(
                 stateMachineArn=aws.state_machine_arn, input=json.dumps(execution_input)
             )["executionArn"]
             if spec.get("migration_type") == "full-load-and-cdc":
-                view = read_execution(sfn, arn)
+                reader = ExecutionReader(sfn, arn)
+                view = reader.read()
                 while not (view.done or view.current_state == WAITING_STATE):
                     time.sleep(0.2)
-                    view = read_execution(sfn, arn)
+                    view = reader.read()
                 if not view.done:
                     with contextlib.suppress(NotWaitingForCutover):  # it failed before we decided
                         send_decision(sfn, arn, reason="caught up")

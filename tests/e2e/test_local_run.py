@@ -17,7 +17,7 @@ from judge import account_dms_resources
 
 from pg2rds.postgres.selection import TableName
 from pg2rds_cli import main as cli
-from pg2rds_cli.executions import ExecutionView, read_execution, watch
+from pg2rds_cli.executions import ExecutionReader, ExecutionView, watch
 from pg2rds_cli.graph import FAILED_FILL
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.embedded import EmbeddedAws
@@ -241,9 +241,9 @@ def test_wrong_target_password_fails_in_prepare_target_without_echoing_it(
 # -- 5. the password changes after preparation: DMS's connection test fails ----------------------------------
 def wait_for_any_state(aws: EmbeddedAws, arn: str, states: set[str], timeout: float = 60) -> ExecutionView:
     sfn = aws.client("stepfunctions")
-    deadline = time.monotonic() + timeout
+    deadline, reader = time.monotonic() + timeout, ExecutionReader(sfn, arn)
     while time.monotonic() < deadline:
-        view = read_execution(sfn, arn)
+        view = reader.read()
         if view.current_state in states or view.done:
             return view
         time.sleep(0.05)

@@ -19,7 +19,7 @@ from pg2rds import aws as pg2rds_aws
 from pg2rds import secrets
 from pg2rds.naming import ResourceNames
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
-from pg2rds_cli.executions import ExecutionView, history, read_execution, watch
+from pg2rds_cli.executions import ExecutionReader, ExecutionView, history, watch
 from pg2rds_emulator.embedded import EmbeddedAws
 from pg2rds_emulator.moto_dms import FakeEngine
 
@@ -173,9 +173,9 @@ def refusing_source(one_table) -> Iterator[tuple[Database, Database]]:
 
 
 def wait_for(aws: EmbeddedAws, arn: str, done, timeout: float = 120) -> ExecutionView:
-    deadline = time.monotonic() + timeout
+    deadline, reader = time.monotonic() + timeout, ExecutionReader(aws.client("stepfunctions"), arn)
     while time.monotonic() < deadline:
-        view = read_execution(aws.client("stepfunctions"), arn)
+        view = reader.read()
         if done(view) or view.done:
             return view
         time.sleep(0.05)
