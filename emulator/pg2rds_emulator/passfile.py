@@ -21,7 +21,7 @@ def without_password(dsn: str) -> tuple[str, str | None]:
     return make_dsn(**parts), password
 
 
-def _escape(field: str) -> str:
+def escape(field: str) -> str:
     return field.replace("\\", "\\\\").replace(":", "\\:")
 
 
@@ -38,7 +38,7 @@ def password_env(password: str | None) -> Iterator[dict[str, str]]:
     descriptor, path = tempfile.mkstemp(prefix="pg2rds-", suffix=".pgpass")  # mode 0600, as libpq requires
     try:
         with os.fdopen(descriptor, "w") as file:
-            file.write(f"*:*:*:*:{_escape(password)}\n")
+            file.write(f"*:*:*:*:{escape(password)}\n")
         yield {**env, "PGPASSFILE": path}
     finally:
         os.unlink(path)

@@ -16,7 +16,7 @@ from pg2rds.postgres.source_checks import validate_source
 from pg2rds.secrets import get_credentials
 from pg2rds.spec import MigrationSpec, parse_spec
 from pg2rds.state import Finding, SourceReport
-from pg2rds_emulator.pgcluster import SUPERUSER
+from pg2rds_emulator.pgcluster import SUPERUSER, Cluster, start_standby
 from pg2rds_emulator.sample import load_pagila
 
 Validate = Callable[..., SourceReport]
@@ -85,6 +85,51 @@ def test_wal_level_replica_is_fatal_for_cdc_and_a_warning_for_full_load(
     assert only(cdc, "wal_sender_timeout").severity == "warning"
     assert "60000 ms" in only(cdc, "wal_sender_timeout").message
     assert only(full_load, "wal_sender_timeout").severity == "info"
+
+
+@pytest.fixture(scope="module")
+def standby_cluster(source_cluster: Cluster) -> Iterator[Cluster]:
+    """A hot standby of the source cluster, streaming from it."""
+    standby = start_standby(source_cluster, "standby")
+    yield standby
+    standby.destroy()
+
+
+def replayed(standby: Database, table: str, timeout: float = 30) -> None:
+    """Wait until the standby has replayed the primary's ``table``."""
+    deadline = time.monotonic() + timeout
+    while standby_missing(standby, table):
+        assert time.monotonic() < deadline, f"the standby never replayed {table}"
+        time.sleep(0.1)
+
+
+def standby_missing(standby: Database, table: str) -> bool:
+    try:
+        return standby.execute("SELECT to_regclass(%s) IS NULL", (table,))[0][0]
+    except psycopg2.OperationalError:  # the database itself not replayed yet
+        return True
+
+
+def test_a_standby_source_is_fatal_for_cdc_and_a_warning_for_full_load(
+    aws: None, source_db: Database, target_db: Database, standby_cluster: Cluster
+) -> None:
+    """Pointed at a standby, a CDC migration would run to the cutover and fail there, after the application
+    was stopped: the WAL position pg2rds reads then is refused during recovery. Refused before anything is
+    created; a full load only reads, and is warned about recovery conflicts."""
+    source_db.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+    standby = Database(standby_cluster, source_db.name)
+    replayed(standby, "public.orders")
+
+    cdc = run_validation(standby, target_db, migration_type="full-load-and-cdc")
+    full_load = run_validation(standby, target_db, migration_type="full-load")
+    primary = run_validation(source_db, target_db, migration_type="full-load-and-cdc")
+
+    assert only(cdc, "source_in_recovery").severity == "fatal"
+    assert "needs the primary" in only(cdc, "source_in_recovery").message
+    assert only(full_load, "source_in_recovery").severity == "warning"
+    assert "hot_standby_feedback" in only(full_load, "source_in_recovery").fix
+    assert full_load.fatal == []
+    assert findings_named(primary, "source_in_recovery") == [] and primary.fatal == []
 
 
 def test_table_without_primary_key_is_fatal_for_cdc_once_changed_and_a_warning_otherwise(

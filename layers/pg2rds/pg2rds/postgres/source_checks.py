@@ -47,6 +47,8 @@ class ServerFacts:
     replication: bool
     rds_roles: list[str]
     settings: dict[str, str]
+    #: A standby (hot standby, read replica): read-only, replaying its primary's WAL.
+    in_recovery: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ SELECT current_setting('server_version'),
              WHERE g.rolname = ANY(%(rds_roles)s) AND pg_has_role(r.oid, g.oid, 'MEMBER')
              ORDER BY 1),
        ARRAY(SELECT s.name FROM pg_settings s WHERE s.name = ANY(%(settings)s) ORDER BY 1),
-       ARRAY(SELECT s.setting FROM pg_settings s WHERE s.name = ANY(%(settings)s) ORDER BY s.name)
+       ARRAY(SELECT s.setting FROM pg_settings s WHERE s.name = ANY(%(settings)s) ORDER BY s.name),
+       pg_is_in_recovery()
 FROM pg_roles r
 WHERE r.rolname = current_user
 """
@@ -220,7 +223,9 @@ SELECT 'selected', count(*), '{{}}' FROM tables
 
 def _server_facts(cur: CountingCursor) -> ServerFacts:
     cur.execute(SERVER_QUERY, {"rds_roles": list(RDS_REPLICATION_ROLES), "settings": list(SETTINGS)})
-    version, version_num, username, superuser, replication, rds_roles, names, values = one_row(cur)
+    version, version_num, username, superuser, replication, rds_roles, names, values, in_recovery = one_row(
+        cur
+    )
     return ServerFacts(
         server_version=version,
         server_version_num=version_num,
@@ -229,6 +234,7 @@ def _server_facts(cur: CountingCursor) -> ServerFacts:
         replication=replication,
         rds_roles=list(rds_roles),
         settings=dict(zip(names, values, strict=True)),
+        in_recovery=in_recovery,
     )
 
 
@@ -315,6 +321,40 @@ def check_wal_level(spec: MigrationSpec, facts: ServerFacts) -> list[Finding]:
                 "(full-load-and-cdc, cdc) would"
             ),
             fix=fix + " if you later want to replicate changes",
+        )
+    ]
+
+
+def check_standby(spec: MigrationSpec, facts: ServerFacts) -> list[Finding]:
+    """A standby cannot serve ongoing replication as pg2rds runs it: the slot is pg2rds's to create on
+    the source (logical decoding on a standby needs PostgreSQL 16, and a slot there is lost on failover),
+    and at the cutover pg2rds reads the source's WAL insert position, which a server in recovery refuses
+    to give. Found only then, it would fail the migration after the application was stopped. A full load
+    only reads, which a hot standby serves, but a long read can be cancelled by a recovery conflict."""
+    if not facts.in_recovery:
+        return []
+    if spec.uses_cdc:
+        return [
+            Finding(
+                name="source_in_recovery",
+                severity="fatal",
+                message=(
+                    f"the source is a standby (in recovery); {spec.migration_type} needs the primary: "
+                    "pg2rds creates its replication slot there and reads its WAL position at the cutover"
+                ),
+                fix="point the source secret's host at the primary, or migrate with migration_type full-load",
+            )
+        ]
+    return [
+        Finding(
+            name="source_in_recovery",
+            severity="warning",
+            message=(
+                "the source is a standby (in recovery): the full load's and the verification's long reads "
+                "can be cancelled by a conflict with the WAL it replays"
+            ),
+            fix="set hot_standby_feedback = on and max_standby_streaming_delay = -1 on the standby while "
+            "the migration runs, or read from the primary",
         )
     ]
 
@@ -837,6 +877,7 @@ def validate_source(spec: MigrationSpec, credentials: Credentials) -> SourceRepo
             version,
             *check_selection(spec, tables, credentials.database),
             *check_wal_level(spec, facts),
+            *check_standby(spec, facts),
             *check_replication_capacity(spec, facts, usage),
             *check_own_slot(spec, usage),
             *check_wal_sender_timeout(spec, facts),
