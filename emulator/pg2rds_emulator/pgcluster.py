@@ -262,29 +262,21 @@ def start_cluster(
 
 def start_standby(primary: Cluster, name: str) -> Cluster:
     """A hot standby of ``primary`` (``pg_basebackup -R``: streaming from it, read-only, in recovery), on
-    a port of its own; the primary must allow replication connections (``init`` does)."""
+    a port of its own; the primary must allow replication connections (``init`` does). The password file
+    is the standby's own: ``-R`` names it in the standby's ``primary_conninfo``."""
     standby = Cluster(name=name, password=primary.password)
     assert standby.base_dir is not None
     standby._give_to_service_user(standby.base_dir)
-    with password_env(primary.password) as env:
-        command = [str(standby.bindir / "pg_basebackup"), "-D", str(standby.data_dir), "-R", "-X", "stream",
-                   "-h", "127.0.0.1", "-p", str(primary.port), "-U", SUPERUSER]  # fmt: skip
-        if standby.user:
-            passfile = env["PGPASSFILE"]
-            os.chown(passfile, pwd.getpwnam(standby.user).pw_uid, -1)
-            command = ["runuser", "-u", standby.user, "--", "env", f"PGPASSFILE={passfile}", *command]
-        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        standby.destroy()
-        raise RuntimeError(f"pg_basebackup failed ({result.returncode}): {result.stderr.strip()}")
-    with open(standby.data_dir / "postgresql.conf", "a") as conf:
-        conf.write(f"port = {standby.port}\nunix_socket_directories = '{standby.base_dir}'\n")
-    # pg_basebackup -R named the password file it was given, which is gone: the standby keeps its own
     passfile = standby.base_dir / "primary.pgpass"
     passfile.write_text(f"*:*:*:*:{escape(primary.password)}\n")
     passfile.chmod(0o600)
     standby._give_to_service_user(passfile)
-    with open(standby.data_dir / "postgresql.auto.conf", "a") as conf:
-        conninfo = f"user={SUPERUSER} passfile=''{passfile}'' host=127.0.0.1 port={primary.port}"
-        conf.write(f"primary_conninfo = '{conninfo}'\n")
+    conninfo = f"host=127.0.0.1 port={primary.port} user={SUPERUSER} passfile={passfile}"
+    try:
+        standby._run("pg_basebackup", "-D", str(standby.data_dir), "-R", "-X", "stream", "-d", conninfo)
+    except RuntimeError:
+        standby.destroy()
+        raise
+    with open(standby.data_dir / "postgresql.conf", "a") as conf:
+        conf.write(f"port = {standby.port}\nunix_socket_directories = '{standby.base_dir}'\n")
     return standby.start()
