@@ -37,14 +37,7 @@ def start(aws: EmbeddedAws, spec: dict) -> str:
 
 
 def wait_for_state(aws: EmbeddedAws, arn: str, state: str, timeout: float = 120) -> ExecutionView:
-    deadline, reader = time.monotonic() + timeout, ExecutionReader(aws.client("stepfunctions"), arn)
-    while time.monotonic() < deadline:
-        view = reader.read()
-        if view.current_state == state or view.done:
-            return view
-        time.sleep(0.2)
-    progress = view.record.get("progress")
-    raise TimeoutError(f"execution never reached {state!r}: in {view.current_state!r}, progress {progress}")
+    return wait_until(aws, arn, lambda v: v.current_state == state, timeout, what=f"reached {state!r}")
 
 
 def finish(aws: EmbeddedAws, arn: str) -> ExecutionView:
@@ -546,15 +539,24 @@ def notifications(aws: EmbeddedAws, url: str, expect: int = 0, timeout: float = 
         time.sleep(0.2)
 
 
-def wait_until(aws: EmbeddedAws, arn: str, condition, timeout: float = 120) -> ExecutionView:
+def wait_until(
+    aws: EmbeddedAws,
+    arn: str,
+    condition,
+    timeout: float = 120,
+    interval: float = 0.2,
+    what: str = "met the condition",
+) -> ExecutionView:
+    """The execution once ``condition`` holds for it, or it has ended; read through one incremental reader
+    (a whole history at each look would compete with the run for the CPU)."""
     deadline, reader = time.monotonic() + timeout, ExecutionReader(aws.client("stepfunctions"), arn)
     while time.monotonic() < deadline:
         view = reader.read()
         if condition(view) or view.done:
             return view
-        time.sleep(0.2)
+        time.sleep(interval)
     raise TimeoutError(
-        f"condition not met: in {view.current_state!r}, progress {view.record.get('progress')}"
+        f"execution never {what}: in {view.current_state!r}, progress {view.record.get('progress')}"
     )
 
 

@@ -7,17 +7,17 @@ resource, no slot, no publication) is left behind.
 
 import json
 import re
-import time
 from pathlib import Path
 
 import judge
 import pytest
 from conftest import Database, spec_for
 from judge import account_dms_resources
+from test_cdc import wait_until
 
 from pg2rds.postgres.selection import TableName
 from pg2rds_cli import main as cli
-from pg2rds_cli.executions import ExecutionReader, ExecutionView, watch
+from pg2rds_cli.executions import watch
 from pg2rds_cli.graph import FAILED_FILL
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.embedded import EmbeddedAws
@@ -239,17 +239,6 @@ def test_wrong_target_password_fails_in_prepare_target_without_echoing_it(
 
 
 # -- 5. the password changes after preparation: DMS's connection test fails ----------------------------------
-def wait_for_any_state(aws: EmbeddedAws, arn: str, states: set[str], timeout: float = 60) -> ExecutionView:
-    sfn = aws.client("stepfunctions")
-    deadline, reader = time.monotonic() + timeout, ExecutionReader(sfn, arn)
-    while time.monotonic() < deadline:
-        view = reader.read()
-        if view.current_state in states or view.done:
-            return view
-        time.sleep(0.05)
-    raise TimeoutError(f"execution never reached {states}: in {view.current_state!r}")
-
-
 @pytest.mark.slow
 def test_rotated_target_password_fails_the_dms_connection_test_and_cleans_up(
     source_db: Database, target_db: Database
@@ -269,7 +258,10 @@ def test_rotated_target_password_fails_the_dms_connection_test_and_cleans_up(
                 "executionArn"
             ]
             try:
-                view = wait_for_any_state(aws, arn, {"Wait for the instance", "Create endpoints"})
+                states = {"Wait for the instance", "Create endpoints"}
+                view = wait_until(
+                    aws, arn, lambda v: v.current_state in states, 60, 0.05, f"reached {states}"
+                )
                 assert view.current_state in ("Wait for the instance", "Create endpoints"), (
                     view.status,
                     view.states,

@@ -4,7 +4,6 @@ connections). Each test asserts what the operator sees: the execution's status, 
 retries in its history, and what is left on the source."""
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +13,13 @@ from judge import account_dms_resources
 from moto.core.exceptions import JsonRESTError
 from moto.secretsmanager.responses import SecretsManagerResponse
 from psycopg2 import sql
+from test_cdc import wait_until
 
 from pg2rds import aws as pg2rds_aws
 from pg2rds import secrets
 from pg2rds.naming import ResourceNames
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
-from pg2rds_cli.executions import ExecutionReader, ExecutionView, history, watch
+from pg2rds_cli.executions import ExecutionView, history, watch
 from pg2rds_emulator.embedded import EmbeddedAws
 from pg2rds_emulator.moto_dms import FakeEngine
 
@@ -172,16 +172,6 @@ def refusing_source(one_table) -> Iterator[tuple[Database, Database]]:
     allow_connections(source, True)  # the fixture drops the database (and its slot) afterwards
 
 
-def wait_for(aws: EmbeddedAws, arn: str, done, timeout: float = 120) -> ExecutionView:
-    deadline, reader = time.monotonic() + timeout, ExecutionReader(aws.client("stepfunctions"), arn)
-    while time.monotonic() < deadline:
-        view = reader.read()
-        if done(view) or view.done:
-            return view
-        time.sleep(0.05)
-    raise TimeoutError(f"still in {view.current_state!r}")
-
-
 def decide_while_the_source_refuses(aws: EmbeddedAws, source: Database, target: Database, name: str) -> str:
     """A CDC migration offered the cutover; the source stops accepting connections, then the operator
     decides: the first poll after the decision must read the source's WAL position."""
@@ -189,7 +179,9 @@ def decide_while_the_source_refuses(aws: EmbeddedAws, source: Database, target: 
         source, target, migration_id=name, migration_type="full-load-and-cdc", polling=CDC_POLLING
     )
     arn = start(aws, spec)
-    assert wait_for(aws, arn, lambda v: v.current_state == WAITING_STATE).current_state == WAITING_STATE
+    assert wait_until(aws, arn, lambda v: v.current_state == WAITING_STATE, interval=0.05).current_state == (
+        WAITING_STATE
+    )
     allow_connections(source, False)
     send_decision(aws.client("stepfunctions"), arn)
     return arn
@@ -209,7 +201,7 @@ def test_the_source_unreachable_for_a_while_at_the_cutover_is_ridden_out(refusin
     source, target = refusing_source
     with EmbeddedAws(FakeEngine(), time_scale=0.2) as aws:
         arn = decide_while_the_source_refuses(aws, source, target, "refused-a-while")
-        wait_for(aws, arn, lambda _: bool(unreachable_at_poll(aws, arn)))
+        wait_until(aws, arn, lambda _: bool(unreachable_at_poll(aws, arn)), interval=0.05)
         allow_connections(source, True)
         view = finish(aws, arn)
 
