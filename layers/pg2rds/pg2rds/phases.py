@@ -18,8 +18,8 @@ from pg2rds.dms import validation
 from pg2rds.dms.connections import test_connections as dms_test_connections
 from pg2rds.dms.endpoints import ensure_endpoints
 from pg2rds.dms.instance import ensure_instance
+from pg2rds.dms.progress import CutoverPosition, table_statistics
 from pg2rds.dms.progress import poll_task as dms_poll_task
-from pg2rds.dms.progress import table_statistics
 from pg2rds.dms.table_mappings import table_mappings
 from pg2rds.dms.task import CONTROL_SCHEMA, ensure_task_started
 from pg2rds.errors import SourceNotReady, SpecInvalid, TargetNotReady, VerificationFailed
@@ -199,7 +199,7 @@ def poll_task(state: MigrationState) -> Progress:
     After the cutover decision the poll also asks whether every change before it has been applied."""
     assert state.task is not None
     spec = state.spec
-    cutover_position = (lambda: _cutover_position(state)) if state.cutover is not None else None
+    cutover_position = _cutover_position(state) if state.cutover is not None else None
     failure_keys = FailureReader(
         spec.target, lambda: get_credentials(spec.target, "target"), CONTROL_SCHEMA,
         state.task.arn.rsplit(":", 1)[-1],
@@ -209,15 +209,22 @@ def poll_task(state: MigrationState) -> Progress:
     return progress
 
 
-def _cutover_position(state: MigrationState) -> tuple[str, bool]:
-    """After the decision the application no longer writes: note the source's WAL position once, and report
-    whether the slot has confirmed it. That proves every write before the decision is applied, which a
-    latency figure (a per-minute CloudWatch maximum) cannot."""
+def _cutover_position(state: MigrationState) -> CutoverPosition:
+    """After the decision the application no longer writes: note the source's WAL position once (kept in
+    the progress across polls, and across this poll's reads of the slot), and report whether the slot has
+    confirmed it. That proves every write before the decision is applied, which a latency figure (a
+    per-minute CloudWatch maximum) cannot."""
     spec = state.spec
-    credentials = get_credentials(spec.source, "source")
-    lsn = (state.progress.cutover_lsn if state.progress else "") or current_wal_lsn(spec.source, credentials)
     slot = ResourceNames(spec.migration_id).slot
-    return lsn, slot_has_confirmed(spec.source, credentials, slot, lsn)
+    noted = state.progress.cutover_lsn if state.progress else ""
+
+    def position() -> tuple[str, bool]:
+        nonlocal noted
+        credentials = get_credentials(spec.source, "source")
+        noted = noted or current_wal_lsn(spec.source, credentials)
+        return noted, slot_has_confirmed(spec.source, credentials, slot, noted)
+
+    return position
 
 
 def finish_target(state: MigrationState) -> FinishReport:
