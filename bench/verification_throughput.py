@@ -13,6 +13,9 @@ invocation would, minus reading the secrets.
 - a copy of pgbench_accounts without a key (``pgbench_accounts_keyless``, stored in the opposite order on the
   target), checked in block ranges (TID range scans, PostgreSQL 14+) at the default chunk size: per range
   rows/s and MB/s, the blocks each range read, and whether the table's totals are equal;
+- pgbench_accounts' default chunks checksummed by the rows' text (``hashtextextended(t::text)``) and by
+  their stored values (``hash_record_extended``, :mod:`pg2rds.postgres.row_hash`), alternately, on
+  both servers at once: the two row hashes side by side in one run;
 - from the per-chunk throughput: how large one chunk may be before its invocation takes 10 minutes, and
   the row width at which a default chunk would.
 
@@ -27,7 +30,9 @@ from typing import Any
 
 from _common import pgbench_init, table, verdict
 
-from pg2rds.postgres.chunks import check_chunk, plan_next
+from pg2rds.postgres.chunks import check_chunk, chunk_checksum, plan_next
+from pg2rds.postgres.row_hash import TEXT_HASH, VALUE_HASH
+from pg2rds.postgres.verify import pin_text_rendering
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import Chunk, TableSums
@@ -39,6 +44,8 @@ KEYLESS = "pgbench_accounts_keyless"
 DATABASE = "bench_verify"
 PARALLEL_CHUNK_ROWS = 250_000
 CONCURRENCY = (1, 2, 4)
+#: The two row hashes, timed alternately on the same chunks this many times each.
+HASH_REPEATS = 3
 INVOCATION_LIMIT_SECONDS = 600
 #: The issue's aim for one invocation: well under a minute.
 CHUNK_TARGET_SECONDS = 30
@@ -64,12 +71,11 @@ def plan_all(migration: MigrationSpec, source: Credentials, target: Credentials)
     chunks: list[Chunk] = []
     table_cursor, lower = 0, None
     while True:
-        planned, table_cursor, lower, _, finished, _ = plan_next(
-            migration, source, target, table_cursor, lower, 100
-        )
-        if finished and not planned:
+        planned = plan_next(migration, source, target, table_cursor, lower, 100)
+        if planned.finished and not planned.chunks:
             return chunks
-        chunks += planned
+        chunks += planned.chunks
+        table_cursor, lower = planned.next_table, planned.next_lower
 
 
 def heap_bytes(cluster: Cluster) -> dict[str, tuple[int, int]]:
@@ -116,6 +122,7 @@ def main() -> int:
         small = spec(PARALLEL_CHUNK_ROWS)
         small_chunks = plan_all(small, source, target)
         parallel = {n: run_chunks(small, source, target, small_chunks, n) for n in CONCURRENCY}
+        hashes = hash_side_by_side(source_cluster, target_cluster, chunks)
         for cluster, order in ((source_cluster, "aid"), (target_cluster, "aid DESC")):
             copy = f"CREATE TABLE {KEYLESS} AS SELECT * FROM pgbench_accounts ORDER BY {order}"
             cluster.execute(DATABASE, copy)
@@ -176,6 +183,9 @@ def main() -> int:
     print(table(["chunks at once", "chunks", "wall", "rows/s", "MB/s", "speed-up", "longest chunk", "result"],
                 rows_out, title=f"All chunks of {PARALLEL_CHUNK_ROWS:,} rows, in parallel"))  # fmt: skip
 
+    print()
+    print(hash_report(hashes, sizes["pgbench_accounts"]))
+
     print(
         f"largest chunk's invocation: {largest[2]:.2f} s (target < {CHUNK_TARGET_SECONDS} s, well under a "
         f"minute: {verdict(largest[2] < CHUNK_TARGET_SECONDS)})"
@@ -191,6 +201,45 @@ def main() -> int:
         f"blocks), which reaches 10 min only at rows of {width / 1000:.1f} kB of heap each."
     )
     return 0
+
+
+def _both_sides(source: Any, target: Any, chunk: Chunk, digest: Any) -> tuple[float, bool]:
+    """One chunk checksummed on both servers at once, as compare_chunk does: (wall, equal)."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        sides = list(pool.map(lambda conn: chunk_checksum(conn, chunk, digest), (source, target)))
+    return time.perf_counter() - started, sides[0] == sides[1]
+
+
+def hash_side_by_side(source_cluster: Cluster, target_cluster: Cluster, chunks: list[Chunk]) -> dict:
+    """pgbench_accounts' chunks checksummed by the rows' text and by their values, alternately
+    ``HASH_REPEATS`` times each: {name: [(wall of all chunks, all equal), ...]}."""
+    accounts = [c for c in chunks if c.table_name == "pgbench_accounts"]
+    source, target = source_cluster.connect(DATABASE), target_cluster.connect(DATABASE)
+    try:
+        for conn in (source, target):
+            pin_text_rendering(conn)
+        walls: dict[str, list[tuple[float, bool]]] = {"text": [], "value": []}
+        for _ in range(HASH_REPEATS):
+            for name, digest in (("text", TEXT_HASH), ("value", VALUE_HASH)):
+                runs = [_both_sides(source, target, chunk, digest) for chunk in accounts]
+                walls[name].append((sum(w for w, _ in runs), all(equal for _, equal in runs)))
+        return walls
+    finally:
+        source.close()
+        target.close()
+
+
+def hash_report(walls: dict, size: tuple[int, int]) -> str:
+    heap, rows = size
+    medians = {name: statistics.median(w for w, _ in runs) for name, runs in walls.items()}
+    out = [[name, ", ".join(f"{w:.2f} s" for w, _ in runs), f"{medians[name]:.2f} s",
+            f"{rows / medians[name]:,.0f}", f"{heap / 1e6 / medians[name]:.1f}",
+            "all equal" if all(equal for _, equal in runs) else "DIFFERENT"]
+           for name, runs in walls.items()]  # fmt: skip
+    title = f"pgbench_accounts ({rows:,} rows) by text and by value, alternately, same chunks"
+    headers = ["row hash", "runs (all chunks, both sides at once)", "median", "rows/s", "MB/s", "result"]
+    return table(headers, out, title=title) + f"\nvalue ÷ text: {medians['value'] / medians['text']:.2f}"
 
 
 def keyless_report(results: list[tuple], size: tuple[int, int]) -> str:

@@ -11,6 +11,7 @@ from pg2rds import phases
 from pg2rds.errors import VerificationFailed
 from pg2rds.lambda_support import parse_state
 from pg2rds.postgres.chunks import chunk_checksum, compare_chunk, plan_round
+from pg2rds.postgres.row_hash import TEXT_HASH
 from pg2rds.postgres.selection import TableName, select_tables
 from pg2rds.spec import TableSelection
 
@@ -321,7 +322,7 @@ def test_a_block_range_reads_its_blocks_not_the_table(logs) -> None:
     for db in (source, target):
         with db.connect() as conn:
             before = _blocks_read(conn)
-            count, _ = chunk_checksum(conn, chunk, checksums=True, hashtextextended=True)
+            count, _ = chunk_checksum(conn, chunk, TEXT_HASH)
             read.append(_blocks_read(conn) - before)
         assert count > 0
     pages = source.execute("SELECT pg_relation_size('log') / 8192")[0][0]

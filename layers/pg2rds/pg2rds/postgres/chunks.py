@@ -46,7 +46,8 @@ on such a source), and a differently collated key is compared ``COLLATE "C"`` pe
 scanning the table.
 
 Chunks are compared like whole tables (:mod:`pg2rds.postgres.verify`): row count and an order-independent
-checksum of the rows' text, with both sessions' text rendering pinned.
+checksum of the rows (their text, with both sessions' text rendering pinned, or their stored values where
+that is as strict: :mod:`pg2rds.postgres.row_hash`).
 """
 
 from collections.abc import Collection
@@ -59,8 +60,9 @@ from psycopg2 import sql
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.foreign_keys import held_by_validation, range_violations, referenced_tables
 from pg2rds.postgres.keys import KeyColumn, byte_order_needed, table_key
+from pg2rds.postgres.row_hash import row_digest
 from pg2rds.postgres.selection import TableName, select_tables
-from pg2rds.postgres.verify import HASHTEXTEXTENDED_SINCE, pin_text_rendering
+from pg2rds.postgres.verify import pin_text_rendering
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import MAX_VIOLATIONS_PER_CHUNK, Chunk, ChunkCheck, qualified
@@ -86,11 +88,6 @@ SELECT greatest(c.reltuples, 0)::float8, c.relpages,
        pg_relation_size(c.oid) / current_setting('block_size')::int
 FROM pg_class c WHERE c.oid = to_regclass(format('%%I.%%I', %s, %s))
 """
-
-_ROW_HASH = {
-    True: sql.SQL("coalesce(sum(hashtextextended(t::text, 0)), 0)::text"),
-    False: sql.SQL("coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text"),
-}
 
 
 def _rows_per_page(rows: float, relpages: int) -> float:
@@ -346,9 +343,9 @@ def plan_round(
     return Round(planned, next_table, next_lower, skipped, by_validation)
 
 
-def chunk_checksum(conn: Any, chunk: Chunk, checksums: bool, hashtextextended: bool) -> tuple[int, str]:
-    """(rows, checksum) of the chunk's rows on one side, in one statement (one snapshot)."""
-    digest = _ROW_HASH[hashtextextended] if checksums else sql.SQL("''")
+def chunk_checksum(conn: Any, chunk: Chunk, digest: sql.Composable) -> tuple[int, str]:
+    """(rows, checksum) of the chunk's rows on one side, in one statement (one snapshot); ``digest`` is
+    :func:`~pg2rds.postgres.row_hash.row_digest`'s expression, or ``''`` to count only."""
     condition, params = range_condition(chunk)
     query = sql.SQL("SELECT count(*), {} FROM {} AS t WHERE {}").format(
         digest, sql.Identifier(chunk.schema_name, chunk.table_name), condition
@@ -359,9 +356,9 @@ def chunk_checksum(conn: Any, chunk: Chunk, checksums: bool, hashtextextended: b
         return int(count), str(checksum)
 
 
-def _pinned_checksum(conn: Any, chunk: Chunk, checksums: bool, hashtextextended: bool) -> tuple[int, str]:
+def _pinned_checksum(conn: Any, chunk: Chunk, digest: sql.Composable) -> tuple[int, str]:
     pin_text_rendering(conn)
-    return chunk_checksum(conn, chunk, checksums, hashtextextended)
+    return chunk_checksum(conn, chunk, digest)
 
 
 class Sides(NamedTuple):
@@ -381,10 +378,10 @@ def compare_chunk(source: Any, target: Any, chunk: Chunk, checksums: bool = True
     """One chunk read on both sides; both sessions' text rendering pinned first. The two servers read the
     range at the same time (each in its own thread): an invocation takes as long as the slower side, not
     the sum of both."""
-    modern = min(source.server_version, target.server_version) >= HASHTEXTEXTENDED_SINCE
+    digest = row_digest(source, target, chunk.schema_name, chunk.table_name) if checksums else sql.SQL("''")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        on_source = pool.submit(_pinned_checksum, source, chunk, checksums, modern)
-        on_target = pool.submit(_pinned_checksum, target, chunk, checksums, modern)
+        on_source = pool.submit(_pinned_checksum, source, chunk, digest)
+        on_target = pool.submit(_pinned_checksum, target, chunk, digest)
         (source_rows, source_sum), (target_rows, target_sum) = on_source.result(), on_target.result()
     return Sides(source_rows, target_rows, source_sum, target_sum)
 

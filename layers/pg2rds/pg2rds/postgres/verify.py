@@ -2,8 +2,9 @@
 
 The checksum is order-independent (a sum of a 64-bit hash of each row), so the two sides need not
 return rows in the same order and no side has to sort or hold a table in memory; one query per table and
-side. It compares rows by their text form, so the tables must have the same columns in the same order,
-which holds when the target schema was created from the source's (pg_dump, or DMS's DROP_AND_CREATE).
+side. It compares rows by their text form (or, where that is as strict, their stored values:
+:mod:`pg2rds.postgres.row_hash`), so the tables must have the same columns in the same order, which holds
+when the target schema was created from the source's (pg_dump, or DMS's DROP_AND_CREATE).
 
 A row's text depends on the session as much as on the data: ``timestamptz`` on TimeZone, dates on
 DateStyle, intervals on IntervalStyle, floats on extra_float_digits, ``bytea`` on bytea_output, ``money``
@@ -18,16 +19,8 @@ from typing import Any, NamedTuple
 
 from psycopg2 import sql
 
+from pg2rds.postgres.row_hash import row_digest
 from pg2rds.postgres.selection import TableName
-
-_COUNT = sql.SQL("SELECT count(*), '' FROM {}")
-#: hashtextextended (PostgreSQL 11+) is about 2.5 times faster than md5 on the same rows.
-_CHECKSUM = sql.SQL("SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text FROM {} AS t")
-_CHECKSUM_MD5 = sql.SQL(
-    "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text "
-    "FROM {} AS t"
-)
-HASHTEXTEXTENDED_SINCE = 110000
 
 #: Every session setting that changes how a stored value is rendered as text, and the value both sides
 #: use. extra_float_digits = 3 gives the exact (round-trip) float text on every version; ``pg_catalog``
@@ -82,10 +75,13 @@ def pin_text_rendering(conn: Any) -> None:
         )
 
 
-def table_checksum(conn: Any, table: TableName, query: sql.SQL = _CHECKSUM) -> tuple[int, str]:
-    """(row count, checksum) of one table, read in one statement (one consistent snapshot)."""
+def table_checksum(conn: Any, table: TableName, digest: sql.Composable) -> tuple[int, str]:
+    """(row count, checksum) of one table, read in one statement (one consistent snapshot); ``digest``:
+    see :func:`~pg2rds.postgres.row_hash.row_digest`."""
+    relation = sql.Identifier(table.schema, table.table)
+    query = sql.SQL("SELECT count(*), {} FROM {} AS t").format(digest, relation)
     with conn.cursor() as cur:
-        cur.execute(query.format(sql.Identifier(table.schema, table.table)))
+        cur.execute(query)
         count, checksum = cur.fetchone()
         return int(count), str(checksum)
 
@@ -160,22 +156,17 @@ def compare_tables(
     """Compare each table; the two sides are read in parallel (they are different servers).
 
     With ``checksums=False`` only rows are counted (the checksum is ""): for tables too large to read
-    twice in the time a Lambda has. Both sides must hash alike, so md5 is used if either is older than 11.
+    twice in the time a Lambda has. Both sides hash alike (:func:`~pg2rds.postgres.row_hash.row_digest`).
     Both sessions' text rendering is pinned first, so the checksums depend on the data alone.
     """
-    if not checksums:
-        query = _COUNT
-    elif min(source.server_version, target.server_version) >= HASHTEXTEXTENDED_SINCE:
-        query = _CHECKSUM
-    else:
-        query = _CHECKSUM_MD5
     results = []
     with ThreadPoolExecutor(max_workers=2) as pool:
         for pinned in (pool.submit(pin_text_rendering, source), pool.submit(pin_text_rendering, target)):
             pinned.result()
         for table in tables:
-            on_source = pool.submit(table_checksum, source, table, query)
-            on_target = pool.submit(table_checksum, target, table, query)
+            digest = row_digest(source, target, table.schema, table.table) if checksums else sql.SQL("''")
+            on_source = pool.submit(table_checksum, source, table, digest)
+            on_target = pool.submit(table_checksum, target, table, digest)
             (source_rows, source_sum), (target_rows, target_sum) = on_source.result(), on_target.result()
             results.append(TableComparison(table, source_rows, target_rows, source_sum, target_sum))
     return results
