@@ -39,8 +39,9 @@ def plan_table(conn: Any, chunk_rows: int) -> tuple[list, int]:
     """Every chunk of the table, and the rounds it took."""
     chunks, rounds, next_table, lower = [], 0, 0, None
     while next_table == 0:
-        planned, next_table, lower, _ = plan_round(conn, conn, [TABLE], 0, lower, chunk_rows, True, 100)
-        chunks += planned
+        planned = plan_round(conn, conn, [TABLE], 0, lower, chunk_rows, True, 100)
+        chunks += planned.chunks
+        next_table, lower = planned.next_table, planned.next_lower
         rounds += 1
     return chunks, rounds
 
