@@ -13,9 +13,10 @@ invocation would, minus reading the secrets.
 - a copy of pgbench_accounts without a key (``pgbench_accounts_keyless``, stored in the opposite order on the
   target), checked in block ranges (TID range scans, PostgreSQL 14+) at the default chunk size: per range
   rows/s and MB/s, the blocks each range read, and whether the table's totals are equal;
-- pgbench_accounts' default chunks checksummed by the rows' text (``hashtextextended(t::text)``) and by
-  their stored values (``hash_record_extended``, :mod:`pg2rds.postgres.row_hash`), alternately, on
-  both servers at once: the two row hashes side by side in one run;
+- pgbench_accounts' default chunks, and those of ``ledger`` (1 M rows of bigint, numeric, text,
+  timestamptz, int, boolean), checksummed by the rows' text (``hashtextextended(t::text)``) and as
+  verify-chunk hashes them (stored values where that is as strict, :mod:`pg2rds.postgres.row_hash`),
+  alternately, on both servers at once: the two row hashes side by side in one run;
 - from the per-chunk throughput: how large one chunk may be before its invocation takes 10 minutes, and
   the row width at which a default chunk would.
 
@@ -31,7 +32,7 @@ from typing import Any
 from _common import pgbench_init, table, verdict
 
 from pg2rds.postgres.chunks import check_chunk, chunk_checksum, plan_next
-from pg2rds.postgres.row_hash import TEXT_HASH, VALUE_HASH
+from pg2rds.postgres.row_hash import TEXT_HASH, row_digest
 from pg2rds.postgres.verify import pin_text_rendering
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec
@@ -46,6 +47,15 @@ PARALLEL_CHUNK_ROWS = 250_000
 CONCURRENCY = (1, 2, 4)
 #: The two row hashes, timed alternately on the same chunks this many times each.
 HASH_REPEATS = 3
+#: A table of the column types applications hold (an amount, a timestamp), the same rows on both sides.
+LEDGER = "ledger"
+LEDGER_ROWS = 1_000_000
+LEDGER_SQL = (
+    f"CREATE TABLE {LEDGER} (id bigint PRIMARY KEY, amount numeric(12, 2), note text, at timestamptz, "
+    "qty int, paid boolean); "
+    f"INSERT INTO {LEDGER} SELECT g, g * 1.25, 'note ' || g, timestamptz '2026-01-01' + g * interval '1 s', "
+    f"mod(g, 100), mod(g, 2) = 0 FROM generate_series(1, {LEDGER_ROWS}) g"
+)
 INVOCATION_LIMIT_SECONDS = 600
 #: The issue's aim for one invocation: well under a minute.
 CHUNK_TARGET_SECONDS = 30
@@ -78,12 +88,13 @@ def plan_all(migration: MigrationSpec, source: Credentials, target: Credentials)
         table_cursor, lower = planned.next_table, planned.next_lower
 
 
-def heap_bytes(cluster: Cluster) -> dict[str, tuple[int, int]]:
-    """(heap bytes, rows) of each pgbench table on ``cluster``."""
+def heap_bytes(cluster: Cluster, prefix: str = "pgbench_") -> dict[str, tuple[int, int]]:
+    """(heap bytes, rows) of each table on ``cluster`` whose name starts with ``prefix``."""
     rows = cluster.execute(
         DATABASE,
         "SELECT c.relname, pg_relation_size(c.oid), c.reltuples::bigint FROM pg_class c "
-        "WHERE starts_with(c.relname, 'pgbench_') AND c.relkind = 'r'",
+        "WHERE starts_with(c.relname, %s) AND c.relkind = 'r'",
+        (prefix,),
     )
     return {name: (size, count) for name, size, count in rows}
 
@@ -122,7 +133,17 @@ def main() -> int:
         small = spec(PARALLEL_CHUNK_ROWS)
         small_chunks = plan_all(small, source, target)
         parallel = {n: run_chunks(small, source, target, small_chunks, n) for n in CONCURRENCY}
-        hashes = hash_side_by_side(source_cluster, target_cluster, chunks)
+        for cluster in (source_cluster, target_cluster):
+            cluster.execute(DATABASE, LEDGER_SQL)
+            cluster.execute(DATABASE, f"VACUUM ANALYZE {LEDGER}")
+        ledger_size = heap_bytes(source_cluster, LEDGER)[LEDGER]
+        ledger = [c for c in plan_all(default, source, target) if c.table_name == LEDGER]
+        hashes = {
+            name: hash_side_by_side(
+                source_cluster, target_cluster, [c for c in table_chunks if c.table_name == name]
+            )
+            for name, table_chunks in (("pgbench_accounts", chunks), (LEDGER, ledger))
+        }
         for cluster, order in ((source_cluster, "aid"), (target_cluster, "aid DESC")):
             copy = f"CREATE TABLE {KEYLESS} AS SELECT * FROM pgbench_accounts ORDER BY {order}"
             cluster.execute(DATABASE, copy)
@@ -183,8 +204,9 @@ def main() -> int:
     print(table(["chunks at once", "chunks", "wall", "rows/s", "MB/s", "speed-up", "longest chunk", "result"],
                 rows_out, title=f"All chunks of {PARALLEL_CHUNK_ROWS:,} rows, in parallel"))  # fmt: skip
 
-    print()
-    print(hash_report(hashes, sizes["pgbench_accounts"]))
+    for name, size in (("pgbench_accounts", sizes["pgbench_accounts"]), (LEDGER, ledger_size)):
+        print()
+        print(hash_report(name, hashes[name], size))
 
     print(
         f"largest chunk's invocation: {largest[2]:.2f} s (target < {CHUNK_TARGET_SECONDS} s, well under a "
@@ -212,17 +234,18 @@ def _both_sides(source: Any, target: Any, chunk: Chunk, digest: Any) -> tuple[fl
 
 
 def hash_side_by_side(source_cluster: Cluster, target_cluster: Cluster, chunks: list[Chunk]) -> dict:
-    """pgbench_accounts' chunks checksummed by the rows' text and by their values, alternately
-    ``HASH_REPEATS`` times each: {name: [(wall of all chunks, all equal), ...]}."""
-    accounts = [c for c in chunks if c.table_name == "pgbench_accounts"]
+    """One table's chunks checksummed by the rows' text and as verify-chunk hashes them now (by value
+    where that is as strict, :func:`row_digest`), alternately ``HASH_REPEATS`` times each:
+    {name: [(wall of all chunks, all equal), ...]}."""
     source, target = source_cluster.connect(DATABASE), target_cluster.connect(DATABASE)
     try:
         for conn in (source, target):
             pin_text_rendering(conn)
+        now = row_digest(source, target, chunks[0].schema_name, chunks[0].table_name)
         walls: dict[str, list[tuple[float, bool]]] = {"text": [], "value": []}
         for _ in range(HASH_REPEATS):
-            for name, digest in (("text", TEXT_HASH), ("value", VALUE_HASH)):
-                runs = [_both_sides(source, target, chunk, digest) for chunk in accounts]
+            for name, digest in (("text", TEXT_HASH), ("value", now)):
+                runs = [_both_sides(source, target, chunk, digest) for chunk in chunks]
                 walls[name].append((sum(w for w, _ in runs), all(equal for _, equal in runs)))
         return walls
     finally:
@@ -230,14 +253,14 @@ def hash_side_by_side(source_cluster: Cluster, target_cluster: Cluster, chunks: 
         target.close()
 
 
-def hash_report(walls: dict, size: tuple[int, int]) -> str:
+def hash_report(name: str, walls: dict, size: tuple[int, int]) -> str:
     heap, rows = size
-    medians = {name: statistics.median(w for w, _ in runs) for name, runs in walls.items()}
-    out = [[name, ", ".join(f"{w:.2f} s" for w, _ in runs), f"{medians[name]:.2f} s",
-            f"{rows / medians[name]:,.0f}", f"{heap / 1e6 / medians[name]:.1f}",
+    medians = {hashed: statistics.median(w for w, _ in runs) for hashed, runs in walls.items()}
+    out = [[hashed, ", ".join(f"{w:.2f} s" for w, _ in runs), f"{medians[hashed]:.2f} s",
+            f"{rows / medians[hashed]:,.0f}", f"{heap / 1e6 / medians[hashed]:.1f}",
             "all equal" if all(equal for _, equal in runs) else "DIFFERENT"]
-           for name, runs in walls.items()]  # fmt: skip
-    title = f"pgbench_accounts ({rows:,} rows) by text and by value, alternately, same chunks"
+           for hashed, runs in walls.items()]  # fmt: skip
+    title = f"{name} ({rows:,} rows) by text and by value, alternately, same chunks"
     headers = ["row hash", "runs (all chunks, both sides at once)", "median", "rows/s", "MB/s", "result"]
     return table(headers, out, title=title) + f"\nvalue ÷ text: {medians['value'] / medians['text']:.2f}"
 

@@ -1,15 +1,16 @@
-"""Which row hash a comparison uses, and that neither can say "equal" for data that differ, or "differ"
-for identical data: each column type the value hash admits, each it must refuse, on real PostgreSQL."""
+"""Which columns a comparison hashes by value and which by text, and that no mix can say "equal" for data
+that differ, or "differ" for identical data: each column type hashed by value, each that must be hashed by
+its text, on real PostgreSQL."""
 
 import pytest
 
-from pg2rds.postgres.row_hash import TEXT_HASH, VALUE_HASH, row_digest
+from pg2rds.postgres.row_hash import TEXT_HASH, by_value, columns, row_digest
 from pg2rds.postgres.selection import TableName
 from pg2rds.postgres.verify import compare_tables
 
 TABLE = TableName("public", "x")
 
-#: (column type, a value, another value): the value hash is used, and tells the two values apart.
+#: (column type, a value, another value): hashed by value, and the two values told apart.
 VALUE_HASHED = [
     ("boolean", "true", "false"),
     ("smallint", "1", "2"),
@@ -27,8 +28,8 @@ VALUE_HASHED = [
     ("timestamptz", "2026-11-28 10:00+00", "2026-11-28 10:00+01"),
 ]
 
-#: (column type, a value, a value the type calls equal but whose text differs, setup on both sides): the
-#: value hash would call them equal, so these types are hashed by their text, which tells them apart.
+#: (column type, a value, a value the type calls equal but whose text differs, setup on both sides): their
+#: hash would call them equal, so these columns are hashed by their text, which tells them apart.
 EQUAL_BUT_DIFFERENT = [
     ("numeric", "1.0", "1.00", ""),
     ("double precision", "0", "-0", ""),
@@ -53,18 +54,21 @@ def _table(db, column_type: str, values: list[str], setup: str = "") -> None:
 
 
 def _compare(source_db, target_db):
+    """(which columns are hashed by value, None for the row's text whole; the comparison)."""
     with source_db.connect() as source, target_db.connect() as target:
-        digest = row_digest(source, target, TABLE.schema, TABLE.table)
+        values = by_value(columns(source, *TABLE), columns(target, *TABLE))
+        digest = row_digest(source, target, *TABLE)
+        assert (digest == TEXT_HASH) == (values is None or not any(values))
         (comparison,) = compare_tables(source, target, [TABLE])
-    return digest, comparison
+    return values, comparison
 
 
 @pytest.mark.parametrize(("column_type", "value", "other"), VALUE_HASHED, ids=[t for t, _, _ in VALUE_HASHED])
 def test_a_value_hashed_type_tells_two_values_apart(source_db, target_db, column_type, value, other) -> None:
     _table(source_db, column_type, [value, other])
     _table(target_db, column_type, [value, other])
-    digest, same = _compare(source_db, target_db)
-    assert digest == VALUE_HASH and same.matches
+    values, same = _compare(source_db, target_db)
+    assert values == [True, True] and same.matches
     target_db.execute("UPDATE x SET v = %s WHERE id = 0", (other,))
     _, changed = _compare(source_db, target_db)
     assert not changed.matches and changed.source_rows == changed.target_rows == 2
@@ -79,8 +83,8 @@ def test_a_type_whose_equality_is_not_identity_is_hashed_by_its_text(
     _table(source_db, column_type, [value], setup)
     _table(target_db, column_type, [equal], setup)
     assert target_db.execute("SELECT v = %s FROM x", (value,))[0][0]  # equal by the type's own "="
-    digest, comparison = _compare(source_db, target_db)
-    assert digest == TEXT_HASH and not comparison.matches
+    values, comparison = _compare(source_db, target_db)
+    assert values == [True, False] and not comparison.matches
 
 
 def test_values_swapped_between_rows_differ(source_db, target_db) -> None:
@@ -99,8 +103,8 @@ def test_values_swapped_between_rows_differ(source_db, target_db) -> None:
     _table(target_db, "integer", [str(second), str(first)])
     linear = "SELECT sum(hash_record_extended(t, 0)) FROM x AS t"
     assert source_db.execute(linear) == target_db.execute(linear)
-    digest, comparison = _compare(source_db, target_db)
-    assert digest == VALUE_HASH and not comparison.matches
+    values, comparison = _compare(source_db, target_db)
+    assert values == [True, True] and not comparison.matches
 
 
 def test_identical_enum_labels_are_equal_though_their_oids_differ(source_db, target_db) -> None:
@@ -110,8 +114,8 @@ def test_identical_enum_labels_are_equal_though_their_oids_differ(source_db, tar
     _table(target_db, "mood", ["sad", "happy"], "CREATE TYPE mood AS ENUM ('sad', 'happy')")
     oids = "SELECT array_agg(oid ORDER BY oid) FROM pg_enum"
     assert source_db.execute(oids) != target_db.execute(oids)
-    digest, comparison = _compare(source_db, target_db)
-    assert digest == TEXT_HASH and comparison.matches
+    values, comparison = _compare(source_db, target_db)
+    assert values == [True, False] and comparison.matches
 
 
 @pytest.mark.parametrize(
@@ -124,5 +128,39 @@ def test_columns_of_different_types_holding_the_same_values_are_equal(
     values = ["00000000-0000-0000-0000-000000000001"] if "uuid" in source_type else ["1", "2"]
     _table(source_db, source_type, values)
     _table(target_db, target_type, values)
-    digest, comparison = _compare(source_db, target_db)
-    assert digest == TEXT_HASH and comparison.matches
+    values, comparison = _compare(source_db, target_db)
+    assert values == [True, False] and comparison.matches
+
+
+def test_columns_named_differently_are_compared_by_the_rows_text(source_db, target_db) -> None:
+    _table(source_db, "text", ["a", "b"])
+    _table(target_db, "text", ["a", "b"])
+    target_db.execute("ALTER TABLE x RENAME v TO w")
+    values, comparison = _compare(source_db, target_db)
+    assert values is None and comparison.matches
+
+
+def test_a_mixed_row_tells_each_column_apart(source_db, target_db) -> None:
+    """Columns by value beside columns by text, in one row: a scale, a timestamp and a swap each show."""
+    table = "CREATE TABLE x (id bigint, amount numeric(12, 2), note text, at timestamptz)"
+    rows = "INSERT INTO x VALUES (1, 1.50, 'a', '2026-11-28 10:00+00'), (2, 2.50, 'b', '2026-11-28 11:00+00')"
+    for db in (source_db, target_db):
+        db.execute(table)
+        db.execute(rows)
+    values, same = _compare(source_db, target_db)
+    assert values == [True, False, True, True] and same.matches
+    for change, undo in [
+        ("ALTER TABLE x ALTER amount TYPE numeric(12, 3)", "ALTER TABLE x ALTER amount TYPE numeric(12, 2)"),
+        (
+            "UPDATE x SET at = at + interval '1 microsecond' WHERE id = 1",
+            "UPDATE x SET at = at - interval '1 microsecond' WHERE id = 1",
+        ),
+        (
+            "UPDATE x SET note = CASE id WHEN 1 THEN 'b' ELSE 'a' END",
+            "UPDATE x SET note = CASE id WHEN 1 THEN 'a' ELSE 'b' END",
+        ),
+    ]:
+        target_db.execute(change)
+        assert not _compare(source_db, target_db)[1].matches, change
+        target_db.execute(undo)
+    assert _compare(source_db, target_db)[1].matches
