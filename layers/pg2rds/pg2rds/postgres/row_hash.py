@@ -100,15 +100,12 @@ def by_value(source_columns: list[Column], target_columns: list[Column]) -> list
 def value_digest(names: list[str], values: list[bool]) -> sql.Composable:
     """The checksum of a row of the columns hashed by value and, last, the text of a row of the others
     (see the module)."""
-    by_value_ = [
-        sql.SQL("t.{}").format(sql.Identifier(n)) for n, value in zip(names, values, strict=True) if value
-    ]
-    by_text = [
-        sql.SQL("t.{}").format(sql.Identifier(n)) for n, value in zip(names, values, strict=True) if not value
-    ]
+    column = {name: sql.SQL("t.{}").format(sql.Identifier(name)) for name in names}
+    parts = [column[name] for name, value in zip(names, values, strict=True) if value]
+    by_text = [column[name] for name, value in zip(names, values, strict=True) if not value]
     if by_text:
-        by_value_.append(sql.SQL('ROW({})::text COLLATE "C"').format(sql.SQL(", ").join(by_text)))
-    return _ROW_HASH.format(sql.SQL(", ").join(by_value_))
+        parts.append(sql.SQL('ROW({})::text COLLATE "C"').format(sql.SQL(", ").join(by_text)))
+    return _ROW_HASH.format(sql.SQL(", ").join(parts))
 
 
 def row_digest(source: Any, target: Any, schema: str, table: str) -> sql.Composable:
