@@ -18,6 +18,12 @@ compared here too).
 ``--foreign-keys``: ``pgbench -i --foreign-keys`` (the four tables reference each other: tellers and
 accounts the branches, history all three), so the foreign-key checks are part of what is measured; the
 writer changes every table, so each is written to after the check made before the decision.
+
+The source runs ``synchronous_commit = on``, PostgreSQL's and RDS's default, where the test clusters turn
+it off for speed. With it off a commit reaches the walsender, and so the slot and DMS's validation, only
+at the WAL writer's next flush (``wal_writer_delay``, 200 ms): each check of a changed record then waited
+up to that long, 20 s at the local clock's ×0.01, and the polls after the decision waited on records still
+pending (2–7 polls where 2 suffice), at either scale. ``--async-commit`` measures that configuration.
 """
 
 import sys
@@ -43,6 +49,8 @@ TARGET_RATIO = 1.5
 WRITER_RATE = 5
 #: Seconds the writer keeps writing once the cutover is offered, before the application is stopped.
 WRITE_WHILE_OFFERED = 5.0
+#: The source's settings: a logical source, committing as PostgreSQL does by default (see the docstring).
+SOURCE_SETTINGS = {**LOGICAL_SOURCE_SETTINGS, "synchronous_commit": "on"}
 #: States run inside the verification Map's iterations.
 INSIDE_MAP = {"Verify a chunk"}
 
@@ -236,8 +244,11 @@ def show(r: dict[str, Any]) -> None:
 
 def main() -> int:
     foreign_keys = "--foreign-keys" in sys.argv[1:]
-    print(f"pgbench -i {'--foreign-keys' if foreign_keys else '(no foreign keys)'}", flush=True)
-    source = start_cluster("bench-cutover-source", LOGICAL_SOURCE_SETTINGS)
+    settings = LOGICAL_SOURCE_SETTINGS if "--async-commit" in sys.argv[1:] else SOURCE_SETTINGS
+    commit = settings.get("synchronous_commit", "off (the test clusters)")
+    fks = "--foreign-keys" if foreign_keys else "(no foreign keys)"
+    print(f"pgbench -i {fks}; source synchronous_commit = {commit}", flush=True)
+    source = start_cluster("bench-cutover-source", settings)
     target = start_cluster("bench-cutover-target", {})
     results = []
     try:
