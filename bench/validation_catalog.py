@@ -97,7 +97,7 @@ def naive_check(cluster: Cluster) -> int:
             tables = cur.fetchall()
             for oid, _schema, _name in tables:
                 cur.execute(NAIVE_ONE, (oid,))
-                replident, has_pk, has_replident = cur.fetchone()
+                replident, has_pk, has_replident = cur.fetchone() or (None, False, False)
                 identified = (
                     replident == "f" or (replident == "d" and has_pk) or (replident == "i" and has_replident)
                 )

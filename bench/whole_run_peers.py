@@ -189,9 +189,9 @@ def one_scale(source: Cluster, target: Cluster, scale: int) -> dict[str, Any]:
         judged(name, into)
     for name, after in ((PG2RDS, False), (PG2RDS_INDEXES_AFTER, True)):
         into = target.create_database(f"{database}_{len(results['times'])}")
-        run = pg2rds(source, target, database, into, indexes_after=after)
-        results["times"][name] = run["whole"]
-        results[name] = run
+        measured = pg2rds(source, target, database, into, indexes_after=after)
+        results["times"][name] = measured["whole"]
+        results[name] = measured
         judged(name, into)
     source.drop_database(database)
     return results
