@@ -21,8 +21,13 @@ def without_password(dsn: str) -> tuple[str, str | None]:
     return make_dsn(**parts), password
 
 
-def escape(field: str) -> str:
+def _escape(field: str) -> str:
     return field.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def any_server_line(password: str) -> str:
+    """A password file's line giving ``password`` for any host, port, database and user."""
+    return f"*:*:*:*:{_escape(password)}\n"
 
 
 @contextmanager
@@ -38,7 +43,7 @@ def password_env(password: str | None) -> Iterator[dict[str, str]]:
     descriptor, path = tempfile.mkstemp(prefix="pg2rds-", suffix=".pgpass")  # mode 0600, as libpq requires
     try:
         with os.fdopen(descriptor, "w") as file:
-            file.write(f"*:*:*:*:{escape(password)}\n")
+            file.write(any_server_line(password))
         yield {**env, "PGPASSFILE": path}
     finally:
         os.unlink(path)

@@ -20,7 +20,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from pg2rds_emulator.passfile import escape, password_env
+from pg2rds_emulator.passfile import any_server_line, password_env
 
 SUPERUSER = "postgres"  # pg_dump files (pagila too) say OWNER TO postgres
 DEFAULT_PASSWORD = "local-only-password"
@@ -268,7 +268,7 @@ def start_standby(primary: Cluster, name: str) -> Cluster:
     assert standby.base_dir is not None
     standby._give_to_service_user(standby.base_dir)
     passfile = standby.base_dir / "primary.pgpass"
-    passfile.write_text(f"*:*:*:*:{escape(primary.password)}\n")
+    passfile.write_text(any_server_line(primary.password))
     passfile.chmod(0o600)
     standby._give_to_service_user(passfile)
     conninfo = f"host=127.0.0.1 port={primary.port} user={SUPERUSER} passfile={passfile}"
