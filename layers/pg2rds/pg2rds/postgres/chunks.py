@@ -345,7 +345,7 @@ def plan_round(
 
 def chunk_checksum(conn: Any, chunk: Chunk, digest: sql.Composable) -> tuple[int, str]:
     """(rows, checksum) of the chunk's rows on one side, in one statement (one snapshot); ``digest`` is
-    :func:`~pg2rds.postgres.row_hash.row_digest`'s expression, or ``''`` to count only."""
+    :func:`~pg2rds.postgres.row_hash.row_digest`'s expression."""
     condition, params = range_condition(chunk)
     query = sql.SQL("SELECT count(*), {} FROM {} AS t WHERE {}").format(
         digest, sql.Identifier(chunk.schema_name, chunk.table_name), condition
@@ -378,7 +378,7 @@ def compare_chunk(source: Any, target: Any, chunk: Chunk, checksums: bool = True
     """One chunk read on both sides; both sessions' text rendering pinned first. The two servers read the
     range at the same time (each in its own thread): an invocation takes as long as the slower side, not
     the sum of both."""
-    digest = row_digest(source, target, chunk.schema_name, chunk.table_name) if checksums else sql.SQL("''")
+    digest = row_digest(source, target, chunk.schema_name, chunk.table_name, checksums)
     with ThreadPoolExecutor(max_workers=2) as pool:
         on_source = pool.submit(_pinned_checksum, source, chunk, digest)
         on_target = pool.submit(_pinned_checksum, target, chunk, digest)

@@ -52,6 +52,8 @@ _BPCHAR = 1042
 
 TEXT_HASH = sql.SQL("coalesce(sum(hashtextextended(t::text, 0)), 0)::text")
 MD5_HASH = sql.SQL("coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text")
+#: No checksum, rows only counted (``verification: counts``).
+COUNT_ONLY = sql.SQL("''")
 _ROW_HASH = sql.SQL("coalesce(sum(hashint8extended(hash_record_extended(ROW({}), 0), 0)), 0)::text")
 
 _COLUMNS = """
@@ -108,8 +110,11 @@ def value_digest(names: list[str], values: list[bool]) -> sql.Composable:
     return _ROW_HASH.format(sql.SQL(", ").join(parts))
 
 
-def row_digest(source: Any, target: Any, schema: str, table: str) -> sql.Composable:
-    """The checksum expression (over rows aliased ``t``) both sides use for this table."""
+def row_digest(source: Any, target: Any, schema: str, table: str, checksums: bool = True) -> sql.Composable:
+    """The checksum expression (over rows aliased ``t``) both sides use for this table; ``''`` when only
+    rows are counted (``checksums=False``)."""
+    if not checksums:
+        return COUNT_ONLY
     oldest = min(source.server_version, target.server_version)
     if oldest < HASHTEXTEXTENDED_SINCE:
         return MD5_HASH

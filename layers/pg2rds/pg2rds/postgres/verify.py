@@ -164,7 +164,7 @@ def compare_tables(
         for pinned in (pool.submit(pin_text_rendering, source), pool.submit(pin_text_rendering, target)):
             pinned.result()
         for table in tables:
-            digest = row_digest(source, target, table.schema, table.table) if checksums else sql.SQL("''")
+            digest = row_digest(source, target, table.schema, table.table, checksums)
             on_source = pool.submit(table_checksum, source, table, digest)
             on_target = pool.submit(table_checksum, target, table, digest)
             (source_rows, source_sum), (target_rows, target_sum) = on_source.result(), on_target.result()
