@@ -14,9 +14,10 @@ invocation would, minus reading the secrets.
   target), checked in block ranges (TID range scans, PostgreSQL 14+) at the default chunk size: per range
   rows/s and MB/s, the blocks each range read, and whether the table's totals are equal;
 - pgbench_accounts' default chunks, and those of ``ledger`` (1 M rows of bigint, numeric, text,
-  timestamptz, int, boolean), checksummed by the rows' text (``hashtextextended(t::text)``) and as
-  verify-chunk hashes them (stored values where that is as strict, :mod:`pg2rds.postgres.row_hash`),
-  alternately, on both servers at once: the two row hashes side by side in one run;
+  timestamptz, int, boolean), checksummed by the rows' text (``hashtextextended(t::text)``), by the
+  previous one-row ``hash_record_extended`` and as verify-chunk hashes them (column by column, stored
+  values where that is as strict, :mod:`pg2rds.postgres.row_hash`), in turn, on both servers at once: the
+  three row hashes side by side in one run;
 - from the per-chunk throughput: how large one chunk may be before its invocation takes 10 minutes, and
   the row width at which a default chunk would.
 
@@ -30,9 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from _common import pgbench_init, table, verdict
+from psycopg2 import sql
 
 from pg2rds.postgres.chunks import check_chunk, chunk_checksum, plan_next
-from pg2rds.postgres.row_hash import TEXT_HASH, row_digest
+from pg2rds.postgres.row_hash import TEXT_HASH, VALUE, columns, hashing, row_digest
 from pg2rds.postgres.verify import pin_text_rendering
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec
@@ -233,18 +235,36 @@ def _both_sides(source: Any, target: Any, chunk: Chunk, digest: Any) -> tuple[fl
     return time.perf_counter() - started, sides[0] == sides[1]
 
 
+def one_row_digest(source: Any, target: Any, schema: str, table: str) -> sql.Composable:
+    """The previous row hash (1682044), kept here to be measured beside the current one: the columns hashed
+    by value and the text of a row of the others, in one row passed to ``hash_record_extended``."""
+    names = [c.name for c in columns(source, schema, table)]
+    kinds = hashing(columns(source, schema, table), columns(target, schema, table)) or [""] * len(names)
+    values = [kind == VALUE for kind in kinds]
+    parts = [sql.SQL("t.{}").format(sql.Identifier(n)) for n, v in zip(names, values, strict=True) if v]
+    others = [sql.SQL("t.{}").format(sql.Identifier(n)) for n, v in zip(names, values, strict=True) if not v]
+    if others:
+        parts.append(sql.SQL('ROW({})::text COLLATE "C"').format(sql.SQL(", ").join(others)))
+    return sql.SQL("coalesce(sum(hashint8extended(hash_record_extended(ROW({}), 0), 0)), 0)::text").format(
+        sql.SQL(", ").join(parts)
+    )
+
+
 def hash_side_by_side(source_cluster: Cluster, target_cluster: Cluster, chunks: list[Chunk]) -> dict:
-    """One table's chunks checksummed by the rows' text and as verify-chunk hashes them now (by value
-    where that is as strict, :func:`row_digest`), alternately ``HASH_REPEATS`` times each:
+    """One table's chunks checksummed by the rows' text, by the previous one-row hash
+    (:func:`one_row_digest`) and as verify-chunk hashes them now (column by column, by value where that is
+    as strict, :func:`row_digest`), in turn ``HASH_REPEATS`` times each:
     {name: [(wall of all chunks, all equal), ...]}."""
     source, target = source_cluster.connect(DATABASE), target_cluster.connect(DATABASE)
     try:
         for conn in (source, target):
             pin_text_rendering(conn)
-        now = row_digest(source, target, chunks[0].schema_name, chunks[0].table_name)
-        walls: dict[str, list[tuple[float, bool]]] = {"text": [], "value": []}
+        where = (chunks[0].schema_name, chunks[0].table_name)
+        digests = {"text": TEXT_HASH, "one row": one_row_digest(source, target, *where),
+                   "by column": row_digest(source, target, *where)}  # fmt: skip
+        walls: dict[str, list[tuple[float, bool]]] = {name: [] for name in digests}
         for _ in range(HASH_REPEATS):
-            for name, digest in (("text", TEXT_HASH), ("value", now)):
+            for name, digest in digests.items():
                 runs = [_both_sides(source, target, chunk, digest) for chunk in chunks]
                 walls[name].append((sum(w for w, _ in runs), all(equal for _, equal in runs)))
         return walls
@@ -260,9 +280,15 @@ def hash_report(name: str, walls: dict, size: tuple[int, int]) -> str:
             f"{rows / medians[hashed]:,.0f}", f"{heap / 1e6 / medians[hashed]:.1f}",
             "all equal" if all(equal for _, equal in runs) else "DIFFERENT"]
            for hashed, runs in walls.items()]  # fmt: skip
-    title = f"{name} ({rows:,} rows) by text and by value, alternately, same chunks"
+    title = f"{name} ({rows:,} rows) by text, by one row and by column, in turn, same chunks"
     headers = ["row hash", "runs (all chunks, both sides at once)", "median", "rows/s", "MB/s", "result"]
-    return table(headers, out, title=title) + f"\nvalue ÷ text: {medians['value'] / medians['text']:.2f}"
+    ratios = ", ".join(
+        f"{hashed} ÷ text: {medians[hashed] / medians['text']:.2f}" for hashed in ("one row", "by column")
+    )
+    return (
+        table(headers, out, title=title)
+        + f"\n{ratios}; by column ÷ one row: {medians['by column'] / medians['one row']:.2f}"
+    )
 
 
 def keyless_report(results: list[tuple], size: tuple[int, int]) -> str:

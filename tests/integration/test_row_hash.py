@@ -4,7 +4,7 @@ its text, on real PostgreSQL."""
 
 import pytest
 
-from pg2rds.postgres.row_hash import TEXT_HASH, by_value, columns, row_digest
+from pg2rds.postgres.row_hash import ROW_TEXT, TEXT, TEXT_HASH, VALUE, columns, hashing, row_digest
 from pg2rds.postgres.selection import TableName
 from pg2rds.postgres.verify import compare_tables
 
@@ -31,17 +31,19 @@ VALUE_HASHED = [
 #: (column type, a value, a value the type calls equal but whose text differs, setup on both sides): their
 #: hash would call them equal, so these columns are hashed by their text, which tells them apart.
 EQUAL_BUT_DIFFERENT = [
-    ("numeric", "1.0", "1.00", ""),
-    ("double precision", "0", "-0", ""),
-    ("interval", "1 day", "24 hours", ""),
-    ("bpchar", "a", "a ", ""),
+    ("numeric", "1.0", "1.00", "", TEXT),
+    ("double precision", "0", "-0", "", TEXT),
+    ("interval", "1 day", "24 hours", "", TEXT),
+    # character's cast to text drops trailing blanks, so its text is taken from the row's.
+    ("bpchar", "a", "a ", "", ROW_TEXT),
     (
         'text COLLATE "ci"',
         "a",
         "A",
         "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
+        TEXT,
     ),
-    ("citext", "a", "A", "CREATE EXTENSION citext"),
+    ("citext", "a", "A", "CREATE EXTENSION citext", TEXT),
 ]
 
 
@@ -54,11 +56,11 @@ def _table(db, column_type: str, values: list[str], setup: str = "") -> None:
 
 
 def _compare(source_db, target_db):
-    """(which columns are hashed by value, None for the row's text whole; the comparison)."""
+    """(how each column is hashed, None for the row's text whole; the comparison)."""
     with source_db.connect() as source, target_db.connect() as target:
-        values = by_value(columns(source, *TABLE), columns(target, *TABLE))
+        values = hashing(columns(source, *TABLE), columns(target, *TABLE))
         digest = row_digest(source, target, *TABLE)
-        assert (digest == TEXT_HASH) == (values is None or not any(values))
+        assert (digest == TEXT_HASH) == (values is None)
         (comparison,) = compare_tables(source, target, [TABLE])
     return values, comparison
 
@@ -68,23 +70,60 @@ def test_a_value_hashed_type_tells_two_values_apart(source_db, target_db, column
     _table(source_db, column_type, [value, other])
     _table(target_db, column_type, [value, other])
     values, same = _compare(source_db, target_db)
-    assert values == [True, True] and same.matches
+    assert values == [VALUE, VALUE] and same.matches
     target_db.execute("UPDATE x SET v = %s WHERE id = 0", (other,))
     _, changed = _compare(source_db, target_db)
     assert not changed.matches and changed.source_rows == changed.target_rows == 2
 
 
+@pytest.mark.parametrize(("column_type", "value", "other"), VALUE_HASHED, ids=[t for t, _, _ in VALUE_HASHED])
+def test_a_row_with_a_null_still_counts_in_the_checksum(
+    source_db, target_db, column_type, value, other
+) -> None:
+    """A NULL hashes to NULL in each type's own function: the row's other columns must still be compared."""
+    _table(source_db, column_type, [None])
+    _table(target_db, column_type, [None])
+    target_db.execute("UPDATE x SET id = 7")
+    values, comparison = _compare(source_db, target_db)
+    assert values == [VALUE, VALUE] and not comparison.matches
+
+
+@pytest.mark.parametrize("column_type", ["integer", "text", "date", "bytea"])
+def test_values_swapped_between_columns_of_a_row_differ(source_db, target_db, column_type) -> None:
+    """Each column's hash has its own seed: with one seed, two columns' hashes combined by xor would not
+    tell (1, 2) from (2, 1), nor (1, NULL) from (NULL, 1)."""
+    value, other = {"integer": ("1", "2"), "text": ("a", "b"), "date": ("2026-11-28", "2026-11-29"),
+                    "bytea": ("\\x01", "\\x02")}[column_type]  # fmt: skip
+    for db in (source_db, target_db):
+        db.execute(f"CREATE TABLE x (id int, a {column_type}, b {column_type}, c {column_type})")
+    source_db.execute(
+        "INSERT INTO x VALUES (1, %s, %s, %s), (2, %s, NULL, %s)", (value, other, value, value, other)
+    )
+    target_db.execute(
+        "INSERT INTO x VALUES (1, %s, %s, %s), (2, NULL, %s, %s)", (other, value, value, value, other)
+    )
+    values, comparison = _compare(source_db, target_db)
+    assert values == [VALUE] * 4 and not comparison.matches
+    target_db.execute("DELETE FROM x WHERE id = 2")
+    source_db.execute("DELETE FROM x WHERE id = 2")
+    assert not _compare(source_db, target_db)[1].matches
+    target_db.execute("UPDATE x SET a = %s, b = %s", (value, other))
+    assert _compare(source_db, target_db)[1].matches
+
+
 @pytest.mark.parametrize(
-    ("column_type", "value", "equal", "setup"), EQUAL_BUT_DIFFERENT, ids=[t for t, *_ in EQUAL_BUT_DIFFERENT]
+    ("column_type", "value", "equal", "setup", "kind"),
+    EQUAL_BUT_DIFFERENT,
+    ids=[t for t, *_ in EQUAL_BUT_DIFFERENT],
 )
 def test_a_type_whose_equality_is_not_identity_is_hashed_by_its_text(
-    source_db, target_db, column_type, value, equal, setup
+    source_db, target_db, column_type, value, equal, setup, kind
 ) -> None:
     _table(source_db, column_type, [value], setup)
     _table(target_db, column_type, [equal], setup)
     assert target_db.execute("SELECT v = %s FROM x", (value,))[0][0]  # equal by the type's own "="
     values, comparison = _compare(source_db, target_db)
-    assert values == [True, False] and not comparison.matches
+    assert values == [VALUE, kind] and not comparison.matches
 
 
 def test_values_swapped_between_rows_differ(source_db, target_db) -> None:
@@ -104,7 +143,7 @@ def test_values_swapped_between_rows_differ(source_db, target_db) -> None:
     linear = "SELECT sum(hash_record_extended(t, 0)) FROM x AS t"
     assert source_db.execute(linear) == target_db.execute(linear)
     values, comparison = _compare(source_db, target_db)
-    assert values == [True, True] and not comparison.matches
+    assert values == [VALUE, VALUE] and not comparison.matches
 
 
 def test_identical_enum_labels_are_equal_though_their_oids_differ(source_db, target_db) -> None:
@@ -115,21 +154,38 @@ def test_identical_enum_labels_are_equal_though_their_oids_differ(source_db, tar
     oids = "SELECT array_agg(oid ORDER BY oid) FROM pg_enum"
     assert source_db.execute(oids) != target_db.execute(oids)
     values, comparison = _compare(source_db, target_db)
-    assert values == [True, False] and comparison.matches
+    assert values == [VALUE, TEXT] and comparison.matches
 
 
 @pytest.mark.parametrize(
-    ("source_type", "target_type"), [("integer", "bigint"), ("text", "varchar"), ("uuid", "text")]
+    ("source_type", "target_type", "values", "kind"),
+    [
+        ("integer", "bigint", ["1", "2"], TEXT),
+        ("text", "varchar", ["1", "2"], TEXT),
+        ("uuid", "text", ["00000000-0000-0000-0000-000000000001"], TEXT),
+        # Their casts to text are not their text in a row ("true" for "t", "ab" for "ab "): the row's is used.
+        ("boolean", "text", ["t", "f"], ROW_TEXT),
+        ("text", "boolean", ["t", "f"], ROW_TEXT),
+        ("character(3)", "text", ["ab "], ROW_TEXT),
+    ],
 )
 def test_columns_of_different_types_holding_the_same_values_are_equal(
-    source_db, target_db, source_type, target_type
+    source_db, target_db, source_type, target_type, values, kind
 ) -> None:
     """Each type hashes its own way (a uuid's 16 bytes, a text's 36 characters): by their text, then."""
-    values = ["00000000-0000-0000-0000-000000000001"] if "uuid" in source_type else ["1", "2"]
     _table(source_db, source_type, values)
     _table(target_db, target_type, values)
-    values, comparison = _compare(source_db, target_db)
-    assert values == [True, False] and comparison.matches
+    hashed, comparison = _compare(source_db, target_db)
+    assert hashed == [VALUE, kind] and comparison.matches
+
+
+def test_a_domain_over_a_domain_over_boolean_is_compared_by_the_rows_text(source_db, target_db) -> None:
+    """Its cast to text is boolean's ('true'), found through two domains: the row's text ('t') is used."""
+    domains = "CREATE DOMAIN flag AS boolean; CREATE DOMAIN strict_flag AS flag"
+    _table(source_db, "strict_flag", ["t", "f"], domains)
+    _table(target_db, "text", ["t", "f"])
+    hashed, comparison = _compare(source_db, target_db)
+    assert hashed == [VALUE, ROW_TEXT] and comparison.matches
 
 
 def test_columns_named_differently_are_compared_by_the_rows_text(source_db, target_db) -> None:
@@ -148,7 +204,7 @@ def test_a_mixed_row_tells_each_column_apart(source_db, target_db) -> None:
         db.execute(table)
         db.execute(rows)
     values, same = _compare(source_db, target_db)
-    assert values == [True, False, True, True] and same.matches
+    assert values == [VALUE, TEXT, VALUE, VALUE] and same.matches
     for change, undo in [
         ("ALTER TABLE x ALTER amount TYPE numeric(12, 3)", "ALTER TABLE x ALTER amount TYPE numeric(12, 2)"),
         (

@@ -1,17 +1,21 @@
-"""How a row is hashed for a checksum: its text form by default, its columns' stored values where that is
-as strict.
+"""How a row is hashed for a checksum: its text form by default; column by column, each by its stored value
+where that is as strict, else by its own text, where both servers allow.
 
 The checksum of a table or range is a sum of one 64-bit hash per row (order-independent). The plain hash
 is ``hashtextextended(t::text, 0)``: the row's text, as both sessions render it (pinned by
 :func:`pg2rds.postgres.verify.pin_text_rendering`). Rendering every column as text is most of its cost
-(a ``timestamptz`` or ``numeric`` renders slowly).
+(a ``timestamptz`` or ``numeric`` renders slowly), and rendering them as one row's text costs as much
+again (``record_out`` looks up each column's type and quotes each value).
 
-On PostgreSQL 14 and later both sides hash a row of the table's columns instead
-(``hash_record_extended(ROW(...))``): each column by its stored value where that is as strict as its
-text, and the others by their text, rendered together as in the row's text (``ROW(c1, c2)::text``; a cast
-of each to text would not do: ``bpchar`` casts drop trailing blanks, ``inet`` ones add the netmask). On
-the same chunks that takes 0.54 of the time on pgbench_accounts and 0.59 on a table of bigint, numeric,
-text, timestamptz, int and boolean (bench/verification_throughput.py).
+On PostgreSQL 14 and later both sides hash a row part by part instead: each column by its stored value
+where that is as strict as its text, with its type's own hash function (``hashint4extended``,
+``timestamp_hash_extended``...), each other column by its own text (``c::text``, its type's output), and
+the few whose cast to text is not their output (``boolean`` gives 'true' where the row shows 't',
+``character`` drops trailing blanks, ``inet`` adds the netmask) by the text of a row of them
+(``ROW(c1, c2)::text``). On the same chunks this takes 0.32 of the text hash's time on pgbench_accounts
+and 0.38 on a table of bigint, numeric, text, timestamptz, int and boolean; the previous form, one row of
+the value columns and the others' row text through ``hash_record_extended``, took 0.45 and 0.57
+(bench/verification_throughput.py, the three side by side in one run).
 
 A type's hash follows its *equality*, not its text, so a column is hashed by value only where equality is
 identity, on both sides:
@@ -25,14 +29,17 @@ identity, on both sides:
 - the column's type exactly the same on both sides (int4 and int8, or uuid and text, are not assumed to
   hash alike: such a column is hashed by its text, as the plain hash would).
 
-The columns are named in the row, so both sides must have the same column names in the same order (else
-the plain hash, which compares the text whatever the names). A NULL hashes to 0 and the empty string does
-not, so the two stay apart, as in the row's text.
+The columns are named in the expression, so both sides must have the same column names in the same
+order (else the plain hash, which compares the text whatever the names).
 
-``hash_record_extended`` combines its columns' hashes linearly (``31 · h(a) + h(b)``), so a sum of it over
-rows is a sum per column: values swapped between two rows (two accounts' balances) would leave the sum
-unchanged modulo 2⁶⁴. Each row's combined hash is therefore hashed again (``hashint8extended``) before
-the sum, which makes a row's contribution depend on its columns together, as the text hash does.
+Each part has its own seed (its position), so two columns holding the same value, or a value and a NULL
+swapped between two columns, do not cancel out; a NULL, for which a type's function returns NULL, counts
+as 0 (else the whole row would drop out of the sum), and the empty string's hash is not 0, so the two stay
+apart, as in the row's text. The parts are combined by xor, and each row's
+combined hash is hashed again (``hashint8extended``) before the sum: a sum of anything linear in the
+columns (xor, or ``hash_record_extended``'s ``31 · h(a) + h(b)``) would let values swapped between two
+rows (two accounts' balances) keep the sum; hashed again, a row's contribution depends on its columns
+together, as the text hash's does.
 """
 
 from typing import Any, NamedTuple
@@ -45,24 +52,56 @@ HASHTEXTEXTENDED_SINCE = 110000
 HASH_RECORD_SINCE = 140000
 
 #: Built-in types (by oid, fixed in every PostgreSQL) whose equality is identity of the stored value, so
-#: that equal hashes mean equal text: bool, bytea, int8, int2, int4, text, oid, bpchar (with a length),
-#: varchar, date, time, timestamp, timestamptz, uuid.
-IDENTITY_HASHED_TYPES = frozenset({16, 17, 20, 21, 23, 25, 26, 1042, 1043, 1082, 1083, 1114, 1184, 2950})
+#: that equal hashes mean equal text, each with the call that hashes a value of it with a seed: the type's
+#: own extended hash function (its hash operator class's), or None where that function cannot be called
+#: from SQL (bytea's takes ``internal``; date's takes an integer, and no cast turns every date into one),
+#: and those columns are hashed together by ``hash_record_extended``. ``boolean`` goes through ``int``;
+#: ``timestamptz`` through UTC, where each local time is one instant (a zone with summer time repeats an
+#: hour in autumn). Types: bool, bytea, int8, int2, int4, text, oid, bpchar (with a length), varchar,
+#: date, time, timestamp, timestamptz, uuid.
+IDENTITY_HASHES: dict[int, str | None] = {
+    16: "hashint4extended({}::integer, {})",
+    17: None,
+    20: "hashint8extended({}, {})",
+    21: "hashint2extended({}, {})",
+    23: "hashint4extended({}, {})",
+    25: "hashtextextended({}, {})",
+    26: "hashoidextended({}, {})",
+    1042: "hashbpcharextended({}, {})",
+    1043: "hashtextextended({}, {})",
+    1082: None,
+    1083: "time_hash_extended({}, {})",
+    1114: "timestamp_hash_extended({}, {})",
+    1184: "timestamp_hash_extended({} AT TIME ZONE 'UTC', {})",
+    2950: "uuid_hash_extended({}, {})",
+}
 _BPCHAR = 1042
 
 TEXT_HASH = sql.SQL("coalesce(sum(hashtextextended(t::text, 0)), 0)::text")
 MD5_HASH = sql.SQL("coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text")
 #: No checksum, rows only counted (``verification: counts``).
 COUNT_ONLY = sql.SQL("''")
-_ROW_HASH = sql.SQL("coalesce(sum(hashint8extended(hash_record_extended(ROW({}), 0), 0)), 0)::text")
+_ROW_HASH = sql.SQL("coalesce(sum(hashint8extended({}, 0)), 0)::text")
 
+#: Per column: name, type, typmod, type name, whether its collation is deterministic, and whether its
+#: ``::text`` is its type's output (as in the row's text): not where a cast function to text exists
+#: (``boolean`` gives 'true' where the row shows 't', ``character`` drops trailing blanks, ``inet`` adds
+#: the netmask), nor for a domain over a domain (its base type is not looked up further).
 _COLUMNS = """
 SELECT a.attname, a.atttypid::int, a.atttypmod, format_type(a.atttypid, a.atttypmod),
-       coalesce(c.collisdeterministic, true)
+       coalesce(c.collisdeterministic, true),
+       b.typtype <> 'd' AND NOT EXISTS (SELECT FROM pg_cast k WHERE k.castsource = b.oid
+                                        AND k.casttarget = 'text'::regtype AND k.castmethod = 'f')
 FROM pg_attribute a LEFT JOIN pg_collation c ON c.oid = a.attcollation
+JOIN pg_type ty ON ty.oid = a.atttypid
+JOIN pg_type b ON b.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END
 WHERE a.attrelid = to_regclass(format('%%I.%%I', %s, %s)) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
+
+#: How a column is hashed: by its stored value, by its own text (``::text``), or in one text of a row of
+#: such columns (``ROW(...)::text``), for those whose ``::text`` is not their output.
+VALUE, TEXT, ROW_TEXT = "value", "text", "row text"
 
 
 class Column(NamedTuple):
@@ -71,11 +110,12 @@ class Column(NamedTuple):
     typmod: int
     type_name: str
     deterministic: bool
+    text_is_output: bool
 
     @property
     def hashes_its_value(self) -> bool:
         """Whether this column's hash changes exactly when its text does (see the module's docstring)."""
-        if self.type_oid not in IDENTITY_HASHED_TYPES or not self.deterministic:
+        if self.type_oid not in IDENTITY_HASHES or not self.deterministic:
             return False
         return self.type_oid != _BPCHAR or self.typmod >= 0
 
@@ -88,26 +128,56 @@ def columns(conn: Any, schema: str, table: str) -> list[Column]:
         return [Column(*row) for row in cur.fetchall()]
 
 
-def by_value(source_columns: list[Column], target_columns: list[Column]) -> list[bool] | None:
-    """For each column, whether it is hashed by its value (else by its text); None if the two sides' column
-    names differ, and the rows are hashed by their text whole."""
+def hashing(source_columns: list[Column], target_columns: list[Column]) -> list[str] | None:
+    """For each column, how it is hashed (:data:`VALUE`, :data:`TEXT` or :data:`ROW_TEXT`); None if the two
+    sides' column names differ, and the rows are hashed by their text whole. By value only where the column
+    is the same on both sides; by its own text only where that is its output on both sides."""
     if not source_columns or [c.name for c in source_columns] != [c.name for c in target_columns]:
         return None
     return [
-        mine == theirs and mine.hashes_its_value
+        VALUE
+        if mine == theirs and mine.hashes_its_value
+        else TEXT
+        if mine.text_is_output and theirs.text_is_output
+        else ROW_TEXT
         for mine, theirs in zip(source_columns, target_columns, strict=True)
     ]
 
 
-def value_digest(names: list[str], values: list[bool]) -> sql.Composable:
-    """The checksum of a row of the columns hashed by value and, last, the text of a row of the others
-    (see the module)."""
-    column = {name: sql.SQL("t.{}").format(sql.Identifier(name)) for name in names}
-    parts = [column[name] for name, value in zip(names, values, strict=True) if value]
-    by_text = [column[name] for name, value in zip(names, values, strict=True) if not value]
-    if by_text:
-        parts.append(sql.SQL('ROW({})::text COLLATE "C"').format(sql.SQL(", ").join(by_text)))
-    return _ROW_HASH.format(sql.SQL(", ").join(parts))
+def _part(template: str | None, columns: list[sql.Composable], seed: int) -> sql.Composable:
+    """One part of a row's hash, never NULL: a column by its type's own hash (a NULL as 0), or a row of
+    columns whose hash cannot be called alone (``hash_record_extended``, which hashes a NULL as 0 itself)."""
+    if template is None:
+        return sql.SQL("hash_record_extended(ROW({}), {})").format(
+            sql.SQL(", ").join(columns), sql.Literal(seed)
+        )
+    (column,) = columns
+    return sql.SQL("coalesce({}, 0)").format(sql.SQL(template).format(column, sql.Literal(seed)))
+
+
+_TEXT = 'hashtextextended({}::text COLLATE "C", {})'
+
+
+def column_digest(names: list[str], kinds: list[str], types: list[int]) -> sql.Composable:
+    """The checksum of rows hashed part by part (see the module): each column by its value with its type's
+    function (those without one together) or by its own text, and last the text of a row of the others;
+    each part with its own seed, so equal values in two columns do not cancel out, the parts combined by
+    ``#`` (xor) and the result hashed again."""
+    column: dict[str, sql.Composable] = {name: sql.SQL("t.{}").format(sql.Identifier(name)) for name in names}
+    by_kind = list(zip(names, kinds, types, strict=True))
+    parts: list[tuple[list[sql.Composable], str | None]] = [
+        ([column[name]], IDENTITY_HASHES[oid] if kind == VALUE else _TEXT)
+        for name, kind, oid in by_kind
+        if (kind == VALUE and IDENTITY_HASHES[oid]) or kind == TEXT
+    ]
+    together = [column[name] for name, kind, oid in by_kind if kind == VALUE and not IDENTITY_HASHES[oid]]
+    if together:
+        parts.append((together, None))
+    in_row = [column[name] for name, kind, _ in by_kind if kind == ROW_TEXT]
+    if in_row:
+        parts.append(([sql.SQL("ROW({})").format(sql.SQL(", ").join(in_row))], _TEXT))
+    combined = sql.SQL(" # ").join(_part(template, cols, seed) for seed, (cols, template) in enumerate(parts))
+    return _ROW_HASH.format(combined)
 
 
 def row_digest(source: Any, target: Any, schema: str, table: str, checksums: bool = True) -> sql.Composable:
@@ -121,7 +191,7 @@ def row_digest(source: Any, target: Any, schema: str, table: str, checksums: boo
     if oldest < HASH_RECORD_SINCE:
         return TEXT_HASH
     source_columns = columns(source, schema, table)
-    values = by_value(source_columns, columns(target, schema, table))
-    if values is None or not any(values):  # nothing to gain over the row's text
+    kinds = hashing(source_columns, columns(target, schema, table))
+    if kinds is None:
         return TEXT_HASH
-    return value_digest([c.name for c in source_columns], values)
+    return column_digest([c.name for c in source_columns], kinds, [c.type_oid for c in source_columns])
