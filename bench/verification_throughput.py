@@ -35,7 +35,7 @@ from psycopg2 import sql
 
 from pg2rds.postgres.chunks import check_chunk, chunk_checksum, plan_next
 from pg2rds.postgres.row_hash import TEXT_HASH, VALUE, columns, hashing, row_digest
-from pg2rds.postgres.verify import pin_text_rendering
+from pg2rds.postgres.verify import pin_comparing_session
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import Chunk, TableSums
@@ -258,7 +258,7 @@ def hash_side_by_side(source_cluster: Cluster, target_cluster: Cluster, chunks: 
     source, target = source_cluster.connect(DATABASE), target_cluster.connect(DATABASE)
     try:
         for conn in (source, target):
-            pin_text_rendering(conn)
+            pin_comparing_session(conn)
         where = (chunks[0].schema_name, chunks[0].table_name)
         digests = {"text": TEXT_HASH, "one row": one_row_digest(source, target, *where),
                    "by column": row_digest(source, target, *where)}  # fmt: skip

@@ -17,7 +17,7 @@ from _common import table
 
 from pg2rds.postgres.chunks import plan_round, range_condition
 from pg2rds.postgres.selection import TableName
-from pg2rds.postgres.verify import pin_text_rendering
+from pg2rds.postgres.verify import pin_comparing_session
 from pg2rds_emulator.pgcluster import start_cluster
 
 ROWS = 1_000_000
@@ -86,7 +86,7 @@ def main() -> None:
         cluster.execute("bench", "VACUUM ANALYZE words")
         conn = cluster.connect("bench")
         conn.cursor_factory = Counting
-        pin_text_rendering(conn)
+        pin_comparing_session(conn)
         (pages,) = cluster.execute("bench", "SELECT relpages FROM pg_class WHERE relname = 'words'")[0]
         rows = []
         for chunk_rows in CHUNK_ROWS:

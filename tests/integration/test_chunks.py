@@ -6,14 +6,17 @@ import uuid
 
 import pytest
 from conftest import Database, spec_for, verify_in_chunks
+from psycopg2 import sql
 
 from pg2rds import phases
 from pg2rds.errors import VerificationFailed
 from pg2rds.lambda_support import parse_state
-from pg2rds.postgres.chunks import chunk_checksum, compare_chunk, plan_round
-from pg2rds.postgres.row_hash import TEXT_HASH
+from pg2rds.postgres.chunks import checksum_statement, chunk_checksum, compare_chunk, plan_round
+from pg2rds.postgres.row_hash import TEXT_HASH, row_digest
 from pg2rds.postgres.selection import TableName, select_tables
+from pg2rds.postgres.verify import pin_comparing_session
 from pg2rds.spec import TableSelection
+from pg2rds.state import Chunk
 
 TABLES = "CREATE TABLE t (id bigint PRIMARY KEY, v text); CREATE TABLE loose (v text)"
 
@@ -358,3 +361,39 @@ def test_a_missing_parent_of_a_keyless_child_names_its_block_range(aws, source_d
     assert re.search(
         r"child_parent_fk on public.child \(blocks \[\d+, \+inf\)\): 1 rows without a parent", message
     )
+
+
+#: Database settings under which the server plans a key range with parallel workers.
+PARALLEL_PLANS = [
+    "parallel_setup_cost = 0",
+    "parallel_tuple_cost = 0",
+    "min_parallel_table_scan_size = 0",
+    "enable_indexscan = off",
+    "enable_bitmapscan = off",
+]
+
+
+def test_a_chunk_is_read_by_one_backend_on_each_server(source_db, target_db) -> None:
+    """verification_concurrency is the number of backends a verification runs on a server: a chunk's
+    statement gets no parallel workers, even where the server would plan them (here made cheap, and the
+    index paths off, as the planner chooses for a range of a fifth of a mid-sized table)."""
+    for db in (source_db, target_db):
+        db.execute(TABLES)
+        db.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20000) g")
+        db.execute("ANALYZE t")
+        for setting in PARALLEL_PLANS:
+            db.execute(f"ALTER DATABASE {db.name} SET {setting}")
+    chunk = Chunk(schema_name="public", table_name="t", key=["id"], bare=[True], collate_c=[False],
+                  lower=["4001"], upper=["8001"])  # fmt: skip
+    with source_db.connect() as source, target_db.connect() as target:
+        digest = row_digest(source, target, "public", "t")
+        query, params = checksum_statement(chunk, digest)
+        for conn in (source, target):
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("EXPLAIN ") + query, params)
+                assert "Gather" in "\n".join(row for (row,) in cur.fetchall())  # the server's own choice
+                pin_comparing_session(conn)
+                cur.execute(sql.SQL("EXPLAIN ") + query, params)
+                assert "Gather" not in "\n".join(row for (row,) in cur.fetchall())
+        sides = compare_chunk(source, target, chunk)
+    assert sides.matches and sides.source_rows == 4000

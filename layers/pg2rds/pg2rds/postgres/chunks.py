@@ -62,7 +62,7 @@ from pg2rds.postgres.foreign_keys import held_by_validation, range_violations, r
 from pg2rds.postgres.keys import KeyColumn, byte_order_needed, table_key
 from pg2rds.postgres.row_hash import row_digest
 from pg2rds.postgres.selection import TableName, select_tables
-from pg2rds.postgres.verify import pin_text_rendering
+from pg2rds.postgres.verify import pin_comparing_session
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec
 from pg2rds.state import MAX_VIOLATIONS_PER_CHUNK, Chunk, ChunkCheck, qualified
@@ -343,13 +343,19 @@ def plan_round(
     return Round(planned, next_table, next_lower, skipped, by_validation)
 
 
-def chunk_checksum(conn: Any, chunk: Chunk, digest: sql.Composable) -> tuple[int, str]:
-    """(rows, checksum) of the chunk's rows on one side, in one statement (one snapshot); ``digest`` is
-    :func:`~pg2rds.postgres.row_hash.row_digest`'s expression."""
+def checksum_statement(chunk: Chunk, digest: sql.Composable) -> tuple[sql.Composed, list[str]]:
+    """The statement (and its parameters) that counts and checksums the chunk's rows on one side;
+    ``digest`` is :func:`~pg2rds.postgres.row_hash.row_digest`'s expression."""
     condition, params = range_condition(chunk)
     query = sql.SQL("SELECT count(*), {} FROM {} AS t WHERE {}").format(
         digest, sql.Identifier(chunk.schema_name, chunk.table_name), condition
     )
+    return query, params
+
+
+def chunk_checksum(conn: Any, chunk: Chunk, digest: sql.Composable) -> tuple[int, str]:
+    """(rows, checksum) of the chunk's rows on one side, in one statement (one snapshot)."""
+    query, params = checksum_statement(chunk, digest)
     with conn.cursor() as cur:
         cur.execute(query, params)
         count, checksum = cur.fetchone()
@@ -357,7 +363,7 @@ def chunk_checksum(conn: Any, chunk: Chunk, digest: sql.Composable) -> tuple[int
 
 
 def _pinned_checksum(conn: Any, chunk: Chunk, digest: sql.Composable) -> tuple[int, str]:
-    pin_text_rendering(conn)
+    pin_comparing_session(conn)
     return chunk_checksum(conn, chunk, digest)
 
 
@@ -427,7 +433,7 @@ def plan_next(
     ):
         tables = select_tables(source, spec.tables)
         for conn in (source, target):
-            pin_text_rendering(conn)  # boundaries are key text: rendered alike for both sides
+            pin_comparing_session(conn)  # boundaries are key text: rendered alike for both sides
         begun = int(next_lower is not None)  # a table whose check began in an earlier round goes on
         ahead = tables[next_table + begun : next_table + max_chunks]
         held = held_by_validation(source, target, [(t.schema, t.table) for t in ahead], validated, unchanged)
@@ -477,7 +483,7 @@ def check_chunk(
             sides = compare_chunk(source, target, chunk, checksums=spec.verification in ("checksums", "dms"))
         violations = []
         if chunk.foreign_keys:
-            pin_text_rendering(target)  # the key values are text rendered so
+            pin_comparing_session(target)  # the key values are text rendered so
             condition, params = range_condition(chunk, alias="c")
             violations = range_violations(target, chunk, condition, params)
     return ChunkCheck(

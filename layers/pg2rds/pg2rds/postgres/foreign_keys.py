@@ -18,7 +18,7 @@ from typing import Any
 
 from psycopg2 import sql
 
-from pg2rds.postgres.verify import pin_text_rendering
+from pg2rds.postgres.verify import pin_comparing_session
 from pg2rds.state import Chunk
 
 _FOREIGN_KEYS = """
@@ -86,7 +86,7 @@ def held_by_validation(
     if not candidates:
         return set()
     for conn in (source, target):
-        pin_text_rendering(conn)
+        pin_comparing_session(conn)
     on_target: dict[tuple[str, str], list[Constraint]] = {}
     for constraint in _constraints(target, candidates):
         on_target.setdefault((constraint[0], constraint[1]), []).append(constraint)

@@ -3,7 +3,7 @@ where that is as strict, else by its own text, where both servers allow.
 
 The checksum of a table or range is a sum of one 64-bit hash per row (order-independent). The plain hash
 is ``hashtextextended(t::text, 0)``: the row's text, as both sessions render it (pinned by
-:func:`pg2rds.postgres.verify.pin_text_rendering`). Rendering every column as text is most of its cost
+:func:`pg2rds.postgres.verify.pin_comparing_session`). Rendering every column as text is most of its cost
 (a ``timestamptz`` or ``numeric`` renders slowly), and rendering them as one row's text costs as much
 again (``record_out`` looks up each column's type and quotes each value).
 

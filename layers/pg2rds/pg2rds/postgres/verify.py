@@ -10,7 +10,13 @@ A row's text depends on the session as much as on the data: ``timestamptz`` on T
 DateStyle, intervals on IntervalStyle, floats on extra_float_digits, ``bytea`` on bytea_output, ``money``
 on lc_monetary, and anything naming a relation (regclass) on search_path. Two servers with different
 defaults (``ALTER DATABASE ... SET timezone``, postgresql.conf) would render identical values differently,
-so every comparing session first pins them all (:func:`pin_text_rendering`).
+so every comparing session first pins them all (:func:`pin_comparing_session`).
+
+It also runs each statement in its one backend (no parallel workers): the spec's
+``verification_concurrency`` is then the number of backends a verification runs on each server. A
+parallel plan would multiply that on the source, and for a key range of a mid-sized table (a fifth of it,
+say) the planner's parallel choice is a sequential scan of the whole table in three processes, for every
+range: the table read once per chunk instead of once.
 """
 
 from collections.abc import Iterable
@@ -34,6 +40,9 @@ TEXT_RENDERING = {
     "lc_monetary": "C",
     "search_path": "pg_catalog",
 }
+
+#: The comparing session's statements run in one backend each (see the module).
+ONE_BACKEND = {"max_parallel_workers_per_gather": "0"}
 
 
 #: Stands for the large objects in a comparison: they live in pg_largeobject, not in the selected tables.
@@ -64,13 +73,14 @@ class TableComparison(NamedTuple):
         return self.source_rows == self.target_rows and self.source_checksum == self.target_checksum
 
 
-def pin_text_rendering(conn: Any) -> None:
-    """Set :data:`TEXT_RENDERING` for this session (one round trip), whatever the server's defaults."""
+def pin_comparing_session(conn: Any) -> None:
+    """Set :data:`TEXT_RENDERING` and :data:`ONE_BACKEND` for this session (one round trip), whatever the
+    server's defaults."""
     with conn.cursor() as cur:
         cur.execute(
             sql.SQL("; ").join(
                 sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
-                for name, value in TEXT_RENDERING.items()
+                for name, value in {**TEXT_RENDERING, **ONE_BACKEND}.items()
             )
         )
 
@@ -161,7 +171,10 @@ def compare_tables(
     """
     results = []
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for pinned in (pool.submit(pin_text_rendering, source), pool.submit(pin_text_rendering, target)):
+        for pinned in (
+            pool.submit(pin_comparing_session, source),
+            pool.submit(pin_comparing_session, target),
+        ):
             pinned.result()
         for table in tables:
             digest = row_digest(source, target, table.schema, table.table, checksums)
