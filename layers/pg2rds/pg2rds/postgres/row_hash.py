@@ -11,7 +11,8 @@ On PostgreSQL 14 and later both sides hash a row part by part instead: each colu
 where that is as strict as its text, with its type's own hash function (``hashint4extended``,
 ``timestamp_hash_extended``...), each other column by its own text (``c::text``, its type's output), and
 the few whose cast to text is not their output (``boolean`` gives 'true' where the row shows 't',
-``character`` drops trailing blanks, ``inet`` adds the netmask) by the text of a row of them
+``character`` drops trailing blanks, ``inet`` adds the netmask, ``xml`` keeps an encoding declaration)
+by the text of a row of them
 (``ROW(c1, c2)::text``). On the same chunks this takes 0.32 of the text hash's time on pgbench_accounts
 and 0.38 on a table of bigint, numeric, text, timestamptz, int and boolean; the previous form, one row of
 the value columns and the others' row text through ``hash_record_extended``, took 0.45 and 0.57
@@ -84,14 +85,18 @@ COUNT_ONLY = sql.SQL("''")
 _ROW_HASH = sql.SQL("coalesce(sum(hashint8extended({}, 0)), 0)::text")
 
 #: Per column: name, type, typmod, type name, whether its collation is deterministic, and whether its
-#: ``::text`` is its type's output (as in the row's text): not where a cast function to text exists
-#: (``boolean`` gives 'true' where the row shows 't', ``character`` drops trailing blanks, ``inet`` adds
-#: the netmask), nor for a domain over a domain (its base type is not looked up further).
+#: ``::text`` is its type's output (as in the row's text): only where the cast is the output function (no
+#: cast in pg_cast, or an I/O one), or varchar's. Not where a function casts it (``boolean`` gives 'true'
+#: where the row shows 't', ``character`` drops trailing blanks, ``inet`` adds the netmask), nor where the
+#: stored bytes are taken as text (``xml`` keeps an encoding declaration its output drops, so a target
+#: loaded from that output holds other bytes; ``citext``, whose bytes are its output, is taken alike
+#: rather than trusted by name), nor for a domain over a domain (its base type is not looked up further).
 _COLUMNS = """
 SELECT a.attname, a.atttypid::int, a.atttypmod, format_type(a.atttypid, a.atttypmod),
        coalesce(c.collisdeterministic, true),
-       b.typtype <> 'd' AND NOT EXISTS (SELECT FROM pg_cast k WHERE k.castsource = b.oid
-                                        AND k.casttarget = 'text'::regtype AND k.castmethod = 'f')
+       b.typtype <> 'd' AND (b.oid = 'varchar'::regtype OR NOT EXISTS (
+           SELECT FROM pg_cast k WHERE k.castsource = b.oid AND k.casttarget = 'text'::regtype
+                                 AND k.castmethod <> 'i'))
 FROM pg_attribute a LEFT JOIN pg_collation c ON c.oid = a.attcollation
 JOIN pg_type ty ON ty.oid = a.atttypid
 JOIN pg_type b ON b.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END
