@@ -12,7 +12,8 @@ It connects to the PostgreSQL servers named by a task's endpoints and behaves as
   ``TargetTablePrepMode`` is honoured: DO_NOTHING, TRUNCATE_BEFORE_LOAD (``TRUNCATE ONLY`` the table,
   which fails, as with DMS, when another table's foreign key references it), DROP_AND_CREATE (columns,
   types, NOT NULL and primary key only; ``DROP ... CASCADE`` like DMS; generated columns are not
-  recreated since they are not copied). A failing table stops the task with a failure naming the table.
+  recreated since they are not copied; with ``CreatePkAfterFullLoad`` the key is added once the table's
+  rows are in, in its load's transaction). A failing table stops the task with a failure naming the table.
 
 - **CDC** (``full-load-and-cdc``, ``cdc``): like DMS given ``SlotName`` and ``PluginName=test-decoding``,
   the stand-in reads the slot pg2rds created before the task, and creates nothing on the source: no slot
@@ -99,6 +100,7 @@ from pg2rds_emulator.standin_changes import (
 )
 from pg2rds_emulator.standin_copy import (
     TableMeta,
+    add_primary_key_statement,
     binary_possible,
     copy_in_statement,
     copy_out_statement,
@@ -267,6 +269,11 @@ class _Task:
         settings = json.loads(info.settings or "{}") or {}
         full_load = settings.get("FullLoadSettings") or {}
         self.prep_mode = full_load.get("TargetTablePrepMode") or "DO_NOTHING"
+        #: CreatePkAfterFullLoad: a table DMS creates (DROP_AND_CREATE) gets its primary key once its rows
+        #: are in; DMS creates nothing in the other modes, so there it changes nothing.
+        self.key_after_rows = self.prep_mode == "DROP_AND_CREATE" and bool(
+            full_load.get("CreatePkAfterFullLoad")
+        )
         self.lobs = LobSettings.of_task(settings, info.source.postgres_settings)
         self.errors = ErrorPolicies.of_task(settings)
         #: Apply errors so far per table (for ApplyErrorEscalationCount), and the tables suspended.
@@ -572,7 +579,7 @@ class _Task:
                     if self.prep_mode == "TRUNCATE_BEFORE_LOAD":
                         cur.execute(truncate_statement(meta))
                     elif self.prep_mode == "DROP_AND_CREATE":
-                        for statement in drop_and_create_statements(meta):
+                        for statement in drop_and_create_statements(meta, not self.key_after_rows):
                             cur.execute(statement)
                 binary = self.binary and binary_possible(meta, self.lobs)
                 rows = piped_copy(
@@ -583,6 +590,10 @@ class _Task:
                 )
                 if self.stop_event.is_set():
                     raise _Stopped()
+                key = add_primary_key_statement(meta) if self.key_after_rows else None
+                if key is not None:  # before the table counts as loaded, and before changes apply to it
+                    with tgt.cursor() as cur:
+                        cur.execute(key)
                 tgt.commit()
                 src.rollback()
             with self.lock:

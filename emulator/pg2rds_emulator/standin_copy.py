@@ -143,20 +143,31 @@ def first_oversized(meta: TableMeta, lobs: LobSettings, sizes: tuple[int, ...]) 
     return None
 
 
-def drop_and_create_statements(meta: TableMeta) -> list[sql.Composed]:
+def drop_and_create_statements(meta: TableMeta, primary_key: bool = True) -> list[sql.Composed]:
     """What DMS's DROP_AND_CREATE does: the table again with column types, NOT NULL and the primary key
-    only (no defaults, foreign keys, secondary indexes). A type missing on the target fails the CREATE."""
+    only (no defaults, foreign keys, secondary indexes); without the key when it comes after the rows
+    (``CreatePkAfterFullLoad``, :func:`add_primary_key_statement`). A type missing on the target fails
+    the CREATE."""
     definitions: list[sql.Composable] = [
         sql.SQL("{} {}{}").format(sql.Identifier(name), sql.SQL(type_), sql.SQL(" NOT NULL" if nn else ""))
         for name, type_, nn in zip(meta.columns, meta.types, meta.not_null, strict=True)
     ]
-    if meta.primary_key:
+    if meta.primary_key and primary_key:
         definitions.append(sql.SQL("PRIMARY KEY ({})").format(column_list(meta.primary_key)))
     return [
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(meta.name.schema)),
         sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(meta.ident),
         sql.SQL("CREATE TABLE {} ({})").format(meta.ident, sql.SQL(", ").join(definitions)),
     ]
+
+
+def add_primary_key_statement(meta: TableMeta) -> sql.Composed | None:
+    """The primary key of a table DROP_AND_CREATE made without it, built once its rows are in
+    (``CreatePkAfterFullLoad``): one sort of the loaded rows instead of an index entry per row as they
+    arrive. None for a table without a key."""
+    if not meta.primary_key:
+        return None
+    return sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(meta.ident, column_list(meta.primary_key))
 
 
 def truncate_statement(meta: TableMeta) -> sql.Composed:

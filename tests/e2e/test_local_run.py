@@ -421,3 +421,59 @@ def test_mappings_select_only_the_named_table_and_partitions_not_parents(
         "public.measurements_2024",
         "public.order_items",
     ]
+
+
+# -- 7. DMS creates the tables: their keys come after their rows --------------------------------------------
+#: On the target, at the end of each DDL command (the loading sessions' too: they run with
+#: session_replication_role = replica), each table it touched: its primary keys and rows then.
+KEYS_LOG = """
+CREATE TABLE public.keys_log (tag text, relation text, keys int, row_count bigint);
+CREATE FUNCTION public.log_keys() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE command record; keys_now int; rows_now bigint;
+BEGIN
+  FOR command IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE object_type = 'table' LOOP
+    SELECT count(*) INTO keys_now FROM pg_index WHERE indrelid = command.objid AND indisprimary;
+    EXECUTE 'SELECT count(*) FROM ' || command.objid::regclass::text INTO rows_now;
+    INSERT INTO public.keys_log VALUES (command.command_tag, command.object_identity, keys_now, rows_now);
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER log_keys ON ddl_command_end EXECUTE FUNCTION public.log_keys();
+ALTER EVENT TRIGGER log_keys ENABLE ALWAYS;
+"""
+
+
+def test_tables_dms_creates_in_a_full_load_get_their_keys_after_their_rows(
+    three_tables: tuple[Database, Database],
+) -> None:
+    """``target_table_prep_mode: DROP_AND_CREATE`` in a full load: DMS creates each table without its
+    primary key and adds it once the rows are in (CreatePkAfterFullLoad); the run verifies by key range
+    as ever, and every table is equal."""
+    source_db, target_db = three_tables
+    target_db.execute("DROP SCHEMA sales CASCADE; DROP TABLE public.other")  # DMS creates them
+    target_db.execute(KEYS_LOG)
+    spec = {"migration_id": "keys-after", "task": {"target_table_prep_mode": "DROP_AND_CREATE"}}
+
+    view, leftovers = run_local(
+        source_db.cluster.dsn(source_db.name),
+        target_db.cluster.dsn(target_db.name),
+        spec,
+        timeout_seconds=120,
+    )
+
+    assert view.status == "SUCCEEDED", (view.failed_state, view.error, view.cause)
+    assert leftovers == []
+    assert judge.differences(source_db, target_db) == []
+    logged = target_db.execute(
+        "SELECT relation, tag, keys, row_count FROM public.keys_log WHERE relation <> 'public.keys_log' "
+        "ORDER BY relation, row_count"
+    )
+    assert logged == [
+        ("public.other", "CREATE TABLE", 0, 0),
+        ("public.other", "ALTER TABLE", 1, 20),
+        ("sales.audit", "CREATE TABLE", 0, 0),
+        ("sales.audit", "ALTER TABLE", 1, 50),
+        ("sales.orders", "CREATE TABLE", 0, 0),
+        ("sales.orders", "ALTER TABLE", 1, 500),
+    ]
+    assert view.output["verification"]["mismatch_count"] == 0
+    assert view.output["verification"]["chunks_checked"] >= 3

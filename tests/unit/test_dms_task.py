@@ -207,3 +207,22 @@ def test_dms_validation_is_on_with_verification_dms_the_default_with_cdc(
 def test_verification_dms_needs_cdc(aws) -> None:
     with pytest.raises(SpecInvalid, match="verification dms needs CDC"):
         make_spec(migration_type="full-load", verification="dms")
+
+
+@pytest.mark.parametrize(
+    ("prep_mode", "migration_type", "key_after_rows"),
+    [
+        ("DROP_AND_CREATE", "full-load", True),
+        ("DROP_AND_CREATE", "full-load-and-cdc", False),
+        ("DO_NOTHING", "full-load", False),
+        ("TRUNCATE_BEFORE_LOAD", "full-load", False),
+    ],
+)
+def test_tables_dms_creates_in_a_full_load_get_their_key_after_their_rows(
+    aws, prep_mode, migration_type, key_after_rows
+) -> None:
+    spec = make_spec(migration_type=migration_type)
+    spec = spec.model_copy(
+        update={"task": spec.task.model_copy(update={"target_table_prep_mode": prep_mode})}
+    )
+    assert task_settings(spec)["FullLoadSettings"]["CreatePkAfterFullLoad"] is key_after_rows
