@@ -252,8 +252,8 @@ def check_missing_tables(spec: MigrationSpec, tables: list[TargetTable]) -> list
                 message=(
                     f"DROP_AND_CREATE: DMS drops the {existing} selected table(s) that exist on the "
                     "target and creates every selected table itself, as a plain table with its "
-                    "primary key only: no secondary indexes, foreign keys, defaults, check constraints, "
-                    "triggers or sequences"
+                    "primary key only (in a full load, added once the table's rows are in): no secondary "
+                    "indexes, foreign keys, defaults, check constraints, triggers or sequences"
                 ),
                 fix=(
                     "prefer creating the schema first (pg_dump --schema-only --no-owner SOURCE | "
