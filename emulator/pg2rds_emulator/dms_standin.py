@@ -755,6 +755,8 @@ class _Task:
         ):
             catalog.autocommit = True
             translator = Translator(table_shapes(catalog, tables), self.snapshots)
+            if self.stop_event.is_set():  # stopped meanwhile: do not take the slot a cleanup may be dropping
+                raise _Stopped()
             cur = repl.cursor()
             cur.start_replication(
                 slot_name=self.slot,

@@ -108,7 +108,10 @@ def drop_slot(ref: DatabaseRef, credentials: Credentials, slot_name: str) -> Slo
     """Drop ``slot_name`` in the source database if it exists and no process is using it.
 
     ``active`` means a walsender still holds the slot (DMS has not let go yet): the caller retries later.
-    The check and the drop are one statement, so a slot that becomes active in between is not dropped.
+    The check and the drop are one statement, so a slot that becomes active in between is not dropped;
+    one that a walsender takes in the instant between the statement's read of pg_replication_slots and
+    its drop makes the drop fail ("replication slot ... is active for PID ..."): that is "active" too (a
+    DMS task that was still stopping may read it once more), not a slot that cannot be dropped.
     """
     with connect(ref, credentials, "source", application_name="pg2rds-cleanup") as conn, conn.cursor() as cur:
         cur.execute(
@@ -120,11 +123,14 @@ def drop_slot(ref: DatabaseRef, credentials: Credentials, slot_name: str) -> Slo
             return "absent"
         if row[0]:
             return "active"
-        cur.execute(
-            "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots "
-            "WHERE slot_name = %s AND database = current_database() AND NOT active",
-            (slot_name,),
-        )
+        try:
+            cur.execute(
+                "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots "
+                "WHERE slot_name = %s AND database = current_database() AND NOT active",
+                (slot_name,),
+            )
+        except psycopg2.errors.ObjectInUse:
+            return "active"
         (dropped,) = one_row(cur)
         return "dropped" if dropped else "active"
 
