@@ -41,8 +41,10 @@ TEXT_RENDERING = {
     "search_path": "pg_catalog",
 }
 
-#: The comparing session's statements run in one backend each (see the module).
+#: The comparing session's statements run in one backend each (see the module). The setting exists since
+#: PostgreSQL 9.6, the first with parallel query; an older source (DMS reads 9.4 and 9.5) would refuse it.
 ONE_BACKEND = {"max_parallel_workers_per_gather": "0"}
+PARALLEL_QUERY_SINCE = 90600
 
 
 #: Stands for the large objects in a comparison: they live in pg_largeobject, not in the selected tables.
@@ -73,6 +75,10 @@ class TableComparison(NamedTuple):
         return self.source_rows == self.target_rows and self.source_checksum == self.target_checksum
 
 
+def _session_settings(server_version: int) -> dict[str, str]:
+    return {**TEXT_RENDERING, **(ONE_BACKEND if server_version >= PARALLEL_QUERY_SINCE else {})}
+
+
 def pin_comparing_session(conn: Any) -> None:
     """Set :data:`TEXT_RENDERING` and :data:`ONE_BACKEND` for this session (one round trip), whatever the
     server's defaults."""
@@ -80,7 +86,7 @@ def pin_comparing_session(conn: Any) -> None:
         cur.execute(
             sql.SQL("; ").join(
                 sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
-                for name, value in {**TEXT_RENDERING, **ONE_BACKEND}.items()
+                for name, value in _session_settings(conn.server_version).items()
             )
         )
 
