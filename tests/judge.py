@@ -25,6 +25,35 @@ ORDER BY 1, 2
 """
 
 
+#: Run on a target before a load: at the end of each DDL command (in the loading sessions too, which run
+#: with session_replication_role = replica, hence ENABLE ALWAYS), each table it touched, with its primary
+#: keys and rows at that moment: :func:`key_log` then says whether a key came before or after the rows.
+KEY_LOG = """
+CREATE TABLE public.keys_log (seq bigserial, tag text, relation text, keys int, row_count bigint);
+CREATE FUNCTION public.log_keys() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE command record; keys_now int; rows_now bigint;
+BEGIN
+  FOR command IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE object_type = 'table' LOOP
+    SELECT count(*) INTO keys_now FROM pg_index WHERE indrelid = command.objid AND indisprimary;
+    EXECUTE 'SELECT count(*) FROM ' || command.objid::regclass::text INTO rows_now;
+    INSERT INTO public.keys_log (tag, relation, keys, row_count)
+    VALUES (command.command_tag, command.object_identity, keys_now, rows_now);
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER log_keys ON ddl_command_end EXECUTE FUNCTION public.log_keys();
+ALTER EVENT TRIGGER log_keys ENABLE ALWAYS;
+"""
+
+
+def key_log(db: Any) -> list[tuple]:
+    """(table, command, primary keys, rows) for each DDL command :data:`KEY_LOG` saw, by table, in order."""
+    return _query(
+        db,
+        "SELECT relation, tag, keys, row_count FROM public.keys_log WHERE relation <> 'public.keys_log' "
+        "ORDER BY relation, seq",
+    )
+
+
 def _query(db: Any, statement: Any, params: tuple = ()) -> list[tuple]:
     conn = db.connect()
     try:

@@ -424,24 +424,6 @@ def test_mappings_select_only_the_named_table_and_partitions_not_parents(
 
 
 # -- 7. DMS creates the tables: their keys come after their rows --------------------------------------------
-#: On the target, at the end of each DDL command (the loading sessions' too: they run with
-#: session_replication_role = replica), each table it touched: its primary keys and rows then.
-KEYS_LOG = """
-CREATE TABLE public.keys_log (tag text, relation text, keys int, row_count bigint);
-CREATE FUNCTION public.log_keys() RETURNS event_trigger LANGUAGE plpgsql AS $$
-DECLARE command record; keys_now int; rows_now bigint;
-BEGIN
-  FOR command IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE object_type = 'table' LOOP
-    SELECT count(*) INTO keys_now FROM pg_index WHERE indrelid = command.objid AND indisprimary;
-    EXECUTE 'SELECT count(*) FROM ' || command.objid::regclass::text INTO rows_now;
-    INSERT INTO public.keys_log VALUES (command.command_tag, command.object_identity, keys_now, rows_now);
-  END LOOP;
-END $$;
-CREATE EVENT TRIGGER log_keys ON ddl_command_end EXECUTE FUNCTION public.log_keys();
-ALTER EVENT TRIGGER log_keys ENABLE ALWAYS;
-"""
-
-
 def test_tables_dms_creates_in_a_full_load_get_their_keys_after_their_rows(
     three_tables: tuple[Database, Database],
 ) -> None:
@@ -450,7 +432,7 @@ def test_tables_dms_creates_in_a_full_load_get_their_keys_after_their_rows(
     as ever, and every table is equal."""
     source_db, target_db = three_tables
     target_db.execute("DROP SCHEMA sales CASCADE; DROP TABLE public.other")  # DMS creates them
-    target_db.execute(KEYS_LOG)
+    target_db.execute(judge.KEY_LOG)
     spec = {"migration_id": "keys-after", "task": {"target_table_prep_mode": "DROP_AND_CREATE"}}
 
     view, leftovers = run_local(
@@ -463,11 +445,7 @@ def test_tables_dms_creates_in_a_full_load_get_their_keys_after_their_rows(
     assert view.status == "SUCCEEDED", (view.failed_state, view.error, view.cause)
     assert leftovers == []
     assert judge.differences(source_db, target_db) == []
-    logged = target_db.execute(
-        "SELECT relation, tag, keys, row_count FROM public.keys_log WHERE relation <> 'public.keys_log' "
-        "ORDER BY relation, row_count"
-    )
-    assert logged == [
+    assert judge.key_log(target_db) == [
         ("public.other", "CREATE TABLE", 0, 0),
         ("public.other", "ALTER TABLE", 1, 20),
         ("sales.audit", "CREATE TABLE", 0, 0),

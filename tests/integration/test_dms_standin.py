@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
+import judge
 import psycopg2
 import psycopg2.errors
 import pytest
@@ -433,27 +434,9 @@ def test_drop_and_create_builds_tables_on_an_empty_target(
     assert [row[0] for row in indexes] == ["CREATE UNIQUE INDEX orders_pkey ON sales.orders USING btree (id)"]
 
 
-#: On the target: at the end of each DDL command (in the loading session too, whose AfterConnectScript
-#: sets session_replication_role = replica), public.orders's primary keys and rows, once it exists.
-KEY_LOG = """
-CREATE TABLE public.key_log (tag text, keys int, row_count bigint);
-CREATE FUNCTION public.log_keys() RETURNS event_trigger LANGUAGE plpgsql AS $$
-DECLARE rows_now bigint; keys_now int;
-BEGIN
-  IF to_regclass('public.orders') IS NOT NULL THEN
-    SELECT count(*) INTO keys_now FROM pg_index WHERE indrelid = 'public.orders'::regclass AND indisprimary;
-    EXECUTE 'SELECT count(*) FROM public.orders' INTO rows_now;
-    INSERT INTO public.key_log VALUES (tg_tag, keys_now, rows_now);
-  END IF;
-END $$;
-CREATE EVENT TRIGGER log_keys ON ddl_command_end EXECUTE FUNCTION public.log_keys();
-ALTER EVENT TRIGGER log_keys ENABLE ALWAYS;
-"""
-
-
 @pytest.mark.parametrize(("key_after_rows", "log"), [
-    (True, [("CREATE TABLE", 0, 0), ("ALTER TABLE", 1, 1000)]),
-    (False, [("CREATE TABLE", 1, 0)]),
+    (True, [("public.orders", "CREATE TABLE", 0, 0), ("public.orders", "ALTER TABLE", 1, 1000)]),
+    (False, [("public.orders", "CREATE TABLE", 1, 0)]),
 ])  # fmt: skip
 def test_create_pk_after_full_load_builds_the_key_once_the_rows_are_in(
     engine: StandInEngine, source_db, target_db, key_after_rows, log
@@ -464,14 +447,14 @@ def test_create_pk_after_full_load_builds_the_key_once_the_rows_are_in(
         "CREATE TABLE public.orders (id bigint PRIMARY KEY, note text);"
         "INSERT INTO public.orders SELECT g, 'n' || g FROM generate_series(1, 1000) g"
     )
-    target_db.execute(KEY_LOG)
+    target_db.execute(judge.KEY_LOG)
     full_load = {"TargetTablePrepMode": "DROP_AND_CREATE", "CreatePkAfterFullLoad": key_after_rows}
     task = make_task(source_db, target_db, task_settings={"FullLoadSettings": full_load})
     engine.start_task(task)
     runtime = wait_for(engine, task, finished)
     assert runtime.status == "stopped", runtime.last_failure_message
     assert fingerprint(target_db, "public", "orders") == fingerprint(source_db, "public", "orders")
-    assert target_db.execute("SELECT tag, keys, row_count FROM public.key_log") == log
+    assert judge.key_log(target_db) == log
     assert [row.state for row in runtime.tables if row.table_name == "orders"] == ["Table completed"]
 
 
