@@ -238,8 +238,9 @@ def _both_sides(source: Any, target: Any, chunk: Chunk, digest: Any) -> tuple[fl
 def one_row_digest(source: Any, target: Any, schema: str, table: str) -> sql.Composable:
     """The previous row hash (1682044), kept here to be measured beside the current one: the columns hashed
     by value and the text of a row of the others, in one row passed to ``hash_record_extended``."""
-    names = [c.name for c in columns(source, schema, table)]
-    kinds = hashing(columns(source, schema, table), columns(target, schema, table)) or [""] * len(names)
+    source_columns = columns(source, schema, table)
+    names = [c.name for c in source_columns]
+    kinds = hashing(source_columns, columns(target, schema, table)) or [""] * len(names)
     values = [kind == VALUE for kind in kinds]
     parts = [sql.SQL("t.{}").format(sql.Identifier(n)) for n, v in zip(names, values, strict=True) if v]
     others = [sql.SQL("t.{}").format(sql.Identifier(n)) for n, v in zip(names, values, strict=True) if not v]

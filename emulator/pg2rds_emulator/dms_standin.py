@@ -579,7 +579,9 @@ class _Task:
                     if self.prep_mode == "TRUNCATE_BEFORE_LOAD":
                         cur.execute(truncate_statement(meta))
                     elif self.prep_mode == "DROP_AND_CREATE":
-                        for statement in drop_and_create_statements(meta, not self.key_after_rows):
+                        for statement in drop_and_create_statements(
+                            meta, primary_key=not self.key_after_rows
+                        ):
                             cur.execute(statement)
                 binary = self.binary and binary_possible(meta, self.lobs)
                 rows = piped_copy(

@@ -12,11 +12,11 @@ where that is as strict as its text, with its type's own hash function (``hashin
 ``timestamp_hash_extended``...), each other column by its own text (``c::text``, its type's output), and
 the few whose cast to text is not their output (``boolean`` gives 'true' where the row shows 't',
 ``character`` drops trailing blanks, ``inet`` adds the netmask, ``xml`` keeps an encoding declaration)
-by the text of a row of them
-(``ROW(c1, c2)::text``). On the same chunks this takes 0.32 of the text hash's time on pgbench_accounts
-and 0.38 on a table of bigint, numeric, text, timestamptz, int and boolean; the previous form, one row of
-the value columns and the others' row text through ``hash_record_extended``, took 0.45 and 0.57
-(bench/verification_throughput.py, the three side by side in one run).
+by the text of a row of them (``ROW(c1, c2)::text``). On the same chunks this takes 0.32 of the text
+hash's time on pgbench_accounts and 0.38 on a table of bigint, numeric, text, timestamptz, int and
+boolean; the previous form, one row of the value columns and the others' row text through
+``hash_record_extended``, took 0.45 and 0.57 (bench/verification_throughput.py, the three side by side in
+one run).
 
 A type's hash follows its *equality*, not its text, so a column is hashed by value only where equality is
 identity, on both sides:
