@@ -98,37 +98,98 @@ def test_a_definition_parsed_once_still_runs_each_execution_afresh_and_a_broken_
     assert "mismatched input '\"Succeeds\"'" in refused, refused
 
 
-def test_the_embedded_account_copies_a_page_of_the_history_not_all_of_it(monkeypatch) -> None:
-    """moto deep-copies an execution's whole history for every read; the embedded account copies only the
-    page asked for, so the newest page of a long history costs what it costs on AWS. The pages still add
-    up to the whole history, oldest or newest first."""
-    from pg2rds_emulator import embedded
-
-    copied: list[int] = []
-    deepcopy = embedded.copy.deepcopy
-
-    def counting(value: Any, *args: Any) -> Any:
-        copied.append(len(value))
-        return deepcopy(value, *args)
-
+def test_the_embedded_account_pages_the_history_as_step_functions_does() -> None:
+    """moto answers every read with the whole history, oldest first; the embedded account answers with
+    the page asked for (``maxResults``, ``nextToken``, ``reverseOrder``), so the newest page of a long
+    history costs what it costs on AWS. The pages add up to the whole history, oldest or newest first."""
     with EmbeddedAws(time_scale=0.02) as aws:
         sfn = aws.client("stepfunctions")
         arn = _start_chain(sfn, "pages")
         watch(sfn, arn, lambda v: None, interval_seconds=0.05, timeout_seconds=60)
-        monkeypatch.setattr(embedded.copy, "deepcopy", counting)
         newest = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=2)
-        pages, token = [], None
+        pages, sizes, token = [], [], None
         while True:
             kwargs = {"nextToken": token} if token else {}
             page = sfn.get_execution_history(executionArn=arn, maxResults=50, **kwargs)
             pages += page["events"]
+            sizes.append(len(page["events"]))
             token = page.get("nextToken")
             if not token:
                 break
     total = len(pages)
     assert total > 2 * STATES and [e["id"] for e in pages] == list(range(1, total + 1))
     assert [e["id"] for e in newest["events"]] == [total, total - 1]
-    assert copied[0] == 2 and max(copied) == 50, copied  # moto alone: the whole history, every read
+    assert sizes[:-1] == [50] * (len(sizes) - 1) and len(sizes) > 1, sizes
+
+
+def _every_kind_of_state(function_arn: str) -> str:
+    """Pass, Parallel, Wait, an inline Map, a Lambda task that fails and is caught, Choice, Fail: the
+    events a migration's history holds (task and Lambda events with payloads, errors and causes)."""
+    return json.dumps(
+        {
+            "StartAt": "Pass",
+            "States": {
+                "Pass": {"Type": "Pass", "Result": {"n": [1, 2], "text": 'é "quoted"'}, "Next": "Both"},
+                "Both": {
+                    "Type": "Parallel",
+                    "Branches": [
+                        {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}},
+                        {"StartAt": "B", "States": {"B": {"Type": "Wait", "Seconds": 1, "End": True}}},
+                    ],
+                    "ResultPath": None,
+                    "Next": "Each",
+                },
+                "Each": {
+                    "Type": "Map",
+                    "ItemsPath": "$.n",
+                    "ItemProcessor": {"StartAt": "Item", "States": {"Item": {"Type": "Pass", "End": True}}},
+                    "ResultPath": "$.each",
+                    "Next": "Call",
+                },
+                "Call": {
+                    "Type": "Task",
+                    "Resource": function_arn,
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Which"}],
+                    "Next": "Which",
+                },
+                "Which": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$.error", "IsPresent": True, "Next": "Failed"}],
+                    "Default": "Failed",
+                },
+                "Failed": {"Type": "Fail", "Error": "Broken", "Cause": 'a cause with \u00e9 and "quotes"'},
+            },
+        }
+    )
+
+
+def test_botocore_reads_the_same_history_from_the_embedded_pages_as_from_mot_serializer(monkeypatch) -> None:
+    """The pages are written as JSON directly, not by moto's serializer (which walks the API model for each
+    field, about 1 ms per event): botocore must read every kind of event, timestamps included, exactly as
+    it reads moto's own answer."""
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def moto_history(self: StepFunctionResponse) -> Any:  # moto's own GetExecutionHistory
+        return ActionResult(self.stepfunction_backend.get_execution_history(self._get_param("executionArn")))
+
+    with EmbeddedAws(time_scale=0.02) as aws:
+        sfn = aws.client("stepfunctions")
+        machine = sfn.create_state_machine(
+            name="every-kind",
+            definition=_every_kind_of_state(aws.function_arns["ValidateSourceFunction"]),
+            roleArn="arn:aws:iam::123456789012:role/x",
+        )["stateMachineArn"]
+        arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"not": "a spec"}))[
+            "executionArn"
+        ]
+        view = watch(sfn, arn, lambda v: None, interval_seconds=0.05, timeout_seconds=60)
+        ours = sfn.get_execution_history(executionArn=arn, maxResults=1000)
+        monkeypatch.setattr(StepFunctionResponse, "get_execution_history", moto_history)
+        theirs = sfn.get_execution_history(executionArn=arn)
+    kinds = {event["type"] for event in ours["events"]}
+    assert view.status == "FAILED" and {"LambdaFunctionFailed", "MapStateEntered", "ExecutionFailed"} <= kinds
+    assert ours["events"] == theirs["events"]
 
 
 class _TruncatingHistory:
