@@ -271,7 +271,9 @@ def test_verification_runs_chunk_by_chunk_through_the_map_and_names_the_range(em
     assert "public.Order Items (id) in [7, 10): same 3 rows, different content" in view.cause
     assert "[4, 7)" not in view.cause and "[10, +inf)" not in view.cause
     chunks = chunks_handed_to_the_map(embedded.client("stepfunctions"), view.arn)
-    assert len(chunks) == 4  # [-inf, 4), [4, 7), [7, 10), [10, +inf)
+    # read once in block ranges (one, for ten rows), then, its totals differing, again by key range
+    assert [c["first_block"] for c in chunks[:1]] == [0] and len(chunks) == 5
+    assert [c["lower"] for c in chunks[1:]] == [None, ["4"], ["7"], ["10"]]
 
 
 KEYED_TABLES = (
@@ -314,8 +316,17 @@ def test_any_key_is_verified_range_by_range_through_the_map_naming_ranges_and_co
         "1 foreign key violation(s) on the target: child_parent_fk on public.child (id) in [-inf, 11): "
         "1 rows without a parent in public.parent" in view.cause
     )
-    # "Order Items" (empty) one chunk; names, ids, pairs, parent and child three each
-    assert len(chunks_handed_to_the_map(embedded.client("stepfunctions"), view.arn)) == 16
+    # "Order Items", names, ids, pairs and parent one block range each; child, whose foreign key is checked,
+    # three key ranges; then names, whose totals differ, three key ranges again
+    chunks = chunks_handed_to_the_map(embedded.client("stepfunctions"), view.arn)
+    assert sorted(c["table_name"] for c in chunks if not c["key"]) == [
+        "Order Items",
+        "ids",
+        "names",
+        "pairs",
+        "parent",
+    ]
+    assert [c["table_name"] for c in chunks if c["key"]] == ["child"] * 3 + ["names"] * 3
 
 
 def test_many_foreign_key_violations_fail_with_a_bounded_cause(embedded, source_db, target_db) -> None:
@@ -406,9 +417,10 @@ def test_verification_history_does_not_grow_with_the_number_of_chunks(embedded, 
         assert f"1 chunk(s) differ: public.Order Items (id) in {expected_range}, different content" in (
             view.cause
         )
-        chunks[rows] = len(chunks_handed_to_the_map(sfn, view.arn))
+        handed = chunks_handed_to_the_map(sfn, view.arn)  # block ranges, then key ranges (the difference)
+        chunks[rows] = (len(handed), sum(1 for chunk in handed if chunk["key"]))
         events[rows] = verification_events(embedded, view)
-    assert chunks == {400: 5, 40: 50}
+    assert chunks[400][1] == 5 and chunks[40][1] == 50 and chunks[40][0] > chunks[400][0] + 45, chunks
     assert events[40] == events[400], events  # an inline Map: 45 chunks more, 315 events more
 
 
@@ -475,7 +487,7 @@ def test_a_chunk_that_times_out_fails_the_migration_with_the_error_step_function
     # a Fail state cannot raise a States.* name: cleanup says it as StepFunctionsTimeout
     assert_failed_and_clean(embedded, view, "StepFunctionsTimeout", "Verify chunks", "chunktimeout")
     assert view.cause == (
-        "verify-chunk ended with States.Timeout on public.Order Items (id) in [-inf, +inf), without a "
+        "verify-chunk ended with States.Timeout on public.Order Items (blocks [0, +inf)), without a "
         "message: see the child executions of the VerifyChunk Map Run"
     )
 

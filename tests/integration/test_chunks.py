@@ -11,10 +11,18 @@ from psycopg2 import sql
 from pg2rds import phases
 from pg2rds.errors import VerificationFailed
 from pg2rds.lambda_support import parse_state
-from pg2rds.postgres.chunks import checksum_statement, chunk_checksum, compare_chunk, plan_round
+from pg2rds.postgres.chunks import (
+    check_chunk,
+    checksum_statement,
+    chunk_checksum,
+    compare_chunk,
+    plan_next,
+    plan_round,
+)
 from pg2rds.postgres.row_hash import TEXT_HASH, row_digest
 from pg2rds.postgres.selection import TableName, select_tables
 from pg2rds.postgres.verify import pin_comparing_session
+from pg2rds.secrets import get_credentials
 from pg2rds.spec import TableSelection
 from pg2rds.state import Chunk
 
@@ -31,15 +39,16 @@ def pair(aws, source_db, target_db):
     return source_db, target_db, state
 
 
-def test_equal_tables_are_checked_in_key_ranges(pair) -> None:
+def test_equal_keyed_tables_are_read_once_in_block_ranges(pair) -> None:
     _, _, state = pair
     first = phases.plan_verification(state)
-    ranges = [c.describe() for c in first.chunks]
-    assert ranges[:2] == ["public.loose (blocks [0, +inf))", "public.t (id) in [-inf, 11)"]
-    assert ranges[-1] == "public.t (id) in [91, +inf)" and len(ranges) == 11
+    assert [(c.describe(), c.keyed) for c in first.chunks] == [
+        ("public.loose (blocks [0, +inf))", False),
+        ("public.t (blocks [0, +inf))", True),
+    ]
     summary = verify_in_chunks(state)
-    assert (summary.tables_checked, summary.chunks_checked, summary.rows_checked) == (2, 11, 105)
-    assert summary.mismatch_count == 0
+    assert (summary.tables_checked, summary.chunks_checked, summary.rows_checked) == (2, 2, 105)
+    assert summary.mismatch_count == 0 and not summary.locate
 
 
 def test_a_difference_names_the_table_and_key_range(pair) -> None:
@@ -55,12 +64,42 @@ def test_a_difference_names_the_table_and_key_range(pair) -> None:
     assert "[41, 51)" not in message and "loose" not in message
 
 
-def test_rounds_are_bounded_and_add_up(pair, monkeypatch) -> None:
-    _, _, state = pair
+def test_a_difference_is_located_by_key_range_in_bounded_rounds(pair, monkeypatch) -> None:
+    """The keyed table's block ranges differ; it alone is read again by key range, three ranges a round:
+    its ten ranges over four rounds, the difference named by its range, its rows counted once."""
+    _, target, state = pair
+    target.execute("UPDATE t SET v = 'changed' WHERE id = 57")
     monkeypatch.setattr(phases, "MAX_CHUNKS_PER_ROUND", 3)
-    assert len(phases.plan_verification(state).chunks) == 3
-    summary = verify_in_chunks(state)
-    assert (summary.tables_checked, summary.chunks_checked, summary.rows_checked) == (2, 11, 105)
+    rounds, seen = [], []
+    with pytest.raises(VerificationFailed) as failure:
+        while True:
+            summary = phases.plan_verification(state)
+            rounds.append([c.describe() for c in summary.chunks])
+            seen.append((summary.locating, summary.tables_checked, summary.rows_checked))
+            results = [phases.verify_chunk(state.model_copy(update={"chunk": c})) for c in summary.chunks]
+            state = state.model_copy(update={"verification": summary.model_copy(update={"results": results})})
+    assert rounds[0] == ["public.loose (blocks [0, +inf))", "public.t (blocks [0, +inf))"]
+    assert [len(r) for r in rounds[1:]] == [3, 3, 3, 1] and rounds[1][0] == "public.t (id) in [-inf, 11)"
+    assert seen[1:] == [(True, 2, 105)] * 4  # the selection's tables and rows, not the second reading's
+    assert "1 chunk(s) differ: public.t (id) in [51, 61): same 10 rows, different content" in str(
+        failure.value
+    )
+
+
+def _key_range_checks(state, tables: list[str]) -> list:
+    """Every chunk of ``tables`` read by key range, as a table whose block ranges differ is read again to
+    locate the difference (``plan_next(only=...)``); the ChunkChecks in order."""
+    spec = state.spec
+    credentials = get_credentials(spec.source, "source"), get_credentials(spec.target, "target")
+    checks, next_table, next_lower = [], 0, None
+    while True:
+        planned = plan_next(
+            spec, *credentials, next_table, next_lower, phases.MAX_CHUNKS_PER_ROUND, only=tables
+        )
+        checks += [check_chunk(spec, *credentials, chunk) for chunk in planned.chunks]
+        if planned.finished:
+            return checks
+        next_table, next_lower = planned.next_table, planned.next_lower
 
 
 # -- keys of any type: text, uuid, composite -----------------------------------------------------------
@@ -102,7 +141,7 @@ def keyed(aws, source_db, target_db):
 
 def test_text_uuid_and_composite_keys_are_cut_into_ranges_of_the_chunk_size(keyed) -> None:
     _, _, state = keyed
-    checks = _all_checks(state)
+    checks = _key_range_checks(state, [f"public.{table}" for table in KEYED])
     for table in KEYED:
         mine = [c for c in checks if c.chunk.startswith(f"public.{table} (")]
         assert len(mine) == 10 and all(c.source_rows == c.target_rows == 10 and c.matches for c in mine)
@@ -140,7 +179,7 @@ def test_a_table_read_in_pages_by_sample_gets_chunks_near_the_chunk_size(aws, so
         db.execute("CREATE TABLE big (k text PRIMARY KEY, v int)")
         db.execute("INSERT INTO big SELECT md5(g::text), g FROM generate_series(1, 100000) g; ANALYZE big")
     state = parse_state({"spec": spec_for(source_db, target_db, verification_chunk_rows=10_000)})
-    checks = _all_checks(state)
+    checks = _key_range_checks(state, ["public.big"])
     sizes = [c.source_rows for c in checks]
     assert sum(sizes) == 100_000 and all(c.matches for c in checks)
     assert 7 <= len(sizes) <= 14 and max(sizes) <= 15_000, sizes
@@ -181,15 +220,21 @@ def test_servers_that_order_text_differently_compare_in_byte_order_without_false
     assert icu_target.execute("SELECT 'a' < 'B'")[0][0] != source_db.execute("SELECT 'a' < 'B'")[0][0]
     state = parse_state({"spec": spec_for(source_db, icu_target, verification_chunk_rows=6)})
     chunks = phases.plan_verification(state).chunks
-    assert [c.describe() for c in chunks if c.table_name == "words"] == ["public.words (blocks [0, +inf))"]
-    codes = [c for c in chunks if c.table_name == "codes"]  # "C" on both: key ranges the index serves
-    assert len(codes) == 8 and all(c.key == ["c"] and c.collate_c == [False] for c in codes)
+    # both read in block ranges; a difference in codes ("C" on both) could be located by key range, one in
+    # words could not (its key orders differently on the two servers)
+    assert [(c.describe(), c.keyed) for c in chunks] == [
+        ("public.codes (blocks [0, +inf))", True),
+        ("public.words (blocks [0, +inf))", False),
+    ]
     summary = verify_in_chunks(state)
-    assert (summary.chunks_checked, summary.rows_checked, summary.mismatch_count) == (9, 96, 0)
+    assert (summary.chunks_checked, summary.rows_checked, summary.mismatch_count) == (2, 96, 0)
+    by_key_checks = _key_range_checks(state, ["public.codes"])
+    assert len(by_key_checks) == 8 and all(check.matches for check in by_key_checks)
     # compared in each server's own order, the same key boundaries would name different rows: false
     # differences; compared COLLATE "C" (servers before 14), each range would scan the whole table
     with source_db.connect() as source, icu_target.connect() as target:
-        keyed = [c.model_copy(update={"table_name": "words", "key": ["w"]}) for c in codes]
+        by_key = plan_round(source, target, [TableName("public", "codes")], 0, None, 6, True, 9, by_key=True)
+        keyed = [c.model_copy(update={"table_name": "words", "key": ["w"]}) for c in by_key.chunks]
         assert (
             plan_round(source, target, [TableName("public", "words")], 0, None, 6, True, 9)
             .chunks[0]
@@ -200,6 +245,13 @@ def test_servers_that_order_text_differently_compare_in_byte_order_without_false
     icu_target.execute("UPDATE words SET n = -1 WHERE w = 'ßx'")
     with pytest.raises(VerificationFailed, match=r"public.words \(whole table, 1 block ranges\): same 48"):
         verify_in_chunks(state)
+    n = source_db.execute("SELECT n FROM words WHERE w = 'ßx'")[0][0]
+    icu_target.execute("UPDATE words SET n = %s WHERE w = 'ßx'", (n,))
+    icu_target.execute('DELETE FROM codes WHERE c = (SELECT min(c COLLATE "C") FROM codes)')
+    with pytest.raises(VerificationFailed) as failure:
+        verify_in_chunks(state)
+    first = by_key_checks[0].chunk
+    assert f"1 chunk(s) differ: {first}: 6 rows on the source, 5 on the target" in str(failure.value)
 
 
 # -- foreign keys: one key range of the referencing table per chunk -------------------------------------
@@ -332,13 +384,39 @@ def test_a_block_range_reads_its_blocks_not_the_table(logs) -> None:
     assert all(0 < n <= blocks + 1 for n in read) and pages > 4 * blocks, (read, blocks, pages)
 
 
-def _blocks_read(conn) -> int:
+def _blocks_read(conn, table: str = "log") -> int:
     with conn.cursor() as cur:
         cur.execute("SELECT pg_stat_force_next_flush()")
         conn.commit()
         cur.execute("SELECT pg_stat_clear_snapshot()")
-        cur.execute("SELECT heap_blks_read + heap_blks_hit FROM pg_statio_user_tables WHERE relname = 'log'")
+        cur.execute(
+            "SELECT heap_blks_read + heap_blks_hit FROM pg_statio_user_tables WHERE relname = %s", (table,)
+        )
         return cur.fetchone()[0]
+
+
+def test_a_table_keyed_by_random_uuids_is_read_once_not_once_per_range(aws, source_db, target_db) -> None:
+    """A uuid key does not follow the rows' order: each key range's rows lie in most of the table's blocks,
+    so reading the table by key range (as verification did) read it about once per range on the source.
+    Read in block ranges, the verification reads each block once on each side."""
+    for db in (source_db, target_db):
+        db.execute(
+            "CREATE TABLE events (id uuid PRIMARY KEY, payload text);"
+            "INSERT INTO events SELECT md5(g::text)::uuid, repeat('x', 100) FROM generate_series(1, 20000) g"
+        )
+        db.execute("VACUUM ANALYZE events")
+    state = parse_state({"spec": spec_for(source_db, target_db, verification_chunk_rows=2000)})
+    read = []
+    for db in (source_db, target_db):
+        with db.connect() as conn:
+            before = _blocks_read(conn, "events")
+            summary = verify_in_chunks(state)
+            read.append(_blocks_read(conn, "events") - before)
+    pages = source_db.execute("SELECT pg_relation_size('events') / 8192")[0][0]
+    assert summary.mismatch_count == 0 and summary.chunks_checked >= 8, summary.chunks_checked
+    # one verification per side's counter: every block once, plus at most one per range (a range's scan
+    # may touch the block where the next begins)
+    assert all(pages <= n <= pages + summary.chunks_checked for n in read), (read, pages)
 
 
 def test_a_missing_parent_of_a_keyless_child_names_its_block_range(aws, source_db, target_db) -> None:

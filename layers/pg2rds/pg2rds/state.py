@@ -277,6 +277,9 @@ class Chunk(_Result):
     #: rows, so such a chunk is judged only with its table's other ranges (``TableSums``).
     first_block: int | None = Field(default=None, ge=0)
     end_block: int | None = Field(default=None, ge=1)
+    #: A block range of a table with a key both servers order alike: a difference in its totals is then
+    #: located by reading the table again by key range (``VerificationState.locate``).
+    keyed: bool = False
 
     @property
     def in_blocks(self) -> bool:
@@ -424,6 +427,14 @@ class VerificationState(_Result):
     mismatch_count: int = 0
     #: The table checked in block ranges whose ranges continue in the next round: its totals so far.
     open_sums: TableSums | None = None
+    #: Keyed tables whose block ranges' totals differ: once every table is read, they are read again by key
+    #: range (``locating``), so that a difference names its range. At most ``MAX_OBJECTS_PER_FINDING``; a
+    #: table beyond that is named whole.
+    locate: list[TableSums] = Field(default_factory=list, max_length=MAX_OBJECTS_PER_FINDING)
+    #: The rounds now plan the tables in ``locate``, by key range (the cursor walks that list).
+    locating: bool = False
+    #: The tables of ``locate`` in which a key range was found to differ.
+    located: list[str] = Field(default_factory=list, max_length=MAX_OBJECTS_PER_FINDING)
     #: The first ``MAX_OBJECTS_PER_FINDING`` differences (``mismatch_count`` counts them all).
     mismatched: list[str] = Field(default_factory=list, max_length=MAX_OBJECTS_PER_FINDING)
     violation_count: int = 0

@@ -1,6 +1,6 @@
-"""Verification in bounded chunks: each table is cut into ranges of its key, each range checked by one
-short Lambda invocation (rows compared on both sides, foreign keys checked on the target), fanned out by
-the state machine's ``Map`` state.
+"""Verification in bounded chunks: each table is cut into ranges of its blocks or of its key, each range
+checked by one short Lambda invocation (rows compared on both sides, foreign keys checked on the target),
+fanned out by the state machine's ``Map`` state.
 
 Which key: the primary key, else a unique index over NOT NULL columns, of any types and any number of
 columns (:mod:`pg2rds.postgres.keys`). A range is a row-value comparison ``(k1, k2) >= (...) AND (k1, k2)
@@ -32,9 +32,13 @@ cursor: the table's index and the key where its next chunk starts, so a table's 
 across rounds even if the source changes in between. Neither the state nor one invocation grows with the
 number of tables or rows.
 
-Tables with no primary or unique not-null key, and tables whose text key the two servers collate
-differently, have no key order both servers share that an index serves: they are cut into ranges of
-their blocks instead (``ctid >= '(first,0)' AND ctid < '(end,0)'``, a TID range scan since PostgreSQL
+Where both servers scan block ranges (PostgreSQL 14 and later), a table whose rows are compared and
+whose foreign keys are not checked is read in block ranges whatever its key (see :func:`table_chunks`:
+a key range read through the index visits most of the blocks of a table whose key does not follow its
+rows' order, for every range), and a keyed table whose totals differ is read again by key range, to
+name where. Tables with no primary or unique not-null key, and tables whose text key the two servers
+collate differently, have no key order both servers share that an index serves: they are cut into
+ranges of their blocks (``ctid >= '(first,0)' AND ctid < '(end,0)'``, a TID range scan since PostgreSQL
 14, reading only those blocks), about ``verification_chunk_rows`` rows' worth of the source's blocks
 each, the same block numbers read on both sides up to the larger side's size, the last range open
 above. The same blocks hold different rows on the two servers, so a range's counts and checksums mean
@@ -246,11 +250,21 @@ def table_chunks(
     compare: bool,
     limit: int,
     unchanged: Collection[tuple[str, str]] = (),
+    by_key: bool = False,
 ) -> tuple[list[Chunk], bool]:
     """The table's chunks from ``lower`` on (at most ``limit + 1``; none when there is nothing to check:
     no comparison asked for and no foreign key to check on the target), and whether the table has foreign
     keys left unchecked because it and every table they reference are in ``unchanged`` (checked before
-    the cutover decision, and not changed since)."""
+    the cutover decision, and not changed since).
+
+    Where both servers scan block ranges, a table whose rows are compared and whose foreign keys are not
+    checked is read in block ranges even when it has a key (``keyed`` chunks), unless ``by_key``: a key
+    range is read through the key's index, which for a key that does not follow the rows' physical order
+    (a random uuid, a table updated for years) visits most of the table's blocks for each range, so a
+    table of N ranges was read about N times over on the source; in block ranges it is read once, and
+    about 30 % faster even where the key follows the blocks. A difference is then located by key range in
+    a second reading of that table only (``by_key``). Foreign keys are still checked by key range, whose
+    violations name the referencing rows' key range."""
     parents = referenced_tables(target, table.schema, table.table)
     settled = bool(parents) and all(t in unchanged for t in [(table.schema, table.table), *parents])
     foreign_keys = bool(parents) and not settled
@@ -261,7 +275,9 @@ def table_chunks(
     )
     key: list[KeyColumn] = table_key(source, table)
     byte_order = byte_order_needed(key, table_key(target, table)) if key else []
-    if (not key or any(byte_order)) and _tid_ranges(source, target):
+    keyed = bool(key) and not any(byte_order)
+    if _tid_ranges(source, target) and (not keyed or (compare and not foreign_keys and not by_key)):
+        whole = whole.model_copy(update={"keyed": keyed})
         return _block_chunks(source, target, whole, lower, chunk_rows, limit), settled
     if not key:
         return [whole], settled
@@ -306,6 +322,7 @@ def plan_round(
     validated: Collection[tuple[str, str]] = (),
     unchanged: Collection[tuple[str, str]] = (),
     held: Collection[tuple[str, str]] = (),
+    by_key: bool = False,
 ) -> Round:
     """Up to ``max_chunks`` chunks from the cursor on, and the cursor after them. At most ``max_chunks``
     tables are looked at, too: with ``verification: none`` a table without foreign keys yields no chunk,
@@ -325,7 +342,15 @@ def plan_round(
             next_table += 1
             continue
         chunks, settled = table_chunks(
-            source, target, table, next_lower, chunk_rows, compared, max_chunks - len(planned), unchanged
+            source,
+            target,
+            table,
+            next_lower,
+            chunk_rows,
+            compared,
+            max_chunks - len(planned),
+            unchanged,
+            by_key,
         )
         skipped += settled and next_lower is None  # counted once, at the table's first chunk
         taken = 0
@@ -418,11 +443,13 @@ def plan_next(
     validated: Collection[tuple[str, str]] = (),
     unchanged: Collection[tuple[str, str]] = (),
     foreign_keys_only: bool = False,
+    only: Collection[str] | None = None,
 ) -> Planned:
     """The next round. Boundaries come from the source; the target says which foreign keys to check and
     how it orders text keys. Tables in ``validated`` (by DMS) get their foreign keys checked, not their
     rows compared; ``unchanged``: see :func:`plan_round`; ``foreign_keys_only``: no rows compared at all
-    (the check before the cutover decision).
+    (the check before the cutover decision); ``only``: the tables (qualified names) to read again by key
+    range, to locate differences their block ranges showed (``table_chunks``).
 
     Which of the round's tables DMS's validation and the source's constraints hold is read from both
     catalogs for the tables this round can look at only (at most ``max_chunks``, as :func:`plan_round`),
@@ -432,6 +459,8 @@ def plan_next(
         connect(spec.target, target_credentials, "target", application_name="pg2rds-verify") as target,
     ):
         tables = select_tables(source, spec.tables)
+        if only is not None:
+            tables = [t for t in tables if qualified(t.schema, t.table) in only]
         for conn in (source, target):
             pin_comparing_session(conn)  # boundaries are key text: rendered alike for both sides
         begun = int(next_lower is not None)  # a table whose check began in an earlier round goes on
@@ -449,6 +478,7 @@ def plan_next(
             validated,
             unchanged,
             held,
+            by_key=only is not None,
         )
     return Planned(
         planned.chunks,
