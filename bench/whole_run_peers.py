@@ -27,10 +27,15 @@ same pg2rds run with only ``pg_dump --section=pre-data`` before it (tables witho
 
 Every target is compared with the source (row counts and sums, and the number of indexes). Target:
 pg2rds ÷ pgcopydb ≤ 1.2, for each of the two product runs.
+
+``--repeat N`` runs every tool N times, round-robin, and reports each tool's median (and range) and the
+ratio of the medians, with each round's side-by-side ratio: on this 2-core machine one tool's time moves
+by ±20 % from run to run, as much as the ratio's distance to its target.
 """
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -178,7 +183,9 @@ def pgcopydb_installed() -> bool:
     return shutil.which("pgcopydb") is not None
 
 
-def one_scale(source: Cluster, target: Cluster, scale: int) -> dict[str, Any]:
+def one_scale(source: Cluster, target: Cluster, scale: int, repeats: int) -> dict[str, Any]:
+    """Every tool ``repeats`` times, round-robin (each round runs them all in turn, so a round's ratios are
+    side by side and a slow minute of the machine falls on one round, not on one tool)."""
     database = f"bench_peers_s{scale}"
     source.create_database(database)
     init = pgbench_init(source, database, scale)
@@ -186,28 +193,44 @@ def one_scale(source: Cluster, target: Cluster, scale: int) -> dict[str, Any]:
     expected = fingerprint(source, database, JUDGED)
     indexes = constraints(source, database)
     size = source.execute(database, "SELECT pg_database_size(current_database())")[0][0]
-    results: dict[str, Any] = {"scale": scale, "init": init, "size": size, "times": {}, "checks": {}}
+    results: dict[str, Any] = {
+        "scale": scale,
+        "init": init,
+        "size": size,
+        "times": {},
+        "checks": {},
+        "runs": {},
+    }
 
     def judged(name: str, into: str) -> None:
         equal = fingerprint(target, into, JUDGED) == expected and constraints(target, into) == indexes
-        results["checks"][name] = "equal" if equal else "DIFFERENT"
+        if results["checks"].get(name, "equal") == "equal":
+            results["checks"][name] = "equal" if equal else "DIFFERENT"
         target.drop_database(into)
 
-    runs = [("pg_dump -Fc | pg_restore", dump_restore)]
+    peers: list[tuple[str, Any]] = [("pg_dump -Fc | pg_restore", dump_restore)]
     if pgcopydb_installed():
-        runs.append(("pgcopydb clone", pgcopydb))
-    for name, run in runs:
-        into = target.create_database(f"{database}_{len(results['times'])}")
-        results["times"][name] = run(source, target, database, into)
-        judged(name, into)
-    for name, schema_by in SCHEMA_BY.items():
-        into = target.create_database(f"{database}_{len(results['times'])}")
-        measured = pg2rds(source, target, database, into, schema_by)
-        results["times"][name] = measured["whole"]
-        results[name] = measured
-        judged(name, into)
+        peers.append(("pgcopydb clone", pgcopydb))
+    for round_ in range(repeats):
+        for name, run in peers:
+            into = target.create_database(f"{database}_{round_}_{len(results['times'])}")
+            results["times"].setdefault(name, []).append(run(source, target, database, into))
+            judged(name, into)
+        for name, schema_by in SCHEMA_BY.items():
+            into = target.create_database(f"{database}_{round_}_{len(results['times'])}")
+            measured = pg2rds(source, target, database, into, schema_by)
+            results["times"].setdefault(name, []).append(measured["whole"])
+            results["runs"].setdefault(name, []).append(measured)
+            judged(name, into)
+    for name, runs in results["runs"].items():  # where the time goes: the run of median length
+        results[name] = sorted(runs, key=lambda run: run["whole"])[(len(runs) - 1) // 2]
     source.drop_database(database)
     return results
+
+
+def _spread(seconds: list[float]) -> str:
+    median = statistics.median(seconds)
+    return f"{median:.2f} s" + (f" ({min(seconds):.2f}-{max(seconds):.2f})" if len(seconds) > 1 else "")
 
 
 GROUPS = {
@@ -253,34 +276,42 @@ def where_time_goes(run: dict[str, Any]) -> list[list[str]]:
 
 
 def main() -> int:
+    repeats = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 1
     if not pgcopydb_installed():
         print("pgcopydb is not installed (Debian package pgcopydb): that peer is skipped")
     source = start_cluster("bench-peers-source", LOGICAL_SOURCE_SETTINGS)
     target = start_cluster("bench-peers-target", {})
     try:
-        results = [one_scale(source, target, scale) for scale in SCALES]
+        results = [one_scale(source, target, scale, repeats) for scale in SCALES]
     finally:
         source.destroy()
         target.destroy()
     verdicts = []
     for r in results:
         times = r["times"]
-        reference = times.get("pgcopydb clone") or times["pg_dump -Fc | pg_restore"]
-        rows = [[name, f"{seconds:.2f} s", f"{seconds / reference:.2f}", r["checks"][name]]
+        medians = {name: statistics.median(seconds) for name, seconds in times.items()}
+        reference_name = "pgcopydb clone" if "pgcopydb clone" in times else "pg_dump -Fc | pg_restore"
+        rows = [[name, _spread(seconds), f"{medians[name] / medians[reference_name]:.2f}", r["checks"][name]]
                 for name, seconds in times.items()]  # fmt: skip
         print()
-        headers = ["tool", "wall", "÷ pgcopydb" if "pgcopydb clone" in times else "÷ pg_dump", "target"]
+        what = "median (min-max)" if repeats > 1 else "wall"
+        headers = ["tool", what, "÷ " + reference_name.split()[0], "target"]
         title = f"pgbench scale {r['scale']} ({r['size'] / 1e6:.0f} MB; pgbench -i {r['init']:.1f} s)"
-        print(table(headers, rows, title=title))
+        print(table(headers, rows, title=title + (f", {repeats} rounds" if repeats > 1 else "")))
         for name in SCHEMA_BY:
             print()
             print(table(["part", "wall"], where_time_goes(r[name]), title=f"  {name}: where the time goes"))
         for name in (PG2RDS, PG2RDS_DMS_CREATES):
             if "pgcopydb clone" in times:
-                ratio = times[name] / times["pgcopydb clone"]
+                ratio = medians[name] / medians["pgcopydb clone"]
+                rounds = ", ".join(
+                    f"{mine / theirs:.2f}"
+                    for mine, theirs in zip(times[name], times["pgcopydb clone"], strict=True)
+                )
                 verdicts.append(
-                    f"scale {r['scale']}: {name} / pgcopydb = {ratio:.2f} (target ≤ {TARGET_RATIO}: "
-                    f"{verdict(ratio <= TARGET_RATIO)})"
+                    f"scale {r['scale']}: {name} / pgcopydb = {ratio:.2f}"
+                    + (f" (medians; each round: {rounds})" if repeats > 1 else "")
+                    + f" (target ≤ {TARGET_RATIO}: {verdict(ratio <= TARGET_RATIO)})"
                 )
     print()
     print("\n".join(verdicts) or "pgcopydb not installed: no ratio")
