@@ -59,6 +59,18 @@ def test_block_ranges_cover_the_larger_side_in_chunk_sized_steps_and_stop_at_the
     assert block_ranges(2000.0, 10, 1000, 0, 100) == list(range(10))  # at least one block a range
 
 
+def test_a_table_of_a_wave_or_more_is_cut_into_whole_waves_of_ranges() -> None:
+    """Four at a time: pgbench_accounts at scale 50 (81,968 blocks of 61 rows, 1 M rows a chunk) was five
+    ranges and three blocks, a wave of four then one range alone (and one of three blocks); it is eight."""
+    firsts = block_ranges(61.0, 81_968, 1_000_000, 0, 100, waves_of=4)
+    assert len(firsts) == 8 and firsts[1] * 8 >= 81_968 > firsts[-1]
+    assert block_ranges(61.0, 81_968, 1_000_000, 0, 100) == list(range(0, 81_968, 16_393))  # 6 ranges
+    # from a cursor the same steps, so the ranges of a table planned over rounds join up
+    assert block_ranges(61.0, 81_968, 1_000_000, firsts[3], 100, waves_of=4) == firsts[3:]
+    assert block_ranges(100.0, 95, 1000, 0, 100, waves_of=4) == list(range(0, 95, 8))  # 10 ranges → 12
+    assert block_ranges(100.0, 25, 1000, 0, 100, waves_of=4) == [0, 10, 20]  # under a wave: as they are
+
+
 def test_a_block_range_reads_as_its_blocks_and_a_table_as_its_totals() -> None:
     assert _chunk(first_block=0, end_block=12).describe() == "public.t (blocks [0, 12))"
     assert _chunk(first_block=12).describe() == "public.t (blocks [12, +inf))"

@@ -209,26 +209,42 @@ def _sample_plan(conn: Any, table: TableName, chunk_rows: int) -> tuple[float, i
     return sampling(*_size(conn, table), chunk_rows)
 
 
-def block_ranges(rows_per_page: float, pages: int, chunk_rows: int, start: int, limit: int) -> list[int]:
+def block_ranges(
+    rows_per_page: float, pages: int, chunk_rows: int, start: int, limit: int, waves_of: int = 1
+) -> list[int]:
     """The first blocks of up to ``limit`` ranges from block ``start`` of a table with ``pages`` blocks
     (the larger side's), each about ``chunk_rows`` rows' worth of blocks at ``rows_per_page``; at least
-    one range (the last is open above, so rows added later are read too)."""
+    one range (the last is open above, so rows added later are read too).
+
+    A table of at least ``waves_of`` ranges (the Map's concurrency) is cut into a whole number of waves
+    of them, each range smaller: five ranges at four at a time ran as a wave of four and then the fifth
+    alone, as long again; eight smaller ones run as two full waves. The step depends on the table's size
+    only, not on ``start``, so the ranges of a table planned over several rounds join up."""
     step = max(1, int(chunk_rows / rows_per_page))
+    ranges = -(-pages // step)
+    if waves_of > 1 and ranges >= waves_of:
+        step = max(1, -(-pages // (-(-ranges // waves_of) * waves_of)))
     count = max(1, -(-(pages - start) // step))
     return [start + i * step for i in range(min(count, limit))]
 
 
 def _block_chunks(
-    source: Any, target: Any, whole: Chunk, lower: list[str] | None, chunk_rows: int, limit: int
+    source: Any,
+    target: Any,
+    whole: Chunk,
+    lower: list[str] | None,
+    chunk_rows: int,
+    limit: int,
+    waves_of: int = 1,
 ) -> list[Chunk]:
     """The table's block ranges from the cursor (``lower``: the first block, as text) on, at most
-    ``limit + 1``; the last is open above only when it is the table's last. The source's statistics say
-    how many rows a block holds."""
+    ``limit + 1``, in whole waves of ``waves_of`` (:func:`block_ranges`); the last is open above only when
+    it is the table's last. The source's statistics say how many rows a block holds."""
     table = TableName(whole.schema_name, whole.table_name)
     rows, relpages, source_pages = _size(source, table)
     per_page = _rows_per_page(rows, relpages)
     pages = max(source_pages, _size(target, table)[2])
-    firsts = block_ranges(per_page, pages, chunk_rows, int(lower[0]) if lower else 0, limit + 2)
+    firsts = block_ranges(per_page, pages, chunk_rows, int(lower[0]) if lower else 0, limit + 2, waves_of)
     ends: list[int | None] = [*firsts[1:], None]
     chunks = [
         whole.model_copy(update={"first_block": first, "end_block": end})
@@ -251,6 +267,7 @@ def table_chunks(
     limit: int,
     unchanged: Collection[tuple[str, str]] = (),
     by_key: bool = False,
+    waves_of: int = 1,
 ) -> tuple[list[Chunk], bool]:
     """The table's chunks from ``lower`` on (at most ``limit + 1``; none when there is nothing to check:
     no comparison asked for and no foreign key to check on the target), and whether the table has foreign
@@ -278,7 +295,7 @@ def table_chunks(
     keyed = bool(key) and not any(byte_order)
     if _tid_ranges(source, target) and (not keyed or (compare and not foreign_keys and not by_key)):
         whole = whole.model_copy(update={"keyed": keyed})
-        return _block_chunks(source, target, whole, lower, chunk_rows, limit), settled
+        return _block_chunks(source, target, whole, lower, chunk_rows, limit, waves_of), settled
     if not key:
         return [whole], settled
     names = [column.name for column in key]
@@ -323,6 +340,7 @@ def plan_round(
     unchanged: Collection[tuple[str, str]] = (),
     held: Collection[tuple[str, str]] = (),
     by_key: bool = False,
+    waves_of: int = 1,
 ) -> Round:
     """Up to ``max_chunks`` chunks from the cursor on, and the cursor after them. At most ``max_chunks``
     tables are looked at, too: with ``verification: none`` a table without foreign keys yields no chunk,
@@ -351,6 +369,7 @@ def plan_round(
             max_chunks - len(planned),
             unchanged,
             by_key,
+            waves_of,
         )
         skipped += settled and next_lower is None  # counted once, at the table's first chunk
         taken = 0
@@ -479,6 +498,7 @@ def plan_next(
             unchanged,
             held,
             by_key=only is not None,
+            waves_of=spec.verification_concurrency,
         )
     return Planned(
         planned.chunks,
