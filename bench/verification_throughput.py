@@ -3,7 +3,8 @@
 Source and target each get ``pgbench -i -s SCALE`` (the same deterministic rows on both sides, so every
 chunk matches, as after a good migration). Chunks are planned by ``plan_next`` (the plan-verification
 phase's code) and each is checked by ``check_chunk`` (the verify-chunk phase's code: connect to both sides,
-pin the text rendering, count and checksum the key range on the source, then on the target), as one Lambda
+pin the text rendering, count and checksum the range on the source and the target: block ranges where both
+servers are PostgreSQL 14 or later, key ranges before), as one Lambda
 invocation would, minus reading the secrets.
 
 - per chunk, one at a time, with the spec's default ``verification_chunk_rows``: rows/s and MB/s (MB =

@@ -1,8 +1,10 @@
 """Planning verification chunks of a 1,000,000-row table keyed by text (md5 strings, stored in random key
 order, analyzed), at several ``verification_chunk_rows``.
 
-For each: the time and statements to plan every chunk of the table (``plan_round`` until the table is
-done, rounds of 100 chunks, source and target being one server here), how many chunks, and how many rows
+For each: the time and statements to plan every chunk of the table by key range (``plan_round`` with
+``by_key``, as a table whose block ranges differ is read again, and as every keyed table is on servers
+before PostgreSQL 14; until the table is done, rounds of 100 chunks, source and target being one server
+here), how many chunks, and how many rows
 each really holds (counted afterwards, not part of planning): the spread is the estimate's tolerance.
 Next to it, the exact alternative the chunk planner rejects: an index walk, one ``ORDER BY key OFFSET
 chunk_rows LIMIT 1`` per boundary, which reads every key of the table. Figures only; no target is asserted.
@@ -39,7 +41,7 @@ def plan_table(conn: Any, chunk_rows: int) -> tuple[list, int]:
     """Every chunk of the table, and the rounds it took."""
     chunks, rounds, next_table, lower = [], 0, 0, None
     while next_table == 0:
-        planned = plan_round(conn, conn, [TABLE], 0, lower, chunk_rows, True, 100)
+        planned = plan_round(conn, conn, [TABLE], 0, lower, chunk_rows, True, 100, by_key=True)
         chunks += planned.chunks
         next_table, lower = planned.next_table, planned.next_lower
         rounds += 1

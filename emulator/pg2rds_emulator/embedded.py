@@ -28,6 +28,7 @@ from typing import Any
 
 import boto3
 import botocore.endpoint
+import botocore.loaders
 import yaml
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -58,6 +59,7 @@ from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for as _moto_boto_client_for
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.parser.utils import TMP_THREADS
 from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -393,8 +395,23 @@ def _parse_once(definition: str) -> tuple[EvalComponent, Any]:
     return Preprocessor().visit(tree), tree
 
 
+_original_validate = StepFunctionsParserBackend._validate_definition
+
+
+def _validate_once(definition: str) -> None:
+    """moto validates a definition, at CreateStateMachine, by building its whole program and throwing it
+    away (0.13 s for migration.asl.json, twice per start-up: the template's two state machines). A
+    definition whose syntax tree :func:`_parse_once` keeps was built into a program once already, without
+    error; any other is validated as moto validates it."""
+    with _syntax_trees_lock:
+        if definition in _syntax_trees:
+            return
+    _original_validate(definition)
+
+
 def _install_patches() -> None:
     AmazonStateLanguageParser.parse = staticmethod(_parse_once)  # type: ignore[method-assign,assignment]
+    StepFunctionsParserBackend._validate_definition = staticmethod(_validate_once)  # type: ignore[method-assign]
     StepFunctionResponse.get_execution_history = _get_execution_history  # type: ignore[method-assign]
     lambda_eval_utils.boto_client_for = _lambda_client_for
     StepFunctionResponse.start_execution = _start_execution  # type: ignore[method-assign]
@@ -408,6 +425,18 @@ def _install_patches() -> None:
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
     botocore.endpoint.time = _ScaledTime()  # type: ignore[assignment]
     event_delivery.install()
+
+
+#: botocore's service models, read and parsed once per process: moto gives each mock a new boto3 default
+#: session, whose own loader would read the JSON models again for every client it builds (0.3 s of a warm
+#: start-up here, in every test and every local run of a process).
+_service_models = botocore.loaders.create_loader()
+
+
+def _share_service_models() -> None:
+    """The mock's new default session, with the process's loaded service models (static data)."""
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION._session.register_component("data_loader", _service_models)  # type: ignore[union-attr]
 
 
 # -- the embedded account ------------------------------------------------------------------------------------
@@ -440,6 +469,7 @@ class EmbeddedAws:
             MOTO_ACCOUNT_ID=ACCOUNT_ID,
         )
         self._mock.start()
+        _share_service_models()
         _install_patches()
         # moto's interpreter logs every caught error at ERROR and the handlers log each phase at INFO;
         # the execution history already holds both, and the CLI shows them.

@@ -51,6 +51,7 @@ PATCHED = [
         ["self", "function_name", "qualifier", "body", "headers", "response_headers"],
     ),
     ("moto.stepfunctions.responses:StepFunctionResponse", "start_execution", ["self"]),
+    ("moto.stepfunctions.parser.models:StepFunctionsParserBackend", "_validate_definition", ["definition"]),
     ("moto.stepfunctions.responses:StepFunctionResponse", "send_task_failure", ["self"]),
     ("moto.dms.models:FakeReplicationTask", "to_dict", ["self"]),
     ("moto.dms.models:DatabaseMigrationServiceBackend", "delete_endpoint", ["self", "endpoint_arn"]),
