@@ -19,7 +19,7 @@ from judge import account_dms_resources
 
 from pg2rds.dms import progress
 from pg2rds_cli import executions
-from pg2rds_cli.cutover import WAITING_STATE, send_decision
+from pg2rds_cli.cutover import WAITING_STATE, NotWaitingForCutover, pending_token, send_decision
 from pg2rds_cli.executions import ExecutionReader, ExecutionView, read_execution, watch
 from pg2rds_emulator.dms_engine import TableStats
 from pg2rds_emulator.dms_standin import StandInEngine
@@ -37,7 +37,21 @@ def start(aws: EmbeddedAws, spec: dict) -> str:
 
 
 def wait_for_state(aws: EmbeddedAws, arn: str, state: str, timeout: float = 120) -> ExecutionView:
+    """The view once the execution is in ``state``; for the cutover wait, once its offer is out too: the
+    wait's entry is recorded a moment before the task that publishes its token is scheduled, and a
+    decision sent in between finds no token ("not waiting"), as the CLI would before the message came."""
+    if state == WAITING_STATE:
+        return wait_until(aws, arn, lambda v: v.current_state == state and offered(aws, arn), timeout,
+                          what="offered the cutover")  # fmt: skip
     return wait_until(aws, arn, lambda v: v.current_state == state, timeout, what=f"reached {state!r}")
+
+
+def offered(aws: EmbeddedAws, arn: str) -> bool:
+    try:
+        pending_token(aws.client("stepfunctions"), arn)
+    except NotWaitingForCutover:
+        return False
+    return True
 
 
 def finish(aws: EmbeddedAws, arn: str) -> ExecutionView:
@@ -608,7 +622,11 @@ def test_falling_behind_during_the_wait_withdraws_the_offer_until_caught_up_agai
 
     engine.set_latency(0)  # CloudWatch's per-minute maximum drops in the next minute
     view = wait_until(
-        aws, arn, lambda v: v.states.count(WAITING_STATE) == 2 and v.current_state == WAITING_STATE
+        aws,
+        arn,
+        lambda v: (
+            v.states.count(WAITING_STATE) == 2 and v.current_state == WAITING_STATE and offered(aws, arn)
+        ),
     )
     send_decision(aws.client("stepfunctions"), arn)
     view = finish(aws, arn)

@@ -7,7 +7,7 @@ import judge
 import pytest
 from conftest import Database, spec_for
 from judge import account_dms_resources
-from test_cdc import CDC_POLLING, finish, start, wait_for_state, wait_until
+from test_cdc import CDC_POLLING, finish, offered, start, wait_for_state, wait_until
 
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
 from pg2rds_cli.executions import ExecutionView
@@ -74,7 +74,9 @@ def test_an_altered_target_withholds_the_cutover_until_fixed_then_proceeds(keyed
         view = wait_until(
             aws,
             arn,
-            lambda v: v.states.count(WAITING_STATE) >= 2 and v.current_state == WAITING_STATE,
+            lambda v: (
+                v.states.count(WAITING_STATE) >= 2 and v.current_state == WAITING_STATE and offered(aws, arn)
+            ),
             timeout=300,
         )
         assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
