@@ -290,19 +290,16 @@ def plan_verification(state: MigrationState) -> VerificationState:
         spec, *credentials, previous.next_table, previous.next_lower, MAX_CHUNKS_PER_ROUND, validated,
         unchanged, only=_located_tables(summary),
     )  # fmt: skip
-    _take_plan(summary, planned)
+    _take_round_after_decision(summary, planned)
     if summary.done and summary.locate and not summary.locating:
         summary.locating = True  # every table read; those whose blocks differ are read again by key range
         planned = plan_next(
             spec, *credentials, 0, None, MAX_CHUNKS_PER_ROUND, validated, unchanged,
             only=_located_tables(summary),
         )  # fmt: skip
-        _take_plan(summary, planned)
+        _take_round_after_decision(summary, planned)
     if summary.done and summary.locating:
         _not_located(summary)
-    summary.foreign_keys_unchanged += planned.unchanged
-    summary.foreign_keys_held_by_validation += planned.held
-    summary.foreign_keys_checked_after += _tables_started(planned.chunks)
     if summary.done and (summary.mismatch_count or summary.violation_count):
         raise VerificationFailed(
             "the target does not match the source: "
@@ -368,6 +365,16 @@ def _take_plan(summary: VerificationState, planned: Planned) -> None:
     if not summary.locating:  # the cursor then walks the tables read again, not the selection
         summary.tables_checked = planned.tables_checked
     summary.done = planned.finished and not planned.chunks
+
+
+def _take_round_after_decision(summary: VerificationState, planned: Planned) -> None:
+    """A round planned after the load (or the decision), with its foreign-key counts: each round's, also
+    the main pass's last (it may have left tables out without planning a chunk) when the second reading
+    of differing tables is planned in the same invocation."""
+    _take_plan(summary, planned)
+    summary.foreign_keys_unchanged += planned.unchanged
+    summary.foreign_keys_held_by_validation += planned.held
+    summary.foreign_keys_checked_after += _tables_started(planned.chunks)
 
 
 def _located_tables(summary: VerificationState) -> list[str] | None:
