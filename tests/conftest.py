@@ -154,15 +154,18 @@ def secret_for(db: Database, username: str = SUPERUSER, password: str | None = N
     )
 
 
-def verify_in_chunks(state):
+def verify_in_chunks(state, rounds: list | None = None):
     """The state machine's verification loop in process: Plan verification, then verify-chunk for each
-    chunk of the round (the Map), until done; returns the summary or raises VerificationFailed."""
+    chunk of the round (the Map), until done; returns the summary or raises VerificationFailed. Each
+    round's plan is appended to ``rounds`` when given."""
     from pg2rds import phases
 
     while True:
         summary = phases.plan_verification(state)
         if summary.done:
             return summary
+        if rounds is not None:
+            rounds.append(summary)
         results = [phases.verify_chunk(state.model_copy(update={"chunk": c})) for c in summary.chunks]
         state = state.model_copy(update={"verification": summary.model_copy(update={"results": results})})
 

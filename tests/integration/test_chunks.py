@@ -70,14 +70,11 @@ def test_a_difference_is_located_by_key_range_in_bounded_rounds(pair, monkeypatc
     _, target, state = pair
     target.execute("UPDATE t SET v = 'changed' WHERE id = 57")
     monkeypatch.setattr(phases, "MAX_CHUNKS_PER_ROUND", 3)
-    rounds, seen = [], []
+    planned: list = []
     with pytest.raises(VerificationFailed) as failure:
-        while True:
-            summary = phases.plan_verification(state)
-            rounds.append([c.describe() for c in summary.chunks])
-            seen.append((summary.locating, summary.tables_checked, summary.rows_checked))
-            results = [phases.verify_chunk(state.model_copy(update={"chunk": c})) for c in summary.chunks]
-            state = state.model_copy(update={"verification": summary.model_copy(update={"results": results})})
+        verify_in_chunks(state, planned)
+    rounds = [[c.describe() for c in summary.chunks] for summary in planned]
+    seen = [(summary.locating, summary.tables_checked, summary.rows_checked) for summary in planned]
     assert rounds[0] == ["public.loose (blocks [0, +inf))", "public.t (blocks [0, +inf))"]
     assert [len(r) for r in rounds[1:]] == [3, 3, 3, 1] and rounds[1][0] == "public.t (id) in [-inf, 11)"
     assert seen[1:] == [(True, 2, 105)] * 4  # the selection's tables and rows, not the second reading's
