@@ -28,7 +28,7 @@ same pg2rds run with only ``pg_dump --section=pre-data`` before it (tables witho
 Every target is compared with the source (row counts and sums, and the number of indexes). Target:
 pg2rds ÷ pgcopydb ≤ 1.2, for each of the two product runs.
 
-``--repeat N`` runs every tool N times, round-robin, and reports each tool's median (and range) and the
+``--scales 10`` (or ``10,50``) measures only those scales. ``--repeat N`` runs every tool N times, round-robin, and reports each tool's median (and range) and the
 ratio of the medians, with each round's side-by-side ratio: on this 2-core machine one tool's time moves
 by ±20 % from run to run, as much as the ratio's distance to its target.
 """
@@ -277,12 +277,15 @@ def where_time_goes(run: dict[str, Any]) -> list[list[str]]:
 
 def main() -> int:
     repeats = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 1
+    scales = SCALES
+    if "--scales" in sys.argv:  # e.g. --scales 10 or --scales 10,50
+        scales = tuple(int(n) for n in sys.argv[sys.argv.index("--scales") + 1].split(","))
     if not pgcopydb_installed():
         print("pgcopydb is not installed (Debian package pgcopydb): that peer is skipped")
     source = start_cluster("bench-peers-source", LOGICAL_SOURCE_SETTINGS)
     target = start_cluster("bench-peers-target", {})
     try:
-        results = [one_scale(source, target, scale, repeats) for scale in SCALES]
+        results = [one_scale(source, target, scale, repeats) for scale in scales]
     finally:
         source.destroy()
         target.destroy()
