@@ -277,7 +277,7 @@ def where_time_goes(run: dict[str, Any]) -> list[list[str]]:
 
 def main() -> int:
     repeats = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 1
-    scales = SCALES
+    scales: tuple[int, ...] = SCALES
     if "--scales" in sys.argv:  # e.g. --scales 10 or --scales 10,50
         scales = tuple(int(n) for n in sys.argv[sys.argv.index("--scales") + 1].split(","))
     if not pgcopydb_installed():
