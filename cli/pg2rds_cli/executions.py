@@ -185,8 +185,10 @@ def watch(
     on_update: Callable[[ExecutionView], None],
     interval_seconds: float = 1.0,
     timeout_seconds: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ExecutionView:
-    """Poll until the execution ends, calling ``on_update`` with each new view."""
+    """Poll until the execution ends, calling ``on_update`` with each new view; ``sleep`` waits between
+    reads (an embedded account's returns early when an execution ends)."""
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     reader = ExecutionReader(sfn, arn)
     while True:
@@ -196,4 +198,4 @@ def watch(
             return view
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"execution {arn} still {view.status} after {timeout_seconds} s")
-        time.sleep(interval_seconds)
+        sleep(interval_seconds)

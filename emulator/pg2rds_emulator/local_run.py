@@ -190,6 +190,7 @@ def run_local(
                     _deciding(sfn, arn, on_update, decide),
                     interval_seconds=0.25,
                     timeout_seconds=timeout_seconds,
+                    sleep=aws.sleep_until_an_end,
                 )
             except (KeyboardInterrupt, Terminated, EOFError, Exception) as error:
                 reason = interruption_reason(error)

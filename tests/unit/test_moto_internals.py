@@ -60,6 +60,8 @@ PATCHED = [
         "delete_replication_instance",
         ["self", "replication_instance_arn"],
     ),
+    ("moto.core.responses:BaseResponse", "_enrich_response", ["headers", "body"]),
+    ("moto.stepfunctions.parser.backend.execution:BaseExecutionWorkerCommunication", "terminated", ["self"]),
     # function_roles.py
     (
         "moto.iam.access_control:IAMRequestBase",
@@ -114,3 +116,19 @@ def test_the_history_is_still_a_locked_list_of_events_with_ids_in_the_event_mana
     assert isinstance(manager._history_event_list, list) and hasattr(manager._mutex, "__enter__")
     assert "exec_worker" in inspect.getsource(Execution.__init__)
     assert "env.event_manager.get_event_history()" in inspect.getsource(Execution.to_history_output)
+
+
+def test_responses_still_carry_their_request_id_in_the_xml_body_and_in_the_header() -> None:
+    """The embedded account skips moto's request-id regex for bodies without a ``<RequestId>`` tag (JSON):
+    an XML answer (SNS, IAM: botocore reads the id from the body) still gets the id its header carries."""
+    from pg2rds_emulator.embedded import EmbeddedAws
+
+    with EmbeddedAws() as aws:
+        for service, call in (
+            ("sns", "list_topics"),
+            ("iam", "list_roles"),
+            ("stepfunctions", "list_activities"),
+        ):
+            metadata = getattr(aws.client(service), call)()["ResponseMetadata"]
+            assert metadata["RequestId"], service
+            assert metadata["RequestId"] == metadata["HTTPHeaders"]["x-amzn-requestid"], service

@@ -5,6 +5,7 @@ GetExecutionHistory as Step Functions pages it): a chain of short Wait states, p
 """
 
 import json
+import threading
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -241,3 +242,24 @@ def test_an_event_whose_data_cannot_be_read_does_not_stop_the_view() -> None:
     assert view.states == ["Check", "Wait", "Wait"] and view.current_state == "Wait"
     assert view.wait_seconds == [30, 0]
     assert view.latest == {"progress": {"wait_seconds": 30, "ready": False}}  # the last readable output
+
+
+def test_a_local_watcher_sees_the_end_when_it_comes_not_at_its_next_read() -> None:
+    """A local run sleeps between reads in ``sleep_until_an_end``: the execution's end wakes it, so the run
+    returns as the execution ends, not up to an interval later. Here the interval is ten minutes and the
+    execution takes about a second: only the wake-up can end the watch in time."""
+    with EmbeddedAws(time_scale=0.02) as aws:
+        sfn = aws.client("stepfunctions")
+        arn = _start_chain(sfn, "woken")
+        views: list[Any] = []
+        watcher = threading.Thread(
+            target=lambda: views.append(
+                watch(sfn, arn, lambda view: None, interval_seconds=600, sleep=aws.sleep_until_an_end)
+            ),
+            daemon=True,
+        )
+        watcher.start()
+        watcher.join(60)
+        assert not watcher.is_alive(), "the watcher slept through the execution's end"
+        assert views[0].status == "SUCCEEDED"
+        assert sfn.describe_execution(executionArn=arn)["status"] == "SUCCEEDED"
