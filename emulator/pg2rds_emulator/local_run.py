@@ -33,8 +33,11 @@ from pg2rds_emulator.embedded import EmbeddedAws, database_secret
 from pg2rds_emulator.passfile import password_env, without_password
 from pg2rds_emulator.pgcluster import find_bindir
 
-#: Local polling: short intervals (the clock is compressed too), same backoff logic as in AWS.
-LOCAL_POLLING = {"initial_seconds": 5, "max_seconds": 30, "backoff": 1.5}
+#: Local polling: short intervals (the clock is compressed too), same backoff logic as in AWS. The first
+#: waits (the instance, the connection tests, the task's start: one each, as the stand-in reports each
+#: asynchronous step once in progress) take 2 s of the compressed clock, 0.02 s here, instead of 5 s: 0.14 s
+#: off every local run; the cap, which decides how soon a long load's end is seen, is unchanged.
+LOCAL_POLLING = {"initial_seconds": 2, "max_seconds": 30, "backoff": 1.5}
 
 
 #: Asked while a local CDC migration waits for the operator: "cutover", "abort", or None (not yet).
