@@ -54,8 +54,8 @@ def test_a_foreign_key_violated_by_the_loaded_rows_fails_the_migration(
 
     assert view.status == "FAILED", view.output
     assert (view.failed_state, view.error) == ("Plan verification", "VerificationFailed"), view.cause
-    violation = "orders_customer_fk on public.orders (id) in [-inf, +inf): 1 rows without a parent in "
-    assert violation + "public.customers" in view.cause
+    violation = "orders_customer_fk on public.orders (blocks [0, +inf)): 1 rows without a parent in "
+    assert violation + "public.customers, e.g. (id)=(7)" in view.cause
     assert leftovers == []
     assert target_db.execute("SELECT count(*) FROM orders") == [(10,)]  # loaded, then judged
 

@@ -137,7 +137,10 @@ def test_a_violation_written_after_the_check_before_the_decision_fails_the_migra
 
     assert view.status == "FAILED" and view.error == "VerificationFailed", (view.error, view.cause)
     assert "1 foreign key violation(s) on the target" in view.cause
-    assert "c1_p_fkey on public.c1 (id) in [-inf, +inf): 1 rows without a parent in public.p" in view.cause
+    assert (
+        "c1_p_fkey on public.c1 (blocks [0, +inf)): 1 rows without a parent in public.p, e.g. (id)=(9)"
+        in view.cause
+    )
     assert account_dms_resources(aws) == []
 
 
@@ -155,7 +158,10 @@ def test_a_violation_seen_before_the_decision_is_checked_again_after_it(fake_aws
     view = finish(aws, arn)
 
     assert view.status == "FAILED" and view.error == "VerificationFailed", (view.error, view.cause)
-    assert "c2_p_fkey on public.c2 (id) in [-inf, +inf): 1 rows without a parent in public.p" in view.cause
+    assert (
+        "c2_p_fkey on public.c2 (blocks [0, +inf)): 1 rows without a parent in public.p, e.g. (id)=(9)"
+        in view.cause
+    )
     assert foreign_key_checks(aws, arn)[2:] == ["public.c2"]
 
 
@@ -220,6 +226,9 @@ def test_a_constraint_the_source_does_not_hold_alike_is_checked_after_the_decisi
     view = finish(aws, arn)
 
     assert view.status == "FAILED" and view.error == "VerificationFailed", (view.error, view.cause)
-    assert "c1_p_fkey on public.c1 (id) in [-inf, +inf): 1 rows without a parent in public.p" in view.cause
+    assert (
+        "c1_p_fkey on public.c1 (blocks [0, +inf)): 1 rows without a parent in public.p, e.g. (id)=(9)"
+        in view.cause
+    )
     assert sorted(foreign_key_checks(aws, arn)[2:]) == ["public.c1", "public.c2"]
     assert account_dms_resources(aws) == []

@@ -76,7 +76,7 @@ def test_foreign_key_violations_are_named(target_db) -> None:
     assert len(violations) == 1
     assert violations == [
         'orders_kunde_fkey on Shop "EU".orders (whole table): 1 rows without a parent in '
-        'Shop "EU".Kunden Größe'
+        'Shop "EU".Kunden Größe, e.g. (id)=(2)'
     ]
 
 

@@ -98,11 +98,12 @@ def test_a_round_leaves_out_the_held_tables_and_counts_them_unless_their_check_b
         assert planned.held == 1 and planned.next_table == len(tables)
         checked = {chunk.table_name for chunk in planned.chunks}
         assert "same" not in checked and {"not_valid", "missing", "other_schema"} <= checked
-        # its first chunk planned in an earlier round: the rest of it is checked, not counted as held
+        # its first chunk planned in an earlier round (the cursor: the block its next range starts at): the
+        # rest of it is checked, not counted as held
         begun = [t.table for t in tables].index("same")
         planned = plan_round(source, target, tables, begun, ["0"], 10, True, 1, validated, (), held)
         assert planned.held == 0 and [c.describe() for c in planned.chunks] == [
-            "public.same (id) in [0, +inf)"
+            "public.same (blocks [0, +inf))"
         ]
 
 

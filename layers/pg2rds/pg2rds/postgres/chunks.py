@@ -32,8 +32,8 @@ cursor: the table's index and the key where its next chunk starts, so a table's 
 across rounds even if the source changes in between. Neither the state nor one invocation grows with the
 number of tables or rows.
 
-Where both servers scan block ranges (PostgreSQL 14 and later), a table whose rows are compared and
-whose foreign keys are not checked is read in block ranges whatever its key (see :func:`table_chunks`:
+Where both servers scan block ranges (PostgreSQL 14 and later), every table is read in block ranges
+whatever its key, its foreign keys checked in the same ranges (see :func:`table_chunks`:
 a key range read through the index visits most of the blocks of a table whose key does not follow its
 rows' order, for every range), and a keyed table whose totals differ is read again by key range, to
 name where. Tables with no primary or unique not-null key, and tables whose text key the two servers
@@ -274,15 +274,17 @@ def table_chunks(
     keys left unchecked because it and every table they reference are in ``unchanged`` (checked before
     the cutover decision, and not changed since).
 
-    Where both servers scan block ranges, a table whose rows are compared and whose foreign keys are not
-    checked is read in block ranges even when it has a key (``keyed`` chunks), unless ``by_key``: a key
-    range is read through the key's index, which for a key that does not follow the rows' physical order
-    (a random uuid, a table updated for years) visits most of the table's blocks for each range, so a
-    table of N ranges was read about N times over on the source; in block ranges it is read once, and
-    about 30 % faster even where the key follows the blocks. A difference is then located by key range in
-    a second reading of that table only (``by_key``). Foreign keys are still checked by key range, whose
-    violations name the referencing rows' key range."""
-    parents = referenced_tables(target, table.schema, table.table)
+    Where both servers scan block ranges, every table is read in block ranges, a keyed one too (``keyed``
+    chunks), unless ``by_key``: a key range is read through the key's index, which for a key that does
+    not follow the rows' physical order (a random uuid, a table updated for years) visits most of the
+    table's blocks for each range, so a table of N ranges was read about N times over; in block ranges it
+    is read once, and about 30 % faster even where the key follows the blocks. Its foreign keys are
+    checked in the same block ranges, a violation naming a few of the rows by key
+    (:func:`~pg2rds.postgres.foreign_keys.range_violations`). A difference in the rows is located by key
+    range in a second reading of that table only (``by_key``), which compares and checks no foreign key
+    again."""
+    # a second reading (by_key) only locates differences: its foreign keys were checked in the first
+    parents = [] if by_key else referenced_tables(target, table.schema, table.table)
     settled = bool(parents) and all(t in unchanged for t in [(table.schema, table.table), *parents])
     foreign_keys = bool(parents) and not settled
     if not compare and not foreign_keys:
@@ -293,7 +295,7 @@ def table_chunks(
     key: list[KeyColumn] = table_key(source, table)
     byte_order = byte_order_needed(key, table_key(target, table)) if key else []
     keyed = bool(key) and not any(byte_order)
-    if _tid_ranges(source, target) and (not keyed or (compare and not foreign_keys and not by_key)):
+    if _tid_ranges(source, target) and (not keyed or not by_key):
         whole = whole.model_copy(update={"keyed": keyed})
         return _block_chunks(source, target, whole, lower, chunk_rows, limit, waves_of), settled
     if not key:

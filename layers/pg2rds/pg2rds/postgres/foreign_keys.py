@@ -1,9 +1,12 @@
-"""Foreign keys checked on the target, one key range of the referencing table at a time.
+"""Foreign keys checked on the target, one range of the referencing table at a time.
 
 The load ran with ``session_replication_role = replica``, so no foreign key was checked. Each chunk of a
 referencing table (:mod:`pg2rds.postgres.chunks`) counts, for every foreign key of that table, its rows in
 the chunk's range whose parent row is missing: an anti-join probe of the parent's unique index per row, so
-the work is bounded by the chunk's rows times the table's foreign keys, whatever the table's size.
+the work is bounded by the chunk's rows times the table's foreign keys, whatever the table's size. The
+range is a block range where both servers scan them (PostgreSQL 14+), so the referencing table is read
+once whatever the order of its key; a violated key then names a few of its rows (their primary key, or
+their ``ctid`` in a table without one), which is what the operator looks for.
 
 With CDC every foreign key is checked before the cutover is offered, while DMS replicates, and after the
 decision only those of tables that DMS's change counters show written to since, or that reference such a
@@ -18,6 +21,8 @@ from typing import Any
 
 from psycopg2 import sql
 
+from pg2rds.postgres.keys import table_key
+from pg2rds.postgres.selection import TableName
 from pg2rds.postgres.verify import pin_comparing_session
 from pg2rds.state import Chunk
 
@@ -129,8 +134,9 @@ def foreign_key_tables(conn: Any) -> set[tuple[str, str]]:
 
 
 def range_violations(target: Any, chunk: Chunk, condition: sql.Composable, params: list[str]) -> list[str]:
-    """Each foreign key of the chunk's table that rows in the chunk's range violate (one statement for
-    all of them), as "constraint on table (key) in [range]: N rows without a parent in parent table".
+    """Each foreign key of the chunk's table that rows in the chunk's range violate (one statement counts
+    them for all its keys), as "constraint on table (blocks [range]): N rows without a parent in parent
+    table, e.g. (id)=(7), (id)=(9)" (one more statement per violated key names up to :data:`EXAMPLES` rows).
 
     ``condition`` selects the chunk's rows of the table aliased ``c``. MATCH SIMPLE semantics
     (PostgreSQL's default): a row with any NULL key column is not checked.
@@ -141,14 +147,48 @@ def range_violations(target: Any, chunk: Chunk, condition: sql.Composable, param
         if not constraints:
             return []
         table = sql.Identifier(chunk.schema_name, chunk.table_name)
-        checks = [_orphans(table, condition, *constraint[1:]) for constraint in constraints]
+        checks = [
+            sql.SQL("(SELECT count(*) {})").format(_orphans(table, condition, *c[1:])) for c in constraints
+        ]
         cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(checks), params * len(checks))
         counts = cur.fetchone()
-    return [
-        f"{name} on {chunk.describe()}: {count} rows without a parent in {ref_schema}.{ref_table}"
-        for (name, ref_schema, ref_table, _, _), count in zip(constraints, counts, strict=True)
-        if count
+        violations = []
+        for (name, ref_schema, ref_table, *columns), count in zip(constraints, counts, strict=True):
+            if count:
+                found = _examples(
+                    cur, chunk, _orphans(table, condition, ref_schema, ref_table, *columns), params
+                )
+                violations.append(
+                    f"{name} on {chunk.describe()}: {count} rows without a parent in {ref_schema}.{ref_table}"
+                    f", e.g. {found}"
+                )
+    return violations
+
+
+#: Rows a violated foreign key names, each in at most this many characters.
+EXAMPLES = 3
+EXAMPLE_CHARS = 100
+
+
+def _examples(cur: Any, chunk: Chunk, orphans: sql.Composable, params: list[str]) -> str:
+    """A few of the rows without a parent, by their primary key (``(id)=(7)``, as PostgreSQL words a
+    violation) or, in a table without one, by ``ctid``. Only run for a key that is violated."""
+    key = [
+        column.name for column in table_key(cur.connection, TableName(chunk.schema_name, chunk.table_name))
     ]
+    shown = (
+        sql.SQL("ROW({})::text").format(
+            sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(k)) for k in key)
+        )
+        if key
+        else sql.SQL("c.ctid::text")
+    )
+    cur.execute(sql.SQL("SELECT {} {} LIMIT {}").format(shown, orphans, sql.Literal(EXAMPLES)), params)
+    values = [row[0][:EXAMPLE_CHARS] for row in cur.fetchall()]
+    if not key:
+        return ", ".join(f"ctid {value}" for value in values)
+    names = ", ".join(key)[:EXAMPLE_CHARS]
+    return ", ".join(f"({names})={value}" for value in values)
 
 
 def _orphans(
@@ -159,7 +199,8 @@ def _orphans(
     columns: list[str],
     ref_columns: list[str],
 ) -> sql.Composable:
-    """``(SELECT count(*) FROM child c WHERE in range AND all key columns set AND NOT EXISTS (parent))``."""
+    """``FROM child c WHERE in range AND all key columns set AND NOT EXISTS (parent)``: the rows without a
+    parent, to count or to name."""
     not_null = sql.SQL(" AND ").join(
         sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(col)) for col in columns
     )
@@ -167,6 +208,6 @@ def _orphans(
         sql.SQL("p.{} = c.{}").format(sql.Identifier(ref), sql.Identifier(col))
         for col, ref in zip(columns, ref_columns, strict=True)
     )
-    return sql.SQL(
-        "(SELECT count(*) FROM {} c WHERE {} AND {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {}))"
-    ).format(table, condition, not_null, sql.Identifier(ref_schema, ref_table), joined)
+    return sql.SQL("FROM {} c WHERE {} AND {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
+        table, condition, not_null, sql.Identifier(ref_schema, ref_table), joined
+    )
