@@ -28,8 +28,8 @@ same pg2rds run with only ``pg_dump --section=pre-data`` before it (tables witho
 Every target is compared with the source (row counts and sums, and the number of indexes). Target:
 pg2rds ÷ pgcopydb ≤ 1.2, for each of the two product runs.
 
-``--scales 10`` (or ``10,50``) measures only those scales. ``--repeat N`` runs every tool N times, round-
-robin, and reports each tool's median (and range) and the ratio of the medians, with each round's
+``--scales 10`` (or ``10,50``) measures only those scales. ``--repeat N`` runs every tool N times,
+round-robin, and reports each tool's median (and range) and the ratio of the medians, with each round's
 side-by-side ratio: on this 2-core machine one tool's time moves by ±20 % from run to run, as much as the
 ratio's distance to its target.
 """
