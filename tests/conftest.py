@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
 import pytest
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from moto import mock_aws
 
+from pg2rds.tls import SCRATCH_DIR_VARIABLE
 from pg2rds_emulator import moto_dms
 from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, start_cluster
 
@@ -105,8 +107,10 @@ def target_db(target_cluster: Cluster) -> Iterator[Database]:
 
 
 @pytest.fixture
-def aws() -> Iterator[None]:
-    """An empty embedded AWS account for one test."""
+def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An empty embedded AWS account for one test; the functions' files (CA bundles) in its own directory,
+    as the embedded account's run keeps them."""
+    monkeypatch.setenv(SCRATCH_DIR_VARIABLE, str(tmp_path))
     with mock_aws():
         yield
 

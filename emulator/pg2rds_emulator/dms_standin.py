@@ -70,14 +70,12 @@ import logging
 import os
 import re
 import select
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -87,6 +85,7 @@ from psycopg2 import sql
 
 from pg2rds.postgres.selection import TableName
 from pg2rds.postgres.sqltext import server_message
+from pg2rds.tls import scratch_dir
 from pg2rds_emulator.dms_engine import EndpointInfo, TableStats, TaskInfo, TaskRuntime, missing_slot_message
 from pg2rds_emulator.standin_changes import (
     UNCHANGED,
@@ -178,9 +177,9 @@ def connect(
 
 
 def _certificate_file(pem: str) -> str:
-    """An imported certificate as the file libpq reads, written once per process, named by its digest."""
+    """An imported certificate as the file libpq reads, written once per account, named by its digest."""
     digest = hashlib.sha256(pem.encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"pg2rds-dms-cert-{digest}.pem"
+    path = scratch_dir() / f"pg2rds-dms-cert-{digest}.pem"
     if not path.exists():
         partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         partial.write_text(pem)

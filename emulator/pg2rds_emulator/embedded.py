@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import threading
 import time
 import traceback
@@ -64,6 +65,7 @@ from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.parser.utils import TMP_THREADS
 from moto.stepfunctions.responses import StepFunctionResponse
 
+from pg2rds.tls import SCRATCH_DIR_VARIABLE
 from pg2rds_emulator import event_delivery, function_roles, moto_dms
 from pg2rds_emulator.dms_engine import DmsEngine
 
@@ -486,8 +488,10 @@ class EmbeddedAws:
         self._saved_env: dict[str, str | None] = {}
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
     def __enter__(self) -> "EmbeddedAws":
+        self._scratch = tempfile.TemporaryDirectory(prefix="pg2rds-account-")
         self._set_env(
             AWS_ACCESS_KEY_ID="embedded",
             AWS_SECRET_ACCESS_KEY="embedded",
@@ -496,6 +500,8 @@ class EmbeddedAws:
             AWS_REGION=REGION,
             POWERTOOLS_TRACE_DISABLED="true",
             MOTO_ACCOUNT_ID=ACCOUNT_ID,
+            # the files the functions and the stand-in write (CA bundles) go with the account
+            **{SCRATCH_DIR_VARIABLE: self._scratch.name},
         )
         self._mock.start()
         _share_service_models()
@@ -523,6 +529,8 @@ class EmbeddedAws:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
     def _set_env(self, **values: str) -> None:
         for key, value in values.items():

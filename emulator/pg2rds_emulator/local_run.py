@@ -25,6 +25,7 @@ from psycopg2.extensions import parse_dsn
 
 from pg2rds.naming import ResourceNames
 from pg2rds.postgres.slots import drop_slot_statement
+from pg2rds.tls import SCRATCH_DIR_VARIABLE
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
 from pg2rds_cli.executions import ExecutionView, watch
 from pg2rds_emulator import LOCAL_TIME_SCALE
@@ -270,6 +271,9 @@ def _second_interrupt_exits(
 
     def exit_now(signum: int, frame: Any) -> None:
         notify(message)
+        scratch = os.environ.get(SCRATCH_DIR_VARIABLE)  # the account's files (CA bundles): nothing else waits
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
         os._exit(130)
 
     previous = {sig: signal.signal(sig, exit_now) for sig in (signal.SIGINT, signal.SIGTERM)}

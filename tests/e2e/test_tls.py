@@ -5,7 +5,9 @@ made here signed nothing. The functions get the CA bundle from a secret (``ssl_r
 imported certificate (``certificate_arn``); the stand-in, like DMS, verifies with that certificate only.
 """
 
+import hashlib
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +92,9 @@ def test_verify_full_with_the_right_ca_migrates(
     applications = tls_sessions(tls_source.cluster, since)
     assert "pg2rds-validate" in applications  # the functions connected over TLS
     assert any(name.startswith("pg2rds-dms-standin") for name in applications)  # and DMS did
+    # the bundle files they read went with the account, as a Lambda sandbox's /tmp goes with it
+    digest = hashlib.sha256(ca.pem.encode()).hexdigest()[:16]
+    assert list(Path(tempfile.gettempdir()).glob(f"pg2rds-*{digest}.pem")) == []
 
 
 def test_verify_full_with_a_wrong_ca_fails_before_anything_is_created(

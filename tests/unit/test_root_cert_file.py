@@ -8,7 +8,7 @@ from conftest import REGION, LocalCa
 
 from pg2rds.errors import SecretUnusable, SpecInvalid
 from pg2rds.spec import DatabaseRef
-from pg2rds.tls import CERTS_DIR, root_cert_file
+from pg2rds.tls import CERTS_DIR, root_cert_file, scratch_dir
 
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:pg2rds/source-AbCdEf"
 CERT = "arn:aws:dms:us-east-1:123456789012:cert:ABCDEF"
@@ -37,6 +37,7 @@ def test_a_secret_bundle_is_written_once_to_a_file(aws) -> None:
     arn = client.create_secret(Name="pg2rds/ca/unit", SecretString=pem)["ARN"]
     path = root_cert_file(verifying(arn), "target")
     assert path is not None and Path(path).read_text() == pem
+    assert Path(path).parent == scratch_dir()  # the sandbox's /tmp (the test's own directory here)
     assert root_cert_file(verifying(arn), "target") == path
 
     junk = client.create_secret(Name="pg2rds/ca/junk", SecretString="not a certificate")["ARN"]

@@ -38,11 +38,21 @@ def root_cert_file(ref: DatabaseRef, side: str) -> str | None:
     return str(path)
 
 
+#: Where a file the functions write goes, if set: the embedded account gives each run a directory of its own
+#: and removes it, as a Lambda sandbox's /tmp goes with the sandbox.
+SCRATCH_DIR_VARIABLE = "PG2RDS_SCRATCH_DIR"
+
+
+def scratch_dir() -> Path:
+    """The sandbox's temporary directory (``/tmp`` in Lambda)."""
+    return Path(os.environ.get(SCRATCH_DIR_VARIABLE) or tempfile.gettempdir())
+
+
 def _from_secret(secret_arn: str) -> str:
     pem = read_secret(secret_arn, "the CA bundle secret", max_age=300)
     if "-----BEGIN CERTIFICATE-----" not in pem:
         raise SecretUnusable(f"secret {secret_arn} must hold a PEM CA bundle (-----BEGIN CERTIFICATE-----)")
-    path = Path(tempfile.gettempdir()) / f"pg2rds-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
+    path = scratch_dir() / f"pg2rds-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
     if not path.exists():
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         partial.write_text(pem)
