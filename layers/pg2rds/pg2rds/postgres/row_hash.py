@@ -84,7 +84,7 @@ MD5_HASH = sql.SQL("coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::
 COUNT_ONLY = sql.SQL("''")
 _ROW_HASH = sql.SQL("coalesce(sum(hashint8extended({}, 0)), 0)::text")
 
-#: Per column: name, type, typmod, type name, whether its collation is deterministic, and whether its
+#: Per column: name, type, typmod, whether its collation is deterministic, and whether its
 #: ``::text`` is its type's output (as in the row's text): only where the cast is the output function (no
 #: cast in pg_cast, or an I/O one), or varchar's. Not where a function casts it (``boolean`` gives 'true'
 #: where the row shows 't', ``character`` drops trailing blanks, ``inet`` adds the netmask), nor where the
@@ -92,8 +92,7 @@ _ROW_HASH = sql.SQL("coalesce(sum(hashint8extended({}, 0)), 0)::text")
 #: loaded from that output holds other bytes; ``citext``, whose bytes are its output, is taken alike
 #: rather than trusted by name), nor for a domain over a domain (its base type is not looked up further).
 _COLUMNS = """
-SELECT a.attname, a.atttypid::int, a.atttypmod, format_type(a.atttypid, a.atttypmod),
-       coalesce(c.collisdeterministic, true),
+SELECT a.attname, a.atttypid::int, a.atttypmod, coalesce(c.collisdeterministic, true),
        b.typtype <> 'd' AND (b.oid = 'varchar'::regtype OR NOT EXISTS (
            SELECT FROM pg_cast k WHERE k.castsource = b.oid AND k.casttarget = 'text'::regtype
                                  AND k.castmethod <> 'i'))
@@ -113,7 +112,6 @@ class Column(NamedTuple):
     name: str
     type_oid: int
     typmod: int
-    type_name: str
     deterministic: bool
     text_is_output: bool
 
