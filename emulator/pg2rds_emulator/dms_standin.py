@@ -64,10 +64,8 @@ FULL rows are matched on ``col::text``; sequences and DDL are ignored.
 """
 
 import contextlib
-import hashlib
 import json
 import logging
-import os
 import re
 import select
 import threading
@@ -85,7 +83,7 @@ from psycopg2 import sql
 
 from pg2rds.postgres.selection import TableName
 from pg2rds.postgres.sqltext import server_message
-from pg2rds.tls import scratch_dir
+from pg2rds.tls import pem_file
 from pg2rds_emulator.dms_engine import EndpointInfo, TableStats, TaskInfo, TaskRuntime, missing_slot_message
 from pg2rds_emulator.standin_changes import (
     UNCHANGED,
@@ -170,21 +168,10 @@ def connect(
     }
     if endpoint.ssl_mode in ("verify-ca", "verify-full") and endpoint.certificate_pem:
         # DMS verifies the server with the endpoint's certificate (CertificateArn) and nothing else
-        kwargs["sslrootcert"] = _certificate_file(endpoint.certificate_pem)
+        kwargs["sslrootcert"] = pem_file(endpoint.certificate_pem, "pg2rds-dms-cert")
     if replication:
         kwargs["connection_factory"] = psycopg2.extras.LogicalReplicationConnection
     return psycopg2.connect(**kwargs)
-
-
-def _certificate_file(pem: str) -> str:
-    """An imported certificate as the file libpq reads, written once per account, named by its digest."""
-    digest = hashlib.sha256(pem.encode()).hexdigest()[:16]
-    path = scratch_dir() / f"pg2rds-dms-cert-{digest}.pem"
-    if not path.exists():
-        partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        partial.write_text(pem)
-        partial.replace(path)
-    return str(path)
 
 
 def default_slot_name(identifier: str) -> str:

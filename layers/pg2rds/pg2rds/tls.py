@@ -10,6 +10,7 @@ A secret's bundle is written once per warm container to the temporary directory,
 import hashlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 from pg2rds.errors import SecretUnusable, SpecInvalid
@@ -48,13 +49,19 @@ def scratch_dir() -> Path:
     return Path(os.environ.get(SCRATCH_DIR_VARIABLE) or tempfile.gettempdir())
 
 
+def pem_file(pem: str, prefix: str) -> str:
+    """``pem`` as the file libpq reads (``sslrootcert``), in :func:`scratch_dir`, named by its digest and
+    written once: renamed into place whole, so a thread or process reading it never sees half of it."""
+    path = scratch_dir() / f"{prefix}-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        partial.write_text(pem)
+        partial.replace(path)
+    return str(path)
+
+
 def _from_secret(secret_arn: str) -> str:
     pem = read_secret(secret_arn, "the CA bundle secret", max_age=300)
     if "-----BEGIN CERTIFICATE-----" not in pem:
         raise SecretUnusable(f"secret {secret_arn} must hold a PEM CA bundle (-----BEGIN CERTIFICATE-----)")
-    path = scratch_dir() / f"pg2rds-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
-    if not path.exists():
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(pem)
-        partial.replace(path)
-    return str(path)
+    return pem_file(pem, "pg2rds-ca")
