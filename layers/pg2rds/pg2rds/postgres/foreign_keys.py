@@ -147,22 +147,21 @@ def range_violations(target: Any, chunk: Chunk, condition: sql.Composable, param
         if not constraints:
             return []
         table = sql.Identifier(chunk.schema_name, chunk.table_name)
-        checks = [
-            sql.SQL("(SELECT count(*) {})").format(_orphans(table, condition, *c[1:])) for c in constraints
-        ]
+        orphans = [_orphans(table, condition, *constraint[1:]) for constraint in constraints]
+        checks = [sql.SQL("(SELECT count(*) {})").format(rows) for rows in orphans]
         cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(checks), params * len(checks))
         counts = cur.fetchone()
-        violations = []
-        for (name, ref_schema, ref_table, *columns), count in zip(constraints, counts, strict=True):
-            if count:
-                found = _examples(
-                    cur, chunk, _orphans(table, condition, ref_schema, ref_table, *columns), params
-                )
-                violations.append(
-                    f"{name} on {chunk.describe()}: {count} rows without a parent in {ref_schema}.{ref_table}"
-                    f", e.g. {found}"
-                )
-    return violations
+        if not any(counts):
+            return []
+        key = [c.name for c in table_key(cur.connection, TableName(chunk.schema_name, chunk.table_name))]
+        return [
+            f"{name} on {chunk.describe()}: {count} rows without a parent in {ref_schema}.{ref_table}, "
+            f"e.g. {_examples(cur, key, rows, params)}"
+            for (name, ref_schema, ref_table, _, _), rows, count in zip(
+                constraints, orphans, counts, strict=True
+            )
+            if count
+        ]
 
 
 #: Rows a violated foreign key names, each in at most this many characters.
@@ -170,12 +169,9 @@ EXAMPLES = 3
 EXAMPLE_CHARS = 100
 
 
-def _examples(cur: Any, chunk: Chunk, orphans: sql.Composable, params: list[str]) -> str:
-    """A few of the rows without a parent, by their primary key (``(id)=(7)``, as PostgreSQL words a
-    violation) or, in a table without one, by ``ctid``. Only run for a key that is violated."""
-    key = [
-        column.name for column in table_key(cur.connection, TableName(chunk.schema_name, chunk.table_name))
-    ]
+def _examples(cur: Any, key: list[str], orphans: sql.Composable, params: list[str]) -> str:
+    """A few of the rows without a parent, by their table's ``key`` (``(id)=(7)``, as PostgreSQL words a
+    violation) or, in a table without one, by ``ctid``. Only run for a foreign key that is violated."""
     shown = (
         sql.SQL("ROW({})::text").format(
             sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(k)) for k in key)
