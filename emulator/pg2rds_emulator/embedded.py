@@ -23,6 +23,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -66,7 +67,7 @@ from moto.stepfunctions.parser.utils import TMP_THREADS
 from moto.stepfunctions.responses import StepFunctionResponse
 
 from pg2rds.tls import SCRATCH_DIR_VARIABLE
-from pg2rds_emulator import event_delivery, function_roles, moto_dms
+from pg2rds_emulator import event_delivery, function_roles, moto_dms, moto_speedups
 from pg2rds_emulator.dms_engine import DmsEngine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -347,10 +348,20 @@ def _get_execution_history(self: StepFunctionResponse) -> Any:
         ordered = reversed(manager._history_event_list) if newest_first else iter(manager._history_event_list)
         wanted = (e for e in ordered if last is None or (e["id"] < last if newest_first else e["id"] > last))
         chosen = list(itertools.islice(wanted, size + 1))
-        page: dict[str, Any] = {"events": chosen[:size]}
+        page: dict[str, Any] = {"events": [_with_epoch_timestamp(event) for event in chosen[:size]]}
         if len(chosen) > size:
             page["nextToken"] = str(chosen[size - 1]["id"])
-        return json.dumps(page)  # its timestamps are text already (moto's, ISO 8601)
+        return json.dumps(page)
+
+
+def _with_epoch_timestamp(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its timestamp in seconds since the epoch, as Step Functions' JSON protocol sends it.
+    moto keeps it as ISO 8601 text, which botocore reads with dateutil's parser: about 0.2 ms per event,
+    25 events per watcher read, four reads a second; a number it reads with ``datetime.fromtimestamp``."""
+    stamp = event.get("timestamp")
+    if not isinstance(stamp, str):
+        return event
+    return {**event, "timestamp": datetime.fromisoformat(stamp).timestamp()}
 
 
 #: One Lambda client per region for the interpreter's invocations (moto builds a boto3 client for each,
@@ -456,6 +467,7 @@ def _install_patches() -> None:
     retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
     botocore.endpoint.time = _ScaledTime()  # type: ignore[assignment]
     event_delivery.install()
+    moto_speedups.install()
 
 
 #: botocore's service models, read and parsed once per process: moto gives each mock a new boto3 default

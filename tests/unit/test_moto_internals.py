@@ -132,3 +132,17 @@ def test_responses_still_carry_their_request_id_in_the_xml_body_and_in_the_heade
             metadata = getattr(aws.client(service), call)()["ResponseMetadata"]
             assert metadata["RequestId"], service
             assert metadata["RequestId"] == metadata["HTTPHeaders"]["x-amzn-requestid"], service
+
+
+def test_the_interpreter_still_copies_state_data_and_parses_paths_through_its_module_globals() -> None:
+    """moto_speedups replaces the ``copy`` module and the JSONPath ``parse`` the interpreter's modules
+    look up at call time; a module that imported ``deepcopy`` or ``parse`` otherwise would bypass it."""
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    from pg2rds_emulator.moto_speedups import COPYING_MODULES
+
+    for module in COPYING_MODULES:
+        assert "copy.deepcopy(" in inspect.getsource(module), module.__name__
+    assert "parse(" in inspect.getsource(json_path.extract_json)
+    assert "parse(self.result_path_src)" in inspect.getsource(result_path.ResultPath._eval_body)
