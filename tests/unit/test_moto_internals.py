@@ -1,7 +1,7 @@
 """The emulator patches moto's private internals (emulator/pg2rds_emulator/embedded.py, moto_dms.py,
-function_roles.py); they may change in any release. pyproject.toml bounds moto to the releases checked
-here, and this test fails with a clear message when the installed moto is outside them or an internal we
-patch has moved."""
+function_roles.py, moto_speedups.py); they may change in any release. pyproject.toml bounds moto to the
+releases checked here, and this test fails with a clear message when the installed moto is outside them or
+an internal we patch has moved."""
 
 import inspect
 import tomllib
