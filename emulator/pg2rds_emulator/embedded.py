@@ -427,11 +427,15 @@ _original_enrich_response = BaseResponse._enrich_response
 
 
 def _enrich_response_scanning_only_xml(headers: dict[str, str], body: Any) -> tuple[dict[str, str], Any]:
-    """moto puts each response's request id into its XML ``<RequestId>`` with a look-behind regex run over
-    every body, JSON ones included: a state's payload or a history page scanned character by character
-    (0.1 s of CPU per local run at pgbench scale 50). A body without the tag is left as it is; the status
-    and request id headers are set as moto sets them."""
-    if isinstance(body, str) and "<RequestId>" not in body:
+    """moto puts each response's request id into its XML ``<RequestId>`` with a greedy look-behind regex run
+    over every body: it replaces all that lies between the body's first ``<RequestId>`` and its last
+    ``</RequestId>``. Over a JSON body that is the caller's data wherever a state's input, an output or a
+    cause quotes an AWS XML error: the text was altered, and a history page holding two such events lost
+    the events between them. It also scanned every JSON payload and history page character by character
+    (0.1 s of CPU per local run at pgbench scale 50). So only an XML body (the query protocols: SNS, IAM)
+    gets the id; a JSON one is left as it is. The status and request id headers are set as moto sets
+    them."""
+    if isinstance(body, str) and not body.lstrip().startswith("<"):
         return _original_enrich_response(headers, "")[0], body
     return _original_enrich_response(headers, body)
 

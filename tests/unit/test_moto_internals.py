@@ -4,6 +4,7 @@ releases checked here, and this test fails with a clear message when the install
 an internal we patch has moved."""
 
 import inspect
+import json
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
@@ -146,3 +147,40 @@ def test_the_interpreter_still_copies_state_data_and_parses_paths_through_its_mo
         assert "copy.deepcopy(" in inspect.getsource(module), module.__name__
     assert "parse(" in inspect.getsource(json_path.extract_json)
     assert "parse(self.result_path_src)" in inspect.getsource(result_path.ResultPath._eval_body)
+
+
+def test_a_json_answer_whose_data_holds_request_id_tags_comes_back_as_it_was_written() -> None:
+    """moto writes each answer's request id into its body with a greedy regex over everything between the
+    first ``<RequestId>`` and the last ``</RequestId>`` of the body. A JSON answer carries such tags in its
+    data whenever a state's input or an error's cause quotes an AWS XML error (a denied DMS call in
+    cleanup's cause): the execution's input came back altered, and a history page lost the events between
+    two such causes, the first event's id and type joined to the last one's details."""
+    from pg2rds_emulator.embedded import EmbeddedAws
+
+    document = {
+        "first": "<ErrorResponse><RequestId>one</RequestId></ErrorResponse>",
+        "between": ["a value", {"kept": True}],
+        "second": "<RequestId>two</RequestId>",
+    }
+    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+    with EmbeddedAws(time_scale=0.02) as aws:
+        sfn = aws.client("stepfunctions")
+        machine = sfn.create_state_machine(
+            name="tags", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/x"
+        )["stateMachineArn"]
+        arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps(document))["executionArn"]
+        described = sfn.describe_execution(executionArn=arn)
+        assert json.loads(described["input"]) == document
+        for _ in range(100):
+            if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
+                break
+            aws.sleep_until_an_end(0.05)
+        events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    assert [e["type"] for e in events] == [
+        "ExecutionStarted",
+        "PassStateEntered",
+        "PassStateExited",
+        "ExecutionSucceeded",
+    ]
+    assert json.loads(events[0]["executionStartedEventDetails"]["input"]) == document
+    assert json.loads(events[-1]["executionSucceededEventDetails"]["output"]) == document
