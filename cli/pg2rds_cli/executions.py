@@ -64,8 +64,10 @@ class ExecutionView:
 
 #: Events per GetExecutionHistory call (the API's maximum).
 HISTORY_PAGE = 1000
-#: Events per call when only the newest are wanted: a poll finds a few (more take more pages).
-NEWEST_PAGE = 25
+#: Events per call when only the newest are wanted: a poll finds a few (more take more pages). botocore
+#: reads every event of a page, the ones already seen too (a local read: 12.7 ms of CPU with 25, 10.6 ms
+#: with 8).
+NEWEST_PAGE = 8
 
 
 def events(

@@ -333,7 +333,7 @@ def _get_execution_history(self: StepFunctionResponse) -> Any:
     moto deep-copies the whole history for every read; only the page is read here, so a read costs the
     same whatever the history's length, as on AWS. The page is written as JSON directly: moto's serializer
     walks the API model for every field, about 1 ms per event here, and a local run's watch reads a page
-    four times a second on the cores the run's databases share (tests/unit/test_watch_reads.py checks that
+    twice a second on the cores the run's databases share (tests/unit/test_watch_reads.py checks that
     botocore reads the same events from both)."""
     execution = self.stepfunction_backend.describe_execution(self._get_param("executionArn"))
     newest_first = bool(self._get_param("reverseOrder"))
@@ -357,7 +357,7 @@ def _get_execution_history(self: StepFunctionResponse) -> Any:
 def _with_epoch_timestamp(event: dict[str, Any]) -> dict[str, Any]:
     """The event with its timestamp in seconds since the epoch, as Step Functions' JSON protocol sends it.
     moto keeps it as ISO 8601 text, which botocore reads with dateutil's parser: about 0.2 ms per event,
-    25 events per watcher read, four reads a second; a number it reads with ``datetime.fromtimestamp``."""
+    every event of every page a watcher reads; a number it reads with ``datetime.fromtimestamp``."""
     stamp = event.get("timestamp")
     if not isinstance(stamp, str):
         return event
