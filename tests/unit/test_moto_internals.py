@@ -155,6 +155,8 @@ def test_a_json_answer_whose_data_holds_request_id_tags_comes_back_as_it_was_wri
     data whenever a state's input or an error's cause quotes an AWS XML error (a denied DMS call in
     cleanup's cause): the execution's input came back altered, and a history page lost the events between
     two such causes, the first event's id and type joined to the last one's details."""
+    from embedded_runs import run_to_end
+
     from pg2rds_emulator.embedded import EmbeddedAws
 
     document = {
@@ -165,16 +167,8 @@ def test_a_json_answer_whose_data_holds_request_id_tags_comes_back_as_it_was_wri
     definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
     with EmbeddedAws(time_scale=0.02) as aws:
         sfn = aws.client("stepfunctions")
-        machine = sfn.create_state_machine(
-            name="tags", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/x"
-        )["stateMachineArn"]
-        arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps(document))["executionArn"]
-        described = sfn.describe_execution(executionArn=arn)
-        assert json.loads(described["input"]) == document
-        for _ in range(100):
-            if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
-                break
-            aws.sleep_until_an_end(0.05)
+        arn = run_to_end(aws, "tags", definition, document)
+        assert json.loads(sfn.describe_execution(executionArn=arn)["input"]) == document
         events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
     assert [e["type"] for e in events] == [
         "ExecutionStarted",

@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 import pytest
+from embedded_runs import run_to_end
 from moto.stepfunctions.parser.asl.utils import json_path
 
 from pg2rds_emulator import moto_speedups
@@ -72,14 +73,7 @@ def _run() -> tuple[dict[str, Any], list[tuple[str, Any]]]:
     iterations run at once, so their events come in any order."""
     with EmbeddedAws(time_scale=0.02) as aws:
         sfn = aws.client("stepfunctions")
-        machine = sfn.create_state_machine(
-            name="paths", definition=json.dumps(DEFINITION), roleArn="arn:aws:iam::123456789012:role/x"
-        )["stateMachineArn"]
-        arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps(INPUT))["executionArn"]
-        for _ in range(200):
-            if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
-                break
-            aws.sleep_until_an_end(0.05)
+        arn = run_to_end(aws, "paths", DEFINITION, INPUT)
         described = sfn.describe_execution(executionArn=arn)
         events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
     assert described["status"] == "SUCCEEDED", described
