@@ -5,6 +5,7 @@ the tests run the same way from a fresh clone placed anywhere.
 """
 
 import gzip
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,11 +17,15 @@ BUNDLED = PROJECT_ROOT / "data" / "pagila"
 
 
 def pagila_file(name: str) -> Path:
-    """``pagila-schema.sql`` or ``pagila-data.sql``, as a plain file path."""
+    """``pagila-schema.sql`` or ``pagila-data.sql``, as a plain file path: decompressed once, under a name
+    of this process's own, then renamed into place whole, so another process (a test worker) that finds
+    the file never reads half of it."""
     plain = Path(tempfile.gettempdir()) / f"pg2rds-{name}"
     if not plain.exists():
-        with gzip.open(BUNDLED / f"{name}.gz", "rb") as packed, open(plain, "wb") as out:
+        partial = plain.with_suffix(f".{os.getpid()}.tmp")
+        with gzip.open(BUNDLED / f"{name}.gz", "rb") as packed, open(partial, "wb") as out:
             shutil.copyfileobj(packed, out)
+        partial.replace(plain)
     return plain
 
 
