@@ -1,10 +1,11 @@
 """Cutover downtime: how long the application is stopped, at pgbench scale 4 and 40, in one run.
 
 For each scale, a fresh pair of databases on the same two clusters: ``pgbench -i -s N`` on the source, the
-schema copied to the target (``local_run.copy_schema``, as ``pg2rds run --local --copy-schema`` does), then
-a ``full-load-and-cdc`` migration through the real state machine in the embedded AWS with the DMS stand-in
-(the same code ``pg2rds serve --local`` serves), at the local clock (``LOCAL_TIME_SCALE``, Wait states
-compressed 100×) and the local polling (``LOCAL_POLLING``). A rate-limited pgbench writer
+schema copied to the target whole (``schema_copy.copy_schema``, as ``pg2rds run --local --copy-schema``
+does with CDC), then a ``full-load-and-cdc`` migration through the real state machine in the embedded AWS
+with the DMS stand-in (the same code ``pg2rds serve --local`` serves), at the local clock
+(``LOCAL_TIME_SCALE``, Wait states compressed 100×) and the local polling (``LOCAL_POLLING``). A
+rate-limited pgbench writer
 (``pgbench -n -c 2 -R <rate>``) runs from before the start, through the full load and replication, and
 for a while once the cutover is offered; then the application stops (the writer is ended) and the
 operator decides (``send_decision``, as ``pg2rds cutover`` does).
@@ -38,8 +39,9 @@ from pg2rds_cli.executions import ExecutionReader, history, is_watcher_state
 from pg2rds_emulator import LOCAL_TIME_SCALE
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.embedded import EmbeddedAws
-from pg2rds_emulator.local_run import LOCAL_POLLING, build_spec, copy_schema
+from pg2rds_emulator.local_run import LOCAL_POLLING, build_spec
 from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, Cluster, start_cluster
+from pg2rds_emulator.schema_copy import copy_schema
 
 SCALES = (4, 40)
 TARGET_RATIO = 1.5

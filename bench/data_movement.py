@@ -1,7 +1,7 @@
 """Data movement: pgbench scale 10 (1,000,000 rows in pgbench_accounts) moved between two local clusters.
 
 Both sides move the same rows of the same four tables (pgbench_accounts, _branches, _tellers, _history)
-into the same pre-created, empty tables on the target (``local_run.copy_schema``: pg_dump --schema-only,
+into the same pre-created, empty tables on the target (``schema_copy.copy_schema``: pg_dump --schema-only,
 so the target tables have their primary keys while rows go in):
 
 - baseline: ``pg_dump -Fc -t <the 4 tables> <source> | pg_restore --data-only -d <target>`` (one stream,
@@ -29,6 +29,7 @@ from pg2rds_cli.executions import history, read_execution
 from pg2rds_emulator import local_run
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, find_bindir, start_cluster
+from pg2rds_emulator.schema_copy import copy_schema
 
 SCALE = 10
 DATABASE = "bench"
@@ -179,7 +180,7 @@ def main() -> int:
         source.create_database(DATABASE)
         target.create_database(DATABASE)
         init_seconds = pgbench_init(source)
-        local_run.copy_schema(source.dsn(DATABASE), target.dsn(DATABASE))
+        copy_schema(source.dsn(DATABASE), target.dsn(DATABASE))
         expected = counts(source)
         print(f"pgbench -i -s {SCALE}: {init_seconds:.1f} s; source rows {expected}")
         source.execute(DATABASE, "SELECT count(*) FROM pgbench_accounts")  # warm the source's cache

@@ -7,23 +7,23 @@ database of its own on the target cluster, schema, data, primary keys and all:
 - ``pg_dump -Fc | pg_restore --no-owner`` (one stream, one session; indexes built after the data);
 - ``pgcopydb clone --no-owner`` (Debian package ``pgcopydb``; its defaults: 4 COPY jobs, 4 index jobs,
   indexes after the data); skipped, and said so, when it is not installed;
-- pg2rds as ``pg2rds run --local --copy-schema`` runs it: ``copy_schema`` (pg_dump --schema-only | psql,
-  so the target tables have their primary keys while rows go in), then ``run_local`` with the DMS
-  stand-in (full-load) at the CLI's default clock (``LOCAL_TIME_SCALE``) and polling: validation, prep,
-  the DMS resources in moto, the full load, finish-target, chunked verification, cleanup.
+- pg2rds as ``pg2rds run --local --copy-schema`` runs it (``schema_copy.SchemaCopy``): the schema dumped
+  once (``pg_dump --schema-only -Fc``), its pre-data section restored (tables without keys or indexes),
+  ``run_local`` with the DMS stand-in (full-load) at the CLI's default clock (``LOCAL_TIME_SCALE``) and
+  polling: validation, prep, the DMS resources in moto, the full load, finish-target, chunked
+  verification, cleanup; then the post-data section (keys, indexes, ``pg_restore -j 4``).
 - pg2rds as ``pg2rds run --local`` with ``task.target_table_prep_mode: DROP_AND_CREATE`` runs it: no
   schema copied, DMS creates each table (columns, NOT NULL, primary key) and, in a full load, adds the
   primary key once the table's rows are in (``CreatePkAfterFullLoad``); pgbench's tables have nothing
   else (no defaults, secondary indexes or foreign keys), so the target is the same as the others'.
+- For comparison, what ``--copy-schema`` did before: the whole schema (keys included) restored before the
+  run, so rows go into keyed tables.
 
 Where pg2rds's time goes comes from its execution history (each state's entry → exit, summed by name);
 outside the execution, the embedded AWS's start-up (``EmbeddedAws.__enter__``: moto, deploying the
 template) is timed on its own. The bench reads the history once more after each run: that read is not
 counted. Importing the emulator (moto, about 3-4 s here) happens once when the bench starts and is in no
 figure; a CLI run pays it too.
-Also measured, to see what building indexes after the data would bring (the product is unchanged): the
-same pg2rds run with only ``pg_dump --section=pre-data`` before it (tables without keys) and
-``--section=post-data`` (keys, indexes, constraints) after it.
 
 Every target is compared with the source (row counts and sums, and the number of indexes). Target:
 pg2rds ÷ pgcopydb ≤ 1.2, for each of the two product runs.
@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from typing import Any
 
 from _common import fingerprint, pgbench_init, state_spans, table, verdict
@@ -49,15 +50,17 @@ import pg2rds_emulator.local_run as local_run
 from pg2rds_cli.executions import history
 from pg2rds_emulator.embedded import EmbeddedAws
 from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, SUPERUSER, Cluster, find_bindir, start_cluster
+from pg2rds_emulator.schema_copy import SchemaCopy, copy_schema
 
 SCALES = (10, 50)
 TARGET_RATIO = 1.2
 PG2RDS = "pg2rds run --local --copy-schema"
 PG2RDS_DMS_CREATES = "pg2rds run --local, DMS creates the tables"
-PG2RDS_INDEXES_AFTER = "pg2rds, indexes after the data"
-#: How each pg2rds run gets its target schema: copied first (whole, or pre-data before and post-data
-#: after), or created by DMS (DROP_AND_CREATE, each primary key after its table's rows).
-SCHEMA_BY = {PG2RDS: "copy", PG2RDS_DMS_CREATES: "dms", PG2RDS_INDEXES_AFTER: "sections"}
+PG2RDS_KEYS_FIRST = "pg2rds, whole schema before the load"
+#: How each pg2rds run gets its target schema: copied as ``--copy-schema`` copies it (pre-data before the
+#: run, post-data after it), created by DMS (DROP_AND_CREATE, each primary key after its table's rows), or
+#: copied whole before the run (keys in place while rows go in).
+SCHEMA_BY = {PG2RDS: "copy", PG2RDS_DMS_CREATES: "dms", PG2RDS_KEYS_FIRST: "whole"}
 JUDGED = {
     "pgbench_accounts": "count(*), sum(abalance), sum(aid)",
     "pgbench_tellers": "count(*), sum(tid)",
@@ -107,14 +110,6 @@ def pgcopydb(source: Cluster, target: Cluster, database: str, into: str) -> floa
     return time.perf_counter() - started
 
 
-def _section(source: Cluster, target: Cluster, database: str, into: str, section: str) -> None:
-    dump = subprocess.run([str(find_bindir() / "pg_dump"), f"--section={section}", "--no-owner",
-                           "--no-privileges", "-d", _uri(source, database)],
-                          env=_env(source), capture_output=True, check=True)  # fmt: skip
-    psql = [str(find_bindir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", _uri(target, into)]
-    subprocess.run(psql, input=dump.stdout, env=_env(target), capture_output=True, check=True)
-
-
 def map_runs(sfn: Any, arn: str) -> list[tuple[int, float]]:
     """(chunks, seconds) of each Map Run of "Verify chunks" (a Distributed Map: each chunk is a child
     execution, its states in its own history, not the parent's)."""
@@ -127,9 +122,9 @@ def map_runs(sfn: Any, arn: str) -> list[tuple[int, float]]:
 
 
 def pg2rds(source: Cluster, target: Cluster, database: str, into: str, schema_by: str) -> dict[str, Any]:
-    """The pg2rds run, its target schema by ``schema_by`` (:data:`SCHEMA_BY`): "copy" (``copy_schema``,
-    as ``--copy-schema``), "dms" (``target_table_prep_mode: DROP_AND_CREATE``), or "sections" (pre-data
-    before it and post-data after it, a bench variant)."""
+    """The pg2rds run, its target schema by ``schema_by`` (:data:`SCHEMA_BY`): "copy" (``SchemaCopy``, as
+    ``--copy-schema``), "dms" (``target_table_prep_mode: DROP_AND_CREATE``), or "whole" (``copy_schema``
+    before the run, a bench variant)."""
     captured: dict[str, Any] = {"bench": 0.0}
     original_watch, original_enter = local_run.watch, EmbeddedAws.__enter__
 
@@ -154,22 +149,24 @@ def pg2rds(source: Cluster, target: Cluster, database: str, into: str, schema_by
     try:
         started = time.perf_counter()
         spec: dict[str, Any] = {"migration_id": "bench-" + into.replace("_", "-")}
-        if schema_by == "sections":
-            _section(source, target, database, into, "pre-data")
-        elif schema_by == "copy":
-            local_run.copy_schema(source.dsn(database), target.dsn(into))
-        else:
-            spec["task"] = {"target_table_prep_mode": "DROP_AND_CREATE"}
-        parts["schema"] = time.perf_counter() - started
-        view, leftovers = local_run.run_local(
-            source.dsn(database), target.dsn(into), spec, notify=lambda m: None
-        )
-        parts["run_local"] = time.perf_counter() - started - parts["schema"] - captured["bench"]
-        parts["start-up"] = captured["start-up"]
-        if schema_by == "sections":
-            before = time.perf_counter()
-            _section(source, target, database, into, "post-data")
-            parts["post-data"] = time.perf_counter() - before
+        with ExitStack() as stack:
+            schema = None
+            if schema_by == "copy":
+                schema = stack.enter_context(SchemaCopy(source.dsn(database), target.dsn(into), spec))
+            elif schema_by == "whole":
+                copy_schema(source.dsn(database), target.dsn(into))
+            else:
+                spec["task"] = {"target_table_prep_mode": "DROP_AND_CREATE"}
+            parts["schema"] = time.perf_counter() - started
+            view, leftovers = local_run.run_local(
+                source.dsn(database), target.dsn(into), spec, notify=lambda m: None
+            )
+            parts["run_local"] = time.perf_counter() - started - parts["schema"] - captured["bench"]
+            parts["start-up"] = captured["start-up"]
+            if schema is not None and view.status == "SUCCEEDED":
+                before = time.perf_counter()
+                schema.finish()
+                parts["post-data"] = time.perf_counter() - before
         whole = time.perf_counter() - started - captured["bench"]
     finally:
         local_run.watch = original_watch
@@ -305,7 +302,7 @@ def main() -> int:
         for name in SCHEMA_BY:
             print()
             print(table(["part", "wall"], where_time_goes(r[name]), title=f"  {name}: where the time goes"))
-        for name in (PG2RDS, PG2RDS_DMS_CREATES):
+        for name in (PG2RDS, PG2RDS_DMS_CREATES, PG2RDS_KEYS_FIRST):
             if "pgcopydb clone" in times:
                 ratio = medians[name] / medians["pgcopydb clone"]
                 rounds = ", ".join(

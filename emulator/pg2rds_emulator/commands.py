@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from pg2rds_emulator import LOCAL_TIME_SCALE
 
 if TYPE_CHECKING:
     from pg2rds_emulator.local_run import LocalRunAborted
+    from pg2rds_emulator.schema_copy import SchemaCopy
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -32,24 +34,74 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.cutover == "ask" and not sys.stdin.isatty():
         raise UsageError("--cutover ask needs a terminal to ask on; without one use --cutover auto or abort")
     from pg2rds_cli.graph import render_execution
-    from pg2rds_emulator.local_run import LocalRunAborted, copy_schema
+    from pg2rds_emulator.local_run import LocalRunAborted
+    from pg2rds_emulator.schema_copy import SchemaCopy, SchemaCopyFailed
 
-    if args.copy_schema:
-        console.print("Copying the schema (pg_dump --schema-only | psql) …")
-        copy_schema(args.source_dsn, args.target_dsn)
     spec = load_spec(args.spec)
     if args.migration_id:
         spec = {**(spec or {}), "migration_id": args.migration_id}
-    try:
-        view, leftovers = _run(args, spec)
-    except LocalRunAborted as aborted:
-        return _aborted(aborted)
+    with ExitStack() as stack:
+        schema = None
+        if args.copy_schema:
+            schema = SchemaCopy(args.source_dsn, args.target_dsn, spec)
+            console.print(schema.announcement, highlight=False)
+            try:
+                stack.enter_context(schema)
+            except SchemaCopyFailed as error:
+                return _schema_failed(error)
+        try:
+            view, leftovers = _run(args, spec)
+        except LocalRunAborted as aborted:
+            code = _aborted(aborted)
+            _post_data_not_built(schema)
+            return code
+        built = schema is None or _build_post_data(schema, view)
     if args.graph:
         render_execution(view, args.graph)
         console.print(f"Graph written to {args.graph}")
     if leftovers:
         console.print(f"[red]Left in the embedded account: {', '.join(leftovers)}[/red]")
-    return finish(view, args.json)
+    code = finish(view, args.json)
+    if not built:
+        _post_data_not_built(schema)
+    return max(code, 0 if built else 1)
+
+
+def _build_post_data(schema: "SchemaCopy", view: ExecutionView) -> bool:
+    """After a full load into tables without them: the schema's post-data section, if the migration
+    SUCCEEDED. False if it is not built (the migration failed, or building it did)."""
+    from pg2rds_emulator.schema_copy import POST_DATA_OBJECTS, SchemaCopyFailed
+
+    if not schema.deferred:
+        return True
+    if view.status != "SUCCEEDED":
+        return False
+    console.print(f"Building the {POST_DATA_OBJECTS} (pg_restore --section=post-data) …", highlight=False)
+    try:
+        schema.finish()
+    except SchemaCopyFailed as error:
+        _schema_failed(error)
+        return False
+    return True
+
+
+def _post_data_not_built(schema: "SchemaCopy | None") -> None:
+    from pg2rds_emulator.schema_copy import POST_DATA_OBJECTS
+
+    if schema is not None and schema.deferred:
+        console.print(
+            f"The target's {POST_DATA_OBJECTS} were not all built; build them with:\n  "
+            + schema.post_data_command(),
+            style="yellow",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _schema_failed(error: Exception) -> int:
+    console.print(f"pg2rds: {error}", style="red", markup=False, highlight=False, soft_wrap=True)
+    return 1
 
 
 def _run(args: argparse.Namespace, spec: dict | None) -> tuple[ExecutionView, list[str]]:
@@ -167,7 +219,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     run.add_argument(
         "--copy-schema",
         action="store_true",
-        help="create the target schema first with pg_dump --schema-only | psql",
+        help="copy the source's schema (pg_dump --schema-only): for a full load, the tables before it and "
+        "their keys, indexes and triggers once it SUCCEEDED; with CDC, all of it first",
     )
     run.add_argument(
         "--time-scale",

@@ -1,8 +1,9 @@
 """``pg2rds demo``: the whole product on one machine, on the pagila sample.
 
 Two temporary clusters (the source with ``wal_level = logical``, as the runbook asks), pagila loaded
-into the source, the schema copied to the target the runbook's way (``pg_dump --schema-only``), then
-``pg2rds run --local`` and a table-by-table comparison of the two sides.
+into the source, the schema copied to the target the runbook's way (``pg_dump --schema-only``: the tables
+before the full load, their indexes, keys and triggers after it, as ``pg2rds run --local --copy-schema``
+does), then ``pg2rds run --local`` and a table-by-table comparison of the two sides.
 """
 
 from rich.console import Console
@@ -13,9 +14,10 @@ from pg2rds.postgres.selection import select_tables
 from pg2rds.postgres.verify import compare_tables
 from pg2rds.spec import TableSelection
 from pg2rds_cli import display
-from pg2rds_emulator.local_run import copy_schema, run_local
+from pg2rds_emulator.local_run import run_local
 from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, start_cluster
 from pg2rds_emulator.sample import load_pagila
+from pg2rds_emulator.schema_copy import SchemaCopy
 
 DATABASE = "pagila"
 
@@ -29,15 +31,21 @@ def run_demo(console: Console, keep: bool = False, graph: str | None = None) -> 
         target.create_database(DATABASE)
         console.print("Loading pagila into the source …")
         load_pagila(source, DATABASE)
-        copy_schema(source.dsn(DATABASE), target.dsn(DATABASE))
-        console.print("Migrating with the pg2rds state machine in an embedded AWS …")
-        with Live(console=console, refresh_per_second=4) as live:
-            view, leftovers = run_local(
-                source.dsn(DATABASE),
-                target.dsn(DATABASE),
-                {"migration_id": "demo-pagila"},
-                on_update=lambda v: live.update(display.live_panel(v)),
-            )
+        spec = {"migration_id": "demo-pagila"}
+        schema = SchemaCopy(source.dsn(DATABASE), target.dsn(DATABASE), spec)
+        console.print(schema.announcement)
+        with schema:
+            console.print("Migrating with the pg2rds state machine in an embedded AWS …")
+            with Live(console=console, refresh_per_second=4) as live:
+                view, leftovers = run_local(
+                    source.dsn(DATABASE),
+                    target.dsn(DATABASE),
+                    spec,
+                    on_update=lambda v: live.update(display.live_panel(v)),
+                )
+            if view.status == "SUCCEEDED":
+                console.print("Building the indexes, keys, foreign keys and triggers …")
+                schema.finish()
         display.summary(console, view)
         if graph:
             from pg2rds_cli.graph import render_execution

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -31,8 +30,7 @@ from pg2rds_cli.executions import ExecutionView, watch
 from pg2rds_emulator import LOCAL_TIME_SCALE
 from pg2rds_emulator.dms_engine import DmsEngine
 from pg2rds_emulator.embedded import EmbeddedAws, database_secret
-from pg2rds_emulator.passfile import password_env, without_password
-from pg2rds_emulator.pgcluster import find_bindir
+from pg2rds_emulator.passfile import without_password
 
 #: Local polling: short intervals (the clock is compressed too), same backoff logic as in AWS. The first
 #: waits (the instance, the connection tests, the task's start: one each, as the stand-in reports each
@@ -133,33 +131,6 @@ def build_spec(
     spec["source"], spec["target"] = refs["source"], refs["target"]
     spec.setdefault("polling", LOCAL_POLLING)
     return spec
-
-
-def copy_schema(source_dsn: str, target_dsn: str) -> None:
-    """``pg_dump --schema-only | psql``: the runbook's way to create the target schema before DMS loads.
-
-    The DSNs go on the command lines without their passwords, which reach libpq through a password file
-    (:mod:`pg2rds_emulator.passfile`): a command line is readable by every local user."""
-    bindir = find_bindir()
-    pg_dump = shutil.which("pg_dump", path=str(bindir)) or "pg_dump"
-    psql = shutil.which("psql", path=str(bindir)) or "psql"
-    source, source_password = without_password(source_dsn)
-    target, target_password = without_password(target_dsn)
-    with password_env(source_password) as env:
-        dump = subprocess.run(
-            [pg_dump, "--schema-only", "--no-owner", "--no-privileges", "-d", source],
-            env=env,
-            capture_output=True,
-            check=True,
-        )
-    with password_env(target_password) as env:
-        subprocess.run(
-            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target],
-            env=env,
-            input=dump.stdout,
-            capture_output=True,
-            check=True,
-        )
 
 
 def run_local(

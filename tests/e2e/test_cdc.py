@@ -24,9 +24,9 @@ from pg2rds_cli.executions import ExecutionReader, ExecutionView, read_execution
 from pg2rds_emulator.dms_engine import TableStats
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.embedded import EmbeddedAws
-from pg2rds_emulator.local_run import copy_schema
 from pg2rds_emulator.moto_dms import FakeEngine
 from pg2rds_emulator.sample import load_pagila
+from pg2rds_emulator.schema_copy import copy_schema
 
 CDC_POLLING = {"initial_seconds": 2, "max_seconds": 4}
 

@@ -21,9 +21,10 @@ from pg2rds_cli.executions import watch
 from pg2rds_cli.graph import FAILED_FILL
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.embedded import EmbeddedAws
-from pg2rds_emulator.local_run import copy_schema, run_local
+from pg2rds_emulator.local_run import run_local
 from pg2rds_emulator.moto_dms import FakeEngine
 from pg2rds_emulator.sample import load_pagila
+from pg2rds_emulator.schema_copy import copy_schema
 from pg2rds_emulator.standin_selection import selection_rules, selects
 
 SERVER_AUTH_MESSAGE = 'password authentication failed for user "postgres"'

@@ -1,7 +1,8 @@
 """Local mode keeps passwords out of process lists: every local user can read ``/proc/PID/cmdline``.
 
-A watcher reads every process's command line while ``copy_schema`` runs ``pg_dump`` and ``psql``; it must
-see both (so it would have seen a password) and no command line may hold either password.
+A watcher reads every process's command line while ``--copy-schema``'s schema copy runs ``pg_dump`` and
+``pg_restore`` (the tables before the load, the keys after it); it must see them all (so it would have seen a
+password) and no command line may hold either password.
 """
 
 import threading
@@ -13,7 +14,8 @@ import pytest
 from conftest import Database
 from psycopg2 import sql
 
-from pg2rds_emulator.local_run import copy_schema, password_of, secret_of
+from pg2rds_emulator.local_run import password_of, secret_of
+from pg2rds_emulator.schema_copy import SchemaCopy
 
 TABLES = 300  # enough schema for pg_dump and psql to run for a while
 
@@ -72,15 +74,20 @@ def test_copy_schema_puts_no_password_on_a_command_line(
     source_dsn = source_db.cluster.dsn(source_db.name, *source_login)
     target_dsn = target_db.cluster.dsn(target_db.name, *target_login)
 
-    with CommandLines() as watcher:
-        copy_schema(source_dsn, target_dsn)
+    full_load = {"migration_type": "full-load"}
+    with CommandLines() as watcher, SchemaCopy(source_dsn, target_dsn, full_load) as schema:
+        schema.finish()
 
-    tools = [line for line in watcher.seen if "pg_dump" in line or "psql" in line]
-    assert any("pg_dump" in line for line in tools) and any("psql" in line for line in tools), tools
+    tools = [line for line in watcher.seen if "pg_dump" in line or "pg_restore" in line]
+    assert any("pg_dump" in line for line in tools), tools
+    assert any("--section=pre-data" in line for line in tools), tools
+    assert any("--section=post-data" in line for line in tools), tools
     for _, password in (source_login, target_login):
         assert [line for line in watcher.seen if password in line] == []
     tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
     assert target_db.execute(tables) == [(TABLES,)]
+    keys = "SELECT count(*) FROM pg_constraint WHERE contype = 'p' AND connamespace = 'public'::regnamespace"
+    assert target_db.execute(keys) == [(TABLES,)]
 
 
 def test_a_dsn_without_password_takes_it_from_the_password_file(

@@ -1,0 +1,166 @@
+"""The target's schema for a local run (``pg2rds run --local --copy-schema``, the demo): the runbook's
+``pg_dump --schema-only``, restored in the order AWS recommends.
+
+DMS creates tables and primary keys only; the operator creates the rest of the schema. For a full load
+only, AWS's advice is to have no primary keys, secondary indexes, foreign keys or triggers on the target
+while DMS loads, and to create them once the load has completed ("When can I add secondary objects to a
+target database during AWS DMS migration?", AWS Knowledge Center): every index is then built once from the
+loaded rows instead of maintained row by row (on pgbench_accounts, 5 M rows, the keyed load took 1.5× the
+time of the load and the key built after it, bench/README.md section 7), and a foreign key cannot fail a
+table that DMS loads before its parent. pg_dump's sections are exactly that split: ``pre-data`` (tables,
+sequences, types, functions, defaults, check constraints) and ``post-data`` (indexes, primary, unique and
+foreign keys, triggers, rules, policies), as ``pg_restore`` and pgcopydb restore them.
+
+With CDC the whole schema goes first: DMS applies each change by the table's key, which needs its index,
+and the AWS pages do not say when cached changes would meet keys added mid-task. Likewise with
+``DROP_AND_CREATE``, where DMS drops the tables and creates its own with their primary keys.
+
+The schema is dumped once, in the custom format, to a file only this process can read; both sections are
+restored from it (one snapshot of the source's catalog), ``post-data`` with several jobs, as pgcopydb and
+``pg_restore -j`` build indexes in parallel. The DSNs go on the command lines without their passwords,
+which reach libpq through a password file (:mod:`pg2rds_emulator.passfile`): a command line is readable by
+every local user.
+"""
+
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pg2rds.spec import MigrationSpec, TaskOptions
+from pg2rds_emulator.passfile import password_env, without_password
+from pg2rds_emulator.pgcluster import find_bindir
+
+#: ``pg_restore -j`` for the post-data section (pgcopydb's default index jobs).
+POST_DATA_JOBS = 4
+#: What the post-data section holds, as the CLI names it.
+POST_DATA_OBJECTS = "indexes, keys, foreign keys and triggers"
+
+
+class SchemaCopyFailed(Exception):
+    """``pg_dump`` or ``pg_restore`` failed; the message is the tool's error, on one line."""
+
+
+def defers_post_data(spec: dict[str, Any] | None) -> bool:
+    """Whether this migration's target gets its post-data section only after the load: a full load (no
+    CDC) into the operator's tables (not ``DROP_AND_CREATE``). The defaults are the spec's own."""
+    spec = spec or {}
+    migration_type = spec.get("migration_type", MigrationSpec.model_fields["migration_type"].default)
+    prep_mode = (spec.get("task") or {}).get(
+        "target_table_prep_mode", TaskOptions.model_fields["target_table_prep_mode"].default
+    )
+    return migration_type == "full-load" and prep_mode != "DROP_AND_CREATE"
+
+
+def _tool(name: str) -> str:
+    return shutil.which(name, path=str(find_bindir())) or name
+
+
+def _run(command: list[str], password: str | None, what: str) -> None:
+    with password_env(password) as env:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = done.stderr.splitlines()
+        errors = [line for line in lines if "error" in line.lower()] or lines or [f"exit {done.returncode}"]
+        raise SchemaCopyFailed(f"{what} failed: {errors[0]}")
+
+
+class SchemaDump:
+    """The source's schema, dumped once to a private file, restored to the target by section. A context
+    manager: the file goes when the block ends, whatever ends it."""
+
+    def __init__(self, source_dsn: str, target_dsn: str) -> None:
+        self._source, self._source_password = without_password(source_dsn)
+        self._target, self._target_password = without_password(target_dsn)
+        self._directory: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def _file(self) -> Path:
+        assert self._directory is not None, "used outside its with block"
+        return Path(self._directory.name) / "schema.dump"
+
+    def __enter__(self) -> "SchemaDump":
+        self._directory = tempfile.TemporaryDirectory(prefix="pg2rds-schema-")  # mode 0700
+        try:
+            dump = [_tool("pg_dump"), "--schema-only", "--format=custom", f"--file={self._file}"]
+            _run(
+                [*dump, "-d", self._source],
+                self._source_password,
+                "pg_dump --schema-only",
+            )
+        except BaseException:
+            self._directory.cleanup()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self._directory is not None:
+            self._directory.cleanup()
+
+    def restore(self, section: str | None = None) -> None:
+        """Restore ``section`` ("pre-data" or "post-data"; None: the whole schema) into the target, without
+        owners or privileges (the target's roles are the operator's). One transaction, except post-data,
+        which builds its indexes in :data:`POST_DATA_JOBS` sessions; the first error stops it."""
+        options = ["--no-owner", "--no-privileges", "--exit-on-error"]
+        if section == "post-data":
+            options += [f"--jobs={POST_DATA_JOBS}"]
+        else:
+            options += ["--single-transaction"]
+        if section is not None:
+            options += [f"--section={section}"]
+        _run(
+            [_tool("pg_restore"), *options, "-d", self._target, str(self._file)],
+            self._target_password,
+            "pg_restore" + (f" --section={section}" if section else ""),
+        )
+
+    def post_data_command(self) -> str:
+        """The commands that build the post-data section by hand (passwords left out), for a run that ended
+        before it could or where it failed part way: psql goes on past an error, so what was built is
+        reported as existing and the rest is built."""
+        dump = "pg_dump --schema-only --section=post-data --no-owner --no-privileges"
+        return f"{dump} -d {shlex.quote(self._source)} | psql -X -d {shlex.quote(self._target)}"
+
+
+class SchemaCopy(SchemaDump):
+    """The schema a migration with ``spec`` needs, copied in the order above: on entering, the whole schema,
+    or only its pre-data section when :func:`defers_post_data`; :meth:`finish` then builds the post-data
+    section, once the load has completed."""
+
+    def __init__(self, source_dsn: str, target_dsn: str, spec: dict[str, Any] | None) -> None:
+        super().__init__(source_dsn, target_dsn)
+        self.deferred = defers_post_data(spec)
+
+    @property
+    def announcement(self) -> str:
+        if self.deferred:
+            return (
+                "Copying the schema (pg_dump --schema-only | pg_restore): tables now; "
+                f"{POST_DATA_OBJECTS} once the full load is done …"
+            )
+        return "Copying the schema (pg_dump --schema-only | pg_restore) …"
+
+    def __enter__(self) -> "SchemaCopy":
+        super().__enter__()
+        try:
+            self.restore("pre-data" if self.deferred else None)
+        except BaseException:
+            super().__exit__(None, None, None)
+            raise
+        return self
+
+    def finish(self) -> None:
+        """Build the post-data section (nothing when the whole schema went first)."""
+        if self.deferred:
+            self.restore("post-data")
+
+
+def copy_schema(source_dsn: str, target_dsn: str) -> None:
+    """The whole schema at once, as before a CDC migration."""
+    with SchemaDump(source_dsn, target_dsn) as dump:
+        dump.restore()
