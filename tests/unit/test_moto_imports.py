@@ -1,0 +1,41 @@
+"""moto's Step Functions interpreter is imported without moto's EC2 (1 s of every local run's start), and
+moto's Batch still works whole for whoever uses it. Each check runs in a fresh interpreter: what is
+imported is the point."""
+
+import subprocess
+import sys
+
+
+def run_fresh(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_embedded_account_imports_no_ec2() -> None:
+    out = run_fresh(
+        "import sys, pg2rds_emulator.embedded, pg2rds_emulator.local_run\n"
+        "from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser\n"
+        "print(sorted(name for name in sys.modules if name.startswith(('moto.ec2', 'moto.batch'))))"
+    )
+    assert out == "['moto.batch', 'moto.batch.exceptions', 'moto.batch.utils']"
+
+
+def test_batch_is_whole_once_used() -> None:
+    out = run_fresh(
+        "import sys, pg2rds_emulator.embedded\n"
+        "import moto.batch\n"
+        "from moto.batch import batch_backends\n"
+        "from moto.batch.utils import JobStatus\n"
+        "print(type(sys.modules['moto.batch']).__name__, 'moto.ec2.models' in sys.modules, "
+        "batch_backends is moto.batch.models.batch_backends, JobStatus.SUCCEEDED.name)"
+    )
+    assert out == "module True True SUCCEEDED"
+
+
+def test_the_cli_imports_no_moto() -> None:
+    """Registering the local commands stays light: ``pg2rds status`` does not import moto."""
+    out = run_fresh(
+        "import sys, pg2rds_cli.main\npg2rds_cli.main.build_parser()\nprint('moto' in sys.modules)"
+    )
+    assert out == "False"
