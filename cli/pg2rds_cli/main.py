@@ -1,6 +1,7 @@
 """The ``pg2rds`` command: run a migration locally, or start and follow one in AWS."""
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -260,5 +261,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def run() -> NoReturn:
+    """The ``pg2rds`` command: :func:`main`, then the process ends. The collector is told first that
+    nothing it holds will be freed before then (``gc.freeze``): finalizing what a local run had created
+    (moto, botocore's models, about 270,000 objects) one by one took 1 s after the run had returned."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

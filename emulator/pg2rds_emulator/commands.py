@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,22 +36,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--cutover ask needs a terminal to ask on; without one use --cutover auto or abort")
     from pg2rds_cli.graph import render_execution
     from pg2rds_emulator.local_run import LocalRunAborted
-    from pg2rds_emulator.schema_copy import SchemaCopy, SchemaCopyFailed
+    from pg2rds_emulator.schema_copy import SchemaCopy, SchemaCopyFailed, copy_meanwhile
 
     spec = load_spec(args.spec)
     if args.migration_id:
         spec = {**(spec or {}), "migration_id": args.migration_id}
     with ExitStack() as stack:
-        schema = None
+        schema, ready = None, None
         if args.copy_schema:
             schema = SchemaCopy(args.source_dsn, args.target_dsn, spec)
             console.print(schema.announcement, highlight=False)
-            try:
-                stack.enter_context(schema)
-            except SchemaCopyFailed as error:
-                return _schema_failed(error)
+            ready = copy_meanwhile(schema, stack)
         try:
-            view, leftovers = _run(args, spec)
+            view, leftovers = _run(args, spec, ready)
+        except SchemaCopyFailed as error:
+            return _schema_failed(error)
         except LocalRunAborted as aborted:
             code = _aborted(aborted)
             _post_data_not_built(schema)
@@ -104,8 +104,12 @@ def _schema_failed(error: Exception) -> int:
     return 1
 
 
-def _run(args: argparse.Namespace, spec: dict | None) -> tuple[ExecutionView, list[str]]:
+def _run(
+    args: argparse.Namespace, spec: dict | None, ready: Callable[[], None] | None
+) -> tuple[ExecutionView, list[str]]:
     from pg2rds_emulator.local_run import run_local
+
+    before_start = ready or (lambda: None)
 
     def notify(message: str) -> None:
         console.print(message, markup=False, highlight=False)
@@ -118,6 +122,7 @@ def _run(args: argparse.Namespace, spec: dict | None) -> tuple[ExecutionView, li
             time_scale=args.time_scale,
             decide=_decider(args.cutover, None),
             notify=notify,
+            before_start=before_start,
         )
     with Live(console=console, refresh_per_second=4) as live:
         return run_local(
@@ -128,6 +133,7 @@ def _run(args: argparse.Namespace, spec: dict | None) -> tuple[ExecutionView, li
             on_update=lambda v: live.update(display.live_panel(v)),
             decide=_decider(args.cutover, live),
             notify=notify,
+            before_start=before_start,
         )
 
 

@@ -143,8 +143,13 @@ def run_local(
     timeout_seconds: float | None = None,
     decide: Decide | None = None,
     notify: Callable[[str], None] = _say,
+    before_start: Callable[[], None] = lambda: None,
 ) -> tuple[ExecutionView, list[str]]:
     """Run one migration; returns the final view and what the embedded account still holds (should be []).
+
+    ``before_start`` is called once the account is up, before the execution starts: what the execution
+    needs in place (the target's tables) can be made ready meanwhile, and an error it raises ends the run
+    before anything is created.
 
     ``decide`` is asked, while the execution waits for the cutover decision, for "cutover", "abort" or
     None (not yet); without it a CDC migration waits until its cutover timeout, as in AWS.
@@ -158,6 +163,7 @@ def run_local(
     try:
         with EmbeddedAws(engine, time_scale=time_scale) as aws, _sigterm_interrupts():
             full_spec = build_spec(aws, source_dsn, target_dsn, spec)
+            before_start()
             sfn = aws.client("stepfunctions")
             name = f"{full_spec['migration_id']}-{int(time.time())}"
             arn = sfn.start_execution(

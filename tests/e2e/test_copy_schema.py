@@ -166,3 +166,19 @@ def test_a_full_load_gets_only_the_tables_before_it(shop: Database, target_db: D
         assert target_db.execute(check) == [(1,)]  # a check constraint is part of its table
         schema.finish()
     assert schema_objects(target_db) == schema_objects(shop)
+
+
+def test_a_schema_that_cannot_be_copied_ends_the_run_before_anything_is_created(
+    shop: Database, target_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    target_db.execute("CREATE TABLE orders (id int)")  # the target is not empty: the copy meets a table
+
+    code = run_copying_schema(shop, target_db, tmp_path)
+
+    err = flat(capsys.readouterr().err)
+    assert code == 1, err
+    failed = "pg_restore --section=pre-data failed: pg_restore: error: could not execute query: ERROR:"
+    assert f'pg2rds: {failed} relation "orders" already exists' in err
+    assert "Migration" not in err  # no execution was started
+    assert target_db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == [("orders",)]
+    assert source_objects(shop) == ([], [])
