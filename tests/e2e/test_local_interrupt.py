@@ -20,13 +20,21 @@ PG2RDS = [sys.executable, "-m", "pg2rds_cli.main"]
 PROMPT = "Stop the application"
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Terminal:
     """The command on a pseudo-terminal, its output collected as it comes."""
 
     def __init__(self, args: list[str]) -> None:
         master, slave = pty.openpty()
         env = {**os.environ, "COLUMNS": "400", "LINES": "50", "TERM": "xterm"}
-        self.process = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env)
+        # Ctrl-C reaches a terminal's foreground job; a shell starts a background job (`pytest ... &`) with
+        # SIGINT ignored, which its children inherit, and Python then leaves SIGINT ignored
+        self.process = subprocess.Popen(
+            args, stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=_interruptible
+        )
         os.close(slave)
         self.master = master
         self.output = b""
