@@ -21,7 +21,7 @@ from pg2rds_cli import display
 from pg2rds_cli.arguments import dsn
 from pg2rds_cli.errors import UsageError
 from pg2rds_cli.executions import ExecutionView
-from pg2rds_cli.main import console, finish, load_spec
+from pg2rds_cli.main import console, finish, imports_done, load_spec
 from pg2rds_emulator import LOCAL_TIME_SCALE
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pg2rds_emulator.local_run import LocalRunAborted
     from pg2rds_emulator.schema_copy import SchemaCopy, SchemaCopyFailed, copy_meanwhile
 
+    imports_done()
     spec = load_spec(args.spec)
     if args.migration_id:
         spec = {**(spec or {}), "migration_id": args.migration_id}
@@ -182,6 +183,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pg2rds_emulator.dms_standin import StandInEngine
     from pg2rds_emulator.serve import LocalEndpoint
 
+    imports_done()
+
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave the `with`: engine and clusters let go
     engine = StandInEngine()
     try:
@@ -210,6 +213,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from pg2rds_emulator.demo import run_demo
+
+    imports_done()
 
     return run_demo(console, keep=args.keep, graph=args.graph)
 
