@@ -39,3 +39,14 @@ def test_the_cli_imports_no_moto() -> None:
         "import sys, pg2rds_cli.main\npg2rds_cli.main.build_parser()\nprint('moto' in sys.modules)"
     )
     assert out == "False"
+
+
+def test_a_command_freezes_its_imports_only_in_its_own_process() -> None:
+    """``imports_done`` freezes what the imports created only in the ``pg2rds`` command's own process; a
+    test process calling ``main()`` keeps every object collectable."""
+    out = run_fresh(
+        "import gc, pg2rds_cli.main as m\n"
+        "m.imports_done(); print(gc.get_freeze_count() == 0)\n"
+        "m._COMMAND_PROCESS = True; m.imports_done(); print(gc.get_freeze_count() > 10000)"
+    )
+    assert out.split() == ["True", "True"]
