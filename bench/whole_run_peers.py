@@ -27,11 +27,11 @@ database of its own on the target cluster, schema, data, primary keys and all:
 Where pg2rds's time goes comes from its execution history (each state's entry → exit, summed by name);
 outside the execution, the embedded AWS's start-up (``EmbeddedAws.__enter__``: moto, deploying the
 template) is timed on its own. The bench reads the history once more after each run: that read is not
-counted. Importing the emulator (moto, about 3-4 s here) happens once when the bench starts and is in no
-figure; a CLI run pays it too.
+counted. Importing the emulator (moto, about 1 s here) happens once when the bench starts and is in no
+in-process figure; the command's figure includes it.
 
 Every target is compared with the source (row counts and sums, and the number of indexes). Target:
-pg2rds ÷ pgcopydb ≤ 1.2, for each of the two product runs.
+pg2rds ÷ pgcopydb ≤ 1.2, reported for each pg2rds run; the command's is the one a user sees.
 
 ``--scales 10`` (or ``10,50``) measures only those scales. ``--repeat N`` runs every tool N times,
 round-robin, and reports each tool's median (and range) and the ratio of the medians, with each round's

@@ -43,7 +43,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.migration_id:
         spec = {**(spec or {}), "migration_id": args.migration_id}
     with ExitStack() as stack:
-        schema, ready = None, None
+        schema: SchemaCopy | None = None
+        ready: Callable[[], None] = _nothing
         if args.copy_schema:
             schema = SchemaCopy(args.source_dsn, args.target_dsn, spec)
             console.print(schema.announcement, highlight=False)
@@ -105,12 +106,14 @@ def _schema_failed(error: Exception) -> int:
     return 1
 
 
+def _nothing() -> None:
+    """Nothing to make ready before the execution starts (no schema to copy)."""
+
+
 def _run(
-    args: argparse.Namespace, spec: dict | None, ready: Callable[[], None] | None
+    args: argparse.Namespace, spec: dict | None, before_start: Callable[[], None]
 ) -> tuple[ExecutionView, list[str]]:
     from pg2rds_emulator.local_run import run_local
-
-    before_start = ready or (lambda: None)
 
     def notify(message: str) -> None:
         console.print(message, markup=False, highlight=False)

@@ -17,7 +17,7 @@ from pg2rds_cli import display
 from pg2rds_emulator.local_run import run_local
 from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, start_cluster
 from pg2rds_emulator.sample import load_pagila
-from pg2rds_emulator.schema_copy import SchemaCopy
+from pg2rds_emulator.schema_copy import POST_DATA_OBJECTS, SchemaCopy
 
 DATABASE = "pagila"
 
@@ -44,7 +44,7 @@ def run_demo(console: Console, keep: bool = False, graph: str | None = None) -> 
                     on_update=lambda v: live.update(display.live_panel(v)),
                 )
             if view.status == "SUCCEEDED":
-                console.print("Building the indexes, keys, foreign keys and triggers …")
+                console.print(f"Building the {POST_DATA_OBJECTS} …")
                 schema.finish()
         display.summary(console, view)
         if graph:

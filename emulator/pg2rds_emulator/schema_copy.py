@@ -171,7 +171,11 @@ def copy_meanwhile(schema: SchemaCopy, stack: ExitStack) -> Callable[[], None]:
     stack.callback(schema.__exit__, None, None, None)
     pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="schema-copy"))
     copying = pool.submit(schema.__enter__)
-    return lambda: copying.result() and None
+
+    def ready() -> None:
+        copying.result()
+
+    return ready
 
 
 def copy_schema(source_dsn: str, target_dsn: str) -> None:
