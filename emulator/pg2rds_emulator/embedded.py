@@ -68,11 +68,14 @@ from moto.stepfunctions.responses import StepFunctionResponse
 
 from pg2rds.tls import SCRATCH_DIR_VARIABLE
 from pg2rds_emulator import event_delivery, function_roles, moto_dms, moto_speedups
+from pg2rds_emulator.account_close import INVOCATIONS, quiesce, refuse_once_closed
 from pg2rds_emulator.dms_engine import DmsEngine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = PROJECT_ROOT / "template.yaml"
 DEFINITION = PROJECT_ROOT / "statemachine" / "migration.asl.json"
+log = logging.getLogger(__name__)
+
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 STACK_NAME = "pg2rds"
@@ -177,7 +180,7 @@ def _invoke_in_process(
     request_id = str(uuid.uuid4())
     context = _LambdaContext(fn.function_name, fn.function_arn, aws_request_id=request_id)
     try:
-        with function_roles.acting_as(fn.function_name):
+        with INVOCATIONS.running(fn.function_name), function_roles.acting_as(fn.function_name):
             return json.dumps(handler(event, context)).encode()
     except Exception as error:  # the runtime reports any exception as an "Unhandled" function error
         response_headers["x-amz-function-error"] = "Unhandled"
@@ -372,12 +375,16 @@ _lambda_clients_lock = threading.Lock()
 
 
 def _lambda_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+    """The interpreter's client of ``service``; none sends anything once the account is closed."""
     if service != "lambda":
-        return _moto_boto_client_for(region=region, service=service, state_credentials=state_credentials)
+        client = _moto_boto_client_for(region=region, service=service, state_credentials=state_credentials)
+        client.meta.events.register("before-send", refuse_once_closed)
+        return client
     with _lambda_clients_lock:
         client = _lambda_clients.get(region)
         if client is None:
             client = _lambda_clients[region] = _moto_boto_client_for(region=region, service=service)
+            client.meta.events.register("before-send", refuse_once_closed)
         return client
 
 
@@ -520,6 +527,8 @@ class EmbeddedAws:
             **{SCRATCH_DIR_VARIABLE: self._scratch.name},
         )
         self._mock.start()
+        event_delivery.open_account()
+        INVOCATIONS.reopen()
         _share_service_models()
         _install_patches()
         # moto's interpreter logs every caught error at ERROR and the handlers log each phase at INFO;
@@ -532,6 +541,10 @@ class EmbeddedAws:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        try:
+            quiesce(self.client("stepfunctions"))  # nothing of the account goes on once it is gone
+        except Exception:
+            log.exception("ending the embedded account's executions failed")
         # the account's DMS tasks go with it: none is left streaming from (holding) a slot on the source,
         # also when the block ends with an error before its owner stopped them
         shutdown = getattr(self.engine, "shutdown", None)

@@ -17,6 +17,7 @@ import copy
 import json
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,13 @@ DELIVERED_HERE = ("lambda", "states")
 STATUS_CHANGE = "Step Functions Execution Status Change"
 
 _original_send_to_targets = Rule.send_to_targets
+
+#: Deliveries under way and the executions deliveries started, so that an account can let them end before
+#: it closes; once it is closing (muted), nothing more is delivered (:mod:`pg2rds_emulator.account_close`).
+_deliveries: set[threading.Thread] = set()
+_started: set[str] = set()
+_lock = threading.Lock()
+_muted = threading.Event()
 _original_reflect_status = BaseExecutionWorkerCommunication._reflect_execution_status
 
 
@@ -71,9 +79,11 @@ def deliver(target_arn: str, payload: Any) -> None:
         if response.get("FunctionError"):
             log.warning("%s failed on an event: %s", target_arn, response["Payload"].read()[:2000])
     else:
-        boto3.client("stepfunctions", region_name=arn.region).start_execution(
+        started = boto3.client("stepfunctions", region_name=arn.region).start_execution(
             stateMachineArn=target_arn, input=json.dumps(payload)
         )
+        with _lock:
+            _started.add(started["executionArn"])
 
 
 def _deliver_logged(target_arn: str, payload: Any) -> None:
@@ -81,6 +91,51 @@ def _deliver_logged(target_arn: str, payload: Any) -> None:
         deliver(target_arn, payload)
     except Exception:  # a failed delivery is EventBridge's concern, not the sender's
         log.exception("delivering an event to %s failed", target_arn)
+    finally:
+        with _lock:
+            _deliveries.discard(threading.current_thread())
+
+
+def _start_delivery(target_arn: str, payload: Any) -> None:
+    thread = threading.Thread(target=_deliver_logged, args=(target_arn, payload), daemon=True)
+    with _lock:
+        if _muted.is_set():
+            log.info("the account is closing: an event for %s is not delivered", target_arn)
+            return
+        _deliveries.add(thread)
+    thread.start()
+
+
+def open_account() -> None:
+    """A new account: deliveries on, none started yet."""
+    with _lock:
+        _muted.clear()
+        _started.clear()
+
+
+def mute() -> None:
+    """The account closes: nothing more is delivered."""
+    _muted.set()
+
+
+def in_flight() -> bool:
+    with _lock:
+        return bool(_deliveries)
+
+
+def started_executions() -> set[str]:
+    with _lock:
+        return set(_started)
+
+
+def settle(deadline: float) -> None:
+    """Wait, until ``deadline`` (``time.monotonic()``), for the deliveries under way."""
+    while (remaining := deadline - time.monotonic()) > 0:
+        with _lock:
+            thread = next(iter(_deliveries), None)
+        if thread is None:
+            return
+        thread.join(remaining)
 
 
 def _send_to_targets(self: Rule, original_event: EventMessageType, transform_input: bool = True) -> None:
@@ -97,7 +152,7 @@ def _send_to_targets(self: Rule, original_event: EventMessageType, transform_inp
         event["time"] = datetime.fromtimestamp(event["time"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for target in ours:
         payload = target_input(target, event)
-        threading.Thread(target=_deliver_logged, args=(target["Arn"], payload), daemon=True).start()
+        _start_delivery(target["Arn"], payload)
 
 
 def _millis(moment: datetime | None) -> int | None:

@@ -1,0 +1,63 @@
+"""Nothing of an embedded account goes on once it is closed.
+
+A local migration that fails ends its execution FAILED, and the end-of-execution rule starts the cleanup
+state machine, as in AWS. That cleanup ran on threads of its own: ``run_local`` returned (and the account
+closed: moto stopped, the environment restored) while it still invoked the cleanup function. Its AWS calls
+then left the machine, signed with whatever credentials the user's environment holds, for the real
+account's endpoints; the names they ask about (``pg2rds-<migration id>``) are the user's real migration's
+too. Closing the account now waits for what its rules started and stops what still runs, so no request of
+the account is ever sent anywhere.
+"""
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from botocore.httpsession import URLLib3Session
+from conftest import Database
+
+from pg2rds_emulator.local_run import run_local
+
+#: How long after the close a lingering execution would still send (its next state is milliseconds away
+#: at the local clock; its retries back off for seconds).
+WATCHED_AFTER_CLOSE = 3.0
+
+
+@pytest.fixture
+def sent_outside() -> Iterator[list[str]]:
+    """Every request botocore would send over the network (in the embedded account moto answers each one
+    before it gets that far): recorded, and refused as an unreachable endpoint."""
+    sent: list[str] = []
+
+    def refuse(self: URLLib3Session, request: object) -> None:
+        sent.append(f"{getattr(request, 'method', '?')} {getattr(request, 'url', '?')}")
+        raise EndpointConnectionError(endpoint_url=getattr(request, "url", "?"))
+
+    original = URLLib3Session.send
+    URLLib3Session.send = refuse  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        URLLib3Session.send = original  # type: ignore[method-assign]
+
+
+def test_a_failed_runs_cleanup_ends_before_the_account_closes(
+    source_db: Database, target_db: Database, sent_outside: list[str]
+) -> None:
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    before = set(threading.enumerate())
+    view, leftovers = run_local(
+        source_db.cluster.dsn(source_db.name),
+        target_db.cluster.dsn(target_db.name, password="not-the-password"),
+        {"migration_id": "closed-account"},
+        timeout_seconds=60,
+    )
+    assert view.status == "FAILED" and view.failed_state == "Prepare target", view.cause
+    assert leftovers == []
+
+    time.sleep(WATCHED_AFTER_CLOSE)
+    lingering = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert (sent_outside, lingering) == ([], [])
