@@ -523,6 +523,9 @@ class EmbeddedAws:
             AWS_REGION=REGION,
             POWERTOOLS_TRACE_DISABLED="true",
             MOTO_ACCOUNT_ID=ACCOUNT_ID,
+            # an endpoint the shell names (`pg2rds serve --local` tells its user to export one) is another
+            # account's: the embedded account's clients ignore it, as they ignore the shell's credentials
+            AWS_IGNORE_CONFIGURED_ENDPOINT_URLS="true",
             # the files the functions and the stand-in write (CA bundles) go with the account
             **{SCRATCH_DIR_VARIABLE: self._scratch.name},
         )

@@ -9,6 +9,7 @@ too. Closing the account now waits for what its rules started and stops what sti
 the account is ever sent anywhere.
 """
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from botocore.httpsession import URLLib3Session
 from conftest import Database
 
 from pg2rds_emulator.local_run import run_local
+from pg2rds_emulator.pgcluster import free_port
 
 #: How long after the close a lingering execution would still send (its next state is milliseconds away
 #: at the local clock; its retries back off for seconds).
@@ -61,3 +63,29 @@ def test_a_failed_runs_cleanup_ends_before_the_account_closes(
     time.sleep(WATCHED_AFTER_CLOSE)
     lingering = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
     assert (sent_outside, lingering) == ([], [])
+
+
+def test_a_shells_aws_endpoint_does_not_take_the_embedded_accounts_calls(
+    source_db: Database, target_db: Database, monkeypatch: pytest.MonkeyPatch, sent_outside: list[str]
+) -> None:
+    """``pg2rds serve --local`` tells its user to ``export AWS_ENDPOINT_URL=...``; a local run started in
+    that shell still talks to its own embedded account. Before, every call of the account went to that
+    endpoint: the run failed at start-up, or deployed itself into the served account."""
+    elsewhere = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", elsewhere)
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    source_db.execute("INSERT INTO t SELECT generate_series(1, 10)")
+
+    view, leftovers = run_local(
+        source_db.cluster.dsn(source_db.name),
+        target_db.cluster.dsn(target_db.name),
+        {"migration_id": "endpoint-in-env"},
+        timeout_seconds=60,
+    )
+
+    assert view.status == "SUCCEEDED", view.cause
+    assert leftovers == [] and sent_outside == []
+    assert target_db.execute("SELECT count(*) FROM t") == [(10,)]
+    assert os.environ["AWS_ENDPOINT_URL"] == elsewhere  # the shell's setting is back
+    assert "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS" not in os.environ
