@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from _common import fingerprint, pgbench_init, state_spans, table, verdict
@@ -117,9 +118,10 @@ def pgcopydb(source: Cluster, target: Cluster, database: str, into: str) -> floa
 
 
 def pg2rds_command(source: Cluster, target: Cluster, database: str, into: str) -> float:
-    """``pg2rds run --local --copy-schema`` in a process of its own, start to exit (passwords through the
-    environment, as the README advises)."""
-    command = [sys.executable, "-m", "pg2rds_cli.main", "run", "--local", "--copy-schema", "--quiet",
+    """``pg2rds run --local --copy-schema`` in a process of its own, start to exit: the installed ``pg2rds``
+    script of this interpreter's environment, as a user runs it (passwords through the environment, as the
+    README advises)."""
+    command = [str(Path(sys.executable).with_name("pg2rds")), "run", "--local", "--copy-schema", "--quiet",
                "--migration-id", "bench-" + into.replace("_", "-"),
                "--source-dsn", _uri(source, database), "--target-dsn", _uri(target, into)]  # fmt: skip
     started = time.perf_counter()

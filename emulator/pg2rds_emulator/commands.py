@@ -19,6 +19,7 @@ from rich.live import Live
 
 from pg2rds_cli import display
 from pg2rds_cli.arguments import dsn
+from pg2rds_cli.collector import paused
 from pg2rds_cli.errors import UsageError
 from pg2rds_cli.executions import ExecutionView
 from pg2rds_cli.main import console, finish, imports_done, load_spec
@@ -34,9 +35,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("`pg2rds run` needs --local; in AWS use `pg2rds start SPEC`")
     if args.cutover == "ask" and not sys.stdin.isatty():
         raise UsageError("--cutover ask needs a terminal to ask on; without one use --cutover auto or abort")
-    from pg2rds_cli.graph import render_execution
-    from pg2rds_emulator.local_run import LocalRunAborted
-    from pg2rds_emulator.schema_copy import SchemaCopy, SchemaCopyFailed, copy_meanwhile
+    with paused():
+        from pg2rds_cli.graph import render_execution
+        from pg2rds_emulator.local_run import LocalRunAborted
+        from pg2rds_emulator.schema_copy import SchemaCopy, SchemaCopyFailed, copy_meanwhile
 
     imports_done()
     spec = load_spec(args.spec)
@@ -183,8 +185,9 @@ def _decider(mode: str, live: Live | None):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pg2rds_emulator.dms_standin import StandInEngine
-    from pg2rds_emulator.serve import LocalEndpoint
+    with paused():
+        from pg2rds_emulator.dms_standin import StandInEngine
+        from pg2rds_emulator.serve import LocalEndpoint
 
     imports_done()
 
@@ -215,7 +218,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pg2rds_emulator.demo import run_demo
+    with paused():
+        from pg2rds_emulator.demo import run_demo
 
     imports_done()
 

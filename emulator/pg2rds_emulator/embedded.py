@@ -67,6 +67,7 @@ from moto.stepfunctions.parser.utils import TMP_THREADS
 from moto.stepfunctions.responses import StepFunctionResponse
 
 from pg2rds.tls import SCRATCH_DIR_VARIABLE
+from pg2rds_cli.collector import paused
 from pg2rds_emulator import event_delivery, function_roles, moto_dms, moto_speedups
 from pg2rds_emulator.account_close import INVOCATIONS, quiesce, refuse_once_closed
 from pg2rds_emulator.dms_engine import DmsEngine
@@ -539,7 +540,8 @@ class EmbeddedAws:
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         set_time_scale(self.time_scale)
         moto_dms.install(self.engine)
-        self.deploy()
+        with paused():  # moto's and botocore's first use of each service: long-lived objects, no garbage
+            self.deploy()
         logging.getLogger("pg2rds").setLevel(os.environ.get("PG2RDS_LOCAL_LOG_LEVEL", "WARNING"))
         return self
 

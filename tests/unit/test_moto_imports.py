@@ -50,3 +50,35 @@ def test_a_command_freezes_its_imports_only_in_its_own_process() -> None:
         "m._COMMAND_PROCESS = True; m.imports_done(); print(gc.get_freeze_count() > 10000)"
     )
     assert out.split() == ["True", "True"]
+
+
+def test_the_command_loads_with_the_collector_paused_and_runs_with_it_on() -> None:
+    """The ``pg2rds`` entry point loads boto3 (and the rest of the CLI) with the collector paused, and the
+    command itself runs with it on again: a long ``watch`` must keep collecting."""
+    out = run_fresh(
+        "import gc, sys\n"
+        "seen = []\n"
+        "class Watch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'boto3': seen.append(gc.isenabled())\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        "import pg2rds_cli.command as command\n"
+        "sys.argv = ['pg2rds', '--help']\n"
+        "try:\n"
+        "    command.run()\n"
+        "except SystemExit:\n"
+        "    print(seen, gc.isenabled())\n"
+    )
+    assert out.splitlines()[-1] == "[False] True"  # after the help text
+
+
+def test_a_paused_collector_is_left_as_it_was() -> None:
+    out = run_fresh(
+        "import gc\n"
+        "from pg2rds_cli.collector import paused\n"
+        "with paused(): inside = gc.isenabled()\n"
+        "after = gc.isenabled(); gc.disable()\n"
+        "with paused(): pass\n"
+        "print(inside, after, gc.isenabled())"
+    )
+    assert out == "False True False"
