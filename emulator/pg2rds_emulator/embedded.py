@@ -516,7 +516,16 @@ class EmbeddedAws:
 
     def __enter__(self) -> "EmbeddedAws":
         self._scratch = tempfile.TemporaryDirectory(prefix="pg2rds-account-")
+        # The shell's AWS settings are another account's: none applies to this one, as its credentials do
+        # not. An endpoint (`pg2rds serve --local` tells its user to export one) took every call; FIPS or
+        # dual-stack endpoints (AWS_USE_FIPS_ENDPOINT, a profile's use_dualstack_endpoint) are hosts moto
+        # does not answer for, so the calls failed or left the machine; a profile the shell names that the
+        # embedded account's empty configuration lacks stopped the start-up. Restored on exit.
+        self._unset_env(*[key for key in os.environ if key.startswith("AWS_")])
+        no_file = Path(self._scratch.name) / "none"
         self._set_env(
+            AWS_CONFIG_FILE=str(no_file),
+            AWS_SHARED_CREDENTIALS_FILE=str(no_file),
             AWS_ACCESS_KEY_ID="embedded",
             AWS_SECRET_ACCESS_KEY="embedded",
             AWS_SESSION_TOKEN="embedded",
@@ -524,9 +533,6 @@ class EmbeddedAws:
             AWS_REGION=REGION,
             POWERTOOLS_TRACE_DISABLED="true",
             MOTO_ACCOUNT_ID=ACCOUNT_ID,
-            # an endpoint the shell names (`pg2rds serve --local` tells its user to export one) is another
-            # account's: the embedded account's clients ignore it, as they ignore the shell's credentials
-            AWS_IGNORE_CONFIGURED_ENDPOINT_URLS="true",
             # the files the functions and the stand-in write (CA bundles) go with the account
             **{SCRATCH_DIR_VARIABLE: self._scratch.name},
         )
@@ -565,6 +571,11 @@ class EmbeddedAws:
                 os.environ[key] = value
         if self._scratch is not None:
             self._scratch.cleanup()
+
+    def _unset_env(self, *keys: str) -> None:
+        for key in keys:
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ.pop(key, None)
 
     def _set_env(self, **values: str) -> None:
         for key, value in values.items():

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
@@ -65,14 +66,33 @@ def test_a_failed_runs_cleanup_ends_before_the_account_closes(
     assert (sent_outside, lingering) == ([], [])
 
 
-def test_a_shells_aws_endpoint_does_not_take_the_embedded_accounts_calls(
-    source_db: Database, target_db: Database, monkeypatch: pytest.MonkeyPatch, sent_outside: list[str]
+#: Settings a user's shell may hold for their real AWS account.
+SHELL_SETTINGS = {
+    "an endpoint (pg2rds serve --local says to export one)": {"AWS_ENDPOINT_URL": "http://127.0.0.1:{port}"},
+    "FIPS endpoints": {"AWS_USE_FIPS_ENDPOINT": "true"},
+    "dual-stack endpoints": {"AWS_USE_DUALSTACK_ENDPOINT": "true"},
+    "a profile of the user's configuration": {"AWS_PROFILE": "the-users-sso-profile"},
+    "a default profile with FIPS endpoints": {"AWS_CONFIG_FILE": "{config}"},
+}
+
+
+@pytest.mark.parametrize("settings", SHELL_SETTINGS.values(), ids=SHELL_SETTINGS.keys())
+def test_the_shells_aws_settings_do_not_reach_the_embedded_account(
+    settings: dict[str, str],
+    source_db: Database,
+    target_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    sent_outside: list[str],
+    tmp_path: Path,
 ) -> None:
-    """``pg2rds serve --local`` tells its user to ``export AWS_ENDPOINT_URL=...``; a local run started in
-    that shell still talks to its own embedded account. Before, every call of the account went to that
-    endpoint: the run failed at start-up, or deployed itself into the served account."""
-    elsewhere = f"http://127.0.0.1:{free_port()}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", elsewhere)
+    """A local run started in a shell set up for the user's real account still talks to its own embedded
+    account alone. Before, such a run failed at start-up (moto answers no FIPS host, a missing profile),
+    or its calls went to the shell's endpoint or left the machine (dual-stack hosts)."""
+    config = tmp_path / "config"
+    config.write_text("[default]\nuse_fips_endpoint = true\nregion = eu-west-1\n")
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value.format(port=free_port(), config=config))
+    shell = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
     for db in (source_db, target_db):
         db.execute("CREATE TABLE t (id int PRIMARY KEY)")
     source_db.execute("INSERT INTO t SELECT generate_series(1, 10)")
@@ -80,12 +100,11 @@ def test_a_shells_aws_endpoint_does_not_take_the_embedded_accounts_calls(
     view, leftovers = run_local(
         source_db.cluster.dsn(source_db.name),
         target_db.cluster.dsn(target_db.name),
-        {"migration_id": "endpoint-in-env"},
+        {"migration_id": "shell-settings"},
         timeout_seconds=60,
     )
 
     assert view.status == "SUCCEEDED", view.cause
     assert leftovers == [] and sent_outside == []
     assert target_db.execute("SELECT count(*) FROM t") == [(10,)]
-    assert os.environ["AWS_ENDPOINT_URL"] == elsewhere  # the shell's setting is back
-    assert "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS" not in os.environ
+    assert {key: value for key, value in os.environ.items() if key.startswith("AWS_")} == shell  # all back
