@@ -239,6 +239,32 @@ def test_wrong_target_password_fails_in_prepare_target_without_echoing_it(
     assert leftovers == []
 
 
+def test_a_target_dsn_leading_to_the_source_fails_before_anything_is_written(source_db: Database) -> None:
+    """The target DSN names the source's own database (another spelling of its host). With
+    DROP_AND_CREATE the stand-in, as DMS would, dropped the tables it was reading (or hung on their
+    locks); now Prepare target sees that the target session is one of the source's and stops there."""
+    source_db.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    source_db.execute("INSERT INTO t SELECT g, 'x' FROM generate_series(1, 100) g")
+    target_dsn = source_db.cluster.dsn(source_db.name).replace("127.0.0.1", "localhost")
+    assert "localhost" in target_dsn
+
+    view, leftovers = run_local(
+        source_db.cluster.dsn(source_db.name),
+        target_dsn,
+        {"migration_id": "into-itself", "task": {"target_table_prep_mode": "DROP_AND_CREATE"}},
+        timeout_seconds=60,
+    )
+
+    assert view.status == "FAILED"
+    assert view.failed_state == "Prepare target"
+    assert view.error == "TargetNotReady", view.cause
+    assert "target_is_source" in view.cause and source_db.name in view.cause
+    assert "Create replication instance" not in view.states
+    assert leftovers == []
+    assert count(source_db, "t") == 100
+    assert source_objects(source_db) == ([], [])
+
+
 # -- 5. the password changes after preparation: DMS's connection test fails ----------------------------------
 @pytest.mark.slow
 def test_rotated_target_password_fails_the_dms_connection_test_and_cleans_up(

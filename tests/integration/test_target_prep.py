@@ -265,3 +265,24 @@ def test_preparing_twice_gives_the_same_report(prep: Prep, source_db: Database, 
     assert only(second, "target_tables_missing").objects == ["app.items"]
     third = prep()
     assert third.model_dump() == second.model_dump()
+
+
+def test_a_target_that_is_the_source_database_is_fatal(aws: None, source_db: Database) -> None:
+    """Two secrets, one database: the target is the source. Nothing may be loaded into it (with
+    DROP_AND_CREATE the load would drop the source's tables first)."""
+    source_db.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+    report = run_prep(spec_for(source_db, source_db))
+    finding = only(report, "target_is_source")
+    assert finding.severity == "fatal"
+    assert repr(source_db.name) in finding.message and "DROP_AND_CREATE" in finding.message
+
+
+def test_another_database_of_the_sources_server_may_be_the_target(aws: None, source_db: Database) -> None:
+    other = Database(source_db.cluster, source_db.cluster.create_database("db_" + uuid.uuid4().hex[:10]))
+    try:
+        on_both(source_db, other, "CREATE TABLE orders (id int PRIMARY KEY)")
+        report = run_prep(spec_for(source_db, other))
+        assert "target_is_source" not in names(report)
+        assert report.fatal == []
+    finally:
+        other.cluster.drop_database(other.name)

@@ -11,7 +11,9 @@ and foreign-key checks do not fire during the load (tables then load in any orde
 why the report lists what to validate afterwards. No ``ALTER SYSTEM`` anywhere: RDS forbids it.
 """
 
+import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
@@ -429,6 +431,42 @@ def restore_notes(spec: MigrationSpec, tables: list[TargetTable], source: Source
 # -- the phase ---------------------------------------------------------------------------------------------
 
 
+#: Whether a session with this pid and name is connected to the database this session is in. Every role
+#: sees each session's pid, database and ``application_name`` in ``pg_stat_activity`` (the rest of the row
+#: only its own role and ``pg_read_all_stats`` do).
+SESSION_HERE_QUERY = """
+SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+               WHERE pid = %s AND application_name = %s
+                 AND datid = (SELECT oid FROM pg_database WHERE datname = current_database()))
+"""
+
+
+def target_is_source(spec: MigrationSpec, source_credentials: Credentials, target_conn: Any) -> bool:
+    """Whether the target connection reached the source's own server and database, however either secret
+    spells its host (a name, an address, a proxy in between): the source (read-only) is asked whether it
+    sees the target session, by its pid and a name no other session has, in its own database."""
+    name = target_conn.get_dsn_parameters().get("application_name", "")
+    with (
+        connect(spec.source, source_credentials, "source", application_name="pg2rds-prep") as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute(SESSION_HERE_QUERY, (target_conn.get_backend_pid(), name))
+        return bool(one_row(cur)[0])
+
+
+def same_database_finding(credentials: Credentials) -> Finding:
+    return Finding(
+        name="target_is_source",
+        severity="fatal",
+        message=(
+            f"the target secret leads to the source's own database ({credentials.database!r} at "
+            f"{credentials.host}:{credentials.port} is the source's server): the load would write into the "
+            "tables it reads, and with DROP_AND_CREATE drop them"
+        ),
+        fix="point the target's secret at the new database (the RDS instance), not at the source",
+    )
+
+
 def prepare_target(
     spec: MigrationSpec,
     credentials: Credentials,
@@ -439,10 +477,13 @@ def prepare_target(
 
     In check mode (``spec.mode == "check"``) nothing is created: missing schemas are only reported.
     ``source_credentials`` default to the source's secret (the CLI's check passes them from a DSN).
+    Nothing is written to a target that is the source itself, or older than it.
     """
+    source_credentials = source_credentials or get_credentials(spec.source, "source")
     source = read_source_side(spec, source_credentials)
+    session = f"pg2rds-prep-{secrets.token_hex(8)}"  # this session's name alone, for target_is_source
     with (
-        connect(spec.target, credentials, "target", application_name="pg2rds-prep") as conn,
+        connect(spec.target, credentials, "target", application_name=session) as conn,
         conn.cursor(cursor_factory=CountingCursor) as cur,
     ):
         facts = _target_facts(cur, source.schemas)
@@ -455,6 +496,9 @@ def prepare_target(
             server_version_num=facts.server_version_num,
             findings=[version],
         )
+        if target_is_source(spec, source_credentials, conn):
+            report.findings.append(same_database_finding(credentials))
+            return report  # not a byte written into the source
         if version.severity == "fatal":
             return report  # do not write to a target we cannot use
         if spec.mode == "check":
