@@ -59,34 +59,41 @@ def cmd_run(args: argparse.Namespace) -> int:
             code = _aborted(aborted)
             _post_data_not_built(schema)
             return code
-        built = schema is None or _build_post_data(schema, view)
+        post_data = 0 if schema is None else _build_post_data(schema, view)
     if args.graph:
         render_execution(view, args.graph)
         console.print(f"Graph written to {args.graph}")
     if leftovers:
         console.print(f"[red]Left in the embedded account: {', '.join(leftovers)}[/red]")
     code = finish(view, args.json)
-    if not built:
+    if post_data:
         _post_data_not_built(schema)
-    return max(code, 0 if built else 1)
+    return max(code, post_data)
 
 
-def _build_post_data(schema: "SchemaCopy", view: ExecutionView) -> bool:
+def _build_post_data(schema: "SchemaCopy", view: ExecutionView) -> int:
     """After a full load into tables without them: the schema's post-data section, if the migration
-    SUCCEEDED. False if it is not built (the migration failed, or building it did)."""
+    SUCCEEDED. 0 if built (or nothing was left to build), 1 if not (the migration failed, or building it
+    did), 130 if Ctrl-C or SIGTERM stopped the build (pg_restore is stopped with it)."""
+    from pg2rds_emulator.local_run import Terminated, interruption_reason, sigterm_interrupts
     from pg2rds_emulator.schema_copy import POST_DATA_OBJECTS, SchemaCopyFailed
 
     if not schema.deferred:
-        return True
+        return 0
     if view.status != "SUCCEEDED":
-        return False
+        return 1
     console.print(f"Building the {POST_DATA_OBJECTS} (pg_restore --section=post-data) …", highlight=False)
     try:
-        schema.finish()
+        with sigterm_interrupts():
+            schema.finish()
     except SchemaCopyFailed as error:
         _schema_failed(error)
-        return False
-    return True
+        return 1
+    except (KeyboardInterrupt, Terminated) as interruption:
+        reason = interruption_reason(interruption)
+        console.print(f"[red]{reason}[/red] while building the {POST_DATA_OBJECTS}", highlight=False)
+        return 130
+    return 0
 
 
 def _post_data_not_built(schema: "SchemaCopy | None") -> None:

@@ -161,7 +161,7 @@ def run_local(
 
         engine = StandInEngine()
     try:
-        with EmbeddedAws(engine, time_scale=time_scale) as aws, _sigterm_interrupts():
+        with EmbeddedAws(engine, time_scale=time_scale) as aws, sigterm_interrupts():
             full_spec = build_spec(aws, source_dsn, target_dsn, spec)
             before_start()
             sfn = aws.client("stepfunctions")
@@ -209,7 +209,7 @@ def interruption_reason(error: BaseException) -> str:
 
 
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
+def sigterm_interrupts() -> Iterator[None]:
     """SIGTERM unwinds the run (and so runs its cleanup) instead of killing the process mid-migration."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -22,13 +22,15 @@ which reach libpq through a password file (:mod:`pg2rds_emulator.passfile`): a c
 every local user.
 """
 
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -62,13 +64,55 @@ def _tool(name: str) -> str:
     return shutil.which(name, path=str(find_bindir())) or name
 
 
+#: How long pg_dump or pg_restore may take to stop (cancelling its queries) once told to, before it is killed.
+STOP_SECONDS = 10
+
+
 def _run(command: list[str], password: str | None, what: str) -> None:
+    """Run pg_dump or pg_restore to its end; if this process is interrupted meanwhile (Ctrl-C, SIGTERM),
+    stop it and the workers it forked (``--jobs``), which are in its process group: killing the leader
+    alone left them building indexes on the target after the command had exited."""
     with password_env(password) as env:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        lines = done.stderr.splitlines()
-        errors = [line for line in lines if "error" in line.lower()] or lines or [f"exit {done.returncode}"]
+        tool = subprocess.Popen(
+            [command[0], "--no-password", *command[1:]],  # a missing password fails; it is never asked for
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own group: stopped as a whole, below
+        )
+        try:
+            _, stderr = tool.communicate()  # the password file lasts as long as the tool may read it
+        except BaseException:
+            _stop_group(tool)
+            raise
+    if tool.returncode != 0:
+        lines = stderr.splitlines()
+        errors = [line for line in lines if "error" in line.lower()] or lines or [f"exit {tool.returncode}"]
         raise SchemaCopyFailed(f"{what} failed: {errors[0]}")
+
+
+def _stop_group(tool: subprocess.Popen) -> None:
+    """SIGTERM to the tool's group (pg_dump and pg_restore then cancel their queries on the server and
+    exit), SIGKILL if it is still there after :data:`STOP_SECONDS`."""
+    for sent in (signal.SIGTERM, signal.SIGKILL):
+        with suppress(ProcessLookupError):
+            os.killpg(tool.pid, sent)
+        try:
+            tool.wait(STOP_SECONDS)
+            if not _group_alive(tool.pid):
+                return
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class SchemaDump:

@@ -7,12 +7,16 @@ What a user observes: the target's schema objects equal the source's, each built
 the run's exit code and messages when building them fails, and nothing left on the source.
 """
 
+import re
+import signal
+import sys
 from pathlib import Path
 
 import judge
 import psycopg2.errors
 import pytest
 from conftest import Database
+from test_local_interrupt import Terminal
 from test_local_run import flat, source_objects
 
 from pg2rds_cli import main as cli
@@ -182,3 +186,48 @@ def test_a_schema_that_cannot_be_copied_ends_the_run_before_anything_is_created(
     assert "Migration" not in err  # no execution was started
     assert target_db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == [("orders",)]
     assert source_objects(shop) == ([], [])
+
+
+def test_ctrl_c_while_the_keys_are_built_says_how_to_finish(shop: Database, target_db: Database) -> None:
+    """Ctrl-C once the migration SUCCEEDED, while pg_restore builds the post-data section (held here by a
+    lock on one of its tables): before, the command said only "interrupted", and nothing told the user that
+    the target had no keys, indexes or foreign keys yet, nor how to build them."""
+    source_dsn, target_dsn = shop.cluster.dsn(shop.name), target_db.cluster.dsn(target_db.name)
+    command = [str(Path(sys.executable).with_name("pg2rds")), "run", "--local", "--quiet", "--copy-schema",
+               "--source-dsn", source_dsn, "--target-dsn", target_dsn]  # fmt: skip
+    terminal = Terminal(command)
+    holder = target_db.connect()
+    try:
+        terminal.wait_for(
+            lambda: target_db.execute("SELECT to_regclass('public.customers') IS NOT NULL") == [(True,)],
+            "the target's tables",
+        )
+        with holder.cursor() as cur:  # a reader of the table: the key's ALTER TABLE waits for it
+            cur.execute("BEGIN; LOCK TABLE customers IN ACCESS SHARE MODE")
+        terminal.wait_for(lambda: "Building the indexes" in terminal.text, "the post-data section")
+        terminal.wait_for(lambda: post_data_waiting(target_db), "pg_restore waiting for the lock")
+        terminal.process.send_signal(signal.SIGINT)
+        code = terminal.exit_code(timeout=60)
+    finally:
+        terminal.kill()
+        holder.rollback()
+        holder.close()
+
+    text = flat(re.sub(r"\x1b\[[0-9;]*m", "", terminal.text))  # the terminal's colours
+    assert code == 130, text[-3000:]
+    assert "Migration SUCCEEDED" in text and "Traceback" not in text
+    assert "Interrupted (Ctrl-C) while building the indexes, keys, foreign keys and triggers" in text
+    assert "were not all built; build them with: pg_dump --schema-only --section=post-data" in text
+    assert not [p for p in Path("/proc").glob("[0-9]*") if b"--section=post-data" in cmdline(p)]
+
+
+def post_data_waiting(db: Database) -> bool:
+    query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = %s"
+    return db.cluster.execute("postgres", query, (db.name,))[0][0] > 0
+
+
+def cmdline(process: Path) -> bytes:
+    try:
+        return (process / "cmdline").read_bytes()
+    except OSError:  # it ended meanwhile
+        return b""
