@@ -18,3 +18,16 @@ def dsn(value: str) -> str:
             "'host=HOST port=PORT dbname=DATABASE user=USER'"
         ) from None
     return value
+
+
+def time_scale(value: str) -> float:
+    """The local clock's factor: above 0 (0 or less made every wait and the execution's time-out nothing,
+    and the run ended TIMED_OUT at once) and at most 1, AWS's own clock (a larger one stretched a 30 s
+    wait into hours)."""
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = float("nan")
+    if not 0 < scale <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{value!r} is not a factor above 0 and at most 1 (AWS's clock)")
+    return scale

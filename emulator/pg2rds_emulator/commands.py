@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from rich.live import Live
 
 from pg2rds_cli import display
-from pg2rds_cli.arguments import dsn
+from pg2rds_cli.arguments import dsn, time_scale
 from pg2rds_cli.collector import paused
 from pg2rds_cli.errors import UsageError
 from pg2rds_cli.executions import ExecutionView
@@ -249,7 +249,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     run.add_argument(
         "--time-scale",
-        type=float,
+        type=time_scale,
         default=LOCAL_TIME_SCALE,
         help=f"compress Wait and Retry delays by this factor (default {LOCAL_TIME_SCALE})",
     )
@@ -273,7 +273,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     serve.add_argument("--target-dsn", type=dsn)
     serve.add_argument("--spec", help="spec to complete with the DSNs (default: every table, full load)")
     serve.add_argument("--spec-out", default=".pg2rds/local-spec.json")
-    serve.add_argument("--time-scale", type=float, default=LOCAL_TIME_SCALE)
+    serve.add_argument("--time-scale", type=time_scale, default=LOCAL_TIME_SCALE)
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="migrate the pagila sample between two temporary local clusters")

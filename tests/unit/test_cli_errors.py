@@ -66,6 +66,15 @@ def test_dsn_that_is_not_a_dsn(option: str) -> None:
     one_line_error(pg2rds("run", "--local", *args), 2, option, "not a PostgreSQL DSN")
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "2", "fast"])
+def test_time_scale_outside_0_to_1_is_refused(value: str) -> None:
+    """0 or less ended every local run TIMED_OUT at once; above 1 stretched its waits into hours."""
+    dsn = "postgresql://u@127.0.0.1:1/db"
+    run = pg2rds("run", "--local", "--source-dsn", dsn, "--target-dsn", dsn, "--time-scale", value)
+    one_line_error(run, 2, "--time-scale", "above 0 and at most 1")
+    one_line_error(pg2rds("serve", "--local", "--time-scale", value), 2, "--time-scale", "above 0")
+
+
 def test_unknown_command_and_missing_argument() -> None:
     one_line_error(pg2rds("migrate"), 2, "invalid choice", "--help")
     one_line_error(pg2rds("status"), 2, "execution", "--help")
