@@ -279,3 +279,29 @@ def test_any_column_of_pagila_changed_in_one_row_is_found(source_db, target_db) 
             (restored,) = compare_tables(source, target, [table])
             assert restored.matches, name
     assert checked >= 30 and {VALUE, TEXT} <= kinds
+
+
+def test_the_same_columns_in_another_order_are_equal(source_db, target_db) -> None:
+    """DMS loads columns by name: a target table that lists them in another order holds the same rows. Its
+    row text does not, and the comparison said "same rows, different content"."""
+    source_db.execute("CREATE TABLE x (id int, a text, b numeric, c timestamptz)")
+    target_db.execute("CREATE TABLE x (c timestamptz, b numeric, id int, a text)")
+    for db in (source_db, target_db):
+        db.execute(
+            "INSERT INTO x (id, a, b, c) VALUES (1, 'one', 1.5, '2026-11-29 10:00+00'), (2, NULL, 2, NULL)"
+        )
+    values, comparison = _compare(source_db, target_db)
+    assert values == [VALUE, VALUE, TEXT, VALUE] and comparison.matches
+    target_db.execute("UPDATE x SET b = 2.50 WHERE id = 2")
+    assert not _compare(source_db, target_db)[1].matches
+
+
+def test_a_column_only_the_target_has_is_not_compared(source_db, target_db) -> None:
+    """It holds none of the source's data; the source's columns are all there, and equal."""
+    _table(source_db, "text", ["a", "b"])
+    _table(target_db, "text", ["a", "b"])
+    target_db.execute("ALTER TABLE x ADD COLUMN loaded_at timestamptz DEFAULT now()")
+    values, comparison = _compare(source_db, target_db)
+    assert values == [VALUE, VALUE] and comparison.matches
+    target_db.execute("UPDATE x SET v = 'c' WHERE id = 1")
+    assert not _compare(source_db, target_db)[1].matches

@@ -30,8 +30,9 @@ identity, on both sides:
 - the column's type exactly the same on both sides (int4 and int8, or uuid and text, are not assumed to
   hash alike: such a column is hashed by its text, as the plain hash would).
 
-The columns are named in the expression, so both sides must have the same column names in the same
-order (else the plain hash, which compares the text whatever the names).
+The columns are named in the expression, in the source's order, on both sides: the target's may list them
+in another order, or have more (not compared: they hold none of the source's data); where it lacks one of
+the source's names, the plain hash compares the rows' text whatever the names.
 
 Each part has its own seed (its position), so two columns holding the same value, or a value and a NULL
 swapped between two columns, do not cancel out; a NULL, for which a type's function returns NULL, counts
@@ -132,10 +133,15 @@ def columns(conn: Any, schema: str, table: str) -> list[Column]:
 
 
 def hashing(source_columns: list[Column], target_columns: list[Column]) -> list[str] | None:
-    """For each column, how it is hashed (:data:`VALUE`, :data:`TEXT` or :data:`ROW_TEXT`); None if the two
-    sides' column names differ, and the rows are hashed by their text whole. By value only where the column
-    is the same on both sides; by its own text only where that is its output on both sides."""
-    if not source_columns or [c.name for c in source_columns] != [c.name for c in target_columns]:
+    """For each source column, how it is hashed (:data:`VALUE`, :data:`TEXT` or :data:`ROW_TEXT`); None if
+    the target lacks one of the source's column names, and the rows are hashed by their text whole. By value
+    only where the column is the same on both sides; by its own text only where that is its output on both.
+
+    Columns are matched by name, as DMS loads them: a target whose table lists them in another order holds
+    the same rows (its row text, ``t::text``, would not), and a column only the target has holds none of
+    the source's data, so it is not compared."""
+    theirs_by_name = {column.name: column for column in target_columns}
+    if not source_columns or any(column.name not in theirs_by_name for column in source_columns):
         return None
     return [
         VALUE
@@ -143,7 +149,7 @@ def hashing(source_columns: list[Column], target_columns: list[Column]) -> list[
         else TEXT
         if mine.text_is_output and theirs.text_is_output
         else ROW_TEXT
-        for mine, theirs in zip(source_columns, target_columns, strict=True)
+        for mine, theirs in ((column, theirs_by_name[column.name]) for column in source_columns)
     ]
 
 
