@@ -2,6 +2,10 @@
 that differ, or "differ" for identical data: each column type hashed by value, each that must be hashed by
 its text, on real PostgreSQL."""
 
+import uuid
+
+import psycopg2
+import psycopg2.errors
 import pytest
 
 from pg2rds.postgres.row_hash import ROW_TEXT, TEXT, TEXT_HASH, VALUE, columns, hashing, row_digest
@@ -305,3 +309,29 @@ def test_a_column_only_the_target_has_is_not_compared(source_db, target_db) -> N
     assert values == [VALUE, VALUE] and comparison.matches
     target_db.execute("UPDATE x SET v = 'c' WHERE id = 1")
     assert not _compare(source_db, target_db)[1].matches
+
+
+def test_a_table_whose_policies_hide_rows_from_the_role_cannot_be_called_equal(source_db, target_db) -> None:
+    """A comparing session reads every row or fails (``row_security`` off, as pg_dump reads): a role that
+    sees only some rows of the source's table, loaded with those same rows, made the counts and checksums
+    of two subsets, equal."""
+    role, password = f"reader_{uuid.uuid4().hex[:8]}", "pw-" + uuid.uuid4().hex
+    source_db.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    try:
+        _table(source_db, "text", ["a", "b", "c"])
+        source_db.execute(f"GRANT SELECT ON x TO {role}")
+        source_db.execute("ALTER TABLE x ENABLE ROW LEVEL SECURITY")
+        source_db.execute(f"CREATE POLICY visible ON x TO {role} USING (id < 2)")
+        _table(target_db, "text", ["a", "b"])  # what a load by that role held
+        reader = psycopg2.connect(source_db.cluster.dsn(source_db.name, user=role, password=password))
+        with (
+            reader,
+            target_db.connect() as target,
+            pytest.raises(psycopg2.errors.InsufficientPrivilege) as error,
+        ):
+            compare_tables(reader, target, [TABLE])
+        reader.close()
+        assert "row-level security" in str(error.value)
+    finally:
+        source_db.execute(f"DROP OWNED BY {role}")
+        source_db.execute(f"DROP ROLE {role}")

@@ -234,6 +234,35 @@ def test_full_load_needs_only_select(
     assert report.tables_selected == 1
 
 
+def test_row_level_security_that_hides_rows_from_the_role_is_fatal(
+    aws: None, source_db: Database, target_db: Database, plain_role: tuple[str, str]
+) -> None:
+    """The role reads only the rows the policies show it, without an error: DMS would load those alone.
+    Not flagged where the server would not apply it: a table without row-level security, a table the role
+    owns (unless it forces row-level security on its owner), a role with BYPASSRLS."""
+    role = sql.Identifier(plain_role[0])
+    for table in ("hidden", "forced", "owned", "plain"):
+        source_db.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, tenant int)")
+        source_db.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table), role))
+    source_db.execute("ALTER TABLE hidden ENABLE ROW LEVEL SECURITY")
+    source_db.execute(sql.SQL("CREATE POLICY mine ON hidden TO {} USING (tenant = 1)").format(role))
+    for table in ("forced", "owned"):
+        source_db.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(table), role))
+        source_db.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    source_db.execute("ALTER TABLE forced FORCE ROW LEVEL SECURITY")
+    data = spec_for(source_db, target_db, migration_type="full-load")
+    data["source"]["secret_arn"] = secret_for(source_db, *plain_role)
+    spec = parse_spec(data)
+
+    finding = only(validate_source(spec, get_credentials(spec.source, "source")), "row_level_security")
+    assert finding.severity == "fatal" and "BYPASSRLS" in finding.fix
+    assert (finding.objects, finding.object_count) == (["public.forced", "public.hidden"], 2)
+
+    source_db.execute(sql.SQL("ALTER ROLE {} BYPASSRLS").format(role))
+    report = validate_source(spec, get_credentials(spec.source, "source"))
+    assert findings_named(report, "row_level_security") == []
+
+
 def test_no_table_selected_is_fatal(validate: Validate, source_db: Database) -> None:
     source_db.execute("CREATE TABLE orders (id int PRIMARY KEY)")
 

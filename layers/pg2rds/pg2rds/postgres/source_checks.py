@@ -146,7 +146,8 @@ tables AS (
            END AS identified,
            coalesce(k.has_pk OR k.has_unique, false) AS has_key,
            has_table_privilege(s.oid, 'SELECT') AS readable,
-           c.relpersistence = 'u' AS unlogged
+           c.relpersistence = 'u' AS unlogged,
+           __ROW_SECURITY__ AS row_security
     FROM selected s
     JOIN pg_class c ON c.oid = s.oid
     LEFT JOIN keys k ON k.indrelid = s.oid
@@ -182,6 +183,8 @@ flagged AS (
     SELECT 'unreadable', display, schema_name, table_name, '' FROM tables WHERE NOT readable
     UNION ALL
     SELECT 'unlogged', display, schema_name, table_name, '' FROM tables WHERE unlogged
+    UNION ALL
+    SELECT 'row_security', display, schema_name, table_name, '' FROM tables WHERE row_security
     UNION ALL
     SELECT 'case_twin', display, schema_name, table_name, ''
     FROM case_keys
@@ -221,6 +224,15 @@ SELECT 'selected', count(*), '{{}}' FROM tables
 """
 
 
+#: Whether row-level security applies to this role on table ``c``, as the server decides
+#: (``check_enable_rls``): not for superusers or BYPASSRLS roles, nor for the owner (or a member of the
+#: owning role) unless the table forces it. Row-level security exists since PostgreSQL 9.5.
+ROW_SECURITY_SQL = """c.relrowsecurity
+               AND NOT (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.rolname = current_user)
+               AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))"""
+ROW_SECURITY_SINCE = 90500
+
+
 def _server_facts(cur: CountingCursor) -> ServerFacts:
     cur.execute(SERVER_QUERY, {"rds_roles": list(RDS_REPLICATION_ROLES), "settings": list(SETTINGS)})
     version, version_num, username, superuser, replication, rds_roles, names, values, in_recovery = one_row(
@@ -249,7 +261,7 @@ def _replication_usage(cur: CountingCursor, own_slot: str) -> ReplicationUsage:
     )
 
 
-def _table_facts(cur: CountingCursor, spec: MigrationSpec) -> TableFacts:
+def _table_facts(cur: CountingCursor, spec: MigrationSpec, server_version_num: int) -> TableFacts:
     params = selection_params(spec.tables.include, spec.tables.exclude)
     params.update(
         max_objects=MAX_OBJECTS_PER_FINDING,
@@ -257,7 +269,8 @@ def _table_facts(cur: CountingCursor, spec: MigrationSpec) -> TableFacts:
         max_large_objects=MAX_LARGE_OBJECTS_COUNTED,
         keyless_max_bytes=KEYLESS_VERIFIED_WHOLE_MAX_BYTES,
     )
-    cur.execute(TABLES_QUERY, params)
+    row_security = ROW_SECURITY_SQL if server_version_num >= ROW_SECURITY_SINCE else "false"
+    cur.execute(TABLES_QUERY.replace("__ROW_SECURITY__", row_security), params)
     flagged = {kind: Flagged(count, tuple(names)) for kind, count, names in cur.fetchall()}
     schemas = flagged.pop("schema", Flagged())
     selected = flagged.pop("selected", Flagged())
@@ -692,6 +705,20 @@ def check_unlogged(spec: MigrationSpec, tables: TableFacts) -> list[Finding]:
     )
 
 
+def check_row_security(tables: TableFacts) -> list[Finding]:
+    return _flagged_finding(
+        tables,
+        "row_security",
+        "row_level_security",
+        "fatal",
+        "{count} selected table(s) have row-level security that applies to the migration role: it reads "
+        "only the rows their policies show it, and without an error, so DMS would load only those and the "
+        "target would silently miss the rest (verification, which reads every row or fails, would fail)",
+        "ALTER ROLE <migration role> BYPASSRLS (as a superuser), or migrate as the tables' owner where they "
+        "do not FORCE ROW LEVEL SECURITY, or exclude the tables (tables.exclude)",
+    )
+
+
 def check_case_twins(tables: TableFacts) -> list[Finding]:
     return _flagged_finding(
         tables,
@@ -872,7 +899,7 @@ def validate_source(spec: MigrationSpec, credentials: Credentials) -> SourceRepo
         if version.severity == "fatal":
             return _report(facts, [version], None, cur.queries, credentials)
         usage = _replication_usage(cur, ResourceNames(spec.migration_id).slot)
-        tables = _table_facts(cur, spec)
+        tables = _table_facts(cur, spec, facts.server_version_num)
         findings = [
             version,
             *check_selection(spec, tables, credentials.database),
@@ -886,6 +913,7 @@ def validate_source(spec: MigrationSpec, credentials: Credentials) -> SourceRepo
             *check_keyless_size(spec, facts, tables),
             *check_large_objects(tables),
             *check_unlogged(spec, tables),
+            *check_row_security(tables),
             *check_case_twins(tables),
             *check_arrays_without_key(tables),
             *check_unconstrained_numeric(spec, tables),

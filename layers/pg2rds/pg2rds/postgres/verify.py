@@ -46,6 +46,13 @@ TEXT_RENDERING = {
 ONE_BACKEND = {"max_parallel_workers_per_gather": "0"}
 PARALLEL_QUERY_SINCE = 90600
 
+#: A comparing session reads every row or fails, as pg_dump does: with ``row_security`` off, a table whose
+#: row-level security policies would hide rows from the role raises an error instead of answering with the
+#: rows it may see (a count and checksum of a subset, which could equal a target loaded with that same
+#: subset). The setting exists since PostgreSQL 9.5.
+ALL_ROWS = {"row_security": "off"}
+ROW_SECURITY_SINCE = 90500
+
 
 #: Stands for the large objects in a comparison: they live in pg_largeobject, not in the selected tables.
 LARGE_OBJECTS = TableName("pg_catalog", "pg_largeobject")
@@ -76,12 +83,16 @@ class TableComparison(NamedTuple):
 
 
 def _session_settings(server_version: int) -> dict[str, str]:
-    return {**TEXT_RENDERING, **(ONE_BACKEND if server_version >= PARALLEL_QUERY_SINCE else {})}
+    return {
+        **TEXT_RENDERING,
+        **(ONE_BACKEND if server_version >= PARALLEL_QUERY_SINCE else {}),
+        **(ALL_ROWS if server_version >= ROW_SECURITY_SINCE else {}),
+    }
 
 
 def pin_comparing_session(conn: Any) -> None:
-    """Set :data:`TEXT_RENDERING` and :data:`ONE_BACKEND` for this session (one round trip), whatever the
-    server's defaults."""
+    """Set :data:`TEXT_RENDERING`, :data:`ONE_BACKEND` and :data:`ALL_ROWS` for this session (one round
+    trip), whatever the server's defaults."""
     with conn.cursor() as cur:
         cur.execute(
             sql.SQL("; ").join(
