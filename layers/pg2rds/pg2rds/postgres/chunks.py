@@ -64,6 +64,7 @@ from psycopg2 import sql
 from pg2rds.postgres.connection import connect
 from pg2rds.postgres.foreign_keys import held_by_validation, range_violations, referenced_tables
 from pg2rds.postgres.keys import KeyColumn, byte_order_needed, table_key
+from pg2rds.postgres.relations import own_rows
 from pg2rds.postgres.row_hash import row_digest
 from pg2rds.postgres.selection import TableName, select_tables
 from pg2rds.postgres.verify import pin_comparing_session
@@ -187,7 +188,7 @@ def _boundaries(
         columns=sql.SQL(", ").join(
             sql.SQL("t.{} AS c{}").format(sql.Identifier(name), sql.SQL(str(i))) for i, name in enumerate(key)
         ),
-        table=sql.Identifier(table.schema, table.table),
+        table=own_rows(conn, table.schema, table.table),
         sample=sample,
         where=where,
     )
@@ -389,19 +390,20 @@ def plan_round(
     return Round(planned, next_table, next_lower, skipped, by_validation)
 
 
-def checksum_statement(chunk: Chunk, digest: sql.Composable) -> tuple[sql.Composed, list[str]]:
+def checksum_statement(
+    chunk: Chunk, digest: sql.Composable, relation: sql.Composable
+) -> tuple[sql.Composed, list[str]]:
     """The statement (and its parameters) that counts and checksums the chunk's rows on one side;
-    ``digest`` is :func:`~pg2rds.postgres.row_hash.row_digest`'s expression."""
+    ``digest`` is :func:`~pg2rds.postgres.row_hash.row_digest`'s expression, ``relation`` the table as
+    that side reads its own rows (:func:`~pg2rds.postgres.relations.own_rows`)."""
     condition, params = range_condition(chunk)
-    query = sql.SQL("SELECT count(*), {} FROM {} AS t WHERE {}").format(
-        digest, sql.Identifier(chunk.schema_name, chunk.table_name), condition
-    )
+    query = sql.SQL("SELECT count(*), {} FROM {} AS t WHERE {}").format(digest, relation, condition)
     return query, params
 
 
 def chunk_checksum(conn: Any, chunk: Chunk, digest: sql.Composable) -> tuple[int, str]:
     """(rows, checksum) of the chunk's rows on one side, in one statement (one snapshot)."""
-    query, params = checksum_statement(chunk, digest)
+    query, params = checksum_statement(chunk, digest, own_rows(conn, chunk.schema_name, chunk.table_name))
     with conn.cursor() as cur:
         cur.execute(query, params)
         count, checksum = cur.fetchone()

@@ -22,6 +22,7 @@ from typing import Any
 from psycopg2 import sql
 
 from pg2rds.postgres.keys import table_key
+from pg2rds.postgres.relations import own_rows
 from pg2rds.postgres.selection import TableName
 from pg2rds.postgres.verify import pin_comparing_session
 from pg2rds.state import Chunk
@@ -146,8 +147,11 @@ def range_violations(target: Any, chunk: Chunk, condition: sql.Composable, param
         constraints = cur.fetchall()
         if not constraints:
             return []
-        table = sql.Identifier(chunk.schema_name, chunk.table_name)
-        orphans = [_orphans(table, condition, *constraint[1:]) for constraint in constraints]
+        table = own_rows(target, chunk.schema_name, chunk.table_name)
+        orphans = [
+            _orphans(table, condition, own_rows(target, ref_schema, ref_table), columns, ref_columns)
+            for _, ref_schema, ref_table, columns, ref_columns in constraints
+        ]
         checks = [sql.SQL("(SELECT count(*) {})").format(rows) for rows in orphans]
         cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(checks), params * len(checks))
         counts = cur.fetchone()
@@ -188,15 +192,15 @@ def _examples(cur: Any, key: list[str], orphans: sql.Composable, params: list[st
 
 
 def _orphans(
-    table: sql.Identifier,
+    table: sql.Composable,
     condition: sql.Composable,
-    ref_schema: str,
-    ref_table: str,
+    referenced: sql.Composable,
     columns: list[str],
     ref_columns: list[str],
 ) -> sql.Composable:
     """``FROM child c WHERE in range AND all key columns set AND NOT EXISTS (parent)``: the rows without a
-    parent, to count or to name."""
+    parent, to count or to name; both tables' own rows (:func:`~pg2rds.postgres.relations.own_rows`), as
+    the constraint sees them."""
     not_null = sql.SQL(" AND ").join(
         sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(col)) for col in columns
     )
@@ -205,5 +209,5 @@ def _orphans(
         for col, ref in zip(columns, ref_columns, strict=True)
     )
     return sql.SQL("FROM {} c WHERE {} AND {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
-        table, condition, not_null, sql.Identifier(ref_schema, ref_table), joined
+        table, condition, not_null, referenced, joined
     )

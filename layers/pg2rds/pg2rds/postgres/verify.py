@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from psycopg2 import sql
 
+from pg2rds.postgres.relations import own_rows
 from pg2rds.postgres.row_hash import row_digest
 from pg2rds.postgres.selection import TableName
 
@@ -105,7 +106,7 @@ def pin_comparing_session(conn: Any) -> None:
 def table_checksum(conn: Any, table: TableName, digest: sql.Composable) -> tuple[int, str]:
     """(row count, checksum) of one table, read in one statement (one consistent snapshot); ``digest``:
     see :func:`~pg2rds.postgres.row_hash.row_digest`."""
-    relation = sql.Identifier(table.schema, table.table)
+    relation = own_rows(conn, table.schema, table.table)
     query = sql.SQL("SELECT count(*), {} FROM {} AS t").format(digest, relation)
     with conn.cursor() as cur:
         cur.execute(query)
