@@ -8,7 +8,17 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from pg2rds.postgres.row_hash import ROW_TEXT, TEXT, TEXT_HASH, VALUE, columns, hashing, row_digest
+from pg2rds.postgres.row_hash import (
+    ROW_TEXT,
+    TEXT,
+    TEXT_HASH,
+    UTF8_ROW_HASH,
+    VALUE,
+    columns,
+    hashing,
+    row_digest,
+    same_encoding,
+)
 from pg2rds.postgres.selection import TableName
 from pg2rds.postgres.verify import compare_tables
 from pg2rds_emulator.sample import load_pagila
@@ -63,9 +73,9 @@ def _table(db, column_type: str, values: list[str], setup: str = "") -> None:
 def _compare(source_db, target_db):
     """(how each column is hashed, None for the row's text whole; the comparison)."""
     with source_db.connect() as source, target_db.connect() as target:
-        values = hashing(columns(source, *TABLE), columns(target, *TABLE))
+        values = hashing(columns(source, *TABLE), columns(target, *TABLE), same_encoding(source, target))
         digest = row_digest(source, target, *TABLE)
-        assert (digest == TEXT_HASH) == (values is None)
+        assert (digest in (TEXT_HASH, UTF8_ROW_HASH)) == (values is None)
         (comparison,) = compare_tables(source, target, [TABLE])
     return values, comparison
 
@@ -335,3 +345,41 @@ def test_a_table_whose_policies_hide_rows_from_the_role_cannot_be_called_equal(s
     finally:
         source_db.execute(f"DROP OWNED BY {role}")
         source_db.execute(f"DROP ROLE {role}")
+
+
+@pytest.fixture
+def latin1_db(source_db):
+    """A database of the source's cluster that stores text in LATIN1, as many older servers do."""
+    name = "latin1_" + uuid.uuid4().hex[:8]
+    source_db.cluster.execute(
+        "postgres",
+        f"CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    )
+    yield type(source_db)(source_db.cluster, name)
+    source_db.cluster.drop_database(name)
+
+
+@pytest.mark.parametrize("renamed", [False, True], ids=["column by column", "row text"])
+def test_the_same_characters_in_another_encoding_are_equal(latin1_db, target_db, renamed: bool) -> None:
+    """A LATIN1 source and a UTF8 target hold 'café' as other bytes: hashed by their stored bytes, equal
+    text was called different (each column's hash, and the row text's)."""
+    table = "CREATE TABLE x (id int, name text, tag varchar(10), code char(6), note numeric)"
+    rows = "INSERT INTO x VALUES (1, 'café', 'naïve', 'über', 1.5), (2, 'plain', NULL, 'x', NULL)"
+    for db in (latin1_db, target_db):
+        db.execute(table)
+        with db.connect() as conn, conn.cursor() as cur:
+            conn.set_client_encoding("UTF8")
+            cur.execute(rows)
+    if renamed:
+        target_db.execute("ALTER TABLE x RENAME name TO label")
+    assert latin1_db.execute("SELECT octet_length(name) FROM x WHERE id = 1") == [(4,)]
+    assert target_db.execute(
+        f"SELECT octet_length({'label' if renamed else 'name'}) FROM x WHERE id = 1"
+    ) == [(5,)]
+    values, comparison = _compare(latin1_db, target_db)
+    assert comparison.matches, comparison
+    assert values == (None if renamed else [VALUE, TEXT, TEXT, ROW_TEXT, TEXT])
+    with target_db.connect() as conn, conn.cursor() as cur:
+        conn.set_client_encoding("UTF8")
+        cur.execute("UPDATE x SET tag = 'naive' WHERE id = 1")
+    assert not _compare(latin1_db, target_db)[1].matches

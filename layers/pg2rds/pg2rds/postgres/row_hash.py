@@ -81,6 +81,14 @@ _BPCHAR = 1042
 
 TEXT_HASH = sql.SQL("coalesce(sum(hashtextextended(t::text, 0)), 0)::text")
 MD5_HASH = sql.SQL("coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text")
+#: The row's text as UTF-8 bytes, for servers of different encodings (see :func:`same_encoding`).
+UTF8_ROW_HASH = sql.SQL(
+    "coalesce(sum(('x' || substr(md5(convert_to(t::text, 'UTF8')), 1, 16))::bit(64)::bigint::numeric), 0)"
+    "::text"
+)
+#: Types whose stored value is text in the server's encoding: the same characters are other bytes, and
+#: another hash, on a server of another encoding.
+ENCODED_TYPES = frozenset({25, 1042, 1043})
 #: No checksum, rows only counted (``verification: counts``).
 COUNT_ONLY = sql.SQL("''")
 _ROW_HASH = sql.SQL("coalesce(sum(hashint8extended({}, 0)), 0)::text")
@@ -132,7 +140,16 @@ def columns(conn: Any, schema: str, table: str) -> list[Column]:
         return [Column(*row) for row in cur.fetchall()]
 
 
-def hashing(source_columns: list[Column], target_columns: list[Column]) -> list[str] | None:
+def same_encoding(source: Any, target: Any) -> bool:
+    """Whether both servers store text in the same encoding (libpq reports ``server_encoding`` when it
+    connects: no query). A LATIN1 source and a UTF8 target, a classic pair, hold the same characters as
+    other bytes; text is then hashed as UTF-8 on both sides (``convert_to``), never by its stored bytes."""
+    return source.get_parameter_status("server_encoding") == target.get_parameter_status("server_encoding")
+
+
+def hashing(
+    source_columns: list[Column], target_columns: list[Column], encoding_shared: bool = True
+) -> list[str] | None:
     """For each source column, how it is hashed (:data:`VALUE`, :data:`TEXT` or :data:`ROW_TEXT`); None if
     the target lacks one of the source's column names, and the rows are hashed by their text whole. By value
     only where the column is the same on both sides; by its own text only where that is its output on both.
@@ -145,7 +162,9 @@ def hashing(source_columns: list[Column], target_columns: list[Column]) -> list[
         return None
     return [
         VALUE
-        if mine == theirs and mine.hashes_its_value
+        if mine == theirs
+        and mine.hashes_its_value
+        and (encoding_shared or mine.type_oid not in ENCODED_TYPES)
         else TEXT
         if mine.text_is_output and theirs.text_is_output
         else ROW_TEXT
@@ -165,17 +184,21 @@ def _part(template: str | None, columns: list[sql.Composable], seed: int) -> sql
 
 
 _TEXT = 'hashtextextended({}::text COLLATE "C", {})'
+_TEXT_AS_UTF8 = "hashtextextended(encode(convert_to({}::text, 'UTF8'), 'hex') COLLATE \"C\", {})"
 
 
-def column_digest(names: list[str], kinds: list[str], types: list[int]) -> sql.Composable:
+def column_digest(
+    names: list[str], kinds: list[str], types: list[int], encoding_shared: bool = True
+) -> sql.Composable:
     """The checksum of rows hashed part by part (see the module): each column by its value with its type's
     function (those without one together) or by its own text, and last the text of a row of the others;
     each part with its own seed, so equal values in two columns do not cancel out, the parts combined by
     ``#`` (xor) and the result hashed again."""
+    text = _TEXT if encoding_shared else _TEXT_AS_UTF8
     column: dict[str, sql.Composable] = {name: sql.SQL("t.{}").format(sql.Identifier(name)) for name in names}
     by_kind = list(zip(names, kinds, types, strict=True))
     parts: list[tuple[list[sql.Composable], str | None]] = [
-        ([column[name]], IDENTITY_HASHES[oid] if kind == VALUE else _TEXT)
+        ([column[name]], IDENTITY_HASHES[oid] if kind == VALUE else text)
         for name, kind, oid in by_kind
         if (kind == VALUE and IDENTITY_HASHES[oid]) or kind == TEXT
     ]
@@ -184,7 +207,7 @@ def column_digest(names: list[str], kinds: list[str], types: list[int]) -> sql.C
         parts.append((together, None))
     in_row = [column[name] for name, kind, _ in by_kind if kind == ROW_TEXT]
     if in_row:
-        parts.append(([sql.SQL("ROW({})").format(sql.SQL(", ").join(in_row))], _TEXT))
+        parts.append(([sql.SQL("ROW({})").format(sql.SQL(", ").join(in_row))], text))
     combined = sql.SQL(" # ").join(_part(template, cols, seed) for seed, (cols, template) in enumerate(parts))
     return _ROW_HASH.format(combined)
 
@@ -195,12 +218,13 @@ def row_digest(source: Any, target: Any, schema: str, table: str, checksums: boo
     if not checksums:
         return COUNT_ONLY
     oldest = min(source.server_version, target.server_version)
-    if oldest < HASHTEXTEXTENDED_SINCE:
-        return MD5_HASH
+    shared = same_encoding(source, target)
+    whole_row = (MD5_HASH if oldest < HASHTEXTEXTENDED_SINCE else TEXT_HASH) if shared else UTF8_ROW_HASH
     if oldest < HASH_RECORD_SINCE:
-        return TEXT_HASH
+        return whole_row
     source_columns = columns(source, schema, table)
-    kinds = hashing(source_columns, columns(target, schema, table))
+    kinds = hashing(source_columns, columns(target, schema, table), shared)
     if kinds is None:
-        return TEXT_HASH
-    return column_digest([c.name for c in source_columns], kinds, [c.type_oid for c in source_columns])
+        return whole_row
+    names, types = [c.name for c in source_columns], [c.type_oid for c in source_columns]
+    return column_digest(names, kinds, types, shared)
