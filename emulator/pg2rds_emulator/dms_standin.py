@@ -171,6 +171,11 @@ def connect(
         kwargs["sslrootcert"] = pem_file(endpoint.certificate_pem, "pg2rds-dms-cert")
     if replication:
         kwargs["connection_factory"] = psycopg2.extras.LogicalReplicationConnection
+    else:
+        # Both ends of a COPY speak UTF-8 whatever their servers store: the bytes pass through this process
+        # unread, and a LATIN1 source's 'é' (0xe9) reached a UTF8 target as an invalid byte sequence. DMS
+        # converts from the source's encoding to the target's; so does each server here, to and from UTF-8.
+        kwargs["client_encoding"] = "UTF8"
     return psycopg2.connect(**kwargs)
 
 

@@ -7,6 +7,7 @@ resource, no slot, no publication) is left behind.
 
 import json
 import re
+import uuid
 from pathlib import Path
 
 import judge
@@ -287,6 +288,42 @@ def test_tables_with_inheritance_children_are_compared_by_their_own_rows(
     assert view.status == "SUCCEEDED", view.cause
     assert leftovers == []
     assert (count(target_db, "parent"), count(target_db, "child")) == (100, 50)
+
+
+def test_a_latin1_source_reaches_a_utf8_target_with_its_characters(
+    source_db: Database, target_db: Database
+) -> None:
+    """The stand-in piped the source's COPY into the target's as bytes, each session in its server's encoding:
+    a LATIN1 'é' (0xe9) reached the UTF8 target as an invalid byte sequence and the task failed. And
+    verification, hashing text by its stored bytes, called the same characters different."""
+    latin1 = Database(source_db.cluster, "latin1_" + uuid.uuid4().hex[:8])
+    source_db.cluster.execute(
+        "postgres",
+        f"CREATE DATABASE {latin1.name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    )
+    words = ["café", "naïve", "über", "plain"]
+    try:
+        with latin1.connect() as conn, conn.cursor() as cur:
+            conn.set_client_encoding("UTF8")
+            cur.execute("CREATE TABLE t (id int PRIMARY KEY, word text)")
+            cur.execute(
+                "INSERT INTO t SELECT i, w FROM unnest(%s::text[]) WITH ORDINALITY AS u(w, i)", (words,)
+            )
+        view, leftovers = run_local(
+            latin1.cluster.dsn(latin1.name),
+            target_db.cluster.dsn(target_db.name),
+            {"migration_id": "latin1", "task": {"target_table_prep_mode": "DROP_AND_CREATE"}},
+            timeout_seconds=60,
+        )
+    finally:
+        source_db.cluster.drop_database(latin1.name)
+
+    assert view.status == "SUCCEEDED", view.cause
+    assert leftovers == []
+    with target_db.connect() as conn, conn.cursor() as cur:
+        conn.set_client_encoding("UTF8")
+        cur.execute("SELECT word FROM t ORDER BY id")
+        assert [word for (word,) in cur.fetchall()] == words
 
 
 # -- 5. the password changes after preparation: DMS's connection test fails ----------------------------------
