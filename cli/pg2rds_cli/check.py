@@ -11,6 +11,7 @@ the password.
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 from psycopg2.extensions import parse_dsn
 
 from pg2rds.postgres.source_checks import validate_source
@@ -18,6 +19,7 @@ from pg2rds.postgres.target_prep import prepare_target
 from pg2rds.secrets import Credentials
 from pg2rds.spec import MigrationSpec, parse_spec
 from pg2rds.state import SourceReport, TargetReport
+from pg2rds_cli.passwords import password_of
 
 #: Valid by the spec's pattern and never read: the check connects with the DSNs' credentials.
 PLACEHOLDER_SECRET = "arn:aws:secretsmanager:local:000000000000:secret:pg2rds-check-{side}"
@@ -25,15 +27,21 @@ PLACEHOLDER_CERTIFICATE = "arn:aws:dms:local:000000000000:cert:pg2rds-check"
 
 
 def credentials_from_dsn(dsn: str) -> Credentials:
-    """Where a DSN points and who logs in; an absent password is left to libpq (PGPASSWORD, ~/.pgpass)."""
+    """Where a DSN points and who logs in, with the password libpq finds when the DSN has none
+    (:func:`~pg2rds_cli.passwords.password_of`: ``PGPASSWORD``, ``~/.pgpass``). An empty password handed on
+    explicitly would have kept libpq from looking: ``PGPASSWORD`` was ignored."""
     parts = parse_dsn(dsn)
     user = parts.get("user") or "postgres"
+    try:
+        password = password_of(dsn)
+    except psycopg2.OperationalError:
+        password = ""  # the check's own connection fails, naming the side (SourceUnreachable, ...)
     return Credentials(
         host=parts.get("host", ""),
         port=int(parts.get("port") or 5432),
         database=parts.get("dbname") or user,
         username=user,
-        password=parts.get("password", ""),
+        password=password,
     )
 
 

@@ -13,12 +13,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 from botocore.exceptions import ClientError
 from psycopg2.extensions import parse_dsn
 
@@ -27,6 +26,7 @@ from pg2rds.postgres.slots import drop_slot_statement
 from pg2rds.tls import SCRATCH_DIR_VARIABLE
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
 from pg2rds_cli.executions import ExecutionView, watch
+from pg2rds_cli.passwords import password_of
 from pg2rds_emulator import LOCAL_TIME_SCALE
 from pg2rds_emulator.dms_engine import DmsEngine
 from pg2rds_emulator.embedded import EmbeddedAws, database_secret
@@ -84,17 +84,6 @@ def secret_of(dsn: str) -> dict[str, Any]:
         username=user,
         password=password_of(dsn),
     )
-
-
-def password_of(dsn: str) -> str:
-    """The DSN's password or, when it has none, the one libpq finds for it (``PGPASSWORD``, ``~/.pgpass``,
-    ``PGPASSFILE``), read back from a connection: a DSN given on pg2rds's own command line need not carry
-    a password for every local user to read."""
-    password = parse_dsn(dsn).get("password")
-    if password is not None:
-        return password
-    with closing(psycopg2.connect(dsn, connect_timeout=10)) as conn:
-        return conn.info.password or ""
 
 
 def database_ref(dsn: str, secret_arn: str) -> dict[str, Any]:

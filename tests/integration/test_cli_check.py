@@ -63,3 +63,34 @@ def test_check_names_an_unreachable_server_without_its_password(
     assert code == 1
     assert "TargetUnreachable" in out.err and "password authentication failed" in " ".join(out.err.split())
     assert "not-the-password-42" not in out.out + out.err
+
+
+def without_password(db: Database) -> str:
+    dsn = db.cluster.dsn(db.name)
+    assert f":{db.cluster.password}@" in dsn
+    return dsn.replace(f":{db.cluster.password}@", "@")
+
+
+def test_check_takes_the_password_libpq_finds_for_a_dsn_without_one(
+    source_db: Database, target_db: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The README's advice (no password on the command line; PGPASSWORD or ~/.pgpass) held for
+    ``run --local`` but not for ``check``, which handed libpq an empty password: 'no password supplied'."""
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    monkeypatch.setenv("PGPASSWORD", source_db.cluster.password)  # both test clusters share it
+    code = cli.main(
+        ["check", "--source-dsn", without_password(source_db), "--target-dsn", without_password(target_db)]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "Check passed" in out.err
+
+
+def test_check_names_a_target_that_is_the_source(source_db: Database, capsys: pytest.CaptureFixture) -> None:
+    source_db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    target = source_db.cluster.dsn(source_db.name).replace("127.0.0.1", "localhost")
+    code = cli.main(["check", "--source-dsn", source_db.cluster.dsn(source_db.name), "--target-dsn", target])
+    out = capsys.readouterr()
+    assert code == 1
+    assert "target_is_source" in out.err and "Check FAILED: 1 fatal" in " ".join(out.err.split())

@@ -14,7 +14,8 @@ import pytest
 from conftest import Database
 from psycopg2 import sql
 
-from pg2rds_emulator.local_run import password_of, secret_of
+from pg2rds_cli.passwords import password_of
+from pg2rds_emulator.local_run import secret_of
 from pg2rds_emulator.schema_copy import SchemaCopy
 
 TABLES = 300  # enough schema for pg_dump and psql to run for a while
