@@ -34,6 +34,7 @@ DELIVERED_HERE = ("lambda", "states")
 STATUS_CHANGE = "Step Functions Execution Status Change"
 
 _original_send_to_targets = Rule.send_to_targets
+_original_reflect_status = BaseExecutionWorkerCommunication._reflect_execution_status
 
 #: Deliveries under way and the executions deliveries started, so that an account can let them end before
 #: it closes; once it is closing (muted), nothing more is delivered (:mod:`pg2rds_emulator.account_close`).
@@ -41,7 +42,6 @@ _deliveries: set[threading.Thread] = set()
 _started: set[str] = set()
 _lock = threading.Lock()
 _muted = threading.Event()
-_original_reflect_status = BaseExecutionWorkerCommunication._reflect_execution_status
 
 
 def target_input(target: dict[str, Any], event: EventMessageType) -> Any:
