@@ -194,11 +194,13 @@ def _decider(mode: str, live: Live | None):
 def cmd_serve(args: argparse.Namespace) -> int:
     with paused():
         from pg2rds_emulator.dms_standin import StandInEngine
+        from pg2rds_emulator.local_run import secrets_of
         from pg2rds_emulator.serve import LocalEndpoint
 
     imports_done()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave the `with`: engine and clusters let go
+    secrets = secrets_of(args.source_dsn, args.target_dsn) if args.source_dsn and args.target_dsn else None
     engine = StandInEngine()
     try:
         with LocalEndpoint(args.port, engine, time_scale=args.time_scale) as endpoint:
@@ -209,7 +211,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ]
             if args.source_dsn and args.target_dsn:
                 spec_path = Path(args.spec_out)
-                endpoint.write_spec(spec_path, args.source_dsn, args.target_dsn, load_spec(args.spec))
+                endpoint.write_spec(
+                    spec_path, args.source_dsn, args.target_dsn, load_spec(args.spec), secrets
+                )
                 lines.append(f"pg2rds start {spec_path} --watch")
             console.print("Serving the embedded AWS (Ctrl-C to stop). In another shell:")
             for line in lines:  # never wrapped: they are meant to be copied

@@ -494,6 +494,12 @@ def _share_service_models() -> None:
     boto3.DEFAULT_SESSION._session.register_component("data_loader", _service_models)  # type: ignore[union-attr]
 
 
+def _libpq_setting(name: str) -> bool:
+    """libpq's environment variables (``PGHOST``, ``PGOPTIONS``, ``PGPASSWORD``...), not pg2rds's own
+    (``PG2RDS_*``)."""
+    return name.startswith("PG") and not name.startswith("PG2RDS")
+
+
 # -- the embedded account ------------------------------------------------------------------------------------
 class EmbeddedAws:
     """``with EmbeddedAws(engine) as aws:`` deploys the app into an in-process AWS account."""
@@ -520,8 +526,10 @@ class EmbeddedAws:
         # not. An endpoint (`pg2rds serve --local` tells its user to export one) took every call; FIPS or
         # dual-stack endpoints (AWS_USE_FIPS_ENDPOINT, a profile's use_dualstack_endpoint) are hosts moto
         # does not answer for, so the calls failed or left the machine; a profile the shell names that the
-        # embedded account's empty configuration lacks stopped the start-up. Restored on exit.
-        self._unset_env(*[key for key in os.environ if key.startswith("AWS_")])
+        # embedded account's empty configuration lacks stopped the start-up. Likewise the shell's libpq
+        # settings (PGOPTIONS, PGSERVICE, PGCLIENTENCODING...): the functions and DMS run in AWS, where they
+        # are not, and a statement_timeout in PGOPTIONS failed the stand-in's full load. Restored on exit.
+        self._unset_env(*[key for key in os.environ if key.startswith("AWS_") or _libpq_setting(key)])
         no_file = Path(self._scratch.name) / "none"
         self._set_env(
             AWS_CONFIG_FILE=str(no_file),

@@ -105,15 +105,28 @@ def store_ca_bundle(aws: EmbeddedAws, dsn: str, name: str) -> dict[str, str]:
     return {"ssl_root_cert": secret["ARN"], "certificate_arn": imported["Certificate"]["CertificateArn"]}
 
 
+def secrets_of(source_dsn: str, target_dsn: str) -> dict[str, dict[str, Any]]:
+    """Both DSNs' secrets, passwords resolved as libpq resolves them (``PGPASSWORD``, ``~/.pgpass``): to
+    be read before the embedded account opens, which hides the shell's libpq settings from what runs in
+    it (:class:`~pg2rds_emulator.embedded.EmbeddedAws`)."""
+    return {"source": secret_of(source_dsn), "target": secret_of(target_dsn)}
+
+
 def build_spec(
-    aws: EmbeddedAws, source_dsn: str, target_dsn: str, spec: dict[str, Any] | None
+    aws: EmbeddedAws,
+    source_dsn: str,
+    target_dsn: str,
+    spec: dict[str, Any] | None,
+    secrets: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Complete a (possibly empty) spec with the two DSNs' secrets and fast local polling."""
+    """Complete a (possibly empty) spec with the two DSNs' secrets (``secrets``, from :func:`secrets_of`;
+    read here when not given, which needs each DSN to carry its password) and fast local polling."""
     spec = dict(spec or {})
     spec.setdefault("migration_id", default_migration_id())
+    secrets = secrets or secrets_of(source_dsn, target_dsn)
     refs = {}
     for side, dsn in (("source", source_dsn), ("target", target_dsn)):
-        arn = aws.put_secret(f"pg2rds/{spec['migration_id']}/{side}", secret_of(dsn))
+        arn = aws.put_secret(f"pg2rds/{spec['migration_id']}/{side}", secrets[side])
         refs[side] = database_ref(dsn, arn)
         if refs[side]["ssl_mode"] in ("verify-ca", "verify-full"):
             refs[side].update(store_ca_bundle(aws, dsn, f"{spec['migration_id']}-{side}"))
@@ -150,8 +163,9 @@ def run_local(
 
         engine = StandInEngine()
     try:
+        secrets = secrets_of(source_dsn, target_dsn)
         with EmbeddedAws(engine, time_scale=time_scale) as aws, sigterm_interrupts():
-            full_spec = build_spec(aws, source_dsn, target_dsn, spec)
+            full_spec = build_spec(aws, source_dsn, target_dsn, spec, secrets)
             before_start()
             sfn = aws.client("stepfunctions")
             name = f"{full_spec['migration_id']}-{int(time.time())}"

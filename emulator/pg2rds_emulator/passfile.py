@@ -8,7 +8,7 @@ PostgreSQL documentation): one written here for one command, readable only by us
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from psycopg2.extensions import make_dsn, parse_dsn
@@ -31,15 +31,16 @@ def any_server_line(password: str) -> str:
 
 
 @contextmanager
-def password_env(password: str | None) -> Iterator[dict[str, str]]:
-    """The environment for one libpq tool: ``PGPASSFILE`` holds ``password`` for any server (the command
-    names exactly one). Without a password the environment is ours, so libpq looks the password up as
-    usual (``PGPASSWORD``, ``~/.pgpass``)."""
+def password_env(password: str | None, base: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """The environment for one libpq tool: ``base`` (this process's environment by default) with
+    ``PGPASSFILE`` holding ``password`` for any server (the command names exactly one). Without a password
+    the environment is ``base``, so libpq looks the password up as usual (``PGPASSWORD``, ``~/.pgpass``)."""
+    base = dict(os.environ if base is None else base)
     if password is None:
-        yield dict(os.environ)
+        yield base
         return
     # PGPASSWORD would win over the file
-    env = {key: value for key, value in os.environ.items() if key != "PGPASSWORD"}
+    env = {key: value for key, value in base.items() if key != "PGPASSWORD"}
     descriptor, path = tempfile.mkstemp(prefix="pg2rds-", suffix=".pgpass")  # mode 0600, as libpq requires
     try:
         with os.fdopen(descriptor, "w") as file:

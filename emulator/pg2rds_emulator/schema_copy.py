@@ -28,7 +28,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from pathlib import Path
@@ -68,11 +68,11 @@ def _tool(name: str) -> str:
 STOP_SECONDS = 10
 
 
-def _run(command: list[str], password: str | None, what: str) -> None:
+def _run(command: list[str], password: str | None, what: str, environment: Mapping[str, str]) -> None:
     """Run pg_dump or pg_restore to its end; if this process is interrupted meanwhile (Ctrl-C, SIGTERM),
     stop it and the workers it forked (``--jobs``), which are in its process group: killing the leader
     alone left them building indexes on the target after the command had exited."""
-    with password_env(password) as env:
+    with password_env(password, environment) as env:
         tool = subprocess.Popen(
             [command[0], "--no-password", *command[1:]],  # a missing password fails; it is never asked for
             env=env,
@@ -122,6 +122,9 @@ class SchemaDump:
     def __init__(self, source_dsn: str, target_dsn: str) -> None:
         self._source, self._source_password = without_password(source_dsn)
         self._target, self._target_password = without_password(target_dsn)
+        # the shell's environment as it is now: pg_dump and pg_restore are the user's own tools, with the
+        # user's libpq settings, also while an embedded account (which hides them) is open
+        self._environment = dict(os.environ)
         self._directory: tempfile.TemporaryDirectory[str] | None = None
 
     @property
@@ -134,9 +137,7 @@ class SchemaDump:
         try:
             dump = [_tool("pg_dump"), "--schema-only", "--format=custom", f"--file={self._file}"]
             _run(
-                [*dump, "-d", self._source],
-                self._source_password,
-                "pg_dump --schema-only",
+                [*dump, "-d", self._source], self._source_password, "pg_dump --schema-only", self._environment
             )
         except BaseException:
             self._directory.cleanup()
@@ -164,6 +165,7 @@ class SchemaDump:
             [_tool("pg_restore"), *options, "-d", self._target, str(self._file)],
             self._target_password,
             "pg_restore" + (f" --section={section}" if section else ""),
+            self._environment,
         )
 
     def post_data_command(self) -> str:

@@ -38,9 +38,17 @@ class LocalEndpoint:
         self._server.stop()
         self.aws.__exit__(*exc)
 
-    def write_spec(self, path: Path, source_dsn: str, target_dsn: str, spec: dict[str, Any] | None) -> dict:
-        """A spec for the two DSNs, their credentials stored as secrets in the served account."""
-        full = build_spec(self.aws, source_dsn, target_dsn, spec)
+    def write_spec(
+        self,
+        path: Path,
+        source_dsn: str,
+        target_dsn: str,
+        spec: dict[str, Any] | None,
+        secrets: dict[str, dict[str, Any]] | None = None,
+    ) -> dict:
+        """A spec for the two DSNs, their credentials (``secrets``, read before the account opened:
+        :func:`~pg2rds_emulator.local_run.secrets_of`) stored as secrets in the served account."""
+        full = build_spec(self.aws, source_dsn, target_dsn, spec, secrets)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(full, indent=2) + "\n")
         return full

@@ -73,6 +73,7 @@ SHELL_SETTINGS = {
     "dual-stack endpoints": {"AWS_USE_DUALSTACK_ENDPOINT": "true"},
     "a profile of the user's configuration": {"AWS_PROFILE": "the-users-sso-profile"},
     "a default profile with FIPS endpoints": {"AWS_CONFIG_FILE": "{config}"},
+    "libpq options for the user's own sessions": {"PGOPTIONS": "-c default_transaction_read_only=on"},
 }
 
 
@@ -87,15 +88,16 @@ def test_the_shells_aws_settings_do_not_reach_the_embedded_account(
 ) -> None:
     """A local run started in a shell set up for the user's real account still talks to its own embedded
     account alone. Before, such a run failed at start-up (moto answers no FIPS host, a missing profile),
-    or its calls went to the shell's endpoint or left the machine (dual-stack hosts)."""
+    or its calls went to the shell's endpoint or left the machine (dual-stack hosts). The functions and DMS
+    run in AWS, without the shell's libpq settings: a PGOPTIONS made their sessions read-only."""
+    for db in (source_db, target_db):
+        db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    source_db.execute("INSERT INTO t SELECT generate_series(1, 10)")
     config = tmp_path / "config"
     config.write_text("[default]\nuse_fips_endpoint = true\nregion = eu-west-1\n")
     for key, value in settings.items():
         monkeypatch.setenv(key, value.format(port=free_port(), config=config))
-    shell = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
-    for db in (source_db, target_db):
-        db.execute("CREATE TABLE t (id int PRIMARY KEY)")
-    source_db.execute("INSERT INTO t SELECT generate_series(1, 10)")
+    shell = {key: value for key, value in os.environ.items() if key.startswith(("AWS_", "PG"))}
 
     view, leftovers = run_local(
         source_db.cluster.dsn(source_db.name),
@@ -107,4 +109,6 @@ def test_the_shells_aws_settings_do_not_reach_the_embedded_account(
     assert view.status == "SUCCEEDED", view.cause
     assert leftovers == [] and sent_outside == []
     assert target_db.execute("SELECT count(*) FROM t") == [(10,)]
-    assert {key: value for key, value in os.environ.items() if key.startswith("AWS_")} == shell  # all back
+    assert {
+        key: value for key, value in os.environ.items() if key.startswith(("AWS_", "PG"))
+    } == shell  # back
