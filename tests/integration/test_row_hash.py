@@ -14,13 +14,16 @@ from pg2rds.postgres.row_hash import (
     TEXT_HASH,
     UTF8_ROW_HASH,
     VALUE,
+    column_names,
     columns,
     hashing,
     row_digest,
+    row_text_digest,
     same_encoding,
+    shared_names,
 )
 from pg2rds.postgres.selection import TableName
-from pg2rds.postgres.verify import compare_tables
+from pg2rds.postgres.verify import compare_tables, pin_comparing_session, table_checksum
 from pg2rds_emulator.sample import load_pagila
 
 TABLE = TableName("public", "x")
@@ -383,3 +386,35 @@ def test_the_same_characters_in_another_encoding_are_equal(latin1_db, target_db,
         conn.set_client_encoding("UTF8")
         cur.execute("UPDATE x SET tag = 'naive' WHERE id = 1")
     assert not _compare(latin1_db, target_db)[1].matches
+
+
+@pytest.mark.parametrize(
+    ("encoding_shared", "server_version"),
+    [(True, 130000), (True, 100000), (False, 130000)],
+    ids=["hashtextextended (11-13)", "md5 (before 11)", "across encodings"],
+)
+def test_servers_before_14_compare_the_same_columns_in_another_order_by_name(
+    source_db, target_db, encoding_shared: bool, server_version: int
+) -> None:
+    """Before PostgreSQL 14 (on either side: a PostgreSQL 12 source for an RDS 16 target) rows are hashed by
+    their text, which follows each table's column order: a row of the source's columns, named, on both
+    sides. Run here on this server's PostgreSQL, the expression each older server would run."""
+    source_db.execute("CREATE TABLE x (id int, a text, b numeric)")
+    target_db.execute("CREATE TABLE x (b numeric, extra int, id int, a text)")
+    for db in (source_db, target_db):
+        db.execute("INSERT INTO x (id, a, b) VALUES (1, 'one', 1.5), (2, NULL, 2)")
+    with source_db.connect() as source, target_db.connect() as target:
+        names = shared_names(column_names(source, *TABLE), column_names(target, *TABLE))
+        assert names == ["id", "a", "b"]
+        digest = row_text_digest(names, encoding_shared, server_version)
+
+        def sides() -> list[tuple[int, str]]:
+            for conn in (source, target):
+                pin_comparing_session(conn)
+            return [table_checksum(conn, TABLE, digest) for conn in (source, target)]
+
+        first, second = sides()
+        assert first == second
+        target_db.execute("UPDATE x SET b = 2.5 WHERE id = 2")
+        first, second = sides()
+        assert first != second

@@ -147,6 +147,44 @@ def same_encoding(source: Any, target: Any) -> bool:
     return source.get_parameter_status("server_encoding") == target.get_parameter_status("server_encoding")
 
 
+_COLUMN_NAMES = """
+SELECT a.attname FROM pg_attribute a
+WHERE a.attrelid = to_regclass(format('%%I.%%I', %s, %s)) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+
+def column_names(conn: Any, schema: str, table: str) -> list[str]:
+    """The table's column names in order (one catalog query that every server DMS reads answers)."""
+    with conn.cursor() as cur:
+        cur.execute(_COLUMN_NAMES, (schema, table))
+        return [name for (name,) in cur.fetchall()]
+
+
+def shared_names(source_names: list[str], target_names: list[str]) -> list[str] | None:
+    """The source's column names when the target has each of them (in any order, or with more), else None.
+    In the same order on both sides there is nothing to name: None too, and the row's own text serves."""
+    if not source_names or source_names == target_names or not set(source_names) <= set(target_names):
+        return None
+    return source_names
+
+
+def row_text_digest(names: list[str], encoding_shared: bool, server_version: int) -> sql.Composable:
+    """The row's text hashed whole, as :data:`TEXT_HASH`, :data:`MD5_HASH` or :data:`UTF8_ROW_HASH` do,
+    but of a row of the named columns in that order on both sides: a target that lists the source's
+    columns in another order, or has more, holds the same rows (servers before 14, which have no
+    column-by-column hash)."""
+    row = sql.SQL("ROW({})::text").format(
+        sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(name)) for name in names)
+    )
+    if encoding_shared and server_version >= HASHTEXTEXTENDED_SINCE:
+        return sql.SQL("coalesce(sum(hashtextextended({}, 0)), 0)::text").format(row)
+    text = row if encoding_shared else sql.SQL("convert_to({}, 'UTF8')").format(row)
+    return sql.SQL(
+        "coalesce(sum(('x' || substr(md5({}), 1, 16))::bit(64)::bigint::numeric), 0)::text"
+    ).format(text)
+
+
 def hashing(
     source_columns: list[Column], target_columns: list[Column], encoding_shared: bool = True
 ) -> list[str] | None:
@@ -221,7 +259,8 @@ def row_digest(source: Any, target: Any, schema: str, table: str, checksums: boo
     shared = same_encoding(source, target)
     whole_row = (MD5_HASH if oldest < HASHTEXTEXTENDED_SINCE else TEXT_HASH) if shared else UTF8_ROW_HASH
     if oldest < HASH_RECORD_SINCE:
-        return whole_row
+        names = shared_names(column_names(source, schema, table), column_names(target, schema, table))
+        return whole_row if names is None else row_text_digest(names, shared, oldest)
     source_columns = columns(source, schema, table)
     kinds = hashing(source_columns, columns(target, schema, table), shared)
     if kinds is None:
