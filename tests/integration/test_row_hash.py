@@ -17,6 +17,7 @@ from pg2rds.postgres.row_hash import (
     column_names,
     columns,
     hashing,
+    named_row,
     row_digest,
     row_text_digest,
     same_encoding,
@@ -406,7 +407,7 @@ def test_servers_before_14_compare_the_same_columns_in_another_order_by_name(
     with source_db.connect() as source, target_db.connect() as target:
         names = shared_names(column_names(source, *TABLE), column_names(target, *TABLE))
         assert names == ["id", "a", "b"]
-        digest = row_text_digest(names, encoding_shared, server_version)
+        digest = row_text_digest(named_row(names), encoding_shared, server_version)
 
         def sides() -> list[tuple[int, str]]:
             for conn in (source, target):

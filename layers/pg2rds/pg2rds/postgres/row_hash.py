@@ -79,13 +79,26 @@ IDENTITY_HASHES: dict[int, str | None] = {
 }
 _BPCHAR = 1042
 
-TEXT_HASH = sql.SQL("coalesce(sum(hashtextextended(t::text, 0)), 0)::text")
-MD5_HASH = sql.SQL("coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text")
+#: Each row's text hashed whole: with ``hashtextextended``, or with md5 (before 11, or as UTF-8 bytes across
+#: encodings: ``hashtextextended`` takes text in the server's encoding).
+_ROW_TEXT_HASH = "coalesce(sum(hashtextextended({}, 0)), 0)::text"
+_ROW_TEXT_MD5 = "coalesce(sum(('x' || substr(md5({}), 1, 16))::bit(64)::bigint::numeric), 0)::text"
+
+
+def row_text_digest(row_text: sql.Composable, encoding_shared: bool, server_version: int) -> sql.Composable:
+    """The checksum of ``row_text``, each row's text (``t::text``, or a row of named columns), hashed whole:
+    the plain hash, and every server's before 14, which have no column-by-column hash."""
+    if encoding_shared and server_version >= HASHTEXTEXTENDED_SINCE:
+        return sql.SQL(_ROW_TEXT_HASH).format(row_text)
+    text = row_text if encoding_shared else sql.SQL("convert_to({}, 'UTF8')").format(row_text)
+    return sql.SQL(_ROW_TEXT_MD5).format(text)
+
+
+_ROW = sql.SQL("t::text")
+TEXT_HASH = row_text_digest(_ROW, True, HASHTEXTEXTENDED_SINCE)
+MD5_HASH = row_text_digest(_ROW, True, HASHTEXTEXTENDED_SINCE - 1)
 #: The row's text as UTF-8 bytes, for servers of different encodings (see :func:`same_encoding`).
-UTF8_ROW_HASH = sql.SQL(
-    "coalesce(sum(('x' || substr(md5(convert_to(t::text, 'UTF8')), 1, 16))::bit(64)::bigint::numeric), 0)"
-    "::text"
-)
+UTF8_ROW_HASH = row_text_digest(_ROW, False, HASHTEXTEXTENDED_SINCE)
 #: Types whose stored value is text in the server's encoding: the same characters are other bytes, and
 #: another hash, on a server of another encoding.
 ENCODED_TYPES = frozenset({25, 1042, 1043})
@@ -169,20 +182,12 @@ def shared_names(source_names: list[str], target_names: list[str]) -> list[str] 
     return source_names
 
 
-def row_text_digest(names: list[str], encoding_shared: bool, server_version: int) -> sql.Composable:
-    """The row's text hashed whole, as :data:`TEXT_HASH`, :data:`MD5_HASH` or :data:`UTF8_ROW_HASH` do,
-    but of a row of the named columns in that order on both sides: a target that lists the source's
-    columns in another order, or has more, holds the same rows (servers before 14, which have no
-    column-by-column hash)."""
-    row = sql.SQL("ROW({})::text").format(
+def named_row(names: list[str]) -> sql.Composable:
+    """The text of a row of the named columns, in that order on both sides: a target that lists the
+    source's columns in another order, or has more, holds the same rows (its ``t::text`` would not)."""
+    return sql.SQL("ROW({})::text").format(
         sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(name)) for name in names)
     )
-    if encoding_shared and server_version >= HASHTEXTEXTENDED_SINCE:
-        return sql.SQL("coalesce(sum(hashtextextended({}, 0)), 0)::text").format(row)
-    text = row if encoding_shared else sql.SQL("convert_to({}, 'UTF8')").format(row)
-    return sql.SQL(
-        "coalesce(sum(('x' || substr(md5({}), 1, 16))::bit(64)::bigint::numeric), 0)::text"
-    ).format(text)
 
 
 def hashing(
@@ -257,13 +262,12 @@ def row_digest(source: Any, target: Any, schema: str, table: str, checksums: boo
         return COUNT_ONLY
     oldest = min(source.server_version, target.server_version)
     shared = same_encoding(source, target)
-    whole_row = (MD5_HASH if oldest < HASHTEXTEXTENDED_SINCE else TEXT_HASH) if shared else UTF8_ROW_HASH
     if oldest < HASH_RECORD_SINCE:
         names = shared_names(column_names(source, schema, table), column_names(target, schema, table))
-        return whole_row if names is None else row_text_digest(names, shared, oldest)
+        return row_text_digest(_ROW if names is None else named_row(names), shared, oldest)
     source_columns = columns(source, schema, table)
     kinds = hashing(source_columns, columns(target, schema, table), shared)
     if kinds is None:
-        return whole_row
+        return row_text_digest(_ROW, shared, oldest)
     names, types = [c.name for c in source_columns], [c.type_oid for c in source_columns]
     return column_digest(names, kinds, types, shared)
