@@ -60,14 +60,13 @@ class SourceSide:
         return sorted({table.schema for table in self.tables})
 
 
-def read_source_side(spec: MigrationSpec, credentials: Credentials | None = None) -> SourceSide:
-    """The selected source tables (read-only, two queries): the target is compared against them."""
-    credentials = credentials or get_credentials(spec.source, "source")
-    with connect(spec.source, credentials, "source", application_name="pg2rds-prep") as conn:
-        tables = select_tables(conn, spec.tables)
-        with conn.cursor() as cur:
-            cur.execute(SOURCE_SEQUENCES_QUERY, selection_params(spec.tables.include, spec.tables.exclude))
-            (sequences,) = one_row(cur)
+def read_source_side(spec: MigrationSpec, conn: Any) -> SourceSide:
+    """The selected source tables (two queries on the read-only source session ``conn``): the target is
+    compared against them."""
+    tables = select_tables(conn, spec.tables)
+    with conn.cursor() as cur:
+        cur.execute(SOURCE_SEQUENCES_QUERY, selection_params(spec.tables.include, spec.tables.exclude))
+        (sequences,) = one_row(cur)
     return SourceSide(tables=tables, sequences=sequences)
 
 
@@ -441,15 +440,12 @@ SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 """
 
 
-def target_is_source(spec: MigrationSpec, source_credentials: Credentials, target_conn: Any) -> bool:
+def target_is_source(source_conn: Any, target_conn: Any) -> bool:
     """Whether the target connection reached the source's own server and database, however either secret
     spells its host (a name, an address, a proxy in between): the source (read-only) is asked whether it
     sees the target session, by its pid and a name no other session has, in its own database."""
     name = target_conn.get_dsn_parameters().get("application_name", "")
-    with (
-        connect(spec.source, source_credentials, "source", application_name="pg2rds-prep") as conn,
-        conn.cursor() as cur,
-    ):
+    with source_conn.cursor() as cur:
         cur.execute(SESSION_HERE_QUERY, (target_conn.get_backend_pid(), name))
         return bool(one_row(cur)[0])
 
@@ -480,12 +476,13 @@ def prepare_target(
     Nothing is written to a target that is the source itself, or older than it.
     """
     source_credentials = source_credentials or get_credentials(spec.source, "source")
-    source = read_source_side(spec, source_credentials)
     session = f"pg2rds-prep-{secrets.token_hex(8)}"  # this session's name alone, for target_is_source
     with (
+        connect(spec.source, source_credentials, "source", application_name="pg2rds-prep") as source_conn,
         connect(spec.target, credentials, "target", application_name=session) as conn,
         conn.cursor(cursor_factory=CountingCursor) as cur,
     ):
+        source = read_source_side(spec, source_conn)
         facts = _target_facts(cur, source.schemas)
         version = check_version(facts, source_report)
         report = TargetReport(
@@ -496,7 +493,7 @@ def prepare_target(
             server_version_num=facts.server_version_num,
             findings=[version],
         )
-        if target_is_source(spec, source_credentials, conn):
+        if target_is_source(source_conn, conn):
             report.findings.append(same_database_finding(credentials))
             return report  # not a byte written into the source
         if version.severity == "fatal":
