@@ -39,7 +39,7 @@ from pg2rds_cli.executions import ExecutionReader, history, is_watcher_state
 from pg2rds_emulator import LOCAL_TIME_SCALE
 from pg2rds_emulator.dms_standin import StandInEngine
 from pg2rds_emulator.embedded import EmbeddedAws
-from pg2rds_emulator.local_run import LOCAL_POLLING, build_spec
+from pg2rds_emulator.local_run import LOCAL_POLLING, build_spec, secrets_of
 from pg2rds_emulator.pgcluster import LOGICAL_SOURCE_SETTINGS, Cluster, start_cluster
 from pg2rds_emulator.schema_copy import copy_schema
 
@@ -94,10 +94,11 @@ def migrate(source: Cluster, target: Cluster, scale: int, foreign_keys: bool) ->
     result: dict[str, Any] = {"scale": scale, "init": init}
     writer = pgbench(source, database, "-n", "-c", "2", "-j", "1", "-R", str(WRITER_RATE), "-T", "3600")
     try:
+        secrets = secrets_of(source.dsn(database), target.dsn(database))
         with EmbeddedAws(engine, time_scale=LOCAL_TIME_SCALE) as aws:
             spec = build_spec(
                 aws, source.dsn(database), target.dsn(database),
-                {"migration_id": f"bench-cutover-{scale}", "migration_type": "full-load-and-cdc"},
+                {"migration_id": f"bench-cutover-{scale}", "migration_type": "full-load-and-cdc"}, secrets,
             )  # fmt: skip
             sfn = aws.client("stepfunctions")
             started = time.time()

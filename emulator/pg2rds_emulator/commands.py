@@ -209,7 +209,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local",
                 f"export PG2RDS_STATE_MACHINE_ARN={endpoint.aws.state_machine_arn}",
             ]
-            if args.source_dsn and args.target_dsn:
+            if secrets is not None:  # both DSNs given
                 spec_path = Path(args.spec_out)
                 endpoint.write_spec(
                     spec_path, args.source_dsn, args.target_dsn, load_spec(args.spec), secrets

@@ -117,13 +117,12 @@ def build_spec(
     source_dsn: str,
     target_dsn: str,
     spec: dict[str, Any] | None,
-    secrets: dict[str, dict[str, Any]] | None = None,
+    secrets: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """Complete a (possibly empty) spec with the two DSNs' secrets (``secrets``, from :func:`secrets_of`;
-    read here when not given, which needs each DSN to carry its password) and fast local polling."""
+    """Complete a (possibly empty) spec with the two DSNs' secrets (``secrets``, read by :func:`secrets_of`
+    before the account opened) and fast local polling."""
     spec = dict(spec or {})
     spec.setdefault("migration_id", default_migration_id())
-    secrets = secrets or secrets_of(source_dsn, target_dsn)
     refs = {}
     for side, dsn in (("source", source_dsn), ("target", target_dsn)):
         arn = aws.put_secret(f"pg2rds/{spec['migration_id']}/{side}", secrets[side])

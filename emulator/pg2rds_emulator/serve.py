@@ -44,7 +44,7 @@ class LocalEndpoint:
         source_dsn: str,
         target_dsn: str,
         spec: dict[str, Any] | None,
-        secrets: dict[str, dict[str, Any]] | None = None,
+        secrets: dict[str, dict[str, Any]],
     ) -> dict:
         """A spec for the two DSNs, their credentials (``secrets``, read before the account opened:
         :func:`~pg2rds_emulator.local_run.secrets_of`) stored as secrets in the served account."""
