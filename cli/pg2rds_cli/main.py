@@ -6,6 +6,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,6 +19,7 @@ from rich.live import Live
 
 from pg2rds_cli import display
 from pg2rds_cli.arguments import dsn
+from pg2rds_cli.collector import paused
 from pg2rds_cli.errors import EXIT_FAILED, EXIT_USAGE, UsageError
 from pg2rds_cli.executions import ExecutionView, read_execution, watch
 
@@ -273,6 +276,15 @@ def imports_done() -> None:
     must stay collectable."""
     if _COMMAND_PROCESS:
         gc.freeze()
+
+
+@contextmanager
+def heavy_imports() -> Iterator[None]:
+    """A local command's heavy imports (the emulator: moto, the handlers): loaded with the collector paused
+    (:func:`~pg2rds_cli.collector.paused`), then out of its sight (:func:`imports_done`)."""
+    with paused():
+        yield
+    imports_done()
 
 
 def run() -> NoReturn:

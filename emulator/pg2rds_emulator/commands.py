@@ -19,10 +19,9 @@ from rich.live import Live
 
 from pg2rds_cli import display
 from pg2rds_cli.arguments import dsn, time_scale
-from pg2rds_cli.collector import paused
 from pg2rds_cli.errors import UsageError
 from pg2rds_cli.executions import ExecutionView
-from pg2rds_cli.main import console, finish, imports_done, load_spec
+from pg2rds_cli.main import console, finish, heavy_imports, load_spec
 from pg2rds_emulator import LOCAL_TIME_SCALE
 
 if TYPE_CHECKING:
@@ -35,12 +34,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("`pg2rds run` needs --local; in AWS use `pg2rds start SPEC`")
     if args.cutover == "ask" and not sys.stdin.isatty():
         raise UsageError("--cutover ask needs a terminal to ask on; without one use --cutover auto or abort")
-    with paused():
+    with heavy_imports():
         from pg2rds_cli.graph import render_execution
         from pg2rds_emulator.local_run import LocalRunAborted
         from pg2rds_emulator.schema_copy import SchemaCopy, SchemaCopyFailed, copy_meanwhile
 
-    imports_done()
     spec = load_spec(args.spec)
     if args.migration_id:
         spec = {**(spec or {}), "migration_id": args.migration_id}
@@ -192,12 +190,10 @@ def _decider(mode: str, live: Live | None):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    with paused():
+    with heavy_imports():
         from pg2rds_emulator.dms_standin import StandInEngine
         from pg2rds_emulator.local_run import secrets_of
         from pg2rds_emulator.serve import LocalEndpoint
-
-    imports_done()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave the `with`: engine and clusters let go
     secrets = secrets_of(args.source_dsn, args.target_dsn) if args.source_dsn and args.target_dsn else None
@@ -229,10 +225,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    with paused():
+    with heavy_imports():
         from pg2rds_emulator.demo import run_demo
-
-    imports_done()
 
     return run_demo(console, keep=args.keep, graph=args.graph)
 
