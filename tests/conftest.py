@@ -29,9 +29,11 @@ REGION = "us-east-1"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _aws_environment() -> None:
-    """Fake credentials and a region, so nothing can ever reach a real AWS account."""
+def _aws_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Fake credentials and a region, so nothing can ever reach a real AWS account; and the built state
+    machine programs kept in the session's own directory, not in the user's cache."""
     os.environ.update(
+        PG2RDS_CACHE_DIR=str(tmp_path_factory.mktemp("asl-programs")),
         AWS_DEFAULT_REGION=REGION,
         AWS_REGION=REGION,
         AWS_ACCESS_KEY_ID="testing",

@@ -58,17 +58,14 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
-from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
-from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for as _moto_boto_client_for
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
-from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.parser.utils import TMP_THREADS
 from moto.stepfunctions.responses import StepFunctionResponse
 
 from pg2rds.tls import SCRATCH_DIR_VARIABLE
 from pg2rds_cli.collector import paused
-from pg2rds_emulator import event_delivery, function_roles, moto_dms, moto_speedups
+from pg2rds_emulator import asl_programs, event_delivery, function_roles, moto_dms, moto_speedups
 from pg2rds_emulator.account_close import INVOCATIONS, quiesce, refuse_once_closed
 from pg2rds_emulator.dms_engine import DmsEngine
 
@@ -389,48 +386,6 @@ def _lambda_client_for(region: str, service: str, state_credentials: Any = None)
         return client
 
 
-# -- parsing a definition once -------------------------------------------------------------------------------
-_original_parse = AmazonStateLanguageParser.parse
-#: Definition text → its ANTLR syntax tree; a few definitions per process (the template's two, a test's own).
-_syntax_trees: dict[str, Any] = {}
-_SYNTAX_TREES_KEPT = 8
-_syntax_trees_lock = threading.Lock()
-
-
-def _parse_once(definition: str) -> tuple[EvalComponent, Any]:
-    """moto parses a definition with ANTLR's pure-Python runtime when the state machine is created (to
-    validate it, as Step Functions does) and again when each execution starts: half a second for
-    migration.asl.json on an idle machine, seconds on a loaded one, on the run's critical path. The syntax
-    tree depends on the text alone and nothing writes to it, so it is parsed once; each execution still
-    gets a program of its own, built from the tree by moto's preprocessor as moto builds it (a program's
-    components are the execution's). A definition that does not parse is never kept: it fails each time,
-    with moto's error."""
-    with _syntax_trees_lock:
-        tree = _syntax_trees.get(definition)
-    if tree is None:
-        program, tree = _original_parse(definition)
-        with _syntax_trees_lock:
-            while len(_syntax_trees) >= _SYNTAX_TREES_KEPT:
-                del _syntax_trees[next(iter(_syntax_trees))]
-            _syntax_trees[definition] = tree
-        return program, tree
-    return Preprocessor().visit(tree), tree
-
-
-_original_validate = StepFunctionsParserBackend._validate_definition
-
-
-def _validate_once(definition: str) -> None:
-    """moto validates a definition, at CreateStateMachine, by building its whole program and throwing it
-    away (0.13 s for migration.asl.json, twice per start-up: the template's two state machines). A
-    definition whose syntax tree :func:`_parse_once` keeps was built into a program once already, without
-    error; any other is validated as moto validates it."""
-    with _syntax_trees_lock:
-        if definition in _syntax_trees:
-            return
-    _original_validate(definition)
-
-
 _original_enrich_response = BaseResponse._enrich_response
 
 
@@ -464,8 +419,7 @@ def _terminated_and_told(self: BaseExecutionWorkerCommunication) -> None:
 def _install_patches() -> None:
     BaseResponse._enrich_response = staticmethod(_enrich_response_scanning_only_xml)  # type: ignore[method-assign]
     BaseExecutionWorkerCommunication.terminated = _terminated_and_told  # type: ignore[method-assign]
-    AmazonStateLanguageParser.parse = staticmethod(_parse_once)  # type: ignore[method-assign,assignment]
-    StepFunctionsParserBackend._validate_definition = staticmethod(_validate_once)  # type: ignore[method-assign]
+    asl_programs.install()
     StepFunctionResponse.get_execution_history = _get_execution_history  # type: ignore[method-assign]
     lambda_eval_utils.boto_client_for = _lambda_client_for
     StepFunctionResponse.start_execution = _start_execution  # type: ignore[method-assign]
