@@ -117,6 +117,7 @@ from pg2rds_emulator.standin_testdecoding import (
     Translator,
     UnknownColumns,
     parse,
+    payload_codec,
     table_shapes,
 )
 from pg2rds_emulator.standin_validation import Key, ValidationSettings, Validator, control_schema
@@ -748,6 +749,7 @@ class _Task:
         ):
             catalog.autocommit = True
             translator = Translator(table_shapes(catalog, tables), self.snapshots)
+            codec = payload_codec(catalog)
             if self.stop_event.is_set():  # stopped meanwhile: do not take the slot a cleanup may be dropping
                 raise _Stopped()
             cur = repl.cursor()
@@ -758,10 +760,16 @@ class _Task:
                 options=PLUGIN_OPTIONS,
                 status_interval=10,
             )
-            self._apply_stream(cur, _Applier(tgt, self), translator, catalog, tables)
+            self._apply_stream(cur, _Applier(tgt, self), translator, catalog, tables, codec)
 
     def _apply_stream(
-        self, cur: Any, applier: "_Applier", translator: Translator, catalog: Any, tables: list[TableName]
+        self,
+        cur: Any,
+        applier: "_Applier",
+        translator: Translator,
+        catalog: Any,
+        tables: list[TableName],
+        codec: str,
     ) -> None:
         last_message = time.monotonic()
         confirmed = _Confirmed()
@@ -790,7 +798,7 @@ class _Task:
                 last_message = time.monotonic()
                 with self.lock:
                     self.stream_idle_since = None
-                event = parse(bytes(message.payload).decode("utf-8"))
+                event = parse(bytes(message.payload).decode(codec))
                 try:
                     changes = translator.messages(event, message.data_start)
                 except UnknownColumns:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg2.extensions
+
 from pg2rds.postgres.selection import TableName
 from pg2rds_emulator.standin_changes import (
     UNCHANGED,
@@ -92,6 +94,19 @@ class Other:
 Event = TxBegin | TxCommit | RowChange | TruncateChange | Other
 
 _COMMIT = re.compile(r"COMMIT (\d+)(?: \(at (.+)\))?$")
+
+
+def payload_codec(conn: Any) -> str:
+    """The Python codec of the text test_decoding writes for ``conn``'s database: its ``server_encoding``
+    (an output plugin writes in the database's encoding, and the walsender does not convert it to the
+    client's: a LATIN1 source sends 'é' as the byte 0xe9). ``SQL_ASCII`` declares no encoding: its bytes
+    are read as UTF-8, as the full load's UTF-8 sessions pass them."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW server_encoding")
+        (encoding,) = cur.fetchone()
+    if encoding == "SQL_ASCII":
+        return "utf-8"
+    return psycopg2.extensions.encodings[encoding]
 
 
 def parse(line: str) -> Event:

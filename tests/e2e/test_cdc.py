@@ -10,6 +10,7 @@ import json
 import random
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import judge
@@ -802,3 +803,53 @@ def test_the_cutover_reads_the_history_only_back_to_the_wait(fake_aws, one_table
     assert entered - 10 < oldest_read <= entered  # the last page read is the one holding the wait's entry
     view = finish(aws, arn)
     assert view.status == "SUCCEEDED", (view.error, view.cause)
+
+
+@pytest.mark.slow
+def test_a_latin1_source_replicates_its_characters_to_a_utf8_target(
+    source_db: Database, target_db: Database
+) -> None:
+    """A LATIN1 source in CDC: the changes made while replicating ('é' as the byte 0xe9 on the source)
+    reach the UTF8 target as the same characters, and the report compares them equal."""
+    latin1 = Database(source_db.cluster, "latin1_" + uuid.uuid4().hex[:8])
+    source_db.cluster.execute(
+        "postgres",
+        f"CREATE DATABASE {latin1.name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    )
+
+    def write(statement: str, params: tuple = ()) -> None:
+        with latin1.connect() as conn, conn.cursor() as cur:
+            conn.set_client_encoding("UTF8")
+            cur.execute(statement, params)
+
+    engine = StandInEngine()
+    try:
+        write("CREATE TABLE t (id int PRIMARY KEY, word text)")
+        write("INSERT INTO t VALUES (1, 'café'), (2, 'plain')")
+        with EmbeddedAws(engine, time_scale=0.05) as aws:
+            spec = spec_for(latin1, target_db, migration_id="latin1cdc", polling=CDC_POLLING,
+                            migration_type="full-load-and-cdc",
+                            task={"target_table_prep_mode": "DROP_AND_CREATE"})  # fmt: skip
+            arn = start(aws, spec)
+            view = wait_for_state(aws, arn, WAITING_STATE)
+            assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
+            write("INSERT INTO t VALUES (3, 'naïve'), (4, 'über')")
+            write("UPDATE t SET word = 'crème brûlée' WHERE id = 2")
+            write("DELETE FROM t WHERE id = 1")
+            send_decision(aws.client("stepfunctions"), arn)
+            view = finish(aws, arn)
+    finally:
+        engine.shutdown()
+        source_db.cluster.execute(
+            "postgres",
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s",
+            (latin1.name,),
+        )
+        source_db.cluster.drop_database(latin1.name)
+
+    assert view.status == "SUCCEEDED", (view.error, view.cause)
+    assert view.output["finish"]["mismatched"] == []
+    with target_db.connect() as conn, conn.cursor() as cur:
+        conn.set_client_encoding("UTF8")
+        cur.execute("SELECT id, word FROM t ORDER BY id")
+        assert cur.fetchall() == [(2, "crème brûlée"), (3, "naïve"), (4, "über")]
