@@ -83,7 +83,7 @@ def _build_post_data(schema: "SchemaCopy", view: ExecutionView) -> int:
     console.print(f"Building the {POST_DATA_OBJECTS} (pg_restore --section=post-data) …", highlight=False)
     try:
         with sigterm_interrupts():
-            schema.finish()
+            schema.finish(progress=lambda line: console.print(line, markup=False, highlight=False))
     except SchemaCopyFailed as error:
         _schema_failed(error)
         return 1

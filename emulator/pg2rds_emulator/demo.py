@@ -45,7 +45,7 @@ def run_demo(console: Console, keep: bool = False, graph: str | None = None) -> 
                 )
             if view.status == "SUCCEEDED":
                 console.print(f"Building the {POST_DATA_OBJECTS} …")
-                schema.finish()
+                schema.finish(progress=lambda line: console.print(line, markup=False, highlight=False))
         display.summary(console, view)
         if graph:
             from pg2rds_cli.graph import render_execution

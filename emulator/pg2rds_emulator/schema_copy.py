@@ -23,11 +23,13 @@ every local user.
 """
 
 import os
+import re
 import shlex
 import shutil
 import signal
 import subprocess
 import tempfile
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
@@ -35,9 +37,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import psycopg2
+
 from pg2rds.spec import MigrationSpec, TaskOptions
 from pg2rds_emulator.passfile import password_env, without_password
 from pg2rds_emulator.pgcluster import find_bindir
+from pg2rds_emulator.post_data_progress import QUERY_SECONDS, PostDataProgress, listed_items
 
 #: ``pg_restore -j`` for the post-data section (pgcopydb's default index jobs).
 POST_DATA_JOBS = 4
@@ -68,10 +73,26 @@ def _tool(name: str) -> str:
 STOP_SECONDS = 10
 
 
-def _run(command: list[str], password: str | None, what: str, environment: Mapping[str, str]) -> None:
-    """Run pg_dump or pg_restore to its end; if this process is interrupted meanwhile (Ctrl-C, SIGTERM),
-    stop it and the workers it forked (``--jobs``), which are in its process group: killing the leader
-    alone left them building indexes on the target after the command had exited."""
+#: The last lines of a tool's stderr kept for its error message (``--verbose`` writes one per item).
+STDERR_LINES_KEPT = 200
+#: How pg_dump and pg_restore begin an error's line (``pg_restore: error: could not execute query: ...``);
+#: not a verbose line naming an item whose name says "error".
+_ERROR = re.compile(r"^\S+: (error|fatal): ", re.IGNORECASE)
+
+
+def _run(
+    command: list[str],
+    password: str | None,
+    what: str,
+    environment: Mapping[str, str],
+    on_line: Callable[[str], None] | None = None,
+) -> None:
+    """Run pg_dump or pg_restore to its end, each line of its stderr handed to ``on_line`` as it comes; if
+    this process is interrupted meanwhile (Ctrl-C, SIGTERM), stop it and the workers it forked
+    (``--jobs``), which are in its process group: killing the leader alone left them building indexes on
+    the target after the command had exited."""
+    first_error: str | None = None
+    tail: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
     with password_env(password, environment) as env:
         tool = subprocess.Popen(
             [command[0], "--no-password", *command[1:]],  # a missing password fails; it is never asked for
@@ -83,14 +104,20 @@ def _run(command: list[str], password: str | None, what: str, environment: Mappi
             start_new_session=True,  # its own group: stopped as a whole, below
         )
         try:
-            _, stderr = tool.communicate()  # the password file lasts as long as the tool may read it
+            assert tool.stderr is not None
+            for line in tool.stderr:  # the password file lasts as long as the tool may read it
+                tail.append(line.rstrip("\n"))
+                if first_error is None and _ERROR.match(line):
+                    first_error = line.rstrip("\n")
+                if on_line is not None:
+                    on_line(line)
+            tool.wait()
         except BaseException:
             _stop_group(tool)
             raise
     if tool.returncode != 0:
-        lines = stderr.splitlines()
-        errors = [line for line in lines if "error" in line.lower()] or lines or [f"exit {tool.returncode}"]
-        raise SchemaCopyFailed(f"{what} failed: {errors[0]}")
+        said = [line for line in tail if "error" in line.lower()] or list(tail)[-1:]
+        raise SchemaCopyFailed(f"{what} failed: {first_error or (said or [f'exit {tool.returncode}'])[0]}")
 
 
 def _stop_group(tool: subprocess.Popen) -> None:
@@ -150,10 +177,11 @@ class SchemaDump:
         if self._directory is not None:
             self._directory.cleanup()
 
-    def restore(self, section: str | None = None) -> None:
+    def restore(self, section: str | None = None, progress: Callable[[str], None] | None = None) -> None:
         """Restore ``section`` ("pre-data" or "post-data"; None: the whole schema) into the target, without
         owners or privileges (the target's roles are the operator's). One transaction, except post-data,
-        which builds its indexes in :data:`POST_DATA_JOBS` sessions; the first error stops it."""
+        which builds its indexes in :data:`POST_DATA_JOBS` sessions, saying how far it is to ``progress``
+        every :data:`~pg2rds_emulator.post_data_progress.PROGRESS_SECONDS`; the first error stops it."""
         options = ["--no-owner", "--no-privileges", "--exit-on-error"]
         if section == "post-data":
             options += [f"--jobs={POST_DATA_JOBS}"]
@@ -161,11 +189,30 @@ class SchemaDump:
             options += ["--single-transaction"]
         if section is not None:
             options += [f"--section={section}"]
-        _run(
-            [_tool("pg_restore"), *options, "-d", self._target, str(self._file)],
-            self._target_password,
-            "pg_restore" + (f" --section={section}" if section else ""),
-            self._environment,
+        command = [_tool("pg_restore"), *options, "-d", self._target, str(self._file)]
+        what = "pg_restore" + (f" --section={section}" if section else "")
+        if section != "post-data" or progress is None:
+            _run(command, self._target_password, what, self._environment)
+            return
+        listing = subprocess.run(
+            [_tool("pg_restore"), "--list", "--section=post-data", str(self._file)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        with PostDataProgress(listed_items(listing), progress, self._connect_target) as watcher:
+            _run([command[0], "--verbose", *command[1:]], self._target_password, what, self._environment,
+                 watcher.line)  # fmt: skip
+
+    def _connect_target(self) -> Any:
+        """A session on the target (its DSN's password if it had one, else the one libpq finds)."""
+        password = {} if self._target_password is None else {"password": self._target_password}
+        return psycopg2.connect(
+            self._target,
+            connect_timeout=QUERY_SECONDS,
+            options=f"-c statement_timeout={QUERY_SECONDS * 1000}",
+            application_name="pg2rds-post-data-progress",
+            **password,
         )
 
     def post_data_command(self) -> str:
@@ -203,10 +250,11 @@ class SchemaCopy(SchemaDump):
             raise
         return self
 
-    def finish(self) -> None:
-        """Build the post-data section (nothing when the whole schema went first)."""
+    def finish(self, progress: Callable[[str], None] | None = None) -> None:
+        """Build the post-data section (nothing when the whole schema went first), saying how far it is to
+        ``progress`` while it lasts."""
         if self.deferred:
-            self.restore("post-data")
+            self.restore("post-data", progress)
 
 
 def copy_meanwhile(schema: SchemaCopy, stack: ExitStack) -> Callable[[], None]:

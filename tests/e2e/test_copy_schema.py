@@ -10,6 +10,8 @@ the run's exit code and messages when building them fails, and nothing left on t
 import re
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import judge
@@ -20,6 +22,7 @@ from test_local_interrupt import Terminal
 from test_local_run import flat, source_objects
 
 from pg2rds_cli import main as cli
+from pg2rds_emulator import post_data_progress
 from pg2rds_emulator.schema_copy import SchemaCopy
 
 SCHEMA = """
@@ -231,3 +234,65 @@ def cmdline(process: Path) -> bytes:
         return (process / "cmdline").read_bytes()
     except OSError:  # it ended meanwhile
         return b""
+
+
+PROGRESS = re.compile(r"^Post-data after \d+s: (\d+) of (\d+) built")
+
+
+def test_a_long_post_data_build_says_how_far_it_is(
+    shop: Database, target_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building the keys and indexes of a large target takes hours, and the command said nothing meanwhile.
+    Now a line every PROGRESS_SECONDS (here 0.05 s) counts the items built and names those building; held
+    here by a lock on orders, the items of orders wait while the others are built."""
+    monkeypatch.setattr(post_data_progress, "PROGRESS_SECONDS", 0.05)
+    lines: list[str] = []
+    holder = target_db.connect()
+    try:
+        with SchemaCopy(shop.cluster.dsn(shop.name), target_db.cluster.dsn(target_db.name), {}) as schema:
+            holder.autocommit = False
+            with holder.cursor() as cur:
+                cur.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+            building = threading.Thread(target=schema.finish, kwargs={"progress": lines.append})
+            building.start()
+            deadline = time.monotonic() + 30
+            while not any("orders" in line for line in lines) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            holder.rollback()  # the lock goes: the rest is built
+            building.join(30)
+        seen = len(lines)
+        time.sleep(0.2)
+    finally:
+        holder.close()
+
+    assert not building.is_alive()
+    assert len(lines) == seen  # no line once the build is over
+    assert schema_objects(target_db) == schema_objects(shop)
+    counts = [tuple(map(int, PROGRESS.match(line).groups())) for line in lines]  # type: ignore[union-attr]
+    # 7 items: two primary keys, a unique key and a foreign key (each with its index), two indexes, a trigger
+    assert {total for _, total in counts} == {7}
+    waiting = next(line for line in lines if "orders" in line)
+    assert re.search(r"; building (CONSTRAINT|INDEX) orders\w* .*\(\d+s\)", waiting), waiting
+    assert max(done for done, _ in counts) < 7
+
+
+def test_the_line_says_how_far_each_index_build_is(
+    source_db: Database, target_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While an index is built, the target's pg_stat_progress_create_index says its phase and how much of
+    the table it has read: the line names the table with both."""
+    monkeypatch.setattr(post_data_progress, "PROGRESS_SECONDS", 0.02)
+    source_db.execute("CREATE TABLE big (id int, v int); CREATE INDEX big_v ON big (v, id)")
+    lines: list[str] = []
+    with SchemaCopy(
+        source_db.cluster.dsn(source_db.name), target_db.cluster.dsn(target_db.name), {}
+    ) as schema:
+        target_db.execute(
+            "INSERT INTO big SELECT i, mod(i::bigint * 7919, 1000003) FROM generate_series(1, 2000000) i"
+        )
+        schema.finish(progress=lines.append)
+
+    assert target_db.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'big'") == [("big_v",)]
+    described = [line for line in lines if "public.big (" in line]
+    assert described, lines
+    assert any(re.search(r"public\.big \([a-z :]+, \d+%\)", line) for line in described), described
