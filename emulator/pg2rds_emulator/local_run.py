@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 from botocore.exceptions import ClientError
 from psycopg2.extensions import parse_dsn
 
@@ -25,6 +26,7 @@ from pg2rds.naming import ResourceNames
 from pg2rds.postgres.slots import drop_slot_statement
 from pg2rds.tls import SCRATCH_DIR_VARIABLE
 from pg2rds_cli.cutover import WAITING_STATE, send_decision
+from pg2rds_cli.errors import UsageError
 from pg2rds_cli.executions import ExecutionView, watch
 from pg2rds_cli.passwords import password_of
 from pg2rds_emulator import LOCAL_TIME_SCALE
@@ -73,17 +75,22 @@ def default_migration_id() -> str:
     return "local-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
-def secret_of(dsn: str) -> dict[str, Any]:
-    """What a DSN says about a database, as the secret RDS and DMS would hold for it."""
+def secret_of(dsn: str, side: str = "source") -> dict[str, Any]:
+    """What a DSN says about a database, as the secret RDS and DMS would hold for it. A DSN without its
+    password is connected to, to learn the one libpq finds: if that fails (a wrong password, a server
+    that is not there), the run ends here, before anything is created, with libpq's reason on one line."""
     parts = parse_dsn(dsn)
     user = parts.get("user", "postgres")
-    return database_secret(
-        host=parts.get("host", "127.0.0.1"),
-        port=int(parts.get("port", 5432)),
-        dbname=parts.get("dbname", user),
-        username=user,
-        password=password_of(dsn),
-    )
+    where = {"host": parts.get("host", "127.0.0.1"), "port": int(parts.get("port", 5432))}
+    dbname = parts.get("dbname", user)
+    try:
+        password = password_of(dsn)
+    except psycopg2.OperationalError as error:
+        raise UsageError(
+            f"cannot connect to the {side} database {dbname!r} at {where['host']}:{where['port']} as "
+            f"{user!r}: {' '.join(str(error).split())}"
+        ) from None
+    return database_secret(**where, dbname=dbname, username=user, password=password)
 
 
 def database_ref(dsn: str, secret_arn: str) -> dict[str, Any]:
@@ -109,7 +116,7 @@ def secrets_of(source_dsn: str, target_dsn: str) -> dict[str, dict[str, Any]]:
     """Both DSNs' secrets, passwords resolved as libpq resolves them (``PGPASSWORD``, ``~/.pgpass``): to
     be read before the embedded account opens, which hides the shell's libpq settings from what runs in
     it (:class:`~pg2rds_emulator.embedded.EmbeddedAws`)."""
-    return {"source": secret_of(source_dsn), "target": secret_of(target_dsn)}
+    return {"source": secret_of(source_dsn, "source"), "target": secret_of(target_dsn, "target")}
 
 
 def build_spec(

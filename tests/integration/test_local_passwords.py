@@ -14,8 +14,11 @@ import pytest
 from conftest import Database
 from psycopg2 import sql
 
+from pg2rds_cli import main as cli
 from pg2rds_cli.passwords import password_of
 from pg2rds_emulator.local_run import secret_of
+from pg2rds_emulator.passfile import without_password
+from pg2rds_emulator.pgcluster import free_port
 from pg2rds_emulator.schema_copy import SchemaCopy
 
 TABLES = 300  # enough schema for pg_dump and psql to run for a while
@@ -105,3 +108,36 @@ def test_a_dsn_without_password_takes_it_from_the_password_file(
 
     assert password_of(dsn) == password
     assert secret_of(dsn)["password"] == password
+
+
+@pytest.mark.parametrize("what", ["wrong password", "no server"])
+def test_a_dsn_whose_password_cannot_be_found_ends_the_run_in_one_line(
+    source_db: Database,
+    target_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    what: str,
+) -> None:
+    """A DSN without its password is connected to, to read the one libpq finds. When that failed, the
+    command printed psycopg2's class and libpq's message over several lines ("pg2rds: OperationalError:
+    connection to server ... failed: ... (run with --debug for the traceback)"), exit 1; now the side and
+    the reason on one line, exit 2, before anything is created."""
+    source_dsn = without_password(source_db.cluster.dsn(source_db.name))[0]
+    if what == "wrong password":
+        monkeypatch.setenv("PGPASSWORD", "not-the-password")
+        reason = 'password authentication failed for user "postgres"'
+    else:
+        source_dsn = f"postgresql://postgres@127.0.0.1:{free_port()}/{source_db.name}"
+        reason = "Connection refused"
+    monkeypatch.delenv("PGPASSFILE", raising=False)
+    target_dsn = target_db.cluster.dsn(target_db.name)
+
+    code = cli.main(["run", "--local", "--quiet", "--source-dsn", source_dsn, "--target-dsn", target_dsn])
+
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("pg2rds: cannot connect to the source database "), err
+    assert f"'{source_db.name}' at 127.0.0.1:" in lines[0] and reason in lines[0], err
+    assert "OperationalError" not in err and "Migration" not in err
+    assert source_db.execute("SELECT slot_name FROM pg_replication_slots") == []
