@@ -947,6 +947,8 @@ class _Applier:
             self._mark(relation, message.new)
             if message.old:
                 self._mark(relation, message.old)  # the key may have changed
+            if message.key_moved:  # DMS ignores an update of a primary key: the target keeps the old row
+                return None
             assignments = self._written(
                 relation,
                 [

@@ -63,6 +63,8 @@ class Update:
     old_kind: str | None  # 'K' (key columns only), 'O' (whole old row, REPLICA IDENTITY FULL) or None
     old: list[Value] | None
     new: list[Value]
+    #: It gives the row another primary key: DMS ignores it (its rows are validated again all the same).
+    key_moved: bool = False
 
 
 @dataclass(frozen=True)

@@ -259,7 +259,9 @@ SELECT c.oid, n.nspname::text, c.relname::text, c.relreplident::text,
                                            AND i.indisreplident AND a.attnum = ANY (i.indkey::int2[]))
                      ELSE false
                  END ORDER BY a.attnum),
-       array_agg(a.attgenerated <> '' ORDER BY a.attnum)
+       array_agg(a.attgenerated <> '' ORDER BY a.attnum),
+       array_agg(EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary
+                         AND a.attnum = ANY (i.indkey::int2[])) ORDER BY a.attnum)
 FROM unnest(%s::text[], %s::text[]) AS wanted(schema_name, table_name)
 JOIN pg_namespace n ON n.nspname = wanted.schema_name
 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = wanted.table_name
@@ -273,6 +275,8 @@ class TableShape:
     relation: Relation
     #: Printed by test_decoding, computed by the target: never applied.
     generated: frozenset[str] = field(default_factory=frozenset)
+    #: The primary key's columns (none without one), whatever the replica identity.
+    primary_key: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def identified(self) -> bool:
@@ -286,12 +290,13 @@ def table_shapes(conn: Any, tables: list[TableName]) -> dict[TableName, TableSha
         cur.execute(TABLE_SHAPES_QUERY, ([t.schema for t in tables], [t.table for t in tables]))
         rows = cur.fetchall()
     shapes = {}
-    for oid, schema, table, identity, names, types, typmods, keys, generated in rows:
+    for oid, schema, table, identity, names, types, typmods, keys, generated, primary in rows:
         rows_of_columns = zip(names, types, typmods, keys, generated, strict=True)
         columns = [Column(name, oid_, mod, key) for name, oid_, mod, key, gen in rows_of_columns if not gen]
         shapes[TableName(schema, table)] = TableShape(
             Relation(oid, schema, table, identity, columns),
             frozenset(name for name, gen in zip(names, generated, strict=True) if gen),
+            frozenset(name for name, key in zip(names, primary, strict=True) if key),
         )
     return shapes
 
@@ -339,8 +344,9 @@ class Translator:
     table's load already holds and what DMS does not apply.
 
     DMS ignores UPDATE and DELETE on a table without a replica identity (the WAL holds no before-image),
-    and does not capture TRUNCATE during CDC (User Guide, "Using a PostgreSQL database as an AWS DMS
-    source", limitations; pre-flight warns of both); so does this, and ``ignored`` counts them.
+    does not capture TRUNCATE during CDC, and "ignores an attempt to update a primary key segment": the
+    target keeps the row under its old key (User Guide, "Using a PostgreSQL database as an AWS DMS
+    source", limitations; pre-flight warns of the first two); so does this, and ``ignored`` counts them.
     ``shapes`` must hold every selected table; :meth:`refresh` reloads them when a row names a column the
     catalog did not have (a column added during the migration)."""
 
@@ -389,7 +395,9 @@ class Translator:
             if event.old is None:
                 return Update(relation.oid, None, None, new)
             kind = "O" if relation.replica_identity == "f" else "K"
-            return Update(relation.oid, kind, self._aligned(shape, event.old), new)
+            moved = _moves_primary_key(shape, event)
+            self.ignored += moved
+            return Update(relation.oid, kind, self._aligned(shape, event.old), new, key_moved=moved)
         if event.old is None:
             self.ignored += 1
             return None
@@ -408,6 +416,16 @@ class Translator:
     def refresh(self, shapes: dict[TableName, TableShape]) -> None:
         self.shapes = shapes
         self._announced.clear()
+
+
+def _moves_primary_key(shape: TableShape, event: RowChange) -> bool:
+    """Whether an UPDATE gives a row another primary key: its old tuple (sent when the replica identity's
+    columns change, or always with REPLICA IDENTITY FULL) holds every key column, one of them changed. An
+    old tuple of another unique index, without the key's columns, cannot tell, and is applied."""
+    old, new = event.old or {}, event.new or {}
+    if not shape.primary_key or not shape.primary_key <= old.keys():
+        return False
+    return any(new.get(name, UNCHANGED) not in (UNCHANGED, old[name]) for name in shape.primary_key)
 
 
 class UnknownColumns(DecodeError):

@@ -853,3 +853,37 @@ def test_a_latin1_source_replicates_its_characters_to_a_utf8_target(
         conn.set_client_encoding("UTF8")
         cur.execute("SELECT id, word FROM t ORDER BY id")
         assert cur.fetchall() == [(2, "crème brûlée"), (3, "naïve"), (4, "über")]
+
+
+@pytest.mark.slow
+def test_a_primary_key_moved_during_cdc_is_left_behind_as_by_dms_and_the_report_says_so(
+    source_db: Database, target_db: Database
+) -> None:
+    """DMS ignores an UPDATE that changes a primary key (User Guide, PostgreSQL as a source, limitations):
+    the target keeps the row under its old key. The stand-in applied it, so the local run SUCCEEDED with
+    all tables equal where the same migration in AWS ends with them different."""
+    source_db.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    source_db.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
+    engine = StandInEngine()
+    try:
+        with EmbeddedAws(engine, time_scale=0.05) as aws:
+            spec = spec_for(source_db, target_db, migration_id="movedkey", polling=CDC_POLLING,
+                            migration_type="full-load-and-cdc",
+                            task={"target_table_prep_mode": "DROP_AND_CREATE"})  # fmt: skip
+            arn = start(aws, spec)
+            view = wait_for_state(aws, arn, WAITING_STATE)
+            assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
+            source_db.execute("UPDATE t SET id = 100 WHERE id = 1")
+            source_db.execute("UPDATE t SET v = 'changed' WHERE id = 2")  # an ordinary update still applies
+            send_decision(aws.client("stepfunctions"), arn)
+            view = finish(aws, arn)
+    finally:
+        engine.shutdown()
+
+    assert view.status == "FAILED", view.states
+    assert "public.t" in (view.cause or ""), view.cause
+    assert target_db.execute("SELECT id, v FROM t WHERE id IN (1, 2, 100) ORDER BY id") == [
+        (1, "v1"),
+        (2, "changed"),
+    ]
+    assert source_objects(source_db) == ([], [])

@@ -150,3 +150,31 @@ def test_truncate_is_not_captured_during_cdc_like_dms() -> None:
     translator.messages(TxBegin(1), 0)
     assert translator.messages(TruncateChange([table], cascade=True, restart_identity=False), 0) == []
     assert translator.ignored == 1
+
+
+def test_an_update_that_moves_the_primary_key_is_ignored_like_dms() -> None:
+    """ "AWS DMS ignores an attempt to update a primary key segment" (User Guide, PostgreSQL as a source,
+    limitations): the target keeps the row under its old key. The stand-in applied it, so a local run
+    reported equal tables where DMS would have left them different."""
+    table = TableName("public", "t")
+    keyed = Translator({table: TableShape(shape().relation, primary_key=frozenset({"id"}))}, {})
+    keyed.messages(TxBegin(1), 0)
+    moved = keyed.messages(RowChange("UPDATE", table, {"id": "1"}, {"id": "2", "v": "x"}), 0)[-1]
+    assert moved == Update(42, "K", ["1", None], ["2", "x"], key_moved=True)  # validated, not applied
+    assert keyed.ignored == 1
+
+    full = Translator({table: TableShape(shape("f").relation, primary_key=frozenset({"id"}))}, {})
+    full.messages(TxBegin(1), 0)
+    kept = RowChange("UPDATE", table, {"id": "1", "v": "a"}, {"id": "1", "v": "b"})
+    assert full.messages(kept, 0)[-1] == Update(42, "O", ["1", "a"], ["1", "b"])
+    moved_full = full.messages(RowChange("UPDATE", table, {"id": "1", "v": "b"}, {"id": "3", "v": "b"}), 0)
+    assert moved_full[-1].key_moved  # type: ignore[union-attr]
+    assert full.ignored == 1
+
+    # the old tuple of another unique index (REPLICA IDENTITY USING INDEX) lacks the key's columns: applied
+    other = Relation(42, "public", "t", "i", [Column("id", 23, -1, False), Column("v", 25, -1, True)])
+    by_index = Translator({table: TableShape(other, primary_key=frozenset({"id"}))}, {})
+    by_index.messages(TxBegin(1), 0)
+    moved_index = RowChange("UPDATE", table, {"v": "a"}, {"id": "1", "v": "c"})
+    assert by_index.messages(moved_index, 0)[-1] == Update(42, "K", [None, "a"], ["1", "c"])
+    assert by_index.ignored == 0
