@@ -565,11 +565,12 @@ def test_full_load_and_cdc_keeps_the_target_in_step(engine: StandInEngine, sourc
     assert runtime.status == "running", runtime.last_failure_message
     assert runtime.full_load_percent == 100
 
-    # changes after the load, in every shape: multi-row transactions, key updates, FULL identity, quoting
+    # changes after the load, in every shape: multi-row transactions, FULL identity, quoting (an update of
+    # a primary key DMS ignores: tests/e2e/test_cdc.py)
     source_db.execute(
         "BEGIN;"
         "INSERT INTO public.\"Mixed Case\" VALUES ('it''s', 1), ('naïve \"q\"', 2), ('gone', 3);"
-        "UPDATE public.\"Mixed Case\" SET n = n * 10, \"Key\" = 'renamed' WHERE \"Key\" = 'it''s';"
+        "UPDATE public.\"Mixed Case\" SET n = n * 10 WHERE \"Key\" = 'it''s';"
         'DELETE FROM public."Mixed Case" WHERE "Key" = \'gone\';'
         "UPDATE public.accounts SET owner = NULL, blob = '\\xdeadbeef' WHERE id BETWEEN 500 AND 599;"
         "DELETE FROM public.accounts WHERE id > 19900;"
