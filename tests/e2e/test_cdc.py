@@ -11,7 +11,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import judge
 import pytest
@@ -805,6 +805,27 @@ def test_the_cutover_reads_the_history_only_back_to_the_wait(fake_aws, one_table
     assert view.status == "SUCCEEDED", (view.error, view.cause)
 
 
+def cut_over_after(
+    source: Database, target: Database, migration_id: str, writes: Callable[[], None]
+) -> ExecutionView:
+    """A full-load-and-cdc migration (DMS creating the tables) with the stand-in: once the cutover is
+    offered, ``writes`` changes the source; then the decision, and the execution followed to its end."""
+    engine = StandInEngine()
+    try:
+        with EmbeddedAws(engine, time_scale=0.05) as aws:
+            spec = spec_for(source, target, migration_id=migration_id, polling=CDC_POLLING,
+                            migration_type="full-load-and-cdc",
+                            task={"target_table_prep_mode": "DROP_AND_CREATE"})  # fmt: skip
+            arn = start(aws, spec)
+            view = wait_for_state(aws, arn, WAITING_STATE)
+            assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
+            writes()
+            send_decision(aws.client("stepfunctions"), arn)
+            return finish(aws, arn)
+    finally:
+        engine.shutdown()
+
+
 @pytest.mark.slow
 def test_a_latin1_source_replicates_its_characters_to_a_utf8_target(
     source_db: Database, target_db: Database
@@ -822,24 +843,16 @@ def test_a_latin1_source_replicates_its_characters_to_a_utf8_target(
             conn.set_client_encoding("UTF8")
             cur.execute(statement, params)
 
-    engine = StandInEngine()
+    def replicated() -> None:
+        write("INSERT INTO t VALUES (3, 'naïve'), (4, 'über')")
+        write("UPDATE t SET word = 'crème brûlée' WHERE id = 2")
+        write("DELETE FROM t WHERE id = 1")
+
     try:
         write("CREATE TABLE t (id int PRIMARY KEY, word text)")
         write("INSERT INTO t VALUES (1, 'café'), (2, 'plain')")
-        with EmbeddedAws(engine, time_scale=0.05) as aws:
-            spec = spec_for(latin1, target_db, migration_id="latin1cdc", polling=CDC_POLLING,
-                            migration_type="full-load-and-cdc",
-                            task={"target_table_prep_mode": "DROP_AND_CREATE"})  # fmt: skip
-            arn = start(aws, spec)
-            view = wait_for_state(aws, arn, WAITING_STATE)
-            assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
-            write("INSERT INTO t VALUES (3, 'naïve'), (4, 'über')")
-            write("UPDATE t SET word = 'crème brûlée' WHERE id = 2")
-            write("DELETE FROM t WHERE id = 1")
-            send_decision(aws.client("stepfunctions"), arn)
-            view = finish(aws, arn)
+        view = cut_over_after(latin1, target_db, "latin1cdc", replicated)
     finally:
-        engine.shutdown()
         source_db.cluster.execute(
             "postgres",
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s",
@@ -864,21 +877,12 @@ def test_a_primary_key_moved_during_cdc_is_left_behind_as_by_dms_and_the_report_
     all tables equal where the same migration in AWS ends with them different."""
     source_db.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
     source_db.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g")
-    engine = StandInEngine()
-    try:
-        with EmbeddedAws(engine, time_scale=0.05) as aws:
-            spec = spec_for(source_db, target_db, migration_id="movedkey", polling=CDC_POLLING,
-                            migration_type="full-load-and-cdc",
-                            task={"target_table_prep_mode": "DROP_AND_CREATE"})  # fmt: skip
-            arn = start(aws, spec)
-            view = wait_for_state(aws, arn, WAITING_STATE)
-            assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
-            source_db.execute("UPDATE t SET id = 100 WHERE id = 1")
-            source_db.execute("UPDATE t SET v = 'changed' WHERE id = 2")  # an ordinary update still applies
-            send_decision(aws.client("stepfunctions"), arn)
-            view = finish(aws, arn)
-    finally:
-        engine.shutdown()
+
+    def replicated() -> None:
+        source_db.execute("UPDATE t SET id = 100 WHERE id = 1")
+        source_db.execute("UPDATE t SET v = 'changed' WHERE id = 2")  # an ordinary update still applies
+
+    view = cut_over_after(source_db, target_db, "movedkey", replicated)
 
     assert view.status == "FAILED", view.states
     assert "public.t" in (view.cause or ""), view.cause
