@@ -75,7 +75,7 @@ def default_migration_id() -> str:
     return "local-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
-def secret_of(dsn: str, side: str = "source") -> dict[str, Any]:
+def secret_of(dsn: str, side: str) -> dict[str, Any]:
     """What a DSN says about a database, as the secret RDS and DMS would hold for it. A DSN without its
     password is connected to, to learn the one libpq finds: if that fails (a wrong password, a server
     that is not there), the run ends here, before anything is created, with libpq's reason on one line."""

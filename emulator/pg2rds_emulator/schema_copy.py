@@ -198,9 +198,11 @@ class SchemaDump:
             [_tool("pg_restore"), "--list", "--section=post-data", str(self._file)],
             capture_output=True,
             text=True,
-            check=True,
-        ).stdout
-        with PostDataProgress(listed_items(listing), progress, self._connect_target) as watcher:
+        )
+        if listing.returncode != 0:
+            said = listing.stderr.strip().splitlines() or [f"exit {listing.returncode}"]
+            raise SchemaCopyFailed(f"pg_restore --list failed: {said[0]}")
+        with PostDataProgress(listed_items(listing.stdout), progress, self._connect_target) as watcher:
             _run([command[0], "--verbose", *command[1:]], self._target_password, what, self._environment,
                  watcher.line)  # fmt: skip
 

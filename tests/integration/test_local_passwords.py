@@ -107,7 +107,7 @@ def test_a_dsn_without_password_takes_it_from_the_password_file(
     dsn = f"postgresql://{user}@127.0.0.1:{source_db.cluster.port}/{source_db.name}"
 
     assert password_of(dsn) == password
-    assert secret_of(dsn)["password"] == password
+    assert secret_of(dsn, "source")["password"] == password
 
 
 @pytest.mark.parametrize("what", ["wrong password", "no server"])
