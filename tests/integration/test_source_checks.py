@@ -432,6 +432,31 @@ def test_what_dms_would_lose_is_named_before_the_load(validate: Validate, source
     assert findings_named(full_load, "unconstrained_numeric") == []
 
 
+def test_types_aws_lists_as_not_migrating_are_named(validate: Validate, source_db: Database) -> None:
+    """AWS's PostgreSQL-to-PostgreSQL table says enums, composites, ranges, inet, macaddr, tsvector,
+    tsquery and the geometric line, lseg, box, path and circle don't migrate: the pre-flight said nothing
+    of them, and a local run moved them as they are."""
+    source_db.execute(
+        "CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE DOMAIN feeling AS mood;"
+        "CREATE TYPE pair AS (a int, b text);"
+        "CREATE TABLE odd (id int PRIMARY KEY, m mood, f feeling, p pair, r int4range, addr inet, "
+        "mac macaddr, doc tsvector, q tsquery, l line, s lseg, b box, pa path, c circle, "
+        "net cidr, pt point, moods mood[], body text, at timestamptz)"
+    )
+
+    finding = only(validate(), "types_not_migrated")
+
+    assert finding.severity == "warning"
+    assert finding.objects == [
+        "public.odd.addr (inet)", "public.odd.b (box)", "public.odd.c (circle)", "public.odd.doc (tsvector)",
+        "public.odd.f (feeling)", "public.odd.l (line)", "public.odd.m (mood)", "public.odd.mac (macaddr)",
+        "public.odd.p (pair)", "public.odd.pa (path)", "public.odd.q (tsquery)", "public.odd.r (int4range)",
+        "public.odd.s (lseg)",
+    ]  # fmt: skip
+    source_db.execute("DROP TABLE odd")
+    assert findings_named(validate(), "types_not_migrated") == []
+
+
 LOBS = (
     "CREATE TABLE docs (id int PRIMARY KEY, body text, blob bytea, meta jsonb, title varchar(200));"
     "INSERT INTO docs SELECT i, repeat('x', 1000), '\\x00'::bytea, '{}'::jsonb, 't' "
