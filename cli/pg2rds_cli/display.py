@@ -192,12 +192,12 @@ def findings(console: Console, record: dict[str, Any]) -> None:
                 + ("…" if finding.get("object_count", 0) > 5 else "")
                 + "]"
             )
-        table.add_row(
+        table.add_row(  # Text, not markup: objects are names, and "[...]" around them is no style
             side,
             Text(finding["severity"], style=colour.get(finding["severity"], "")),
             finding["name"],
-            message,
-            finding.get("fix", ""),
+            Text(message),
+            Text(finding.get("fix", "")),
         )
     console.print(table)
 
@@ -218,7 +218,7 @@ def _tables(console: Console, record: dict[str, Any]) -> None:
         table.add_column(column, justify=justify)
     for row in tables:
         table.add_row(
-            f"{row['schema_name']}.{row['table_name']}",
+            Text(f"{row['schema_name']}.{row['table_name']}"),
             row.get("state", ""),
             f"{row.get('full_load_rows', 0):,}",
             f"{row.get('inserts', 0)}/{row.get('updates', 0)}/{row.get('deletes', 0)}",

@@ -16,6 +16,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.live import Live
+from rich.text import Text
 
 from pg2rds_cli import display
 from pg2rds_cli.arguments import dsn
@@ -121,7 +122,7 @@ def cmd_cutover(args: argparse.Namespace) -> int:
             boto3.client("stepfunctions"), args.execution, abort=args.abort, reason=args.reason
         )
     except NotWaitingForCutover as error:
-        console.print(f"[red]{error}[/red]", soft_wrap=True)
+        console.print(Text(str(error), style="red"), soft_wrap=True)
         return EXIT_FAILED
     if args.json:
         print_json({"executionArn": args.execution, "decision": decision})
@@ -157,7 +158,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except SpecInvalid as error:
         raise UsageError(str(error)) from None
     except Pg2RdsError as error:  # unreachable servers: the server's message, never the password
-        console.print(f"[red]{type(error).__name__}: {error}[/red]", soft_wrap=True, highlight=False)
+        console.print(Text(f"{type(error).__name__}: {error}", style="red"), soft_wrap=True, highlight=False)
         return EXIT_FAILED
     record = {"source_report": source_report.model_dump(), "target_report": target_report.model_dump()}
     if args.json:
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         if args.debug:
             raise
-        console.print(f"[red]pg2rds: {error}[/red]", soft_wrap=True, highlight=False)
+        console.print(Text(f"pg2rds: {error}", style="red"), soft_wrap=True, highlight=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
         if args.debug:
@@ -251,13 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     except (BotoCoreError, ClientError) as error:
         if args.debug:
             raise
-        console.print(f"[red]pg2rds: AWS said: {error}[/red]", soft_wrap=True, highlight=False)
+        console.print(Text(f"pg2rds: AWS said: {error}", style="red"), soft_wrap=True, highlight=False)
         return EXIT_FAILED
     except Exception as error:
         if args.debug:
             raise
         console.print(
-            f"[red]pg2rds: {type(error).__name__}: {error} (run with --debug for the traceback)[/red]",
+            Text(
+                f"pg2rds: {type(error).__name__}: {error} (run with --debug for the traceback)", style="red"
+            ),
             soft_wrap=True,
             highlight=False,
         )

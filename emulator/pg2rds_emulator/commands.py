@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.live import Live
+from rich.text import Text
 
 from pg2rds_cli import display
 from pg2rds_cli.arguments import dsn, time_scale
@@ -150,7 +151,7 @@ def _run(
 
 def _aborted(aborted: "LocalRunAborted") -> int:
     """What an interrupted run removed and what it could not; 130 (as after SIGINT) unless an error."""
-    console.print(f"[red]Migration aborted:[/red] {aborted.reason}", highlight=False)
+    console.print(Text("Migration aborted: ", style="red") + Text(aborted.reason), highlight=False)
     console.print("Removed: " + (", ".join(aborted.removed) or "nothing was left to remove"), highlight=False)
     if aborted.left:
         console.print("[red]Still left:[/red] " + "; ".join(aborted.left), highlight=False)

@@ -108,3 +108,11 @@ def test_json_results_parse(tmp_path: Path) -> None:
     result = pg2rds("graph", "--definition", "-o", str(out), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"output": str(out)} and out.exists()
+
+
+@pytest.mark.parametrize("name", ["[bold]spec.json", "[/bold]spec.json"])
+def test_a_message_is_printed_as_it_is_not_read_as_markup(tmp_path: Path, name: str) -> None:
+    """Messages went to rich as markup: a path with "[bold]" in it was shown without it (another path than
+    the user's), and one with "[/bold]" ended in a MarkupError traceback."""
+    missing = str(tmp_path / name)
+    one_line_error(pg2rds("start", missing), 2, f"spec file {missing} not found")
