@@ -144,7 +144,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
         render_execution(read_execution(boto3.client("stepfunctions"), args.execution), args.output)
     if args.json:
         print_json({"output": args.output})
-    console.print(f"Graph written to {args.output}")
+    console.print(Text(f"Graph written to {args.output}"))
     return 0
 
 

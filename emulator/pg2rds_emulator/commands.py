@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         post_data = 0 if schema is None else _build_post_data(schema, view)
     if args.graph:
         render_execution(view, args.graph)
-        console.print(f"Graph written to {args.graph}")
+        console.print(Text(f"Graph written to {args.graph}"))
     if leftovers:
         console.print(f"[red]Left in the embedded account: {', '.join(leftovers)}[/red]")
     code = finish(view, args.json)
