@@ -8,6 +8,10 @@ a result: each replacement computes what moto computes, for the data moto gives 
   grammar tables anew for each expression, every time a state reads or writes its data: a few hundred
   parses per run, about 2 ms each. A parsed expression is immutable and depends on the text alone, so each
   text is parsed once.
+- moto reads a service's model (to route and parse each request) through a model loader it creates anew
+  for every model: each new loader first lists botocore's data directories (about 400 services, 20 ms)
+  before reading the file, eight times in a local run's start-up. The loader is moto's own (botocore's
+  with moto's extras) and holds static data, so moto gets one, which lists once and keeps what it read.
 - moto deep-copies a state's data (a JSON document: dicts, lists, strings, numbers, booleans, None) each
   time a state reads its input or writes its output, with :func:`copy.deepcopy`, whose memo and dispatch
   cost about 1 µs per value: hundreds of thousands of values per run. :func:`json_copy` copies JSON values
@@ -18,6 +22,8 @@ import copy
 import functools
 from typing import Any
 
+from moto.core import loaders as moto_loaders
+from moto.core import utils as moto_utils
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.common.string import string_expression
 from moto.stepfunctions.parser.asl.component.state.exec import execute_state
@@ -64,7 +70,12 @@ _cached_parsers = {
 }
 
 
+#: moto's model loader, one per process (see the module's docstring).
+_one_loader = functools.cache(moto_loaders.create_loader)
+
+
 def install() -> None:
+    moto_utils.create_loader = _one_loader  # type: ignore[attr-defined]
     for module, parse in _cached_parsers.items():
         module.parse = parse  # type: ignore[attr-defined]
     for module in COPYING_MODULES:

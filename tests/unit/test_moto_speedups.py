@@ -3,6 +3,7 @@ execution whose states read and write their data through every kind of path ends
 the same history data as under moto's own code."""
 
 import copy
+import inspect
 import json
 import random
 from typing import Any
@@ -140,3 +141,18 @@ def test_a_value_that_is_not_json_is_copied_by_deepcopy() -> None:
     assert copied["holder"] is not holder and copied["holder"].items == [1, 2]
     assert copied["holder"].items is not holder.items
     assert copied["pair"] == (1, [2]) and copied["pair"][1] is not inner
+
+
+def test_moto_reads_its_models_through_one_loader_with_moto_s_extras() -> None:
+    """moto built a model loader for each model it read, each listing botocore's ~400 service directories
+    first; its one loader now lists once and still reads moto's extras (its own loader class)."""
+    from moto.core import loaders, utils
+
+    assert "create_loader()" in inspect.getsource(utils._load_service_model)  # where moto gets its loader
+    moto_speedups.install()
+    first, second = utils.create_loader(), utils.create_loader()
+    assert first is second and type(first) is loaders.Loader
+    first.load_service_model("sns", "service-2")
+    first.load_service_model("sqs", "service-2")
+    listings = [key for key in first._cache if key[0] == "list_available_services"]
+    assert len(listings) == 1, listings
