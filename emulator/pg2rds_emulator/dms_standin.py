@@ -106,6 +106,7 @@ from pg2rds_emulator.standin_copy import (
     oversized_lobs_statement,
     piped_copy,
     table_metadata,
+    timestamp_as_dms,
     truncate_statement,
 )
 from pg2rds_emulator.standin_errors import ApplyStopped, ErrorPolicies
@@ -908,10 +909,12 @@ class _Applier:
         self._count(relation, ("INSERT", "UPDATE", "DELETE").index(operation))
 
     def _written(self, relation: Relation, pairs: list[tuple[str, Value]]) -> list[tuple[str, Value]]:
-        """(column, value) as the task writes them: LOB columns cut, refused or left out by its LOB mode."""
+        """(column, value) as the task writes them: LOB columns cut, refused or left out by its LOB mode;
+        TIMESTAMP's infinities as DMS writes them."""
         schema, table = relation.namespace, relation.name
+        types = {column.name: column.type_oid for column in relation.columns}
         return [
-            (name, self.task.lob_value(schema, table, name, value))
+            (name, self.task.lob_value(schema, table, name, timestamp_as_dms(types[name], value)))
             for name, value in pairs
             if self.task.lob_copied(schema, table, name)
         ]
@@ -1028,7 +1031,9 @@ def _ident(relation: Relation) -> sql.Identifier:
 
 def _identity(relation: Relation, old_kind: str | None, values: list[Value]) -> tuple[sql.Composable, list]:
     """WHERE clause finding the row: key columns (primary key / replica identity index), or for
-    REPLICA IDENTITY FULL ('O') every sent column of the old row, compared as text, one row only."""
+    REPLICA IDENTITY FULL ('O') every sent column of the old row, compared as text, one row only; each
+    value as DMS wrote it to the target."""
+    values = [timestamp_as_dms(c.type_oid, v) for c, v in zip(relation.columns, values, strict=True)]
     if old_kind == "O":
         pairs = [(c.name, v) for c, v in zip(relation.columns, values, strict=True) if v is not UNCHANGED]
         conditions = sql.SQL(" AND ").join(

@@ -99,9 +99,47 @@ def _from(meta: TableMeta) -> sql.Composed:
     return sql.SQL("{}{}").format(sql.SQL("" if meta.partitioned else "ONLY "), meta.ident)
 
 
+#: What DMS writes for TIMESTAMP's infinities: "Positive and negative infinity values are truncated to
+#: '9999-12-31 23:59:59' and '4713-01-01 00:00:00 BC' respectively" (User Guide, "Using a PostgreSQL
+#: database as an AWS DMS source", Migrating from PostgreSQL to PostgreSQL). The page says it of TIMESTAMP
+#: only; other date and time types are copied as they are.
+TIMESTAMP_INFINITIES = {"infinity": "9999-12-31 23:59:59", "-infinity": "4713-01-01 00:00:00 BC"}
+#: ``timestamp without time zone``'s oid (its values as test_decoding prints them).
+TIMESTAMP_OID = 1114
+
+
+def timestamp_as_dms(type_oid: int, value: object) -> object:
+    """A value as DMS writes it: a TIMESTAMP's infinity as :data:`TIMESTAMP_INFINITIES` says."""
+    if type_oid == TIMESTAMP_OID and isinstance(value, str):
+        return TIMESTAMP_INFINITIES.get(value, value)
+    return value
+
+
+def _plain_timestamp(type_name: str) -> bool:
+    """``timestamp``, ``timestamp(3)``: format_type's ``timestamp... without time zone``."""
+    return type_name.startswith("timestamp") and type_name.endswith("without time zone")
+
+
+def _as_dms(column: str, type_name: str, read: sql.Composable) -> sql.Composable:
+    if not _plain_timestamp(type_name):
+        return read
+    infinities = [
+        sql.SQL("WHEN {} = {} THEN {}::timestamp").format(read, sql.Literal(given), sql.Literal(written))
+        for given, written in TIMESTAMP_INFINITIES.items()
+    ]
+    return sql.SQL("CASE {} ELSE {} END AS {}").format(
+        sql.SQL(" ").join(infinities), read, sql.Identifier(column)
+    )
+
+
 def copy_out_statement(meta: TableMeta, binary: bool, lobs: LobSettings = FULL_LOBS) -> sql.Composed:
-    """The source side of a table's full load: the migrated columns, LOBs as the task's LOB mode has them."""
-    expressions = [lobs.select_sql(column, kind) for column, kind in meta.copied(lobs)]
+    """The source side of a table's full load: the migrated columns, LOBs as the task's LOB mode has them,
+    TIMESTAMP's infinities as DMS writes them."""
+    types = dict(zip(meta.columns, meta.types, strict=False))
+    expressions = [
+        _as_dms(column, types.get(column, ""), lobs.select_sql(column, kind))
+        for column, kind in meta.copied(lobs)
+    ]
     return sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT{}").format(
         sql.SQL(", ").join(expressions), _from(meta), sql.SQL(" (FORMAT binary)" if binary else "")
     )

@@ -891,3 +891,27 @@ def test_a_primary_key_moved_during_cdc_is_left_behind_as_by_dms_and_the_report_
         (2, "changed"),
     ]
     assert source_objects(source_db) == ([], [])
+
+
+@pytest.mark.slow
+def test_a_timestamp_infinity_replicated_arrives_as_dms_writes_it(
+    source_db: Database, target_db: Database
+) -> None:
+    """The same for a change replicated during CDC: the row arrives with '9999-12-31 23:59:59', and the
+    report names the table."""
+    source_db.execute("CREATE TABLE t (id int PRIMARY KEY, at timestamp)")
+    source_db.execute("INSERT INTO t VALUES (1, '2024-05-01 10:00')")
+
+    def replicated() -> None:
+        source_db.execute("INSERT INTO t VALUES (2, 'infinity')")
+        source_db.execute("UPDATE t SET at = '-infinity' WHERE id = 1")
+
+    view = cut_over_after(source_db, target_db, "cdcinfinity", replicated)
+
+    assert view.status == "FAILED", view.states
+    assert "public.t" in (view.cause or ""), view.cause
+    assert target_db.execute("SELECT id, at::text FROM t ORDER BY id") == [
+        (1, "4713-01-01 00:00:00 BC"),
+        (2, "9999-12-31 23:59:59"),
+    ]
+    assert source_objects(source_db) == ([], [])

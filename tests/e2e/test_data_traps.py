@@ -135,3 +135,33 @@ def test_lobs_longer_than_the_limit_fail_before_the_load_and_an_unset_limit_is_s
     assert view.status == "SUCCEEDED", view.cause
     assert leftovers == []
     assert _fingerprint(target_db) == _fingerprint(source_db)
+
+
+def test_timestamp_infinities_arrive_as_dms_writes_them_and_the_report_says_so(
+    source_db: Database, target_db: Database
+) -> None:
+    """DMS writes TIMESTAMP's ±infinity as '9999-12-31 23:59:59' and '4713-01-01 00:00:00 BC' (AWS's
+    PostgreSQL-to-PostgreSQL table). Where the planner's statistics do not show them (a table never
+    analyzed), pre-flight cannot warn; the stand-in copied them as they are, so the local run SUCCEEDED
+    with the tables equal where AWS would leave them different."""
+    source_db.execute(
+        "CREATE TABLE events (id int PRIMARY KEY, at timestamp, at_zone timestamptz);"
+        "INSERT INTO events VALUES (1, 'infinity', 'infinity'), (2, '-infinity', '-infinity'),"
+        " (3, '2024-05-01 10:00', '2024-05-01 10:00+00')"
+    )
+
+    view, leftovers = run_local(
+        *_dsns(source_db, target_db),
+        {"migration_id": "infinities", "task": {"target_table_prep_mode": "DROP_AND_CREATE"}},
+        timeout_seconds=90,
+    )
+
+    assert view.status == "FAILED", view.output
+    assert view.error == "VerificationFailed" and "public.events" in view.cause, view.cause
+    assert leftovers == []
+    rows = target_db.execute("SELECT id, at::text, at_zone::text FROM events ORDER BY id")
+    assert rows == [
+        (1, "9999-12-31 23:59:59", "infinity"),  # timestamptz: not on the page, copied as it is
+        (2, "4713-01-01 00:00:00 BC", "-infinity"),
+        (3, "2024-05-01 10:00:00", "2024-05-01 10:00:00+00"),
+    ]
