@@ -798,13 +798,10 @@ def check_types_not_migrated(tables: TableFacts) -> list[Finding]:
         "type_not_migrated",
         "types_not_migrated",
         "warning",
-        "{count} selected column(s) are of types AWS lists as not migrating from PostgreSQL to PostgreSQL "
-        "(enums, composites, ranges, inet, macaddr, tsvector, tsquery and the geometric line, lseg, box, "
-        "path, circle); their values may not arrive, or arrive changed: verification compares them and "
-        "would fail the migration",
-        "create the target's schema first (pg_dump --schema-only, or pg2rds run --local --copy-schema) so "
-        "the columns keep their types, and try the migration on a copy before the real one; or change the "
-        "columns to text (or cidr for inet), or exclude the tables",
+        "{count} selected column(s) have types AWS lists as not migrating PostgreSQL to PostgreSQL; their "
+        "values may not arrive, or arrive changed (verification would then fail the migration)",
+        "create the target's schema first (--copy-schema) and try the migration on a copy; or change the "
+        "columns to text (cidr for inet), or exclude the tables",
     )
 
 
