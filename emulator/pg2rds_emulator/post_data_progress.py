@@ -3,10 +3,11 @@
 hung.
 
 ``pg_restore --verbose`` reports each item of the section as its jobs launch and finish it (``launching
-item 3212 CONSTRAINT pgbench_accounts pgbench_accounts_pkey``, ``finished item 3212 ...``; an item run
-before its parallel loop: ``processing item N ...``), and ``pg_restore --list`` how many items the section
-holds. The target's ``pg_stat_progress_create_index`` says how far each index build is (its phase, and the
-blocks or tuples done of its total), by table. Every :data:`PROGRESS_SECONDS` a line says both::
+item 3212 CONSTRAINT pgbench_accounts pgbench_accounts_pkey``, ``finished item 3212 ...``; an item the
+leader runs itself: ``processing item N ...``, ``processing missed item N ...``), and ``pg_restore
+--list`` how many items the section holds. The target's ``pg_stat_progress_create_index`` says how far
+each index build is (its phase, and the blocks or tuples done of its total), by table. Every
+:data:`PROGRESS_SECONDS` a line says both::
 
     Post-data after 1m30s: 3 of 12 built; building public.pgbench_accounts (building index: scanning
     table, 45%), CONSTRAINT orders orders_customer_fk (1m02s)
@@ -28,7 +29,9 @@ NAMED = 3
 #: How long the target may take to say how far its index builds are.
 QUERY_SECONDS = 5
 
-_EVENT = re.compile(r"^pg_restore: (launching|finished|processing) item (\d+) (.*)$")
+#: pg_restore's verbose lines about an item: launched and finished by a job, or processed by the leader
+#: before its parallel loop ("processing item") or after it ("processing missed item").
+_EVENT = re.compile(r"^pg_restore: (launching|finished|processing)(?: missed)? item (\d+) (.*)$")
 
 _INDEX_BUILDS = """
 SELECT format('%I.%I', n.nspname, c.relname), p.phase, p.blocks_done, p.blocks_total, p.tuples_done,

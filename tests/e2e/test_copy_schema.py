@@ -296,3 +296,19 @@ def test_the_line_says_how_far_each_index_build_is(
     described = [line for line in lines if "public.big (" in line]
     assert described, lines
     assert any(re.search(r"public\.big \([a-z :]+, \d+%\)", line) for line in described), described
+
+
+def test_progress_counts_every_way_pg_restore_reports_an_item() -> None:
+    """pg_restore's leader runs some items itself, before its parallel loop and after it ("processing
+    missed item"): each is counted once, and lines about items of other sections are not."""
+    progress = post_data_progress.PostDataProgress({1, 2, 3, 4}, lambda line: None, lambda: None)
+    for line in (
+        "pg_restore: processing item 9 ENCODING ENCODING\n",
+        "pg_restore: processing item 1 INDEX a_idx\n",
+        "pg_restore: launching item 2 CONSTRAINT t t_pkey\n",
+        "pg_restore: launching item 3 INDEX b_idx\n",
+        "pg_restore: finished item 2 CONSTRAINT t t_pkey\n",
+        "pg_restore: processing missed item 4 FK CONSTRAINT t t_fk\n",
+    ):
+        progress.line(line)
+    assert progress.summary([]).endswith("3 of 4 built; building INDEX b_idx (0s)")
