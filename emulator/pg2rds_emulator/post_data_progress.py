@@ -10,7 +10,10 @@ each index build is (its phase, and the blocks or tuples done of its total), by 
 :data:`PROGRESS_SECONDS` a line says both::
 
     Post-data after 1m30s: 3 of 12 built; building public.pgbench_accounts (building index: scanning
-    table, 45%), CONSTRAINT orders orders_customer_fk (1m02s)
+    table, 45%) and 1 more
+
+or, where the target does not say (no index build under way: a foreign key being validated), the items
+pg_restore is running and for how long: ``building FK CONSTRAINT orders orders_customer_fk (1m02s)``.
 """
 
 import re
