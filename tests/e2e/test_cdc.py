@@ -806,7 +806,7 @@ def test_the_cutover_reads_the_history_only_back_to_the_wait(fake_aws, one_table
 
 
 def cut_over_after(
-    source: Database, target: Database, migration_id: str, writes: Callable[[], None]
+    source: Database, target: Database, migration_id: str, writes: Callable[[], None], **spec_fields: object
 ) -> ExecutionView:
     """A full-load-and-cdc migration (DMS creating the tables) with the stand-in: once the cutover is
     offered, ``writes`` changes the source; then the decision, and the execution followed to its end."""
@@ -815,7 +815,7 @@ def cut_over_after(
         with EmbeddedAws(engine, time_scale=0.05) as aws:
             spec = spec_for(source, target, migration_id=migration_id, polling=CDC_POLLING,
                             migration_type="full-load-and-cdc",
-                            task={"target_table_prep_mode": "DROP_AND_CREATE"})  # fmt: skip
+                            task={"target_table_prep_mode": "DROP_AND_CREATE"}, **spec_fields)  # fmt: skip
             arn = start(aws, spec)
             view = wait_for_state(aws, arn, WAITING_STATE)
             assert view.current_state == WAITING_STATE, (view.status, view.error, view.cause)
@@ -869,8 +869,9 @@ def test_a_latin1_source_replicates_its_characters_to_a_utf8_target(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("verification", ["dms", "checksums"])
 def test_a_primary_key_moved_during_cdc_is_left_behind_as_by_dms_and_the_report_says_so(
-    source_db: Database, target_db: Database
+    source_db: Database, target_db: Database, verification: str
 ) -> None:
     """DMS ignores an UPDATE that changes a primary key (User Guide, PostgreSQL as a source, limitations):
     the target keeps the row under its old key. The stand-in applied it, so the local run SUCCEEDED with
@@ -882,7 +883,7 @@ def test_a_primary_key_moved_during_cdc_is_left_behind_as_by_dms_and_the_report_
         source_db.execute("UPDATE t SET id = 100 WHERE id = 1")
         source_db.execute("UPDATE t SET v = 'changed' WHERE id = 2")  # an ordinary update still applies
 
-    view = cut_over_after(source_db, target_db, "movedkey", replicated)
+    view = cut_over_after(source_db, target_db, "movedkey", replicated, verification=verification)
 
     assert view.status == "FAILED", view.states
     assert "public.t" in (view.cause or ""), view.cause
