@@ -423,6 +423,7 @@ def test_what_dms_would_lose_is_named_before_the_load(validate: Validate, source
     assert named("unconstrained_numeric") == ("fatal", ["public.amounts.exact"])
     assert named("infinite_timestamps") == ("fatal", ["public.periods.valid_until"])
     assert only(report, "cdc_truncate_and_ddl").severity == "warning"
+    assert "ignores an UPDATE that changes a primary key" in only(report, "cdc_truncate_and_ddl").message
     assert report.catalog_queries == 4  # three catalog queries and the bounded LOB measurement
 
     full_load = validate(migration_type="full-load", tables={"include": [{"table": "scratch"}]})

@@ -821,7 +821,8 @@ def check_infinite_timestamps(tables: TableFacts) -> list[Finding]:
 
 def check_cdc_truncate_and_ddl(spec: MigrationSpec) -> list[Finding]:
     """AWS: TRUNCATE is not captured during CDC; DDL is captured only through DMS's event trigger, which
-    pg2rds does not install (``CaptureDdls = false``: the source stays untouched but for our slot)."""
+    pg2rds does not install (``CaptureDdls = false``: the source stays untouched but for our slot); and an
+    UPDATE of a primary key is ignored ("AWS DMS ignores an attempt to update a primary key segment")."""
     if not spec.uses_cdc:
         return []
     return [
@@ -830,12 +831,14 @@ def check_cdc_truncate_and_ddl(spec: MigrationSpec) -> list[Finding]:
             severity="warning",
             message=(
                 "during ongoing replication DMS does not capture TRUNCATE, nor (with CaptureDdls off, as "
-                "pg2rds runs it) CREATE, ALTER or DROP TABLE, nor changes to column defaults or NOT NULL: "
-                "such statements on the selected tables leave the target silently different"
+                "pg2rds runs it) CREATE, ALTER or DROP TABLE, nor changes to column defaults or NOT NULL, "
+                "and it ignores an UPDATE that changes a primary key (the row keeps its old key on the "
+                "target): such statements on the selected tables leave the target different"
             ),
             fix=(
-                "do not TRUNCATE or change the schema of the selected tables until cutover; if you must, run "
-                "the same statement on the target (the final verification names any table that differs)"
+                "do not TRUNCATE, change the schema of, or update the primary keys of the selected tables "
+                "until cutover; if you must, run the same statement on the target (the final verification "
+                "names any table that differs)"
             ),
         )
     ]
