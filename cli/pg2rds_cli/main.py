@@ -25,6 +25,14 @@ from pg2rds_cli.errors import EXIT_FAILED, EXIT_USAGE, UsageError
 from pg2rds_cli.executions import ExecutionView, read_execution, watch
 
 console = Console(stderr=True)
+
+
+def say_error(message: str) -> None:
+    """An error as one red line, printed as it is: messages carry paths and names, whose "[...]" rich
+    would otherwise read as markup (dropped, or a MarkupError)."""
+    console.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
+
+
 STACK_NAME = "pg2rds"
 
 
@@ -122,7 +130,7 @@ def cmd_cutover(args: argparse.Namespace) -> int:
             boto3.client("stepfunctions"), args.execution, abort=args.abort, reason=args.reason
         )
     except NotWaitingForCutover as error:
-        console.print(Text(str(error), style="red"), soft_wrap=True)
+        say_error(str(error))
         return EXIT_FAILED
     if args.json:
         print_json({"executionArn": args.execution, "decision": decision})
@@ -158,7 +166,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except SpecInvalid as error:
         raise UsageError(str(error)) from None
     except Pg2RdsError as error:  # unreachable servers: the server's message, never the password
-        console.print(Text(f"{type(error).__name__}: {error}", style="red"), soft_wrap=True, highlight=False)
+        say_error(f"{type(error).__name__}: {error}")
         return EXIT_FAILED
     record = {"source_report": source_report.model_dump(), "target_report": target_report.model_dump()}
     if args.json:
@@ -242,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         if args.debug:
             raise
-        console.print(Text(f"pg2rds: {error}", style="red"), soft_wrap=True, highlight=False)
+        say_error(f"pg2rds: {error}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         if args.debug:
@@ -252,18 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     except (BotoCoreError, ClientError) as error:
         if args.debug:
             raise
-        console.print(Text(f"pg2rds: AWS said: {error}", style="red"), soft_wrap=True, highlight=False)
+        say_error(f"pg2rds: AWS said: {error}")
         return EXIT_FAILED
     except Exception as error:
         if args.debug:
             raise
-        console.print(
-            Text(
-                f"pg2rds: {type(error).__name__}: {error} (run with --debug for the traceback)", style="red"
-            ),
-            soft_wrap=True,
-            highlight=False,
-        )
+        say_error(f"pg2rds: {type(error).__name__}: {error} (run with --debug for the traceback)")
         return EXIT_FAILED
 
 

@@ -22,7 +22,7 @@ from pg2rds_cli import display
 from pg2rds_cli.arguments import dsn, time_scale
 from pg2rds_cli.errors import UsageError
 from pg2rds_cli.executions import ExecutionView
-from pg2rds_cli.main import console, finish, heavy_imports, load_spec
+from pg2rds_cli.main import console, finish, heavy_imports, load_spec, say_error
 from pg2rds_emulator import LOCAL_TIME_SCALE
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def _post_data_not_built(schema: "SchemaCopy | None") -> None:
 
 
 def _schema_failed(error: Exception) -> int:
-    console.print(f"pg2rds: {error}", style="red", markup=False, highlight=False, soft_wrap=True)
+    say_error(f"pg2rds: {error}")
     return 1
 
 
